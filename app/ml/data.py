@@ -1,0 +1,173 @@
+"""Series as training sees them: gaps, segments, the chronological split and scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from app.ml.evaluation import mase_scale
+from app.ml.spec import freq_seconds
+
+# Gaps up to this many missing readings are filled by linear interpolation; longer gaps cut the
+# series into segments, because inventing an hour of electricity demand would teach the model
+# straight lines.
+MAX_INTERPOLATED_GAP_STEPS = 4
+# A training part shorter than window + horizon + this many windows cannot fit anything useful.
+MIN_TRAIN_WINDOWS = 16
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a model; the message is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """One series of readings on a regular grid; NaN marks a missing reading."""
+
+    values: np.ndarray
+    timestamps: pd.DatetimeIndex
+    freq: str
+    name: str = "series"
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 1:
+            raise TrainingDataError(
+                f"Series {self.name!r} must be one column of numbers, got an array of shape "
+                f"{values.shape}."
+            )
+        object.__setattr__(self, "values", values)
+        if len(self.timestamps) != len(values):
+            raise TrainingDataError(
+                f"Series {self.name!r} has {len(values)} readings but {len(self.timestamps)} "
+                "timestamps; expected one timestamp per reading."
+            )
+        if len(values) > 1:
+            step_s = np.diff(self.timestamps.asi8) / 1e9
+            expected_s = freq_seconds(self.freq)
+            if not np.all(step_s == expected_s):
+                raise TrainingDataError(
+                    f"Series {self.name!r} is not on a regular {self.freq} grid; expected one "
+                    f"reading every {expected_s:g} s with NaN for missing readings."
+                )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Positions where the validation and test parts begin (the test part runs to the end)."""
+
+    n: int
+    val_start: int
+    test_start: int
+
+
+def interpolate_short_gaps(
+    values: np.ndarray, max_gap_steps: int = MAX_INTERPOLATED_GAP_STEPS
+) -> np.ndarray:
+    """Linearly fill runs of at most `max_gap_steps` NaNs that have readings on both sides."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    if not missing.any() or missing.all():
+        return values.copy()
+    filled = pd.Series(values).interpolate(
+        method="linear", limit_area="inside", limit=max_gap_steps
+    )
+    # pandas fills the first `limit` NaNs of a longer gap too; keep long gaps whole.
+    run_id = np.cumsum(~missing)
+    run_len = np.bincount(run_id, weights=missing)[run_id]
+    out = filled.to_numpy()
+    out[missing & (run_len > max_gap_steps)] = np.nan
+    return out
+
+
+def segments(values: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, stop) ranges of consecutive non-NaN readings."""
+    present = ~np.isnan(values)
+    edges = np.diff(np.concatenate(([0], present.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def chronological_split(
+    n: int, min_part: int, validation_fraction: float, test_fraction: float
+) -> Split:
+    """Last `test_fraction` for test, the part before for validation, each >= `min_part`."""
+    n_test = max(round(n * test_fraction), min_part)
+    n_val = max(round(n * validation_fraction), min_part)
+    return Split(n=n, val_start=n - n_test - n_val, test_start=n - n_test)
+
+
+def fit_scale(train_values: np.ndarray, name: str) -> float:
+    """Spread of the training part (std), the divisor that makes level-relative values unitless."""
+    present = train_values[~np.isnan(train_values)]
+    if present.size == 0:
+        raise TrainingDataError(f"Series {name!r} has no readings in its training part.")
+    scale = float(np.std(present))
+    if not scale > 1e-12 * max(1.0, float(np.max(np.abs(present)))):
+        raise TrainingDataError(
+            f"Series {name!r} is constant ({present[0]:g}) in its training part; a forecast "
+            "model needs values that vary."
+        )
+    return scale
+
+
+@dataclass(frozen=True)
+class PreparedSeries:
+    """A series ready for features: short gaps filled, split, and its training scale."""
+
+    name: str
+    values: np.ndarray
+    timestamps: pd.DatetimeIndex
+    split: Split
+    segments: list[tuple[int, int]]
+    scale: float
+    mase_scale: float
+
+    @property
+    def scaled(self) -> np.ndarray:
+        return self.values / self.scale
+
+
+def prepare_series(
+    series: SeriesData,
+    *,
+    window: int,
+    horizon: int,
+    period: int,
+    validation_fraction: float,
+    test_fraction: float,
+    max_gap_steps: int = MAX_INTERPOLATED_GAP_STEPS,
+) -> PreparedSeries:
+    """Fill short gaps, split chronologically and fit the scale on the training part only.
+
+    Raises:
+        TrainingDataError: no readings, too few readings, or a constant training part.
+    """
+    n = len(series.values)
+    if n == 0 or np.isnan(series.values).all():
+        raise TrainingDataError(f"Series {series.name!r} has no readings.")
+    min_part = max(period, horizon)
+    split = chronological_split(n, min_part, validation_fraction, test_fraction)
+    min_train = window + horizon + MIN_TRAIN_WINDOWS
+    if split.val_start < min_train:
+        needed = n - split.val_start + min_train
+        raise TrainingDataError(
+            f"Series {series.name!r} has {n} readings; this model needs at least about {needed}: "
+            f"{min_train} to train on (a window of {window}, a horizon of {horizon} and "
+            f"{MIN_TRAIN_WINDOWS} windows) plus validation and test parts of at least "
+            f"{min_part} readings each."
+        )
+    values = interpolate_short_gaps(series.values, max_gap_steps)
+    train = values[: split.val_start]
+    return PreparedSeries(
+        name=series.name,
+        values=values,
+        timestamps=series.timestamps,
+        split=split,
+        segments=segments(values),
+        scale=fit_scale(train, series.name),
+        mase_scale=mase_scale(train, period),
+    )

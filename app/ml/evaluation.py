@@ -1,0 +1,131 @@
+"""Honest metrics: rolling-origin errors on the untouched test part, beside seasonal naive.
+
+Everything here is plain numpy on forecasts already made; which origins are evaluated is decided
+in `windows.window_ends`, and the model never fitted on anything past `Split.val_start`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Prediction interval levels (percent) whose conformal quantiles are stored with every model.
+INTERVAL_LEVELS = (50, 80, 90, 95, 99)
+REPORTED_COVERAGE_LEVELS = (80, 95)
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """Forecasts at a set of origins, pooled over series.
+
+    Attributes:
+        actual: observed readings (n, H).
+        model: the model's forecasts (n, H).
+        naive: seasonal-naive forecasts (n, H).
+        scale: the series' training scale of each row (n,), the unit of conformal quantiles.
+        mase_scale: the series' in-sample seasonal-naive MAE of each row (n,).
+    """
+
+    actual: np.ndarray
+    model: np.ndarray
+    naive: np.ndarray
+    scale: np.ndarray
+    mase_scale: np.ndarray
+
+    @staticmethod
+    def concat(parts: list[Forecasts]) -> Forecasts:
+        return Forecasts(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in Forecasts.__dataclass_fields__
+            )
+        )
+
+
+def seasonal_naive(values: np.ndarray, ends: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """The reading one season before each target that was observed by the origin, (n, H)."""
+    steps = np.arange(1, horizon + 1)
+    back = period * np.ceil(steps / period).astype(np.int64)
+    return values[ends[:, None] + steps[None, :] - back[None, :]]
+
+
+def mase_scale(train_values: np.ndarray, period: int) -> float:
+    """Mean absolute error of the seasonal-naive forecast inside the training part."""
+    errors = np.abs(train_values[period:] - train_values[:-period])
+    return float(np.nanmean(errors)) if np.isfinite(errors).any() else float("nan")
+
+
+def actuals(values: np.ndarray, ends: np.ndarray, horizon: int) -> np.ndarray:
+    """Readings 1..horizon steps after each origin, (n, H)."""
+    return values[ends[:, None] + np.arange(1, horizon + 1)[None, :]]
+
+
+def conformal_quantiles(
+    abs_errors: np.ndarray, levels: tuple[int, ...] = INTERVAL_LEVELS
+) -> dict[str, list[float]]:
+    """Split-conformal half-widths per horizon step from absolute validation errors (n, H).
+
+    Uses the finite-sample rank ceil((n + 1) * level) so that coverage holds for exchangeable
+    errors; with too few errors for a level the largest error is used.
+    """
+    n = abs_errors.shape[0]
+    ordered = np.sort(abs_errors, axis=0)
+    out = {}
+    for level in levels:
+        rank = min(int(np.ceil((n + 1) * level / 100)), n)
+        out[str(level)] = ordered[rank - 1].astype(float).tolist()
+    return out
+
+
+def _point(actual: np.ndarray, forecast: np.ndarray, mase_rows: np.ndarray) -> dict[str, float]:
+    error = forecast - actual
+    denom = np.abs(actual) + np.abs(forecast)
+    smape = np.where(denom > 0, 2 * np.abs(error) / np.where(denom > 0, denom, 1), 0.0)
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "smape": float(100 * np.mean(smape)),
+        "mase": float(np.mean(np.abs(error) / mase_rows[:, None])),
+    }
+
+
+def coverage(
+    test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[int, ...]
+) -> dict[str, float]:
+    """Share of test readings inside each conformal interval."""
+    abs_error = np.abs(test.model - test.actual)
+    return {
+        str(level): float(
+            np.mean(abs_error <= np.asarray(quantiles[str(level)])[None, :] * test.scale[:, None])
+        )
+        for level in levels
+    }
+
+
+def report(
+    test: Forecasts,
+    quantiles: dict[str, list[float]],
+    *,
+    seasonal_period: int,
+    validation_origins: int,
+) -> dict[str, Any]:
+    """The JSON-able metrics stored with a model."""
+    horizon = test.actual.shape[1]
+
+    def both(steps: slice) -> dict[str, dict[str, float]]:
+        return {
+            "model": _point(test.actual[:, steps], test.model[:, steps], test.mase_scale),
+            "seasonal_naive": _point(test.actual[:, steps], test.naive[:, steps], test.mase_scale),
+        }
+
+    return {
+        "test_origins": int(test.actual.shape[0]),
+        "validation_origins": int(validation_origins),
+        "horizon": int(horizon),
+        "seasonal_period": int(seasonal_period),
+        "one_step": both(slice(0, 1)),
+        "full_horizon": both(slice(0, horizon)),
+        "interval_coverage": coverage(test, quantiles, REPORTED_COVERAGE_LEVELS),
+    }

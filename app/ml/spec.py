@@ -1,0 +1,219 @@
+"""The model spec a user submits, and its resolution against a series' frequency."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+Cell = Literal["lstm", "gru", "simple_rnn"]
+
+MIN_WINDOW_STEPS = 8
+MAX_LAYERS = 4
+# Daily data has no within-day pattern; its season is the week.
+DAYS_PER_WEEK = 7
+SECONDS_PER_DAY = 86_400
+
+
+def _invalid(name: str, expected: str, got: Any) -> ValueError:
+    return ValueError(
+        f"Received an invalid value for argument `{name}`, expected {expected}, got {got!r}."
+    )
+
+
+class ModelSpec(BaseModel):
+    """What to train: the network, the inputs and the fitting schedule.
+
+    Fields left as None depend on the series' frequency and are filled by `resolve_spec`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cell: Cell = "lstm"
+    units: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    stateful: bool = False
+    bidirectional: bool = False
+    window: int | None = None
+    horizon: int = 1
+    calendar: bool = True
+    epochs: int = 30
+    patience: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    chunk: int | None = None
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # Room for later options (a spec search with `auto`/`budget_s`, seasonal lags, residual skips,
+    # per-window normalisation, seed averaging): each becomes one field here plus one flag in
+    # `features.FeatureConfig`, so the network stays a plain stack.
+
+    @field_validator("cell", mode="before")
+    @classmethod
+    def _check_cell(cls, value: Any) -> Any:
+        if value not in ("lstm", "gru", "simple_rnn"):
+            raise _invalid("cell", "one of 'lstm', 'gru', 'simple_rnn'", value)
+        return value
+
+    @field_validator("units", "epochs", "batch_size", "horizon", mode="before")
+    @classmethod
+    def _check_positive_int(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _invalid(info.field_name, "a positive integer", value)
+        return value
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _check_layers(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LAYERS:
+            raise _invalid("layers", f"an integer from 1 to {MAX_LAYERS}", value)
+        return value
+
+    @field_validator("patience", "seed", mode="before")
+    @classmethod
+    def _check_non_negative_int(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _invalid(info.field_name, "a non-negative integer", value)
+        return value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _check_window(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_WINDOW_STEPS:
+            raise _invalid("window", f"an integer of at least {MIN_WINDOW_STEPS} steps", value)
+        return value
+
+    @field_validator("chunk", mode="before")
+    @classmethod
+    def _check_chunk(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _invalid("chunk", "a positive integer (steps of truncated BPTT)", value)
+        return value
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _check_dropout(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise _invalid("dropout", "a number in [0, 1)", value)
+        return float(value)
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _check_learning_rate(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise _invalid("learning_rate", "a positive number", value)
+        return float(value)
+
+    @field_validator("validation_fraction", "test_fraction", mode="before")
+    @classmethod
+    def _check_fraction(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 0.5:
+            raise _invalid(info.field_name, "a number in (0, 0.5)", value)
+        return float(value)
+
+    @field_validator("stateful", "bidirectional", "calendar", mode="before")
+    @classmethod
+    def _check_bool(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, bool):
+            raise _invalid(info.field_name, "true or false", value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> ModelSpec:
+        if self.stateful and self.bidirectional:
+            raise ValueError(
+                "Received `stateful=True` with `bidirectional=True`, expected at most one of them: "
+                "a bidirectional layer reads the future of its window, so it cannot carry state "
+                "forward one reading at a time."
+            )
+        if self.chunk is not None and not self.stateful:
+            raise ValueError(
+                f"Received `chunk={self.chunk}` with `stateful=False`, expected `chunk` only for "
+                "stateful models (it is their truncated BPTT length)."
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A `ModelSpec` with every frequency-dependent default filled in."""
+
+    cell: Cell
+    units: int
+    layers: int
+    dropout: float
+    stateful: bool
+    bidirectional: bool
+    window: int
+    horizon: int
+    calendar: bool
+    epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    chunk: int
+    validation_fraction: float
+    test_fraction: float
+    freq: str
+    steps_per_day: float
+    seasonal_period: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResolvedSpec:
+        return cls(**data)
+
+
+def freq_seconds(freq: str) -> float:
+    """Seconds between readings for a pandas offset alias ("15min", "h", "D", ...)."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+        seconds = pd.Timedelta(offset).total_seconds()
+    except (ValueError, TypeError):
+        raise _invalid(
+            "freq", "a fixed pandas offset alias such as '15min', '30min', 'h' or 'D'", freq
+        ) from None
+    if seconds <= 0 or seconds > SECONDS_PER_DAY:
+        raise _invalid("freq", "a frequency of one day or shorter", freq)
+    return seconds
+
+
+def seasonal_period(freq: str) -> int:
+    """Readings per season: one day for sub-daily data, one week for daily data."""
+    step_s = freq_seconds(freq)
+    if step_s >= SECONDS_PER_DAY:
+        return DAYS_PER_WEEK
+    per_day = SECONDS_PER_DAY / step_s
+    if per_day != int(per_day):
+        raise _invalid("freq", "a frequency that divides one day evenly", freq)
+    return int(per_day)
+
+
+def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:
+    """Fill the frequency-dependent defaults of `spec` for readings every `freq`."""
+    period = seasonal_period(freq)
+    steps_per_day = SECONDS_PER_DAY / freq_seconds(freq)
+    # One day of readings; daily data gets two weeks so that the window sees a weekly cycle.
+    default_window = period if steps_per_day > 1 else 2 * period
+    window = spec.window if spec.window is not None else max(MIN_WINDOW_STEPS, default_window)
+    chunk = spec.chunk if spec.chunk is not None else window
+    fields = spec.model_dump()
+    fields.update(
+        window=window,
+        chunk=chunk,
+        freq=freq,
+        steps_per_day=steps_per_day,
+        seasonal_period=period,
+    )
+    return ResolvedSpec(**fields)

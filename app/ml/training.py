@@ -1,0 +1,504 @@
+"""Train one global network on one or more series, with progress, cancel and honest metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from app.ml import evaluation, windows
+from app.ml.architectures import build_network, recurrent_layers
+from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
+from app.ml.features import (
+    FeatureConfig,
+    calendar,
+    stream_inputs,
+    stream_targets,
+    to_values,
+    window_batch,
+)
+from app.ml.spec import ModelSpec, ResolvedSpec, resolve_spec
+
+# How often `should_stop` is polled: often enough to cancel within a couple of seconds, rarely
+# enough that a database-backed check costs nothing next to the batches.
+CANCEL_POLL_INTERVAL_S = 0.25
+# Windows per prediction call when evaluating; bounds the memory of materialised windows.
+PREDICT_BATCH_WINDOWS = 4096
+
+
+class TrainingCancelled(Exception):
+    """`should_stop` asked training to stop; nothing was produced."""
+
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """Reported after every epoch."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    val_loss: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass
+class TrainedModel:
+    """A fitted network with everything needed to serve and judge it.
+
+    Attributes:
+        network: the stateless Keras network (stream models: the twin that returns a forecast at
+            every step; it shares the trained weights).
+        scales: per-series divisor fitted on the training part.
+        conformal: interval level (percent, as a string) -> half-width per horizon step, in units
+            of the series' scale.
+        data_range: per series, the readings used and where the parts begin (ISO timestamps).
+        history: per epoch, loss and val_loss.
+    """
+
+    spec: ResolvedSpec
+    features: FeatureConfig
+    network: keras.Model
+    scales: dict[str, float]
+    conformal: dict[str, list[float]]
+    metrics: dict[str, Any]
+    data_range: dict[str, dict[str, Any]]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class _Table:
+    """All series laid end to end so that one array serves every window."""
+
+    series: list[PreparedSeries]
+    offsets: list[int]
+    scaled: np.ndarray
+    cal: np.ndarray
+
+    def ends(self, part: windows.Part, spec: ResolvedSpec, every: int = 1) -> np.ndarray:
+        return np.concatenate(
+            [
+                windows.window_ends(
+                    s.segments,
+                    s.split,
+                    part,
+                    window=spec.window,
+                    horizon=spec.horizon,
+                    every=every,
+                )
+                + offset
+                for s, offset in zip(self.series, self.offsets, strict=True)
+            ]
+        ).astype(np.int64)
+
+
+def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Table:
+    offsets = np.cumsum([0] + [len(s.values) for s in prepared[:-1]]).tolist()
+    return _Table(
+        series=prepared,
+        offsets=offsets,
+        scaled=np.concatenate([s.scaled for s in prepared]),
+        cal=np.concatenate([calendar(s.timestamps, features) for s in prepared]),
+    )
+
+
+class _Control(keras.callbacks.Callback):
+    """Polls `should_stop` between batches and reports each epoch."""
+
+    def __init__(
+        self,
+        epochs: int,
+        on_epoch: Callable[[EpochProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.on_epoch = on_epoch
+        self.should_stop = should_stop
+        self.cancelled = False
+        self.history: list[dict[str, float]] = []
+        self._start = time.monotonic()
+        self._polled = self._start
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        if self.should_stop is None or now - self._polled < CANCEL_POLL_INTERVAL_S:
+            return
+        self._polled = now
+        if self.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._poll()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.cancelled:
+            return
+        logs = logs or {}
+        record = {"loss": float(logs.get("loss", np.nan)), "val_loss": float(logs["val_loss"])}
+        self.history.append(record)
+        if self.on_epoch is None:
+            return
+        elapsed_s = time.monotonic() - self._start
+        done = epoch + 1
+        self.on_epoch(
+            EpochProgress(
+                epoch=done,
+                epochs=self.epochs,
+                loss=record["loss"],
+                val_loss=record["val_loss"],
+                elapsed_s=elapsed_s,
+                # An upper bound: early stopping may end training sooner.
+                eta_s=elapsed_s / done * (self.epochs - done),
+            )
+        )
+
+
+class _ResetStates(keras.callbacks.Callback):
+    """Each epoch walks the lanes from their start again, so it starts from zero state."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for layer in recurrent_layers(self.model):
+            layer.reset_state()
+
+
+class _StreamValidation(keras.callbacks.Callback):
+    """val_loss of a stream model: its stateless twin runs each segment from its start."""
+
+    def __init__(self, twin: keras.Model, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        super().__init__()
+        self.twin, self.x, self.y, self.mask = twin, x, y, mask
+        self.predict = compiled_predict(twin)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.twin.set_weights(self.model.get_weights())
+        pred = self.predict(self.x)
+        squared = np.mean((pred - self.y) ** 2, axis=-1)
+        if logs is not None:
+            logs["val_loss"] = float(np.mean(squared[self.mask]))
+
+
+def compiled_predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Inference in a tf.function: an eager RNN over thousands of steps would loop in Python,
+    and `model.predict` adds ~40 ms of machinery per call."""
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = [
+            call(tf.constant(x[i : i + PREDICT_BATCH_WINDOWS])).numpy()
+            for i in range(0, len(x), PREDICT_BATCH_WINDOWS)
+        ]
+        return np.concatenate(out)
+
+    return predict
+
+
+def _window_dataset(
+    table: _Table,
+    ends: np.ndarray,
+    features: FeatureConfig,
+    batch_size: int,
+    shuffle_seed: int | None,
+) -> tf.data.Dataset:
+    """Batches built on the fly by `features.window_batch`: no N x window array is ever held."""
+
+    def build(batch_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = window_batch(table.scaled, table.cal, batch_ends, features)
+        assert y is not None
+        return x, y
+
+    def to_tensors(batch_ends: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(build, [batch_ends], (tf.float32, tf.float32), stateful=False)
+        x.set_shape((None, features.window, features.n_inputs))
+        y.set_shape((None, features.horizon))
+        return x, y
+
+    dataset = tf.data.Dataset.from_tensor_slices(ends)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(ends), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(to_tensors).prefetch(tf.data.AUTOTUNE)
+
+
+def _compile(model: keras.Model, spec: ResolvedSpec) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss="mse")
+
+
+def _fit_windows(
+    spec: ResolvedSpec, features: FeatureConfig, table: _Table, callbacks: list[Any]
+) -> keras.Model:
+    train_ends = table.ends("train", spec)
+    val_ends = table.ends("validation", spec)
+    network = build_network(spec, features.n_inputs)
+    _compile(network, spec)
+    network.fit(
+        _window_dataset(table, train_ends, features, spec.batch_size, spec.seed),
+        validation_data=_window_dataset(table, val_ends, features, PREDICT_BATCH_WINDOWS, None),
+        epochs=spec.epochs,
+        shuffle=False,  # the dataset shuffles itself, seeded
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return network
+
+
+def _stream_pieces(table: _Table, stop_part: windows.Part) -> list[tuple[int, int]]:
+    """Global [start, stop) ranges of each segment, cut where `stop_part` ends."""
+    pieces = []
+    for s, offset in zip(table.series, table.offsets, strict=True):
+        _, limit = windows.part_bounds(s.split, stop_part)
+        for start, stop in s.segments:
+            stop = min(stop, limit)
+            if stop - start > 1:
+                pieces.append((offset + start, offset + stop))
+    return pieces
+
+
+def _stream_arrays(
+    table: _Table, pieces: list[tuple[int, int]], horizon: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    inputs = [stream_inputs(table.scaled[a:b], table.cal[a:b]) for a, b in pieces]
+    targets = [stream_targets(table.scaled[a:b], horizon) for a, b in pieces]
+    return inputs, targets
+
+
+def _pad(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack sequences of different lengths, zero-padded at the end (causal RNNs ignore it)."""
+    out = np.zeros((len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:]), np.float32)
+    for i, array in enumerate(arrays):
+        out[i, : len(array)] = array
+    return out
+
+
+def _fit_stream(
+    spec: ResolvedSpec, features: FeatureConfig, table: _Table, callbacks: list[Any]
+) -> keras.Model:
+    # Training stream: the training part of every segment, laid end to end. Targets never reach
+    # past a piece's end, so nothing from the validation part is fitted.
+    inputs, targets = _stream_arrays(table, _stream_pieces(table, "train"), spec.horizon)
+    stream_x, stream_y = np.concatenate(inputs), np.concatenate(targets)
+    batch_size = min(spec.batch_size, len(stream_x) // spec.chunk)
+    if batch_size < 1:
+        raise TrainingDataError(
+            f"The training part has {len(stream_x)} readings, fewer than one chunk of "
+            f"{spec.chunk}; lower `chunk` or provide more data."
+        )
+    x, y, weights = windows.stateful_batches(stream_x, stream_y, batch_size, spec.chunk)
+
+    # Validation: each segment from its start up to the test part; loss only at steps whose
+    # targets all lie in the validation part.
+    val_pieces = _stream_pieces(table, "validation")
+    val_inputs, val_targets = _stream_arrays(table, val_pieces, spec.horizon)
+    val_mask = np.zeros((len(val_pieces), max(b - a for a, b in val_pieces)), dtype=bool)
+    for i, (a, b) in enumerate(val_pieces):
+        position = np.arange(a, b)
+        known = ~np.isnan(val_targets[i]).any(axis=1)
+        val_mask[i, : b - a] = known & (position >= _global_val_start(table, a))
+    if not val_mask.any():
+        raise TrainingDataError("The validation part has no complete forecast horizon.")
+
+    network = build_network(spec, features.n_inputs, batch_size=batch_size, stateful=True)
+    twin = build_network(spec, features.n_inputs)
+    _compile(network, spec)
+    validation = _StreamValidation(
+        twin, _pad(val_inputs), np.nan_to_num(_pad(val_targets)), val_mask
+    )
+    network.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=batch_size,
+        epochs=spec.epochs,
+        shuffle=False,
+        callbacks=[_ResetStates(), validation, *callbacks],
+        verbose=0,
+    )
+    twin.set_weights(network.get_weights())
+    return twin
+
+
+def _global_val_start(table: _Table, position: int) -> int:
+    for s, offset in zip(table.series, table.offsets, strict=True):
+        if offset <= position < offset + len(s.values):
+            return offset + s.split.val_start
+    raise AssertionError(position)
+
+
+def _origin_forecasts(
+    network: keras.Model,
+    spec: ResolvedSpec,
+    features: FeatureConfig,
+    table: _Table,
+    part: windows.Part,
+    every: int,
+) -> tuple[evaluation.Forecasts, np.ndarray]:
+    """Model and seasonal-naive forecasts (original units) at the origins of `part`."""
+    ends = table.ends(part, spec, every=every)
+    if spec.stateful:
+        relative = _stream_forecasts_at(network, spec, table, ends)
+    else:
+        x, _ = window_batch(table.scaled, table.cal, ends, features, targets=False)
+        relative = compiled_predict(network)(x)
+    parts = []
+    for s, offset in zip(table.series, table.offsets, strict=True):
+        mine = (ends >= offset) & (ends < offset + len(s.values))
+        local = ends[mine] - offset
+        naive = evaluation.seasonal_naive(s.values, local, spec.horizon, spec.seasonal_period)
+        parts.append(
+            evaluation.Forecasts(
+                actual=evaluation.actuals(s.values, local, spec.horizon),
+                model=to_values(relative[mine], s.values[local], s.scale),
+                naive=naive,
+                scale=np.full(len(local), s.scale),
+                mase_scale=np.full(len(local), s.mase_scale),
+            )
+        )
+    forecasts = evaluation.Forecasts.concat(parts)
+    # A seasonal-naive value may fall in a gap; judge both forecasters on the same origins.
+    keep = np.isfinite(forecasts.naive).all(axis=1)
+    return evaluation.Forecasts(
+        *(getattr(forecasts, f)[keep] for f in evaluation.Forecasts.__dataclass_fields__)
+    ), ends[keep]
+
+
+def _stream_forecasts_at(
+    network: keras.Model, spec: ResolvedSpec, table: _Table, ends: np.ndarray
+) -> np.ndarray:
+    """Run each whole segment through the twin once and read the forecasts at `ends`."""
+    pieces = [
+        (offset + start, offset + stop)
+        for s, offset in zip(table.series, table.offsets, strict=True)
+        for start, stop in s.segments
+        if stop - start > 1
+    ]
+    inputs, _ = _stream_arrays(table, pieces, spec.horizon)
+    per_step = compiled_predict(network)(_pad(inputs))
+    out = np.empty((len(ends), spec.horizon), dtype=np.float32)
+    for i, (a, b) in enumerate(pieces):
+        mine = (ends >= a) & (ends < b)
+        out[mine] = per_step[i, ends[mine] - a]
+    return out
+
+
+def _data_range(s: PreparedSeries) -> dict[str, Any]:
+    ts = s.timestamps
+    return {
+        "start": ts[0].isoformat(),
+        "end": ts[-1].isoformat(),
+        "readings": len(ts),
+        "validation_start": ts[s.split.val_start].isoformat(),
+        "test_start": ts[s.split.test_start].isoformat(),
+        "scale": s.scale,
+    }
+
+
+def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, list[PreparedSeries]]:
+    """Resolve the spec for the series' frequency and prepare every series for training.
+
+    Raises:
+        TrainingDataError: no series, mixed frequencies, repeated names, or unusable data.
+    """
+    if not series:
+        raise TrainingDataError("No series were given; training needs at least one.")
+    freqs = sorted({s.freq for s in series})
+    if len(freqs) > 1:
+        raise TrainingDataError(
+            f"The series have different frequencies ({', '.join(freqs)}); one model is trained "
+            "on series of one frequency."
+        )
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        raise TrainingDataError(f"Series names must be unique, got {names}.")
+    resolved = resolve_spec(spec, freqs[0])
+    prepared = [
+        prepare_series(
+            s,
+            window=resolved.window,
+            horizon=resolved.horizon,
+            period=resolved.seasonal_period,
+            validation_fraction=resolved.validation_fraction,
+            test_fraction=resolved.test_fraction,
+        )
+        for s in series
+    ]
+    return resolved, prepared
+
+
+def train(
+    spec: ModelSpec,
+    series: list[SeriesData],
+    *,
+    on_epoch: Callable[[EpochProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainedModel:
+    """Fit one network on all `series`, then measure it on their untouched test parts.
+
+    Args:
+        spec: what to train.
+        series: one or more series of one frequency; each is scaled on its own.
+        on_epoch: called after every epoch with progress.
+        should_stop: polled between batches; when it returns True training stops.
+
+    Returns:
+        The trained model with metrics and conformal interval widths.
+
+    Raises:
+        TrainingDataError: the data cannot train this model (the message is for the user).
+        TrainingCancelled: `should_stop` returned True.
+    """
+    resolved, prepared = prepare(spec, series)
+    features = FeatureConfig.from_spec(resolved)
+    table = _build_table(prepared, features)
+    if not resolved.stateful and len(table.ends("validation", resolved)) == 0:
+        raise TrainingDataError(
+            "The validation part has no complete window and horizon without missing readings."
+        )
+
+    keras.utils.set_random_seed(resolved.seed)
+    control = _Control(resolved.epochs, on_epoch, should_stop)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=resolved.patience, restore_best_weights=True
+    )
+    callbacks = [early_stopping, control]
+    fit = _fit_stream if resolved.stateful else _fit_windows
+    network = fit(resolved, features, table, callbacks)
+    if control.cancelled:
+        raise TrainingCancelled("Training was cancelled.")
+
+    validation, _ = _origin_forecasts(network, resolved, features, table, "validation", every=1)
+    if len(validation.actual) == 0:
+        raise TrainingDataError("The validation part has no complete forecast horizon.")
+    scaled_errors = np.abs(validation.model - validation.actual) / validation.scale[:, None]
+    conformal = evaluation.conformal_quantiles(scaled_errors)
+    test, _ = _origin_forecasts(
+        network, resolved, features, table, "test", every=resolved.seasonal_period
+    )
+    if len(test.actual) == 0:
+        raise TrainingDataError("The test part has no complete forecast horizon.")
+    metrics = evaluation.report(
+        test,
+        conformal,
+        seasonal_period=resolved.seasonal_period,
+        validation_origins=len(validation.actual),
+    )
+    val_losses = [h["val_loss"] for h in control.history]
+    return TrainedModel(
+        spec=resolved,
+        features=features,
+        network=network,
+        scales={s.name: s.scale for s in prepared},
+        conformal=conformal,
+        metrics=metrics,
+        data_range={s.name: _data_range(s) for s in prepared},
+        history=control.history,
+        best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else 0,
+    )
