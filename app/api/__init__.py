@@ -1,0 +1,1 @@
+"""The HTTP API: routes, their dependencies and schemas."""

@@ -1,0 +1,168 @@
+"""Series: create, list, read, delete; and their readings, uploaded as CSV or JSON."""
+
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SessionDep, SessionFactoryDep, TenantDep
+from app.api.schemas import (
+    Page,
+    ReadingsPage,
+    SeriesCreate,
+    SeriesDetail,
+    SeriesPublic,
+    UploadResult,
+)
+from app.db import readings as readings_db
+from app.db import series as series_db
+from app.db.engine import transaction
+from app.errors import ServiceError
+from app.ingest import CsvOptions, parse_csv, parse_json, to_batch
+from app.timegrid import NS_PER_S
+
+router = APIRouter(prefix="/v1/series", tags=["series"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {
+                "type": "object", "required": ["readings"],
+                "properties": {"readings": {"type": "array", "items": {
+                    "type": "object", "required": ["ts", "value"],
+                    "properties": {"ts": {"type": "string", "format": "date-time"},
+                                   "value": {"type": ["number", "null"]}}}}}}},
+            "text/csv": {"schema": {"type": "string"},
+                         "example": "timestamp,value\n2024-01-01 00:00,1.5\n"},
+        },
+    }
+}
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    title = "Unsupported media type"
+
+
+def _utc(ts_s: int | None) -> datetime | None:
+    return None if ts_s is None else datetime.fromtimestamp(ts_s, UTC)
+
+
+def _to_seconds(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+@router.post("", status_code=201, response_model=SeriesPublic, summary="Create a series")
+def create_series(body: SeriesCreate, tenant: TenantDep, session: SessionDep) -> SeriesPublic:
+    series = series_db.create_series(session=session, tenant_id=tenant.id, name=body.name,
+                                     freq=body.freq, unit=body.unit, description=body.description)
+    session.commit()
+    return SeriesPublic.model_validate(series)
+
+
+@router.get("", response_model=Page[SeriesPublic], summary="List series")
+def list_series(tenant: TenantDep, session: SessionDep,
+                offset: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[SeriesPublic]:
+    rows, count = series_db.list_series(session=session, tenant_id=tenant.id, offset=offset,
+                                        limit=limit)
+    return Page[SeriesPublic](data=[SeriesPublic.model_validate(r) for r in rows], count=count)
+
+
+@router.get("/{series_id}", response_model=SeriesDetail, summary="A series and its extent")
+def get_series(series_id: int, tenant: TenantDep, session: SessionDep) -> SeriesDetail:
+    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
+    count, first, last = series_db.reading_stats(session=session, series_id=series.id)
+    return SeriesDetail(**SeriesPublic.model_validate(series).model_dump(), readings=count,
+                        first_ts=_utc(first), last_ts=_utc(last))
+
+
+@router.delete("/{series_id}", status_code=204, summary="Delete a series and all under it")
+def delete_series(series_id: int, tenant: TenantDep, session: SessionDep) -> Response:
+    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
+    series_db.delete_series(session=session, series=series)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{series_id}/readings", response_model=UploadResult, openapi_extra=UPLOAD_BODY,
+             summary="Upload readings as JSON or CSV (all or nothing)")
+async def upload_readings(
+    series_id: int, request: Request, tenant: TenantDep, factory: SessionFactoryDep,
+    on_conflict: Annotated[Literal["error", "replace"], Query(
+        description="What to do with a stored timestamp sent with another value")] = "error",
+    ts_col: Annotated[str | None, Query(description="CSV: timestamp column (default first)")
+                      ] = None,
+    value_col: Annotated[str | None, Query(description="CSV: value column (default second)")
+                         ] = None,
+    sep: Annotated[str, Query(min_length=1, max_length=1, description="CSV field separator")
+                   ] = ",",
+    decimal: Annotated[Literal[".", ","], Query(description="CSV decimal mark")] = ".",
+) -> UploadResult:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("application/json", "text/csv", "application/csv"):
+        raise UnsupportedMediaType(
+            f"Send readings as application/json or text/csv, not {media_type or 'no type'!r}",
+            errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
+    body = await request.body()
+    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
+    return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
+                                   options, on_conflict)
+
+
+def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
+            body: bytes, options: CsvOptions, on_conflict: Literal["error", "replace"],
+            ) -> UploadResult:
+    with transaction(factory, write=True) as session:
+        series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
+                                      for_update=True)
+        if media_type == "application/json":
+            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value")
+        else:
+            ts_raw, value_raw = parse_csv(body, options)
+            # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
+            batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
+                             ts_field=str(ts_raw.name), value_field=str(value_raw.name))
+        result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
+                                            on_conflict=on_conflict)
+    return UploadResult(received=result.received, inserted=result.inserted,
+                        updated=result.updated, unchanged=result.unchanged,
+                        first_ts=datetime.fromtimestamp(result.first_ts, UTC),
+                        last_ts=datetime.fromtimestamp(result.last_ts, UTC))
+
+
+@router.get("/{series_id}/readings", response_model=ReadingsPage,
+            responses={200: {"content": {"text/csv": {}}}},
+            summary="Read readings back as JSON, or CSV with `Accept: text/csv`")
+def read_readings(
+    series_id: int, request: Request, tenant: TenantDep, session: SessionDep,
+    start: Annotated[datetime | None, Query(description="First timestamp (UTC if no zone)")
+                     ] = None,
+    end: Annotated[datetime | None, Query(description="Last timestamp, inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
+) -> Response:
+    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
+    ts, values = readings_db.fetch_readings(session=session, series_id=series.id,
+                                            start_s=_to_seconds(start), end_s=_to_seconds(end),
+                                            limit=limit)
+    stamps = pd.to_datetime(ts * NS_PER_S, utc=True)
+    if "text/csv" in request.headers.get("accept", ""):
+        buffer = io.StringIO()
+        pd.DataFrame({"ts": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": values}).to_csv(
+            buffer, index=False)
+        return Response(buffer.getvalue(), media_type="text/csv")
+    iso = stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = [{"ts": t, "value": None if np.isnan(v) else float(v)}
+            for t, v in zip(iso, values.tolist(), strict=True)]
+    return JSONResponse({"series_id": series.id, "data": data, "count": len(data)})

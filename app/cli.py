@@ -1,0 +1,112 @@
+"""The `statecast` command: serve, migrate, keys, worker."""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from app.config import Settings, get_settings
+from app.logs import configure_logging
+
+logger = logging.getLogger("statecast.cli")
+DEFAULT_TENANT = "default"
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from app.db.migrations import upgrade
+
+    upgrade(settings.database_url)
+    print("database schema is at head")
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db.engine import create_db_engine, create_session_factory, transaction
+    from app.db.tenants import create_key
+
+    engine = create_db_engine(settings.database_url)
+    with transaction(create_session_factory(engine), write=True) as session:
+        tenant, key = create_key(session=session, tenant_name=args.tenant)
+    engine.dispose()
+    print(key)
+    print(f"(a new key for tenant {tenant.name!r}; it is shown only once)", file=sys.stderr)
+    return 0
+
+
+def bootstrap_key(settings: Settings) -> None:
+    """First start of the embedded default: make a key so the README's curl lines just work."""
+    from app.db.engine import create_db_engine, create_session_factory, is_sqlite, transaction
+    from app.db.tenants import any_key_exists, create_key
+
+    if not is_sqlite(settings.database_url):
+        return
+    engine = create_db_engine(settings.database_url)
+    with transaction(create_session_factory(engine), write=True) as session:
+        if any_key_exists(session=session):
+            key = None
+        else:
+            _, key = create_key(session=session, tenant_name=DEFAULT_TENANT)
+    engine.dispose()
+    path = settings.key_file
+    if key is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        os.chmod(path, 0o600)
+        print(f"Created tenant {DEFAULT_TENANT!r} with API key {key}\n"
+              f"The key is saved in {path.resolve()} (mode 0600).", flush=True)
+    elif path.exists():
+        print(f"API key of tenant {DEFAULT_TENANT!r}: see {path.resolve()}", flush=True)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.db.migrations import upgrade
+    from app.main import create_app
+
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    bootstrap_key(settings)
+    print(f"statecast serving on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, access_log=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="statecast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the API (and the embedded default's worker)")
+    serve.add_argument("--host", help="address to listen on (STATECAST_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (STATECAST_PORT)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to head")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key (and the tenant if new)")
+    create.add_argument("--tenant", required=True, help="tenant name")
+    create.set_defaults(handler=cmd_keys_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    return handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Every setting of the service, read from the environment (prefix `STATECAST_`)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Settings of the API, the workers and the command line; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="STATECAST_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./data/statecast.db",
+        description="SQLAlchemy URL: the embedded SQLite file, or postgresql+psycopg://...",
+    )
+    model_dir: Path = Field(default=Path("./models"), description="Where trained model files live.")
+    host: str = Field(default="127.0.0.1", description="Address `statecast serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `statecast serve` listens on.")
+    max_upload_bytes: int = Field(
+        default=64 * MIB, gt=0, description="Largest request body accepted (413 above it)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of log lines written."
+    )
+    auto_migrate: bool = Field(
+        default=True,
+        description="`statecast serve` upgrades the schema at start (off where a migrate step runs).",
+    )
+    key_file: Path = Field(
+        default=Path("./data/api_key"),
+        description="Where `statecast serve` writes the first API key it creates (mode 0600).",
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

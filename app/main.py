@@ -1,0 +1,41 @@
+"""The ASGI application: wiring only, no logic."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import problems
+from app.api.limits import BodyLimitMiddleware
+from app.api.routes import health, series
+from app.config import Settings, get_settings
+from app.db.engine import create_db_engine, create_session_factory
+
+DESCRIPTION = """
+Forecast time series (electricity consumption first) with recurrent neural networks.
+
+Every `/v1` route needs `Authorization: Bearer <key>`. Errors are `application/problem+json`
+with an `errors` list naming each field and the value received.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="statecast", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
+    app.include_router(health.router)
+    app.include_router(series.router)
+    return app

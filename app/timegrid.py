@@ -1,0 +1,69 @@
+"""Series frequencies (pandas offset aliases) and the grid of timestamps each one defines."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import BaseOffset, Tick
+
+NS_PER_S = 1_000_000_000
+
+
+def parse_freq(freq: str) -> BaseOffset:
+    """The offset for a pandas alias such as `15min`, `30min`, `h`, `D` or `W-SUN`.
+
+    Raises:
+        ValueError: the alias is unknown, or not a regular grid (sub-second, or zero).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated spellings ("H", "T") still mean their grid
+        try:
+            offset = to_offset(freq)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"'{freq}' is not a pandas offset alias such as 15min, h or D") from exc
+    if offset is None:
+        raise ValueError(f"'{freq}' is not a pandas offset alias such as 15min, h or D")
+    if isinstance(offset, Tick) and (offset.nanos < NS_PER_S or offset.nanos % NS_PER_S):
+        raise ValueError(f"'{freq}' is not a whole number of seconds; readings are stored per second")
+    return offset
+
+
+def canonical_freq(freq: str) -> str:
+    return parse_freq(freq).freqstr
+
+
+def step_seconds(freq: str) -> int | None:
+    """Seconds between readings for fixed frequencies (minutes, hours, days), else None."""
+    offset = parse_freq(freq)
+    return offset.nanos // NS_PER_S if isinstance(offset, Tick) else None
+
+
+def off_grid(ts_s: np.ndarray, freq: str) -> np.ndarray:
+    """Mask of the timestamps (Unix seconds) that do not sit on the series' grid."""
+    offset = parse_freq(freq)
+    if isinstance(offset, Tick):
+        return ts_s % (offset.nanos // NS_PER_S) != 0
+    stamps = pd.to_datetime(ts_s, unit="s")
+    on = np.fromiter((offset.is_on_offset(t) for t in stamps), bool, len(stamps))
+    return ~on | (stamps != stamps.normalize())
+
+
+def following(last_ts_s: int, freq: str, periods: int) -> np.ndarray:
+    """The `periods` grid timestamps (Unix seconds) after `last_ts_s`."""
+    offset = parse_freq(freq)
+    start = pd.Timestamp(last_ts_s, unit="s") + offset
+    stamps = pd.date_range(start=start, periods=periods, freq=offset)
+    return (stamps.asi8 // NS_PER_S).astype(np.int64)
+
+
+def grid_between(first_ts_s: int, last_ts_s: int, freq: str) -> np.ndarray:
+    """Every grid timestamp (Unix seconds) from first to last inclusive."""
+    offset = parse_freq(freq)
+    stamps = pd.date_range(start=pd.Timestamp(first_ts_s, unit="s"),
+                           end=pd.Timestamp(last_ts_s, unit="s"), freq=offset)
+    return (stamps.asi8 // NS_PER_S).astype(np.int64)
+
+
+def to_iso(ts_s: int) -> str:
+    return pd.Timestamp(int(ts_s), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
