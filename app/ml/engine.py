@@ -111,9 +111,7 @@ class NumpyNetwork:
             )
         for layer in recurrent[:-1]:
             if not layer.return_sequences:
-                raise ValueError(
-                    "Every recurrent layer below the top one must have return_sequences=True."
-                )
+                raise ValueError("Every recurrent layer below the top one must have return_sequences=True.")
         self._input_size = input_size
         self._layers = list(layers)
         self._recurrent = recurrent
@@ -122,9 +120,7 @@ class NumpyNetwork:
         self._step_cells = [layer.cell for layer in recurrent if isinstance(layer, _Recurrent)]
         self._state_units: list[int] = []
         for layer in recurrent:
-            cells = (
-                [layer.cell] if isinstance(layer, _Recurrent) else [layer.forward, layer.backward]
-            )
+            cells = [layer.cell] if isinstance(layer, _Recurrent) else [layer.forward, layer.backward]
             for cell in cells:
                 self._state_units += [cell.units] * cell.state_count
         top = recurrent[-1]
@@ -156,9 +152,7 @@ class NumpyNetwork:
     @property
     def keras_stateful(self) -> bool:
         """Whether the Keras recurrent layers were built with stateful=True."""
-        return any(
-            isinstance(layer, _Recurrent) and layer.keras_stateful for layer in self._recurrent
-        )
+        return any(isinstance(layer, _Recurrent) and layer.keras_stateful for layer in self._recurrent)
 
     @property
     def keras_batch_size(self) -> int | None:
@@ -181,8 +175,7 @@ class NumpyNetwork:
         """Zero state for `batch` streams: per recurrent layer h (and c for LSTM), (B, units)."""
         if batch <= 0:
             raise ValueError(
-                f"Received an invalid value for argument `batch`, expected a positive integer, "
-                f"got {batch}."
+                f"Received an invalid value for argument `batch`, expected a positive integer, got {batch}."
             )
         return [np.zeros((batch, units), dtype=COMPUTE_DTYPE) for units in self._state_units]
 
@@ -207,8 +200,7 @@ class NumpyNetwork:
         for index, (array, units) in enumerate(zip(state, self._state_units, strict=True)):
             if array.shape != (batch, units):
                 raise ValueError(
-                    f"Received state array {index} of shape {array.shape}, expected "
-                    f"({batch}, {units})."
+                    f"Received state array {index} of shape {array.shape}, expected ({batch}, {units})."
                 )
 
     # -- evaluation -----------------------------------------------------------------------
@@ -230,9 +222,7 @@ class NumpyNetwork:
             )
         x = np.asarray(x, dtype=COMPUTE_DTYPE)
         if x.ndim != 2 or x.shape[1] != self._input_size:
-            raise ValueError(
-                f"Received x of shape {x.shape}, expected (batch, {self._input_size})."
-            )
+            raise ValueError(f"Received x of shape {x.shape}, expected (batch, {self._input_size}).")
         self._check_state(state, batch=x.shape[0])
         new_state: State = []
         h = x
@@ -308,8 +298,7 @@ class NumpyNetwork:
         cell: Cell, x: FloatArray, state: Sequence[np.ndarray], offset: int, keep_sequence: bool
     ) -> tuple[FloatArray, State]:
         initial = [
-            np.asarray(array, dtype=COMPUTE_DTYPE)
-            for array in state[offset : offset + cell.state_count]
+            np.asarray(array, dtype=COMPUTE_DTYPE) for array in state[offset : offset + cell.state_count]
         ]
         outputs, final = cell.sequence(x, initial, return_sequences=keep_sequence)
         return (outputs if outputs is not None else final[0]), final
@@ -379,9 +368,7 @@ class NumpyNetwork:
             if spec["type"] == "recurrent":
                 layers.append(
                     _Recurrent(
-                        make_cell(
-                            CellConfig.from_dict(spec["cell"]), _get_weights(weights, f"{index}")
-                        ),
+                        make_cell(CellConfig.from_dict(spec["cell"]), _get_weights(weights, f"{index}")),
                         return_sequences=spec["return_sequences"],
                         keras_stateful=spec["keras_stateful"],
                     )
@@ -446,8 +433,11 @@ class NumpyNetwork:
             class_name = type(layer).__name__
             if class_name == "InputLayer":
                 continue
-            _check_chained(model, layer, previous_output)
-            previous_output = layer.output
+            if not isinstance(model, keras.Sequential):
+                # A Sequential is a chain by construction (and a loaded one's layers carry
+                # several inbound nodes); a functional graph must be checked.
+                _check_chained(model, layer, previous_output)
+                previous_output = layer.output
             if class_name in _KERAS_INFERENCE_IDENTITY:
                 continue
             if class_name in _KERAS_CELL_KINDS:
@@ -534,9 +524,7 @@ def _check_chained(model: Any, layer: Any, previous_output: Any) -> None:
 
 def _check_recurrent_options(layer: Any, config: Mapping[str, Any]) -> None:
     if config.get("return_state"):
-        raise NotImplementedError(
-            f"Layer `{layer.name}` has return_state=True; expected a plain stack."
-        )
+        raise NotImplementedError(f"Layer `{layer.name}` has return_state=True; expected a plain stack.")
 
 
 def _cell_from_keras(keras: Any, layer: Any) -> Cell:
@@ -563,9 +551,7 @@ def _cell_from_keras(keras: Any, layer: Any) -> Cell:
     return make_cell(cell_config, arrays)
 
 
-def _make_dense(
-    kernel: np.ndarray, bias: np.ndarray | None, activation_name: str, where: str
-) -> _Dense:
+def _make_dense(kernel: np.ndarray, bias: np.ndarray | None, activation_name: str, where: str) -> _Dense:
     if kernel.ndim != 2 or (bias is not None and bias.shape != (kernel.shape[1],)):
         raise ValueError(
             f"{where}: received kernel {kernel.shape} and bias "
@@ -579,9 +565,7 @@ def _make_dense(
     )
 
 
-def _put_weights(
-    target: dict[str, np.ndarray], prefix: str, source: Mapping[str, np.ndarray]
-) -> None:
+def _put_weights(target: dict[str, np.ndarray], prefix: str, source: Mapping[str, np.ndarray]) -> None:
     for name, value in source.items():
         target[f"{prefix}.{name}"] = value
 

@@ -255,6 +255,26 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
         )
 
 
+def test_reads_sequential_models_loaded_from_keras_files(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(5, FEATURES)),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+            keras.layers.Dropout(0.2),
+            keras.layers.GRU(3),
+            keras.layers.Dense(2),
+        ]
+    )
+    _randomize(model, seed=23)
+    model.save(tmp_path / "network.keras")
+    loaded = keras.saving.load_model(tmp_path / "network.keras")
+    x = _inputs(8, (2, 5, FEATURES))
+
+    last, _ = NumpyNetwork.from_keras(loaded).run(x)
+
+    np.testing.assert_allclose(last, np.asarray(model(x)), atol=ATOL)
+
+
 def test_state_survives_json_exactly() -> None:
     model = _stack(
         keras.Input(batch_shape=(1, 1, FEATURES)),
