@@ -3,9 +3,11 @@
 import argparse
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from app.client.commands import register as register_client
 from app.config import Settings, get_settings
 from app.logs import configure_logging
 
@@ -61,6 +63,21 @@ def bootstrap_key(settings: Settings) -> None:
         print(f"API key of tenant {DEFAULT_TENANT!r}: see {path.resolve()}", flush=True)
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from app.worker.runner import run_worker
+
+    run_worker(settings, args.concurrency)
+    return 0
+
+
+def start_embedded_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
+    """Worker processes beside the API (the embedded default): same settings, own processes."""
+    env = {**os.environ, **{f"STATECAST_{k.upper()}": str(v)
+                            for k, v in settings.model_dump(mode="json").items()}}
+    return [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+            for _ in range(count)]
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -71,12 +88,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.host = args.host
     if args.port:
         settings.port = args.port
+    if args.workers is not None:
+        settings.embedded_workers = args.workers
     if settings.auto_migrate:
         upgrade(settings.database_url)
     bootstrap_key(settings)
-    print(f"statecast serving on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=False)
+    workers = start_embedded_workers(settings, settings.embedded_workers)
+    print(f"statecast serving on http://{settings.host}:{settings.port}"
+          f" with {len(workers)} worker process(es)", flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level=settings.log_level, access_log=False)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait()
     return 0
 
 
@@ -87,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API (and the embedded default's worker)")
     serve.add_argument("--host", help="address to listen on (STATECAST_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (STATECAST_PORT)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes to start beside the API; 0 for none "
+                            "(STATECAST_EMBEDDED_WORKERS, default 1)")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run training jobs from the queue")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="jobs at a time, each in its own process (default 1)")
+    worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to head")
     migrate.set_defaults(handler=cmd_migrate)
@@ -97,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key (and the tenant if new)")
     create.add_argument("--tenant", required=True, help="tenant name")
     create.set_defaults(handler=cmd_keys_create)
+    register_client(commands)
     return parser
 
 

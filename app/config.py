@@ -37,6 +37,23 @@ class Settings(BaseSettings):
         description="Where `statecast serve` writes the first API key it creates (mode 0600).",
     )
 
+    embedded_workers: int = Field(
+        default=1, ge=0, le=16,
+        description="Worker processes `statecast serve` starts beside the API (0: none).",
+    )
+    job_lease_s: float = Field(
+        default=30.0, gt=0, description="A claimed job's lease; its worker renews it every third."
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries of a job whose worker crashed before failing it."
+    )
+    job_time_limit_s: float = Field(
+        default=3600.0, gt=0, description="A training job running longer than this is failed."
+    )
+    worker_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often an idle worker looks for queued jobs."
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

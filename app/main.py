@@ -8,9 +8,13 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import problems
 from app.api.limits import BodyLimitMiddleware
-from app.api.routes import health, series
+from app.api.routes import forecast_models, health, jobs, series
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
+from app.observability.middleware import MetricsMiddleware
+from app.observability.request_id import RequestIdMiddleware
+from app.observability.routes import router as metrics_router
+from app.web.routes import router as web_router
 
 DESCRIPTION = """
 Forecast time series (electricity consumption first) with recurrent neural networks.
@@ -38,4 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(series.router)
+    app.include_router(forecast_models.router)
+    app.include_router(jobs.router)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(metrics_router)
+    app.include_router(web_router)
     return app

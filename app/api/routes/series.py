@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import SessionDep, SessionFactoryDep, TenantDep
+from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -20,11 +20,13 @@ from app.api.schemas import (
     SeriesPublic,
     UploadResult,
 )
+from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
-from app.db.engine import transaction
+from app.db.engine import lock_for_write, transaction
 from app.errors import ServiceError
 from app.ingest import CsvOptions, parse_csv, parse_json, to_batch
+from app.model_files import remove_model_files
 from app.timegrid import NS_PER_S
 
 router = APIRouter(prefix="/v1/series", tags=["series"])
@@ -89,10 +91,16 @@ def get_series(series_id: int, tenant: TenantDep, session: SessionDep) -> Series
 
 
 @router.delete("/{series_id}", status_code=204, summary="Delete a series and all under it")
-def delete_series(series_id: int, tenant: TenantDep, session: SessionDep) -> Response:
-    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
+def delete_series(series_id: int, tenant: TenantDep, session: SessionDep,
+                  settings: SettingsDep) -> Response:
+    lock_for_write(session)
+    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id,
+                                  for_update=True)
+    model_ids = models_db.models_of_series(session=session, series_id=series.id)
+    models_db.delete_models(session=session, model_ids=model_ids)
     series_db.delete_series(session=session, series=series)
     session.commit()
+    remove_model_files(settings.model_dir, model_ids)
     return Response(status_code=204)
 
 

@@ -1,0 +1,92 @@
+"""Models: train (a job), list, read, delete, promote to a series' default."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import SessionDep, SettingsDep, TenantDep
+from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
+from app.db import forecast_models as models_db
+from app.db import series as series_db
+from app.db.engine import lock_for_write
+from app.db.tables import ForecastModel
+from app.errors import Invalid, field_error
+from app.ml.spec import resolve_spec
+from app.model_files import remove_model_files
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def to_public(session: SessionDep, model: ForecastModel) -> ModelPublic:
+    ids = models_db.series_ids(session=session, model_id=model.id)
+    defaults = {sid: models_db.default_model(session=session, series_id=sid) for sid in ids}
+    columns = {name: getattr(model, name) for name in ModelPublic.model_fields
+               if hasattr(model, name)}
+    return ModelPublic(**columns, series_ids=ids, is_default=any(
+        d is not None and d.id == model.id for d in defaults.values()))
+
+
+@router.post("", status_code=202, response_model=ModelAccepted,
+             summary="Train a model in the background",
+             description="Answers at once with the model (status `training`) and its job; "
+                         "follow the job at `/v1/jobs/{id}`.")
+def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
+                 settings: SettingsDep) -> ModelAccepted:
+    lock_for_write(session)
+    series = [series_db.get_series(session=session, tenant_id=tenant.id, series_id=sid)
+              for sid in dict.fromkeys(body.series_ids)]
+    freqs = {s.freq for s in series}
+    if len(freqs) > 1:
+        raise Invalid("All series of one model must share a frequency",
+                      errors=[field_error("series_ids", body.series_ids,
+                                          f"frequencies differ: {sorted(freqs)}")])
+    try:
+        resolve_spec(body.spec, series[0].freq)
+    except ValueError as exc:
+        raise Invalid(str(exc), errors=[field_error("spec", body.spec.model_dump(), str(exc))]
+                      ) from None
+    model, job = models_db.create_with_job(
+        session=session, tenant_id=tenant.id, series=series,
+        spec=body.spec.model_dump(mode="json"), max_attempts=settings.job_max_attempts)
+    session.commit()
+    return ModelAccepted(model=to_public(session, model), job=JobPublic.model_validate(job))
+
+
+@router.get("", response_model=Page[ModelPublic], summary="List models, newest first")
+def list_models(tenant: TenantDep, session: SessionDep,
+                series_id: Annotated[int | None, Query()] = None,
+                offset: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[ModelPublic]:
+    if series_id is not None:
+        series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
+    rows, count = models_db.list_models(session=session, tenant_id=tenant.id,
+                                        series_id=series_id, offset=offset, limit=limit)
+    return Page[ModelPublic](data=[to_public(session, m) for m in rows], count=count)
+
+
+@router.get("/{model_id}", response_model=ModelPublic, summary="A model and its metrics")
+def read_model(model_id: int, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+    return to_public(session, models_db.get_model(session=session, tenant_id=tenant.id,
+                                                  model_id=model_id))
+
+
+@router.delete("/{model_id}", status_code=204,
+               summary="Delete a model, its files and its job (a running job is stopped)")
+def delete_model(model_id: int, tenant: TenantDep, session: SessionDep,
+                 settings: SettingsDep) -> Response:
+    lock_for_write(session)
+    model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
+    models_db.delete_models(session=session, model_ids=[model.id])
+    session.commit()
+    remove_model_files(settings.model_dir, [model_id])
+    return Response(status_code=204)
+
+
+@router.post("/{model_id}/promote", response_model=ModelPublic,
+             summary="Make this model the default of the series it was trained on")
+def promote_model(model_id: int, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+    model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
+    models_db.promote(session=session, model=model)
+    session.commit()
+    return to_public(session, model)
+

@@ -1,0 +1,87 @@
+"""Queries on trained models and which one a series forecasts with."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import jobs
+from app.db.tables import ForecastModel, Job, ModelSeries, Series, utcnow
+from app.errors import Conflict, NotFound
+
+
+def create_with_job(*, session: Session, tenant_id: int, series: Sequence[Series],
+                    spec: dict[str, Any], max_attempts: int) -> tuple[ForecastModel, Job]:
+    """A model row and the job that trains it, in the caller's transaction: never one alone."""
+    model = ForecastModel(tenant_id=tenant_id, status="training", spec=spec,
+                          worse_than_naive=False)
+    session.add(model)
+    session.flush()
+    session.add_all([ModelSeries(model_id=model.id, series_id=s.id, position=i)
+                     for i, s in enumerate(series)])
+    job = jobs.enqueue(session=session, tenant_id=tenant_id, model_id=model.id,
+                       max_attempts=max_attempts)
+    return model, job
+
+
+def get_model(*, session: Session, tenant_id: int, model_id: int) -> ForecastModel:
+    model = session.scalar(select(ForecastModel).where(ForecastModel.id == model_id,
+                                                       ForecastModel.tenant_id == tenant_id))
+    if model is None:
+        raise NotFound(f"No model with id {model_id}")
+    return model
+
+
+def series_ids(*, session: Session, model_id: int) -> list[int]:
+    return list(session.scalars(select(ModelSeries.series_id)
+                                .where(ModelSeries.model_id == model_id)
+                                .order_by(ModelSeries.position)))
+
+
+def list_models(*, session: Session, tenant_id: int, series_id: int | None = None,
+                offset: int = 0, limit: int = 100) -> tuple[Sequence[ForecastModel], int]:
+    query = select(ForecastModel).where(ForecastModel.tenant_id == tenant_id)
+    if series_id is not None:
+        query = query.where(ForecastModel.id.in_(
+            select(ModelSeries.model_id).where(ModelSeries.series_id == series_id)))
+    everything = session.scalars(query.order_by(ForecastModel.id.desc())).all()
+    return everything[offset:offset + limit], len(everything)
+
+
+def job_of(*, session: Session, model_id: int) -> Job | None:
+    return session.scalar(select(Job).where(Job.model_id == model_id).order_by(Job.id.desc()))
+
+
+def promote(*, session: Session, model: ForecastModel) -> None:
+    if model.status != "ready":
+        raise Conflict(f"Model {model.id} is {model.status}; only a ready model can be promoted")
+    model.promoted_at = utcnow()
+    session.flush()
+
+
+def default_model(*, session: Session, series_id: int) -> ForecastModel | None:
+    """The model a series forecasts with: the last promoted one, else the newest ready one
+    that beats the seasonal naive, else the newest ready one (callers flag that it does not)."""
+    ready = session.scalars(
+        select(ForecastModel).join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
+        .order_by(ForecastModel.id.desc())
+    ).all()
+    promoted = [m for m in ready if m.promoted_at is not None]
+    if promoted:
+        return max(promoted, key=lambda m: m.promoted_at)  # type: ignore[arg-type,return-value]
+    better = [m for m in ready if not m.worse_than_naive]
+    candidates = better or list(ready)
+    return candidates[0] if candidates else None
+
+
+def models_of_series(*, session: Session, series_id: int) -> list[int]:
+    return list(session.scalars(select(ModelSeries.model_id)
+                                .where(ModelSeries.series_id == series_id)))
+
+
+def delete_models(*, session: Session, model_ids: Sequence[int]) -> None:
+    """Delete models and, by cascade, their jobs; their files are the caller's to remove."""
+    if model_ids:
+        session.execute(delete(ForecastModel).where(ForecastModel.id.in_(model_ids)))

@@ -1,0 +1,158 @@
+"""The job queue: a table that is both the queue and the record, with leases.
+
+Workers claim with `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite the claiming
+transaction holds the database's write lock, which serialises claimers). A claimed job carries a
+lease that its worker renews; a job whose lease expired is requeued, or failed after its last
+attempt. Every state change after the claim is fenced by the attempt number, so a worker that
+lost its lease cannot overwrite what the next attempt did.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.tables import ForecastModel, Job, utcnow
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run a job it claimed."""
+
+    id: int
+    model_id: int
+    tenant_id: int
+    attempt: int
+    max_attempts: int
+
+    @classmethod
+    def from_row(cls, job: Job) -> "ClaimedJob":
+        return cls(id=job.id, model_id=job.model_id, tenant_id=job.tenant_id,
+                   attempt=job.attempts, max_attempts=job.max_attempts)
+
+
+def enqueue(*, session: Session, tenant_id: int, model_id: int, max_attempts: int) -> Job:
+    job = Job(tenant_id=tenant_id, model_id=model_id, status=JobStatus.QUEUED,
+              max_attempts=max_attempts, attempts=0, cancel_requested=False)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim(*, session: Session, worker_id: str, lease_s: float) -> ClaimedJob | None:
+    """Take the oldest queued job, or None; the caller's transaction must hold the write lock."""
+    job = session.scalar(
+        select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if job is None:
+        return None
+    now = utcnow()
+    job.status = JobStatus.RUNNING
+    job.worker_id = worker_id
+    job.attempts += 1
+    job.lease_expires_at = now + timedelta(seconds=lease_s)
+    job.started_at = job.started_at or now
+    session.flush()
+    return ClaimedJob.from_row(job)
+
+
+def _fenced(job: ClaimedJob) -> Any:
+    return (Job.id == job.id) & (Job.status == JobStatus.RUNNING) & (Job.attempts == job.attempt)
+
+
+def renew(*, session: Session, job: ClaimedJob, lease_s: float) -> bool:
+    """Extend the lease; False if the job is no longer this attempt's (requeued, cancelled...)."""
+    result = session.execute(update(Job).where(_fenced(job)).values(
+        lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def report_progress(*, session: Session, job: ClaimedJob, progress: dict[str, Any]) -> bool:
+    result = session.execute(update(Job).where(_fenced(job)).values(progress=progress))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_requested(*, session: Session, job_id: int) -> bool:
+    """Whether the job should stop: cancel asked, or the job row is gone (model deleted)."""
+    row = session.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).first()
+    return row is None or bool(row[0]) or row[1] != JobStatus.RUNNING
+
+
+def finish(*, session: Session, job: ClaimedJob, status: JobStatus,
+           error: str | None = None) -> bool:
+    """Record the attempt's outcome (and its model's); False if the attempt was fenced off."""
+    result = session.execute(update(Job).where(_fenced(job)).values(
+        status=status, error=error, finished_at=utcnow(), lease_expires_at=None))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    model_status = {JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}.get(status)
+    if model_status:
+        session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id)
+                        .values(status=model_status, error=error))
+    return True
+
+
+def retry_or_fail(*, session: Session, job: ClaimedJob, reason: str) -> JobStatus:
+    """After a crashed attempt: queue it again, or fail it once attempts are used up."""
+    if job.attempt < job.max_attempts:
+        session.execute(update(Job).where(_fenced(job)).values(
+            status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None,
+            error=f"attempt {job.attempt} failed: {reason}"))
+        return JobStatus.QUEUED
+    finish(session=session, job=job, status=JobStatus.FAILED,
+           error=f"failed after {job.attempt} attempts; last: {reason}")
+    return JobStatus.FAILED
+
+
+def release(*, session: Session, job: ClaimedJob) -> None:
+    """Hand a job back to the queue without spending an attempt (its worker is shutting down)."""
+    session.execute(update(Job).where(_fenced(job)).values(
+        status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None,
+        attempts=Job.attempts - 1))
+
+
+def requeue_expired(*, session: Session, now: datetime | None = None) -> list[int]:
+    """Requeue running jobs whose lease expired (their worker died), or fail them at the limit."""
+    now = now or utcnow()
+    expired = session.scalars(
+        select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for job in expired:
+        reason = f"lease expired (worker {job.worker_id} stopped renewing it)"
+        if job.cancel_requested:
+            finish(session=session, job=ClaimedJob.from_row(job), status=JobStatus.CANCELLED)
+        else:
+            retry_or_fail(session=session, job=ClaimedJob.from_row(job), reason=reason)
+    return [job.id for job in expired]
+
+
+def request_cancel(*, session: Session, job: Job) -> None:
+    """Cancel a queued job at once; ask a running one to stop between batches."""
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = utcnow()
+        session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id)
+                        .values(status="cancelled"))
+    elif job.status == JobStatus.RUNNING:
+        job.cancel_requested = True
+    session.flush()
+
+
+def queue_depth(*, session: Session) -> int:
+    return session.scalar(select(func.count()).where(Job.status == JobStatus.QUEUED)) or 0

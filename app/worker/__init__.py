@@ -1,0 +1,1 @@
+"""Background work: claiming jobs, leases, and training in child processes."""

@@ -1,0 +1,162 @@
+"""The worker process: claims jobs, runs each in a child process, keeps their leases alive."""
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from sqlalchemy import pool
+
+from app.config import Settings
+from app.db import jobs
+from app.db.engine import create_db_engine, create_session_factory, transaction
+from app.db.jobs import ClaimedJob, JobStatus
+from app.worker.training_task import run_training_job
+
+logger = logging.getLogger("statecast.worker")
+# A child asked to stop (time limit, shutdown) gets this long before it is killed.
+CHILD_STOP_GRACE_S = 5.0
+
+
+@dataclass
+class Running:
+    job: ClaimedJob
+    process: BaseProcess
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs up to `concurrency` jobs at once, each training in a child process of its own."""
+
+    def __init__(self, settings: Settings, *, concurrency: int = 1,
+                 worker_id: str | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer, got {concurrency}")
+        self.settings = settings
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.engine = create_db_engine(settings.database_url, poolclass=pool.NullPool)
+        self.factory = create_session_factory(self.engine)
+        self.running: dict[int, Running] = {}
+        self.stopping = threading.Event()
+        # spawn, not fork: a forked child would inherit the parent's database connections and
+        # locks; a fresh interpreter starts clean.
+        self.context = multiprocessing.get_context("spawn")
+        self._last_renewal = 0.0
+
+    def run(self) -> None:
+        """Work until `stop()` (or SIGTERM/SIGINT); running jobs are stopped and requeued."""
+        logger.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id,
+                                             "concurrency": self.concurrency})
+        while not self.stopping.is_set():
+            self.tick()
+            self.stopping.wait(self.settings.worker_poll_interval_s
+                               if len(self.running) >= self.concurrency or not self._claimed_last
+                               else 0)
+        self.shutdown()
+
+    _claimed_last = False
+
+    def tick(self) -> None:
+        """One round: reap dead children, renew leases, requeue expired jobs, claim new ones."""
+        self._reap()
+        self._enforce_time_limits()
+        now = time.monotonic()
+        if now - self._last_renewal >= self.settings.job_lease_s / 3:
+            self._renew_leases()
+            self._last_renewal = now
+        with transaction(self.factory, write=True) as session:
+            requeued = jobs.requeue_expired(session=session)
+        if requeued:
+            logger.warning("requeued jobs with expired leases",
+                           extra={"action": "requeue_expired", "job_ids": requeued})
+        self._claimed_last = False
+        if len(self.running) < self.concurrency:
+            with transaction(self.factory, write=True) as session:
+                claimed = jobs.claim(session=session, worker_id=self.worker_id,
+                                     lease_s=self.settings.job_lease_s)
+            if claimed is not None:
+                self._start(claimed)
+                self._claimed_last = True
+
+    def _start(self, job: ClaimedJob) -> None:
+        process = self.context.Process(
+            target=run_training_job, args=(self.settings.model_dump(mode="json"), job),
+            name=f"statecast-job-{job.id}", daemon=True)
+        process.start()
+        self.running[job.id] = Running(job=job, process=process)
+        logger.info("job claimed", extra={"action": "claim_job", "job_id": job.id,
+                                          "attempt": job.attempt, "pid": process.pid})
+
+    def _reap(self) -> None:
+        for job_id, entry in list(self.running.items()):
+            if entry.process.is_alive():
+                continue
+            entry.process.join()
+            del self.running[job_id]
+            code = entry.process.exitcode
+            if code == 0:
+                continue
+            reason = (f"the training process was killed by signal {-code}" if code and code < 0
+                      else f"the training process exited with code {code}")
+            with transaction(self.factory, write=True) as session:
+                outcome = jobs.retry_or_fail(session=session, job=entry.job, reason=reason)
+            logger.warning("training process died", extra={
+                "action": "job_crashed", "job_id": job_id, "exit_code": code,
+                "outcome": str(outcome)})
+
+    def _enforce_time_limits(self) -> None:
+        limit_s = self.settings.job_time_limit_s
+        for job_id, entry in list(self.running.items()):
+            if time.monotonic() - entry.started < limit_s:
+                continue
+            self._stop_child(entry)
+            del self.running[job_id]
+            with transaction(self.factory, write=True) as session:
+                jobs.finish(session=session, job=entry.job, status=JobStatus.FAILED,
+                            error=f"the job ran past its time limit of {limit_s:g} s")
+            logger.warning("job timed out", extra={"action": "job_timeout", "job_id": job_id})
+
+    def _renew_leases(self) -> None:
+        for entry in self.running.values():
+            with transaction(self.factory) as session:
+                jobs.renew(session=session, job=entry.job, lease_s=self.settings.job_lease_s)
+
+    @staticmethod
+    def _stop_child(entry: Running) -> None:
+        entry.process.terminate()
+        entry.process.join(CHILD_STOP_GRACE_S)
+        if entry.process.is_alive():
+            entry.process.kill()
+            entry.process.join()
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop the children and hand their jobs back to the queue for another worker."""
+        for entry in self.running.values():
+            self._stop_child(entry)
+            with transaction(self.factory, write=True) as session:
+                jobs.release(session=session, job=entry.job)
+        self.running.clear()
+        self.engine.dispose()
+        logger.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
+
+
+def run_worker(settings: Settings, concurrency: int) -> None:
+    worker = Worker(settings, concurrency=concurrency)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    worker.run()

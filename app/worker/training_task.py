@@ -1,0 +1,129 @@
+"""One training job, run inside its own child process.
+
+TensorFlow is imported here and nowhere near the API: the child's threads and memory go back to
+the system when it exits, and a crash or out-of-memory kill ends one job, not the worker.
+"""
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import pool, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import forecast_models, jobs
+from app.db.engine import create_db_engine, create_session_factory, transaction
+from app.db.jobs import ClaimedJob, JobStatus
+from app.db.readings import fetch_readings
+from app.db.tables import ForecastModel, Series, utcnow
+from app.logs import configure_logging
+from app.model_files import model_path
+from app.timegrid import NS_PER_S, grid_between
+
+logger = logging.getLogger("statecast.worker")
+# A cancel is noticed within this long; the database is asked no more often than this.
+CANCEL_CHECK_INTERVAL_S = 0.5
+
+
+def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
+    """Whether the model loses to the seasonal naive, judged on validation data if recorded."""
+    block = metrics.get("validation", metrics).get("full_horizon", {})
+    model = block.get("model", {}).get("mase")
+    naive = block.get("seasonal_naive", {}).get("mase")
+    return model is not None and naive is not None and model > naive
+
+
+def load_series_data(session: Session, model_id: int) -> list[Any]:
+    """The model's series as regular grids with NaN where a reading is missing."""
+    from app.ml.data import SeriesData
+
+    result = []
+    for series_id in forecast_models.series_ids(session=session, model_id=model_id):
+        series = session.get(Series, series_id)
+        assert series is not None
+        ts, values = fetch_readings(session=session, series_id=series_id)
+        if len(ts) == 0:
+            grid, full = np.array([], dtype=np.int64), np.array([], dtype=float)
+        else:
+            grid = grid_between(int(ts[0]), int(ts[-1]), series.freq)
+            full = np.full(len(grid), np.nan)
+            full[np.searchsorted(grid, ts)] = values
+        result.append(SeriesData(values=full, timestamps=pd.DatetimeIndex(grid * NS_PER_S),
+                                 freq=series.freq, name=series.name))
+    return result
+
+
+def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
+    """Entry point of the child process."""
+    settings = Settings(**settings_data)
+    configure_logging(settings.log_level)
+    engine = create_db_engine(settings.database_url, poolclass=pool.NullPool)
+    factory = create_session_factory(engine)
+    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
+    logger.info("training started", extra={"action": "start_job", **log})
+    try:
+        status, error = _train(settings, factory, job)
+    except Exception as exc:  # a bug, not the data: record it rather than retry it forever
+        logger.exception("training failed", extra={"action": "job_error", **log})
+        status, error = JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+    if status != JobStatus.SUCCEEDED:
+        with transaction(factory, write=True) as session:
+            jobs.finish(session=session, job=job, status=status, error=error)
+    logger.info("training ended", extra={"action": "end_job", "status": str(status), **log})
+    engine.dispose()
+
+
+def _train(settings: Settings, factory: sessionmaker[Session],
+           job: ClaimedJob) -> tuple[JobStatus, str | None]:
+    from app.ml.artifacts import load_meta, save_artifacts
+    from app.ml.data import TrainingDataError
+    from app.ml.spec import ModelSpec
+    from app.ml.training import EpochProgress, TrainingCancelled, train
+
+    with transaction(factory) as session:
+        model = session.get(ForecastModel, job.model_id)
+        if model is None:
+            return JobStatus.CANCELLED, "the model was deleted"
+        spec = ModelSpec(**model.spec)
+        series = load_series_data(session, job.model_id)
+    target = model_path(settings.model_dir, job.model_id)
+    if not (target / "meta.json").exists():  # else an earlier attempt wrote it all, then died
+        history: list[dict[str, float]] = []
+
+        def on_epoch(progress: EpochProgress) -> None:
+            history.append({"epoch": progress.epoch, "loss": progress.loss,
+                            "val_loss": progress.val_loss})
+            with transaction(factory) as session:
+                jobs.report_progress(session=session, job=job, progress={
+                    "epoch": progress.epoch, "epochs": progress.epochs, "loss": progress.loss,
+                    "val_loss": progress.val_loss, "elapsed_s": round(progress.elapsed_s, 3),
+                    "eta_s": round(progress.eta_s, 3), "history": history})
+
+        last_check = [0.0, False]
+
+        def should_stop() -> bool:
+            now = time.monotonic()
+            if now - float(last_check[0]) >= CANCEL_CHECK_INTERVAL_S:
+                with factory() as session:
+                    last_check[:] = [now, jobs.cancel_requested(session=session, job_id=job.id)]
+            return bool(last_check[1])
+
+        try:
+            trained = train(spec, series, on_epoch=on_epoch, should_stop=should_stop)
+        except TrainingDataError as exc:
+            return JobStatus.FAILED, str(exc)
+        except TrainingCancelled:
+            return JobStatus.CANCELLED, None
+        save_artifacts(trained, target)
+    meta = load_meta(target)
+    with transaction(factory, write=True) as session:
+        if not jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED):
+            return JobStatus.SUCCEEDED, None  # fenced off: another attempt owns the outcome
+        session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
+            status="ready", metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
+            worse_than_naive=is_worse_than_naive(meta.get("metrics") or {}),
+            ready_at=utcnow(), error=None))
+    return JobStatus.SUCCEEDED, None

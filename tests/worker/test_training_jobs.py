@@ -1,0 +1,108 @@
+"""Training through the API and a real worker: success, crash and retry, cancel."""
+
+import os
+import signal
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from tests.api.helpers import assert_problem, count_rows
+from tests.worker.helpers import fast_worker, job_status, series_with_data, train, work_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_through_api_to_a_ready_model(client: TestClient, auth: dict[str, str],
+                                            settings: Settings) -> None:
+    sid = series_with_data(client, auth)
+    accepted = train(client, auth, sid)
+    job_id, model_id = accepted["job"]["id"], accepted["model"]["id"]
+    assert accepted["job"]["status"] == "queued" and accepted["model"]["status"] == "training"
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, job_id)["status"] in
+               ("succeeded", "failed"))
+    job = job_status(client, auth, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["epoch"] >= 1 and job["progress"]["history"]
+    model = client.get(f"/v1/models/{model_id}", headers=auth).json()
+    assert model["status"] == "ready" and model["is_default"]
+    full = model["metrics"]["full_horizon"]
+    assert {"mae", "rmse", "smape", "mase"} <= set(full["model"]) == set(full["seasonal_naive"])
+    assert (settings.model_dir / str(model_id) / "meta.json").exists()
+    listed = client.get(f"/v1/models?series_id={sid}", headers=auth).json()
+    assert [m["id"] for m in listed["data"]] == [model_id]
+    assert client.post(f"/v1/models/{model_id}/promote", headers=auth).json()["promoted_at"]
+    assert client.delete(f"/v1/models/{model_id}", headers=auth).status_code == 204
+    assert not (settings.model_dir / str(model_id)).exists()
+    assert count_rows(settings.database_url, "jobs") == 0
+    worker.shutdown()
+
+
+def test_crashed_child_is_retried_and_yields_one_model(client: TestClient, auth: dict[str, str],
+                                                       settings: Settings) -> None:
+    sid = series_with_data(client, auth)
+    accepted = train(client, auth, sid, epochs=3)
+    job_id = accepted["job"]["id"]
+    worker = fast_worker(settings)
+    work_until(worker, lambda: bool(worker.running))
+    os.kill(worker.running[job_id].process.pid or 0, signal.SIGKILL)
+    work_until(worker, lambda: job_status(client, auth, job_id)["status"] in
+               ("succeeded", "failed"), timeout_s=180)
+    job = job_status(client, auth, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert count_rows(settings.database_url, "forecast_models") == 1
+    assert [p.name for p in settings.model_dir.iterdir()] == [str(accepted["model"]["id"])]
+    worker.shutdown()
+
+
+def test_cancel_queued_and_running(client: TestClient, auth: dict[str, str],
+                                   settings: Settings) -> None:
+    sid = series_with_data(client, auth)
+    queued = train(client, auth, sid)["job"]["id"]
+    cancelled = client.post(f"/v1/jobs/{queued}/cancel", headers=auth).json()
+    assert cancelled["status"] == "cancelled"
+    assert_problem(client.post(f"/v1/jobs/{queued}/cancel", headers=auth), 409)
+
+    running = train(client, auth, sid, epochs=200, patience=200)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: (job_status(client, auth, running["job"]["id"]).get("progress")
+                                or {}).get("epoch", 0) >= 1, timeout_s=120)
+    asked = time.monotonic()
+    client.post(f"/v1/jobs/{running['job']['id']}/cancel", headers=auth)
+    work_until(worker, lambda: job_status(client, auth, running["job"]["id"])["status"]
+               == "cancelled", timeout_s=30)
+    assert time.monotonic() - asked < 10
+    model = client.get(f"/v1/models/{running['model']['id']}", headers=auth).json()
+    assert model["status"] == "cancelled"
+    worker.shutdown()
+
+
+def test_bad_specs_are_422_and_enqueue_nothing(client: TestClient, auth: dict[str, str],
+                                               other_auth: dict[str, str],
+                                               settings: Settings) -> None:
+    sid = series_with_data(client, auth, days=3)
+    for spec, field in [({"cell": "transformer"}, "spec.cell"), ({"units": 0}, "spec.units"),
+                        ({"layers": 5}, "spec.layers"), ({"window": 3}, "spec.window"),
+                        ({"stateful": True, "bidirectional": True}, "spec"),
+                        ({"colour": "red"}, "spec.colour")]:
+        response = client.post("/v1/models", json={"series_ids": [sid], "spec": spec},
+                               headers=auth)
+        assert_problem(response, 422, field)
+    assert_problem(client.post("/v1/models", json={"series_ids": []}, headers=auth), 422,
+                   "series_ids")
+    assert_problem(client.post("/v1/models", json={"series_ids": [sid]}, headers=other_auth),
+                   404)
+    assert count_rows(settings.database_url, "jobs") == 0
+
+
+def test_too_short_series_fails_with_a_sentence(client: TestClient, auth: dict[str, str],
+                                                settings: Settings) -> None:
+    sid = series_with_data(client, auth, days=2)
+    job_id = train(client, auth, sid)["job"]["id"]
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, job_id)["status"] == "failed")
+    error = job_status(client, auth, job_id)["error"]
+    assert "Traceback" not in error and len(error) > 20
+    worker.shutdown()
