@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -178,9 +179,12 @@ class ResolvedSpec:
 def freq_seconds(freq: str) -> float:
     """Seconds between readings for a pandas offset alias ("15min", "h", "D", ...)."""
     try:
-        offset = pd.tseries.frequencies.to_offset(freq)
+        with warnings.catch_warnings():
+            # pandas warns on deprecated spellings ("H", "T"); accept only current aliases.
+            warnings.simplefilter("error", FutureWarning)
+            offset = pd.tseries.frequencies.to_offset(freq)
         seconds = pd.Timedelta(offset).total_seconds()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, FutureWarning):
         raise _invalid(
             "freq", "a fixed pandas offset alias such as '15min', '30min', 'h' or 'D'", freq
         ) from None

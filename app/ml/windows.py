@@ -41,7 +41,7 @@ def window_ends(
     for start, stop in segments:
         # origin e needs e - window + 1 >= start and e + horizon <= stop - 1 and targets in part.
         e_min = max(start + window - 1, first_origin)
-        e_max = min(stop - 1, hi) - horizon
+        e_max = min(stop, hi) - 1 - horizon
         if e_max < e_min:
             continue
         if every > 1:

@@ -1,0 +1,371 @@
+"""Forecasts at serving time, with numpy only: the one place that turns history into forecasts.
+
+Never imports TensorFlow (the API serves with numpy; `import tensorflow` costs ~2 s and
+~560 MiB). It reads meta.json and the numpy network export and builds the network's inputs with
+`features`, the very code training used.
+
+Stream state is a JSON-able dict that round-trips exactly:
+- stream (stateful) models: {"kind": "stream", "series", "network": per-layer h (and c) as
+  lists, "last_value", "last_timestamp", "output": the forecast made at the last reading,
+  "readings"};
+- window (and bidirectional) models: {"kind": "window", "series", "values": the last `window`
+  readings, "last_timestamp", "readings"}.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.ml.artifacts import NETWORK_DIR, load_meta
+from app.ml.data import interpolate_short_gaps
+from app.ml.engine import NumpyNetwork
+from app.ml.features import FeatureConfig, calendar, stream_inputs, to_values, window_batch
+from app.ml.spec import ResolvedSpec
+
+DEFAULT_LEVELS = (80, 95)
+# A stream that skips more readings than this must be re-warmed from history: imputing a long
+# stretch from the model's own forecasts would drift.
+MAX_IMPUTED_STEPS = 1_000
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Mean forecast and prediction intervals (level in percent -> bound) on the grid."""
+
+    timestamps: pd.DatetimeIndex
+    mean: np.ndarray
+    lower: dict[int, np.ndarray]
+    upper: dict[int, np.ndarray]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamps": [ts.isoformat() for ts in self.timestamps],
+            "mean": self.mean.tolist(),
+            "intervals": {
+                str(level): {"lower": self.lower[level].tolist(), "upper": self.upper[level].tolist()}
+                for level in self.lower
+            },
+        }
+
+
+class Forecaster:
+    """A saved model ready to forecast from history or from per-stream state."""
+
+    def __init__(self, meta: dict[str, Any], network: NumpyNetwork) -> None:
+        self.meta = meta
+        self.spec = ResolvedSpec.from_dict(meta["spec"])
+        self.features = FeatureConfig.from_dict(meta["features"])
+        self.network = network
+        self.scales: dict[str, float] = {k: float(v) for k, v in meta["scales"].items()}
+        self.quantiles = {
+            int(level): np.asarray(q, dtype=np.float64) for level, q in meta["conformal"]["quantiles"].items()
+        }
+        self.offset = pd.tseries.frequencies.to_offset(self.spec.freq)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Forecaster:
+        return cls(load_meta(directory), NumpyNetwork.load(Path(directory) / NETWORK_DIR))
+
+    @property
+    def steps(self) -> bool:
+        """Whether the model steps one reading at a time (stateful, not bidirectional)."""
+        return self.spec.stateful and not self.spec.bidirectional
+
+    # -- from history ---------------------------------------------------------------------
+
+    def forecast(
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        horizon: int,
+        levels: tuple[int, ...] = DEFAULT_LEVELS,
+        *,
+        series: str | None = None,
+    ) -> Forecast:
+        """Forecast `horizon` readings after the history `values` (NaN for missing).
+
+        Window models read the last window; stream models warm their state over the history.
+        """
+        state = self.warm(values, timestamps, self.initial_state(series))
+        return self.forecast_from_state(state, horizon, levels)
+
+    # -- per-stream state -----------------------------------------------------------------
+
+    def initial_state(self, series: str | None = None) -> dict[str, Any]:
+        """State of a stream that has seen nothing yet."""
+        name = self._series(series)
+        if self.steps:
+            return {
+                "kind": "stream",
+                "series": name,
+                "network": self.network.state_to_lists(self.network.zero_state(1)),
+                "last_value": None,
+                "last_timestamp": None,
+                "output": None,
+                "readings": 0,
+            }
+        return {
+            "kind": "window",
+            "series": name,
+            "values": [],
+            "last_timestamp": None,
+            "readings": 0,
+        }
+
+    def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]) -> dict[str, Any]:
+        """Feed a block of readings (on the grid, after the state's last one) into `state`.
+
+        Short gaps are interpolated as in training; longer gaps are filled with the model's own
+        one-step forecasts. Returns a new state; `state` is left unchanged.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        timestamps = pd.DatetimeIndex(timestamps)
+        self._check_grid(values, timestamps, state)
+        if len(values) == 0:
+            return copy.deepcopy(state)
+        values = interpolate_short_gaps(values)
+        if not self.steps:
+            return self._warm_window(values, timestamps, state)
+        state = self._fill_to(state, timestamps[0])
+        scale = self.scales[state["series"]]
+        net = self.network.state_from_lists(state["network"])
+        last = state["last_value"]
+        output = None if state["output"] is None else np.asarray(state["output"])
+        present = ~np.isnan(values)
+        # Runs of present readings go through the network in one call; gaps step by step.
+        edges = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
+        for run in np.split(np.arange(len(values)), edges):
+            if present[run[0]]:
+                x = stream_inputs(
+                    values[run] / scale,
+                    calendar(timestamps[run], self.features),
+                    None if last is None else last / scale,
+                )
+                y, net = self.network.run(x[None], net)
+                output, last = y[0], float(values[run[-1]])
+            else:
+                for i in run:
+                    last, output, net = self._advance(
+                        scale, net, last, output, float("nan"), timestamps[i : i + 1]
+                    )
+        return {
+            **state,
+            "network": self.network.state_to_lists(net),
+            "last_value": last,
+            "last_timestamp": timestamps[-1].isoformat(),
+            "output": None if output is None else np.asarray(output, dtype=np.float64).tolist(),
+            "readings": state["readings"] + len(values),
+        }
+
+    def step(self, state: dict[str, Any], value: float, ts: pd.Timestamp) -> dict[str, Any]:
+        """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
+
+        Readings skipped since the state's last timestamp are filled with the model's forecasts.
+        """
+        return self.warm(np.array([value], dtype=np.float64), pd.DatetimeIndex([ts]), state)
+
+    def forecast_from_state(
+        self, state: dict[str, Any], horizon: int, levels: tuple[int, ...] = DEFAULT_LEVELS
+    ) -> Forecast:
+        """Forecast `horizon` readings after the state's last one, leaving `state` unchanged.
+
+        Horizons longer than the network's head are rolled out recursively: forecasts are fed
+        back as readings.
+        """
+        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ValueError(
+                f"Received an invalid value for argument `horizon`, expected a positive integer, "
+                f"got {horizon!r}."
+            )
+        unknown = [level for level in levels if level not in self.quantiles]
+        if unknown:
+            raise ValueError(
+                f"Received an invalid value for argument `levels`, expected levels among "
+                f"{sorted(self.quantiles)}, got {list(levels)}."
+            )
+        if state["last_timestamp"] is None:
+            raise ValueError("The stream has no readings yet; warm it with history first.")
+        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
+        scale = self.scales[state["series"]]
+        if self.steps:
+            mean = self._roll_stream(state, horizon, scale)
+        else:
+            mean = self._roll_window(state, horizon, scale)
+        lower, upper = {}, {}
+        for level in levels:
+            width = scale * self._widths(level, horizon)
+            lower[level], upper[level] = mean - width, mean + width
+        return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _series(self, series: str | None) -> str:
+        if series is None:
+            if len(self.scales) == 1:
+                return next(iter(self.scales))
+            raise ValueError(
+                f"This model was trained on several series ({sorted(self.scales)}); pass "
+                "`series` to say which one the readings belong to."
+            )
+        if series not in self.scales:
+            raise ValueError(
+                f"Received an invalid value for argument `series`, expected one of "
+                f"{sorted(self.scales)}, got {series!r}."
+            )
+        return series
+
+    def _check_grid(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]) -> None:
+        if values.ndim != 1 or len(values) != len(timestamps):
+            raise ValueError(
+                f"Received {values.shape} values and {len(timestamps)} timestamps, expected one "
+                "timestamp per value."
+            )
+        if len(timestamps) > 1:
+            expected = pd.date_range(timestamps[0], periods=len(timestamps), freq=self.offset)
+            if not timestamps.equals(expected):
+                raise ValueError(
+                    f"Received timestamps that are not on a regular {self.spec.freq} grid; "
+                    "expected one per step, with NaN values for missing readings."
+                )
+        last = state["last_timestamp"]
+        if len(timestamps) and last is not None and timestamps[0] <= pd.Timestamp(last):
+            raise ValueError(
+                f"Received a reading at {timestamps[0].isoformat()}, expected one after the "
+                f"stream's last reading at {last}."
+            )
+
+    def _missing_steps(self, state: dict[str, Any], ts: pd.Timestamp) -> pd.DatetimeIndex:
+        if state["last_timestamp"] is None:
+            return pd.DatetimeIndex([])
+        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        count = int((ts - start) / pd.Timedelta(self.offset))
+        missing = pd.date_range(start, periods=max(count, 0), freq=self.offset)
+        if len(missing) > MAX_IMPUTED_STEPS:
+            raise ValueError(
+                f"Received a reading {len(missing)} steps after the stream's last one, expected at "
+                f"most {MAX_IMPUTED_STEPS}; warm a fresh state from recent history instead."
+            )
+        return missing
+
+    def _fill_to(self, state: dict[str, Any], ts: pd.Timestamp) -> dict[str, Any]:
+        """Fill the grid between the state's last reading and `ts` with missing readings."""
+        missing = self._missing_steps(state, ts)
+        if len(missing) == 0:
+            return state
+        return self.warm(np.full(len(missing), np.nan), missing, state)
+
+    def _advance(
+        self,
+        scale: float,
+        net: list[np.ndarray],
+        last: float | None,
+        output: np.ndarray | None,
+        value: float,
+        ts: pd.DatetimeIndex,
+    ) -> tuple[float, np.ndarray, list[np.ndarray]]:
+        """One stream step; a missing value becomes the model's one-step forecast."""
+        if np.isnan(value):
+            if last is None or output is None:
+                raise ValueError("Cannot fill a missing reading before the stream has any.")
+            value = float(to_values(np.asarray(output)[:1], last, scale)[0])
+        x = stream_inputs(
+            np.array([value / scale]),
+            calendar(ts, self.features),
+            None if last is None else last / scale,
+        )
+        y, net = self.network.step(x, net)
+        return value, y[0], net
+
+    def _roll_stream(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
+        if state["output"] is None:
+            raise ValueError("The stream has no readings yet; warm it with history first.")
+        net = self.network.state_from_lists(state["network"])
+        last = float(state["last_value"])
+        output = np.asarray(state["output"], dtype=np.float64)
+        ts = pd.Timestamp(state["last_timestamp"])
+        mean: list[float] = []
+        while True:
+            block = to_values(output, last, scale)
+            mean += block.tolist()
+            if len(mean) >= horizon:
+                return np.asarray(mean[:horizon])
+            for value in block:
+                ts = ts + self.offset
+                last, output, net = self._advance(
+                    scale, net, last, output, float(value), pd.DatetimeIndex([ts])
+                )
+
+    def _warm_window(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        state = self._fill_to(state, timestamps[0])
+        size = self.spec.window
+        combined = np.concatenate([np.asarray(state["values"], dtype=np.float64), values])
+        tail = max(0, len(combined) - size)
+        # Gaps too long to interpolate are filled with forecasts, as a stream model fills them;
+        # only the readings that stay in the window matter.
+        for i in np.flatnonzero(np.isnan(combined[tail:])) + tail:
+            history = combined[max(0, i - size) : i]
+            if len(history) < size or np.isnan(history).any():
+                raise ValueError(
+                    f"Cannot fill a missing reading without the {size} readings before it; "
+                    f"expected the last {size} readings with gaps of at most a few steps."
+                )
+            history_end = timestamps[-1] - self.offset * (len(combined) - i)
+            combined[i] = self._predict_window(history, history_end, state["series"])[0]
+        return {
+            **state,
+            "values": combined[tail:].tolist(),
+            "last_timestamp": timestamps[-1].isoformat(),
+            "readings": state["readings"] + len(values),
+        }
+
+    def _predict_window(self, window: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
+        """One head of forecasts (original units) after a full window ending at `last_ts`."""
+        scale = self.scales[series]
+        timestamps = pd.date_range(end=last_ts, periods=len(window), freq=self.offset)
+        x, _ = window_batch(
+            window / scale,
+            calendar(timestamps, self.features),
+            np.array([len(window) - 1]),
+            self.features,
+            targets=False,
+        )
+        y, _ = self.network.run(x)
+        return to_values(y[0], window[-1], scale)
+
+    def _roll_window(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
+        window = np.asarray(state["values"], dtype=np.float64)
+        if len(window) < self.spec.window:
+            raise ValueError(
+                f"The model needs the last {self.spec.window} readings to forecast, got {len(window)}."
+            )
+        last_ts = pd.Timestamp(state["last_timestamp"])
+        mean = np.zeros(0)
+        while len(mean) < horizon:
+            block = self._predict_window(window, last_ts, state["series"])
+            mean = np.concatenate([mean, block])
+            window = np.concatenate([window, block])[-self.spec.window :]
+            last_ts = last_ts + self.offset * len(block)
+        return mean[:horizon]
+
+    def _widths(self, level: int, horizon: int) -> np.ndarray:
+        """Interval half-widths per step, in units of the series' scale.
+
+        Beyond the head the rollout compounds its own errors, which conformal calibration never
+        saw; the last calibrated width grows with the square root of the number of head lengths
+        ahead, as the spread of a sum of independent errors would. This is a heuristic, not a
+        coverage guarantee.
+        """
+        q = self.quantiles[level]
+        head = len(q)
+        steps = np.arange(1, horizon + 1)
+        beyond = q[-1] * np.sqrt(steps / head)
+        return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from app.ml.features import (
+    FeatureConfig,
+    calendar,
+    stream_inputs,
+    stream_targets,
+    to_values,
+    window_batch,
+)
+
+CONFIG = FeatureConfig(window=5, horizon=3, stream=False, time_of_day=True, day_of_week=True)
+
+
+def test_calendar_phases() -> None:
+    # 2024-01-01 is a Monday.
+    ts = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 06:00", "2024-01-04 12:00"])
+    cal = calendar(ts, CONFIG)
+    assert cal.shape == (3, 4)
+    np.testing.assert_allclose(cal[0], [0, 1, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(cal[1, :2], [1, 0], atol=1e-12)  # a quarter of the day
+    np.testing.assert_allclose(cal[2, 2:], [np.sin(np.pi * 3.5 / 3.5), np.cos(np.pi)], atol=1e-12)
+    daily = FeatureConfig(window=8, horizon=1, stream=False, time_of_day=False, day_of_week=False)
+    assert calendar(ts, daily).shape == (3, 0)
+
+
+def test_window_batch_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(1)
+    scaled = rng.normal(size=40)
+    cal = rng.normal(size=(40, 4))
+    ends = np.array([4, 10, 36])
+    x, y = window_batch(scaled, cal, ends, CONFIG)
+    assert y is not None
+    for i, end in enumerate(ends):
+        rows = slice(end - 4, end + 1)
+        np.testing.assert_allclose(x[i, :, 0], scaled[rows] - scaled[end], atol=1e-6)
+        np.testing.assert_allclose(x[i, :, 1:], cal[rows], atol=1e-6)
+        np.testing.assert_allclose(y[i], scaled[end + 1 : end + 4] - scaled[end], atol=1e-6)
+    assert x.dtype == np.float32 and x.shape == (3, 5, 5)
+
+
+def test_level_shift_changes_nothing_the_network_sees() -> None:
+    scaled = np.sin(np.arange(30.0))
+    cal = np.zeros((30, 4))
+    ends = np.array([10, 20])
+    a = window_batch(scaled, cal, ends, CONFIG)
+    b = window_batch(scaled + 50.0, cal, ends, CONFIG)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-5)
+
+
+def test_stream_inputs_and_targets() -> None:
+    scaled = np.array([1.0, 3.0, 2.0, 5.0])
+    cal = np.zeros((4, 0))
+    np.testing.assert_allclose(stream_inputs(scaled, cal)[:, 0], [0, 2, -1, 3])
+    np.testing.assert_allclose(stream_inputs(scaled, cal, previous=0.5)[0, 0], 0.5)
+    targets = stream_targets(scaled, 2)
+    np.testing.assert_allclose(targets[:2], [[2, 1], [-1, 2]])
+    assert np.isnan(targets[2, 1]) and np.isnan(targets[3]).all()
+
+
+def test_to_values_inverts_the_target_transform() -> None:
+    values = np.array([10.0, 12.0, 11.0, 15.0, 9.0, 13.0, 14.0, 8.0, 7.0])
+    scale = 2.5
+    _, y = window_batch(
+        values / scale, np.zeros((9, 0)), np.array([4]), FeatureConfig(5, 3, False, False, False)
+    )
+    assert y is not None
+    np.testing.assert_allclose(to_values(y, values[[4]], scale), [values[5:8]], atol=1e-5)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.ml.spec import ModelSpec, resolve_spec
+
+
+def test_defaults() -> None:
+    spec = ModelSpec()
+    assert (spec.cell, spec.units, spec.layers, spec.dropout) == ("lstm", 64, 1, 0.0)
+    assert (spec.stateful, spec.bidirectional, spec.horizon, spec.calendar) == (
+        False,
+        False,
+        1,
+        True,
+    )
+    assert (spec.epochs, spec.patience, spec.window) == (30, 5, None)
+
+
+@pytest.mark.parametrize(
+    ("freq", "window", "period"),
+    [("15min", 96, 96), ("30min", 48, 48), ("h", 24, 24), ("D", 14, 7), ("2h", 12, 12)],
+)
+def test_resolve_spec_fills_frequency_defaults(freq: str, window: int, period: int) -> None:
+    resolved = resolve_spec(ModelSpec(), freq)
+    assert (resolved.window, resolved.seasonal_period, resolved.freq) == (window, period, freq)
+
+
+def test_resolve_keeps_explicit_window_and_defaults_chunk_to_it() -> None:
+    resolved = resolve_spec(ModelSpec(window=10, stateful=True), "h")
+    assert (resolved.window, resolved.chunk) == (10, 10)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragments"),
+    [
+        ({"units": 0}, ["`units`", "positive integer", "got 0"]),
+        ({"layers": 5}, ["`layers`", "from 1 to 4", "got 5"]),
+        ({"dropout": 1.0}, ["`dropout`", "[0, 1)", "got 1.0"]),
+        ({"cell": "lstmx"}, ["`cell`", "'gru'", "got 'lstmx'"]),
+        ({"window": 4}, ["`window`", "at least 8", "got 4"]),
+        ({"learning_rate": -1}, ["`learning_rate`", "positive number", "got -1"]),
+        ({"stateful": "yes"}, ["`stateful`", "true or false", "got 'yes'"]),
+        ({"test_fraction": 0.7}, ["`test_fraction`", "(0, 0.5)", "got 0.7"]),
+        ({"horizon": 2.5}, ["`horizon`", "positive integer", "got 2.5"]),
+        ({"chunk": 10}, ["`chunk=10`", "stateful=False", "only for stateful"]),
+        (
+            {"stateful": True, "bidirectional": True},
+            ["`stateful=True`", "`bidirectional=True`", "at most one"],
+        ),
+    ],
+)
+def test_invalid_fields_name_field_value_and_expectation(fields: dict, fragments: list[str]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ModelSpec(**fields)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_unknown_field_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="unit"):
+        ModelSpec(unit=4)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("freq", ["W", "7min", "nonsense", "H"])
+def test_resolve_rejects_unusable_frequency(freq: str) -> None:
+    with pytest.raises(ValueError, match="`freq`"):
+        resolve_spec(ModelSpec(), freq)
