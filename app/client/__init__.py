@@ -1,0 +1,1 @@
+"""The `statecast` command's client half: talks to a running API over HTTP."""

@@ -1,0 +1,480 @@
+"""The client subcommands of `statecast`: series, upload, train, models, job, forecast, stream.
+
+Each talks to a running API over HTTP (`--url`, `--key`, or STATECAST_URL / STATECAST_API_KEY),
+prints results on stdout and progress on stderr, and turns an API error into one line on stderr
+with exit status 1.
+"""
+
+import argparse
+import csv
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.client.api import DEFAULT_URL, ApiClient, ApiError
+from app.client.output import metrics_table, table
+from app.client.progress import ProgressBar, format_bytes, format_duration
+from app.config import Settings
+
+URL_ENV = "STATECAST_URL"
+KEY_ENV = "STATECAST_API_KEY"
+POLL_INTERVAL_S = 0.5
+SERIES_PAGE_LIMIT = 1000
+FINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+# Replaced in tests by a factory that answers from an in-process app.
+connect: Callable[[str, str | None], ApiClient] = ApiClient.connect
+
+Handler = Callable[[ApiClient, argparse.Namespace], int]
+
+# The flags of `statecast train`, one per field of app.ml.spec.ModelSpec (a test keeps them in
+# step); only flags given are sent, so the server's defaults stay the single source of truth.
+SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("cell", {"choices": ["lstm", "gru", "simple_rnn"], "help": "recurrent cell (default lstm)"}),
+    ("units", {"type": int, "help": "units per layer (default 64)"}),
+    ("layers", {"type": int, "help": "stacked recurrent layers (default 1)"}),
+    ("dropout", {"type": float, "help": "dropout between layers, in [0, 1) (default 0)"}),
+    ("stateful", {"action": argparse.BooleanOptionalAction,
+                  "help": "carry hidden state across windows (default no)"}),
+    ("bidirectional", {"action": argparse.BooleanOptionalAction,
+                       "help": "read windows both ways (default no)"}),
+    ("window", {"type": int, "help": "input steps (default: one season of the series)"}),
+    ("horizon", {"type": int, "help": "steps forecast at once (default 1)"}),
+    ("calendar", {"action": argparse.BooleanOptionalAction,
+                  "help": "time-of-day and weekday inputs (default yes)"}),
+    ("epochs", {"type": int, "help": "training epochs (default 30)"}),
+    ("patience", {"type": int, "help": "epochs without improvement before stopping (default 5)"}),
+    ("batch_size", {"type": int, "help": "windows per batch (default 32)"}),
+    ("learning_rate", {"type": float, "help": "Adam learning rate (default 0.001)"}),
+    ("seed", {"type": int, "help": "random seed (default 0)"}),
+    ("chunk", {"type": int, "help": "truncated BPTT steps of a stateful model"}),
+    ("validation_fraction", {"type": float, "help": "share held out for validation (default 0.1)"}),
+    ("test_fraction", {"type": float, "help": "share held out for the test metrics (default 0.1)"}),
+]
+
+
+def register(subparsers: Any) -> None:
+    """Add the client subcommands to `statecast`'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help=f"the API's address ({URL_ENV}, default {DEFAULT_URL})")
+    common.add_argument("--key", help=f"API key ({KEY_ENV}, else the file `statecast serve` "
+                                      "wrote: STATECAST_KEY_FILE)")
+    common.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+
+    def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help_text)
+        parser.set_defaults(handler=functools.partial(_run, handler))
+        return parser
+
+    def group(name: str, help_text: str) -> Any:
+        parser = subparsers.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+    series = group("series", "create, list, show and delete series (client)")
+    create = add(series, "create", series_create, "create a series")
+    create.add_argument("name")
+    create.add_argument("--freq", required=True, help="pandas offset alias: 15min, 30min, h, D")
+    create.add_argument("--unit", help="unit of the values, e.g. kWh")
+    create.add_argument("--description")
+    add(series, "list", series_list, "list the series of the key's tenant")
+    show = add(series, "show", series_show, "a series and its extent")
+    show.add_argument("name", help="series name (or id)")
+    delete = add(series, "delete", series_delete, "delete a series, its readings and models")
+    delete.add_argument("name", help="series name (or id)")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    upload = add(subparsers, "upload", upload_file, "upload a CSV file of readings (client)")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--series", required=True, help="series name (or id)")
+    upload.add_argument("--freq", help="create the series with this frequency if it is missing")
+    upload.add_argument("--ts-col", help="timestamp column (default the first)")
+    upload.add_argument("--value-col", help="value column (default the second)")
+    upload.add_argument("--sep", help="field separator (default ,)")
+    upload.add_argument("--decimal", choices=[".", ","], help="decimal mark (default .)")
+    upload.add_argument("--on-conflict", choices=["error", "replace"],
+                        help="a stored timestamp sent with another value (default error)")
+
+    train = add(subparsers, "train", train_model, "train a model in the background (client)")
+    train.add_argument("--series", required=True, action="append",
+                       help="series name (or id); repeat for one global model of several")
+    for name, options in SPEC_FLAGS:
+        if "type" in options:
+            options = {**options, "metavar": name.upper()}
+        train.add_argument("--" + name.replace("_", "-"), dest=f"spec_{name}", **options)
+    train.add_argument("--wait", action="store_true",
+                       help="follow the training with a progress bar, then print its metrics")
+
+    models = group("models", "list, show and promote trained models (client)")
+    models_list = add(models, "list", model_list, "list models, newest first")
+    models_list.add_argument("--series", help="only models of this series (name or id)")
+    model_show_parser = add(models, "show", model_show, "a model's spec and metrics")
+    model_show_parser.add_argument("model_id", type=int)
+    promote = add(models, "promote", model_promote, "make a model its series' default")
+    promote.add_argument("model_id", type=int)
+
+    job = group("job", "follow or cancel a background job (client)")
+    job_show_parser = add(job, "show", job_show, "a job and its progress")
+    job_show_parser.add_argument("job_id", type=int)
+    job_show_parser.add_argument("--wait", action="store_true", help="follow it to the end")
+    cancel = add(job, "cancel", job_cancel, "cancel a queued or running job")
+    cancel.add_argument("job_id", type=int)
+
+    forecast = add(subparsers, "forecast", forecast_series, "forecast a series (client)")
+    forecast.add_argument("--series", required=True, help="series name (or id)")
+    forecast.add_argument("--horizon", type=int, default=48, help="steps ahead (default 48)")
+    forecast.add_argument("--level", type=int, action="append",
+                          help="interval level in percent, repeatable (default 80 and 95)")
+    forecast.add_argument("--csv", action="store_true", help="write CSV to stdout")
+    forecast.add_argument("--plot", type=Path, metavar="FILE.png",
+                          help="also draw history and forecast into this image")
+    forecast.add_argument("--history", type=int, default=336,
+                          help="readings of history drawn by --plot (default 336)")
+
+    stream = group("stream", "feed readings to a stream and forecast its next step (client)")
+    stream_create_parser = add(stream, "create", stream_create, "open a stream on a series")
+    stream_create_parser.add_argument("--series", required=True, help="series name (or id)")
+    stream_show_parser = add(stream, "show", stream_show, "a stream's state and accuracy")
+    stream_show_parser.add_argument("stream_id", type=int)
+    push = add(stream, "push", stream_push, "send readings: --ts/--value, or --file CSV")
+    push.add_argument("stream_id", type=int)
+    push.add_argument("--ts", help="timestamp of one reading")
+    push.add_argument("--value", type=float, help="value of that reading")
+    push.add_argument("--file", help="CSV of ts,value rows with a header ('-' for stdin)")
+    stream_forecast_parser = add(stream, "forecast", stream_forecast, "the next-step forecast")
+    stream_forecast_parser.add_argument("stream_id", type=int)
+
+
+def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
+    """Connect, run one client command, and turn failures into one line and an exit status."""
+    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    client = connect(url, resolve_key(args.key, settings))
+    try:
+        return handler(client, args)
+    except ApiError as exc:
+        print(f"statecast: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\nstatecast: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
+
+
+def resolve_key(flag: str | None, settings: Settings) -> str | None:
+    """The key from --key, else STATECAST_API_KEY, else the key file `statecast serve` wrote."""
+    if flag:
+        return flag
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV]
+    try:
+        return settings.key_file.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def emit(args: argparse.Namespace, body: Any, text: str) -> None:
+    print(json.dumps(body, indent=2) if args.json else text)
+
+
+def find_series(client: ApiClient, ref: str) -> dict[str, Any]:
+    """A series by name, or by id when no series has that name."""
+    names: list[str] = []
+    offset = 0
+    while True:
+        page = client.get("/v1/series", offset=offset, limit=SERIES_PAGE_LIMIT)
+        for series in page["data"]:
+            if series["name"] == ref:
+                found: dict[str, Any] = series
+                return found
+            names.append(series["name"])
+        offset += len(page["data"])
+        if not page["data"] or offset >= page["count"]:
+            break
+    if ref.isdigit():
+        by_id: dict[str, Any] = client.get(f"/v1/series/{ref}")
+        return by_id
+    known = ", ".join(repr(n) for n in names[:10]) or "none yet"
+    raise ApiError(f"No series named {ref!r} (this key's series: {known}); "
+                   "create one with `statecast series create NAME --freq 30min`")
+
+
+# --- series ---------------------------------------------------------------------------------
+
+def series_create(client: ApiClient, args: argparse.Namespace) -> int:
+    body = client.post("/v1/series", {"name": args.name, "freq": args.freq, "unit": args.unit,
+                                      "description": args.description})
+    emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})")
+    return 0
+
+
+def series_list(client: ApiClient, args: argparse.Namespace) -> int:
+    body = client.get("/v1/series", limit=SERIES_PAGE_LIMIT)
+    rows = [[s["id"], s["name"], s["freq"], s.get("unit"), s["created_at"][:19]]
+            for s in body["data"]]
+    emit(args, body, table(["id", "name", "freq", "unit", "created"], rows)
+         + f"\n({body['count']} series)")
+    return 0
+
+
+def series_show(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    body = client.get(f"/v1/series/{series['id']}")
+    emit(args, body, record(body))
+    return 0
+
+
+def series_delete(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    if not args.yes and sys.stdin.isatty():
+        answer = input(f"Delete series {series['name']!r} with all its readings and models? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted", file=sys.stderr)
+            return EXIT_FAILED
+    client.delete(f"/v1/series/{series['id']}")
+    emit(args, {"deleted": series["id"]}, f"deleted series {series['id']} {series['name']!r}")
+    return 0
+
+
+# --- upload ---------------------------------------------------------------------------------
+
+def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
+    file: Path = args.file
+    if not file.is_file():
+        raise ApiError(f"No file {str(file)!r} to upload")
+    try:
+        series = find_series(client, args.series)
+    except ApiError:
+        if not args.freq:
+            raise
+        series = client.post("/v1/series", {"name": args.series, "freq": args.freq})
+        print(f"created series {series['id']} {series['name']!r} ({series['freq']})",
+              file=sys.stderr)
+    size_bytes = file.stat().st_size
+    bar = ProgressBar(size_bytes, label=f"upload {file.name}")
+    params = {"ts_col": args.ts_col, "value_col": args.value_col, "sep": args.sep,
+              "decimal": args.decimal, "on_conflict": args.on_conflict}
+    try:
+        result = client.upload_csv(
+            f"/v1/series/{series['id']}/readings", file, params,
+            on_progress=lambda sent: bar.update(
+                sent, f"{format_bytes(sent)} / {format_bytes(size_bytes)}"))
+    finally:
+        bar.close()
+    emit(args, result,
+         f"{result['received']} readings into {series['name']!r}: {result['inserted']} new, "
+         f"{result['updated']} updated, {result['unchanged']} unchanged "
+         f"({result['first_ts']} .. {result['last_ts']})")
+    return 0
+
+
+# --- train, models, jobs --------------------------------------------------------------------
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields given as flags; the server fills in the rest."""
+    return {name: getattr(args, f"spec_{name}") for name, _ in SPEC_FLAGS
+            if getattr(args, f"spec_{name}") is not None}
+
+
+def train_model(client: ApiClient, args: argparse.Namespace) -> int:
+    series_ids = [find_series(client, ref)["id"] for ref in args.series]
+    accepted = client.post("/v1/models", {"series_ids": series_ids, "spec": spec_from_args(args)})
+    model, job = accepted["model"], accepted["job"]
+    if not args.wait:
+        emit(args, accepted, f"model {model['id']} is training as job {job['id']}; follow it with "
+                             f"`statecast job show {job['id']} --wait`")
+        return 0
+    print(f"model {model['id']}, job {job['id']}", file=sys.stderr)
+    return follow_job(client, args, job["id"])
+
+
+def follow_job(client: ApiClient, args: argparse.Namespace, job_id: int) -> int:
+    """Poll a job with a progress bar until it ends; print the model's metrics if it succeeded."""
+    bar = ProgressBar(1, label=f"job {job_id}")
+    try:
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}")
+            progress = job.get("progress") or {}
+            epochs = progress.get("epochs") or 1
+            epoch = epochs if job["status"] == "succeeded" else progress.get("epoch", 0)
+            bar.update(epoch, job_suffix(job), total=epochs)
+            if job["status"] in FINAL_JOB_STATUSES:
+                break
+            time.sleep(POLL_INTERVAL_S)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"stopped following; job {job_id} goes on (`statecast job cancel {job_id}` "
+              "stops it)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bar.close()
+    if job["status"] != "succeeded":
+        raise ApiError(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error")
+                                                          else ""))
+    model = client.get(f"/v1/models/{job['model_id']}")
+    emit(args, model, model_text(model))
+    return 0
+
+
+def job_suffix(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    if job["status"] == "queued" or not progress:
+        return job["status"]
+    parts = [f"epoch {progress.get('epoch')}/{progress.get('epochs')}"]
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.4g}")
+    if progress.get("val_loss") is not None:
+        parts.append(f"val {progress['val_loss']:.4g}")
+    if job["status"] == "running":
+        parts.append(f"ETA {format_duration(progress.get('eta_s'))}")
+    else:
+        parts.append(f"{job['status']} in {format_duration(progress.get('elapsed_s'))}")
+    return " ".join(parts)
+
+
+def model_text(model: dict[str, Any]) -> str:
+    spec = model.get("resolved_spec") or model.get("spec") or {}
+    lines = [f"model {model['id']} ({model['status']}"
+             + (", default" if model.get("is_default") else "") + "): "
+             + ", ".join(f"{k}={spec[k]}" for k in ("cell", "units", "layers", "window",
+                                                    "horizon", "epochs") if k in spec)]
+    if model.get("metrics"):
+        lines.append(metrics_table(model["metrics"]))
+    if model.get("worse_than_naive"):
+        lines.append("warning: this model is worse than the seasonal naive on validation data")
+    if model.get("error"):
+        lines.append(f"error: {model['error']}")
+    return "\n".join(lines)
+
+
+def model_list(client: ApiClient, args: argparse.Namespace) -> int:
+    series_id = find_series(client, args.series)["id"] if args.series else None
+    body = client.get("/v1/models", series_id=series_id)
+    rows = []
+    for m in body["data"]:
+        full = ((m.get("metrics") or {}).get("full_horizon") or {})
+        rows.append([m["id"], m["status"], ",".join(map(str, m["series_ids"])),
+                     (m.get("spec") or {}).get("cell", "lstm"),
+                     (full.get("model") or {}).get("mase"),
+                     (full.get("seasonal_naive") or {}).get("mase"), m.get("is_default", False)])
+    emit(args, body, table(["id", "status", "series", "cell", "mase", "naive mase", "default"],
+                           rows))
+    return 0
+
+
+def model_show(client: ApiClient, args: argparse.Namespace) -> int:
+    model = client.get(f"/v1/models/{args.model_id}")
+    emit(args, model, model_text(model))
+    return 0
+
+
+def model_promote(client: ApiClient, args: argparse.Namespace) -> int:
+    model = client.post(f"/v1/models/{args.model_id}/promote")
+    emit(args, model, f"model {model['id']} is now the default of series "
+                      f"{', '.join(map(str, model['series_ids']))}")
+    return 0
+
+
+def job_show(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.wait:
+        return follow_job(client, args, args.job_id)
+    job = client.get(f"/v1/jobs/{args.job_id}")
+    emit(args, job, f"job {job['id']} (model {job['model_id']}): {job_suffix(job)}"
+         + (f"\nerror: {job['error']}" if job.get("error") else ""))
+    return 0
+
+
+def job_cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    job = client.post(f"/v1/jobs/{args.job_id}/cancel")
+    emit(args, job, f"job {job['id']}: cancel requested ({job['status']})")
+    return 0
+
+
+# --- forecasts and streams ------------------------------------------------------------------
+
+def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.series)
+    levels = args.level or [80, 95]
+    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
+    points = body["points"]
+    columns = list(points[0]) if points else ["ts", "mean"]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([p.get(c) for c in columns] for p in points)
+    else:
+        emit(args, body, f"series {series['name']!r}, model {body.get('model_id')}\n"
+             + table(columns, [[p.get(c) for c in columns] for p in points]))
+    if args.plot:
+        from app.client.plot import plot_forecast
+
+        history = recent_readings(client, series, args.history)
+        plot_forecast(args.plot, series["name"], history, points, levels)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The last `count` stored readings of a series (pandas only here, for the step length)."""
+    import pandas as pd
+
+    detail = client.get(f"/v1/series/{series['id']}")
+    if not detail.get("last_ts"):
+        return []
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(series["freq"]))
+    start = pd.Timestamp(detail["last_ts"]) - (count - 1) * step
+    body = client.get(f"/v1/series/{series['id']}/readings", start=start.isoformat(), limit=count)
+    data: list[dict[str, Any]] = body["data"]
+    return data
+
+
+def stream_create(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.series)
+    body = client.post("/v1/streams", {"series_id": series["id"]})
+    emit(args, body, f"created stream {body['id']} on series {series['name']!r}")
+    return 0
+
+
+def stream_show(client: ApiClient, args: argparse.Namespace) -> int:
+    body = client.get(f"/v1/streams/{args.stream_id}")
+    emit(args, body, record(body))
+    return 0
+
+
+def stream_push(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.file:
+        handle = sys.stdin if args.file == "-" else open(args.file, newline="")  # noqa: SIM115
+        with handle:
+            rows = list(csv.reader(handle))
+        readings = [{"ts": ts, "value": float(v) if v.strip() else None}
+                    for ts, v, *_ in rows[1:] if ts]
+    elif args.ts is not None and args.value is not None:
+        readings = [{"ts": args.ts, "value": args.value}]
+    else:
+        raise ApiError("Give a reading with --ts and --value, or a CSV file with --file")
+    body = client.post(f"/v1/streams/{args.stream_id}/readings", {"readings": readings})
+    emit(args, body, record(body) if isinstance(body, dict) else str(body))
+    return 0
+
+
+def stream_forecast(client: ApiClient, args: argparse.Namespace) -> int:
+    body = client.get(f"/v1/streams/{args.stream_id}/forecast")
+    points = body.get("points") if isinstance(body, dict) else None
+    if points:
+        columns = list(points[0])
+        emit(args, body, table(columns, [[p.get(c) for c in columns] for p in points]))
+    else:
+        emit(args, body, record(body))
+    return 0
+
+
+def record(body: dict[str, Any]) -> str:
+    """`key: value` lines; nested values as compact JSON."""
+    width = max((len(k) for k in body), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v if not isinstance(v, dict | list) else json.dumps(v)}"
+                     for k, v in body.items())

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus) and request-scoped logging for the API and the workers."""

@@ -1,0 +1,739 @@
+// statecast dashboard: plain JS, no build step. Hash routes:
+//   #/                series list, new series, upload
+//   #/series/ID       history + forecast bands, models, train form, streams
+//   #/jobs/ID         live progress bar and loss curve of a training job
+//   #/streams/ID      a stream's readings, next-step forecast and live accuracy
+"use strict";
+
+const KEY_STORAGE = "statecast.apiKey";
+const POLL_INTERVAL_MS = 1000;
+const STREAM_POLL_MS = 2000;
+const TOAST_MS = 5000;
+const DEFAULT_HORIZON = 96;
+const LEVELS = [80, 95];
+const FREQS = ["15min", "30min", "h", "D"];
+const FINAL_STATUSES = ["succeeded", "failed", "cancelled"];
+// The spec's defaults (app/ml/spec.py ModelSpec); blank number fields are left to the server.
+const SPEC_FIELDS = [
+  { name: "cell", kind: "select", options: ["lstm", "gru", "simple_rnn"], value: "lstm" },
+  { name: "units", kind: "int", value: 64 },
+  { name: "layers", kind: "int", value: 1 },
+  { name: "epochs", kind: "int", value: 30 },
+  { name: "horizon", kind: "int", value: 1 },
+  { name: "window", kind: "int", value: "", placeholder: "one season" },
+  { name: "stateful", kind: "bool", value: false },
+  { name: "bidirectional", kind: "bool", value: false },
+  { name: "calendar", kind: "bool", value: true },
+  { name: "dropout", kind: "float", value: 0, advanced: true },
+  { name: "patience", kind: "int", value: 5, advanced: true },
+  { name: "batch_size", kind: "int", value: 32, advanced: true },
+  { name: "learning_rate", kind: "float", value: 0.001, advanced: true },
+  { name: "seed", kind: "int", value: 0, advanced: true },
+  { name: "chunk", kind: "int", value: "", placeholder: "window", advanced: true },
+  { name: "validation_fraction", kind: "float", value: 0.1, advanced: true },
+  { name: "test_fraction", kind: "float", value: 0.1, advanced: true },
+];
+const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235" };
+const PLOT_CONFIG = { responsive: true, displaylogo: false };
+
+// ---- small helpers ------------------------------------------------------------------------
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function fmt(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  if (!Number.isFinite(value)) return String(value);
+  if (Math.abs(value) >= 1e5) return value.toFixed(0);
+  return Number(value.toPrecision(digits)).toString();
+}
+
+function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "?";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+const fmtTs = (ts) => (ts ? ts.replace("T", " ").replace(/:00Z$|Z$/, "") : "–");
+const badge = (status) => h("span", { class: `badge ${status}` }, status);
+
+function toast(message, isError = false) {
+  const el = $("#toast");
+  el.textContent = message;
+  el.className = isError ? "error" : "";
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.hidden = true; }, TOAST_MS);
+}
+
+// ---- the API key and calls ----------------------------------------------------------------
+
+const getKey = () => sessionStorage.getItem(KEY_STORAGE);
+
+class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+// One readable line from problem+json: the detail and each field at fault with its value.
+function problemMessage(status, body) {
+  if (!body || typeof body !== "object") return `HTTP ${status}`;
+  let line = body.detail || body.title || `HTTP ${status}`;
+  const errors = Array.isArray(body.errors) ? body.errors.slice(0, 5) : [];
+  if (errors.length) {
+    line += " — " + errors.map((e) => {
+      const row = e.row !== undefined ? ` (row ${e.row})` : "";
+      return `${e.field}${row} = ${JSON.stringify(e.value)}: ${e.message}`;
+    }).join("; ");
+  }
+  return line;
+}
+
+async function api(path, { method = "GET", json, body, headers = {}, signal } = {}) {
+  const init = { method, signal, headers: { Authorization: `Bearer ${getKey()}`, ...headers } };
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers["Content-Type"] = "application/json";
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  const response = await fetch(path, init);
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  const data = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    if (response.status === 401) askForKey("That key was refused; enter a valid key.");
+    throw new ApiError(response.status, problemMessage(response.status, data), data);
+  }
+  return data;
+}
+
+function askForKey(message = "") {
+  const dialog = $("#key-dialog");
+  $("#key-error").textContent = message;
+  $("#key-error").hidden = !message;
+  if (!dialog.open) dialog.showModal();
+  $("#key-input").focus();
+}
+
+function showKeyLabel() {
+  const key = getKey();
+  $("#key-label").textContent = key ? `key ${key.slice(0, 8)}…` : "no key";
+}
+
+$("#key-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("#key-input").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  try {
+    await api("/v1/series?limit=1");
+  } catch (error) {
+    sessionStorage.removeItem(KEY_STORAGE);
+    $("#key-error").textContent = error.message;
+    $("#key-error").hidden = false;
+    return;
+  }
+  $("#key-input").value = "";
+  $("#key-dialog").close();
+  showKeyLabel();
+  route();
+});
+$("#key-dialog").addEventListener("cancel", (event) => { if (!getKey()) event.preventDefault(); });
+$("#change-key").addEventListener("click", () => askForKey());
+
+// ---- routing ------------------------------------------------------------------------------
+
+let disposers = [];
+
+function onLeave(fn) { disposers.push(fn); }
+
+function setCrumbs(...parts) {
+  $("#crumbs").replaceChildren(...parts.flatMap((part, i) => [i ? " / " : "", part]));
+}
+
+async function route() {
+  for (const dispose of disposers) dispose();
+  disposers = [];
+  const view = $("#view");
+  view.replaceChildren();
+  if (!getKey()) {
+    askForKey();
+    return;
+  }
+  const path = location.hash.replace(/^#/, "") || "/";
+  const match = path.match(/^\/(series|jobs|streams)\/(\d+)$/);
+  try {
+    if (!match) await seriesListView(view);
+    else if (match[1] === "series") await seriesView(view, Number(match[2]));
+    else if (match[1] === "jobs") await jobView(view, Number(match[2]));
+    else await streamView(view, Number(match[2]));
+  } catch (error) {
+    view.append(h("section", { class: "card" }, h("h2", {}, "Could not load this page"),
+      h("p", { class: "error" }, error.message), h("a", { href: "#/" }, "Back to the series")));
+  }
+}
+
+window.addEventListener("hashchange", route);
+
+// ---- series list --------------------------------------------------------------------------
+
+function csvOptionFields() {
+  return h("details", {},
+    h("summary", {}, "CSV options"),
+    h("div", { class: "fields" },
+      h("label", {}, "Timestamp column", h("input", { name: "ts_col", placeholder: "first" })),
+      h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "second" })),
+      h("label", {}, "Separator", h("input", { name: "sep", value: ",", maxlength: 1 })),
+      h("label", {}, "Decimal mark", h("select", { name: "decimal" },
+        h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)")))));
+}
+
+async function uploadCsv(seriesId, form) {
+  const file = form.elements.file.files[0];
+  const params = new URLSearchParams();
+  for (const name of ["ts_col", "value_col", "sep", "decimal", "on_conflict"]) {
+    const value = form.elements[name] && form.elements[name].value.trim();
+    if (value) params.set(name, value);
+  }
+  return api(`/v1/series/${seriesId}/readings?${params}`,
+    { method: "POST", body: file, headers: { "Content-Type": "text/csv" } });
+}
+
+function uploadSummary(result) {
+  return `${result.received} readings: ${result.inserted} new, ${result.updated} updated, ` +
+    `${result.unchanged} unchanged (${fmtTs(result.first_ts)} – ${fmtTs(result.last_ts)})`;
+}
+
+async function seriesListView(view) {
+  setCrumbs("Series");
+  const list = await api("/v1/series?limit=1000");
+  const rows = list.data.map((s) => h("tr", { dataset: { seriesId: s.id } },
+    h("td", {}, h("a", { href: `#/series/${s.id}` }, s.name)),
+    h("td", {}, s.freq), h("td", {}, s.unit || "–"), h("td", {}, fmtTs(s.created_at)),
+    h("td", { class: "num" }, h("button", {
+      class: "small danger", type: "button", onclick: async () => {
+        if (!confirm(`Delete series "${s.name}" with all its readings and models?`)) return;
+        try {
+          await api(`/v1/series/${s.id}`, { method: "DELETE" });
+          toast(`Deleted ${s.name}`);
+          route();
+        } catch (error) { toast(error.message, true); }
+      },
+    }, "Delete"))));
+  const table = list.data.length
+    ? h("table", { id: "series-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Frequency"), h("th", {}, "Unit"),
+        h("th", {}, "Created"), h("th", {}))),
+      h("tbody", {}, rows))
+    : h("p", { class: "empty" }, "No series yet: create one below, with a CSV file of readings.");
+
+  const status = h("p", { class: "note" });
+  const form = h("form", { class: "stack", id: "new-series" },
+    h("div", { class: "fields" },
+      h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "building-7" })),
+      h("label", {}, "Frequency", h("input", { name: "freq", required: true, value: "30min",
+        list: "freqs" })),
+      h("datalist", { id: "freqs" }, FREQS.map((f) => h("option", { value: f }))),
+      h("label", {}, "Unit", h("input", { name: "unit", placeholder: "kWh" }))),
+    h("label", {}, "Readings (CSV with a header row, optional)",
+      h("input", { name: "file", type: "file", accept: ".csv,text/csv" })),
+    csvOptionFields(),
+    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Create"), status));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    status.textContent = "Creating…";
+    try {
+      const series = await api("/v1/series", { method: "POST", json: {
+        name: f.name.value.trim(), freq: f.freq.value.trim(), unit: f.unit.value.trim() || null } });
+      if (f.file.files.length) {
+        status.textContent = "Uploading…";
+        try {
+          toast(uploadSummary(await uploadCsv(series.id, form)));
+        } catch (error) {
+          toast(`Series created, upload refused: ${error.message}`, true);
+        }
+      }
+      location.hash = `#/series/${series.id}`;
+    } catch (error) {
+      status.textContent = "";
+      toast(error.message, true);
+    }
+  });
+
+  view.append(
+    h("section", { class: "card" }, h("h2", {}, `Series (${list.count})`), table),
+    h("section", { class: "card" }, h("h2", {}, "New series"), form));
+}
+
+// ---- one series ---------------------------------------------------------------------------
+
+function bandTraces(points, level, alpha) {
+  const x = points.map((p) => p.ts);
+  const upper = points.map((p) => p[`upper_${level}`]);
+  const lower = points.map((p) => p[`lower_${level}`]);
+  if (upper.some((v) => v === undefined)) return [];
+  return [
+    { x, y: upper, type: "scatter", mode: "lines", line: { width: 0 }, hoverinfo: "skip",
+      showlegend: false, name: `upper ${level}%` },
+    { x, y: lower, type: "scatter", mode: "lines", line: { width: 0 }, fill: "tonexty",
+      fillcolor: `rgba(${COLORS.band}, ${alpha})`, name: `${level}% interval`,
+      customdata: upper, hovertemplate: `${level}%: %{y:.4g} – %{customdata:.4g}<extra></extra>` },
+  ];
+}
+
+function forecastTraces(points) {
+  // Widest band first: the narrower one drawn on top comes out darker.
+  return [
+    ...bandTraces(points, 95, 0.15),
+    ...bandTraces(points, 80, 0.25),
+    { x: points.map((p) => p.ts), y: points.map((p) => p.mean), type: "scatter", mode: "lines",
+      name: "forecast", line: { color: COLORS.forecast, width: 2 } },
+  ];
+}
+
+const chartLayout = (title, yTitle) => ({
+  title: title ? { text: title, font: { size: 14 } } : undefined,
+  margin: { l: 60, r: 20, t: title ? 40 : 20, b: 40 },
+  hovermode: "x unified",
+  legend: { orientation: "h", y: -0.15 },
+  xaxis: { type: "date" },
+  yaxis: { title: { text: yTitle || "" }, zeroline: false },
+  paper_bgcolor: "rgba(0,0,0,0)",
+  plot_bgcolor: "rgba(0,0,0,0)",
+});
+
+function metricCells(metrics) {
+  const full = (metrics && metrics.full_horizon) || {};
+  const model = full.model || {};
+  const naive = full.seasonal_naive || {};
+  return ["mae", "rmse", "smape", "mase"].map((name) => {
+    const better = model[name] !== undefined && naive[name] !== undefined && model[name] < naive[name];
+    return h("td", { class: "num" },
+      h("span", { class: model[name] === undefined ? "" : better ? "good" : "warn" }, fmt(model[name])),
+      h("span", { class: "muted" }, ` / ${fmt(naive[name])}`));
+  });
+}
+
+function coverageCell(metrics) {
+  const coverage = (metrics && metrics.interval_coverage) || {};
+  const parts = LEVELS.filter((l) => coverage[l] !== undefined)
+    .map((l) => `${l}%→${(100 * coverage[l]).toFixed(0)}%`);
+  return h("td", { class: "num" }, parts.join(" ") || "–");
+}
+
+function trainForm(seriesId) {
+  const input = (field) => {
+    if (field.kind === "select") {
+      return h("label", {}, field.name, h("select", { name: field.name },
+        field.options.map((o) => h("option", { value: o, selected: o === field.value }, o))));
+    }
+    if (field.kind === "bool") {
+      return h("label", { class: "check" },
+        h("input", { type: "checkbox", name: field.name, checked: field.value }), field.name);
+    }
+    return h("label", {}, field.name.replace(/_/g, " "), h("input", {
+      name: field.name, type: "number", value: field.value, placeholder: field.placeholder,
+      step: field.kind === "float" ? "any" : "1" }));
+  };
+  const status = h("span", { class: "note" });
+  const form = h("form", { class: "stack", id: "train-form" },
+    h("div", { class: "fields" }, SPEC_FIELDS.filter((f) => !f.advanced).map(input)),
+    h("details", {}, h("summary", {}, "More options"),
+      h("div", { class: "fields" }, SPEC_FIELDS.filter((f) => f.advanced).map(input))),
+    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Train"), status));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const spec = {};
+    for (const field of SPEC_FIELDS) {
+      const el = form.elements[field.name];
+      if (field.kind === "bool") spec[field.name] = el.checked;
+      else if (field.kind === "select") spec[field.name] = el.value;
+      else if (el.value.trim() !== "") spec[field.name] = Number(el.value);
+    }
+    status.textContent = "Submitting…";
+    try {
+      const accepted = await api("/v1/models", { method: "POST", json: { series_ids: [seriesId], spec } });
+      location.hash = `#/jobs/${accepted.job.id}`;
+    } catch (error) {
+      status.textContent = "";
+      toast(error.message, true);
+    }
+  });
+  return form;
+}
+
+async function seriesView(view, seriesId) {
+  const series = await api(`/v1/series/${seriesId}`);
+  setCrumbs(h("a", { href: "#/" }, "Series"), series.name);
+
+  const chart = h("div", { class: "chart", id: "series-chart" });
+  const chartNote = h("p", { class: "note", id: "forecast-note" });
+  const horizon = h("input", { type: "number", min: 1, value: DEFAULT_HORIZON, id: "horizon",
+    style: "width: 6rem" });
+  const modelsBox = h("div", { id: "models" }, h("p", { class: "empty" }, "Loading…"));
+
+  const uploadStatus = h("span", { class: "note" });
+  const uploadForm = h("form", { class: "stack", id: "upload-form" },
+    h("input", { name: "file", type: "file", accept: ".csv,text/csv", required: true }),
+    csvOptionFields(),
+    h("label", {}, "A stored timestamp sent with another value", h("select", { name: "on_conflict" },
+      h("option", { value: "error" }, "refuse the upload"), h("option", { value: "replace" }, "replace it"))),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Upload"), uploadStatus));
+  uploadForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    uploadStatus.textContent = "Uploading…";
+    try {
+      const result = await uploadCsv(seriesId, uploadForm);
+      uploadStatus.textContent = uploadSummary(result);
+      await drawChart();
+    } catch (error) {
+      uploadStatus.textContent = "";
+      toast(error.message, true);
+    }
+  });
+
+  const streamButton = h("button", { type: "button", id: "new-stream", onclick: async () => {
+    try {
+      const stream = await api("/v1/streams", { method: "POST", json: { series_id: seriesId } });
+      location.hash = `#/streams/${stream.id}`;
+    } catch (error) { toast(error.message, true); }
+  } }, "Open a stream");
+
+  view.append(
+    h("section", { class: "page-head" },
+      h("div", {}, h("h1", {}, series.name),
+        h("div", { class: "facts" },
+          h("span", {}, "every ", h("b", {}, series.freq)),
+          h("span", {}, h("b", { id: "reading-count" }, series.readings), " readings"),
+          h("span", {}, fmtTs(series.first_ts), " – ", fmtTs(series.last_ts)),
+          series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null))),
+    h("section", { class: "card" },
+      h("div", { class: "page-head" }, h("h2", {}, "History and forecast"),
+        h("label", { class: "check" }, "horizon", horizon,
+          h("button", { type: "button", class: "small", onclick: () => drawChart() }, "Forecast"))),
+      chart, chartNote),
+    h("section", { class: "card" }, h("h2", {}, "Models"), modelsBox),
+    h("div", { class: "grid-2" },
+      h("section", { class: "card" }, h("h2", {}, "Train a model"), trainForm(seriesId)),
+      h("section", { class: "card" },
+        h("h2", {}, "Upload readings"), uploadForm,
+        h("h2", { style: "margin-top: 1.5rem" }, "Streams"),
+        h("p", { class: "note" }, "A stream carries the model's hidden state from reading to " +
+          "reading and forecasts the next step as each arrives."),
+        h("div", { class: "actions" }, streamButton))));
+
+  async function drawChart() {
+    const [readings, detail] = await Promise.all([
+      api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
+    $("#reading-count").textContent = detail.readings;
+    const traces = [{ x: readings.data.map((r) => r.ts), y: readings.data.map((r) => r.value),
+      type: "scatter", mode: "lines", name: "history", line: { color: COLORS.history, width: 1.2 },
+      connectgaps: false }];
+    let forecast = null;
+    if (readings.data.length) {
+      const query = new URLSearchParams({ horizon: horizon.value || DEFAULT_HORIZON });
+      for (const level of LEVELS) query.append("level", level);
+      try {
+        forecast = await api(`/v1/series/${seriesId}/forecast?${query}`);
+        traces.push(...forecastTraces(forecast.points));
+        chartNote.textContent = `Forecast by model ${forecast.model_id}, with its 80% and 95% ` +
+          "prediction intervals.";
+      } catch (error) {
+        chartNote.textContent = error.status === 404 || error.status === 409
+          ? `No forecast yet: ${error.message}` : `Forecast failed: ${error.message}`;
+      }
+    } else {
+      chartNote.textContent = "No readings yet: upload a CSV file below.";
+    }
+    chart.dataset.forecastPoints = forecast ? forecast.points.length : 0;
+    await Plotly.react(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+  }
+
+  async function drawModels() {
+    const [models, jobs] = await Promise.all([
+      api(`/v1/models?series_id=${seriesId}&limit=100`), api("/v1/jobs?limit=200")]);
+    const jobOf = new Map(jobs.data.map((j) => [j.model_id, j]));
+    if (!models.data.length) {
+      modelsBox.replaceChildren(h("p", { class: "empty" }, "No models yet: train one below."));
+      return;
+    }
+    const rows = models.data.map((m) => {
+      const spec = m.resolved_spec || m.spec || {};
+      const job = jobOf.get(m.id);
+      return h("tr", { dataset: { modelId: m.id } },
+        h("td", {}, `#${m.id}`),
+        h("td", {}, badge(m.status), m.is_default ? [" ", badge("default")] : null,
+          m.worse_than_naive ? h("span", { class: "warn", title: "worse than the seasonal naive on validation" }, " ⚠") : null),
+        h("td", {}, `${spec.cell || "lstm"} ${spec.units || ""}×${spec.layers || 1}` +
+          (spec.stateful ? " stateful" : "") + (spec.bidirectional ? " bidir" : "")),
+        ...metricCells(m.metrics), coverageCell(m.metrics),
+        h("td", {}, job ? h("a", { href: `#/jobs/${job.id}` }, `job ${job.id}`) : "–"),
+        h("td", { class: "num" }, h("button", {
+          type: "button", class: "small", disabled: m.status !== "ready" || m.is_default,
+          onclick: async () => {
+            try {
+              await api(`/v1/models/${m.id}/promote`, { method: "POST" });
+              toast(`Model ${m.id} is now the default`);
+              await Promise.all([drawModels(), drawChart()]);
+            } catch (error) { toast(error.message, true); }
+          } }, "Promote")));
+    });
+    modelsBox.replaceChildren(h("table", { id: "models-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Status"), h("th", {}, "Network"),
+        ...["MAE", "RMSE", "sMAPE", "MASE"].map((m) => h("th", { class: "num" }, `${m} model / naive`)),
+        h("th", { class: "num" }, "Coverage"), h("th", {}, "Job"), h("th", {}))),
+      h("tbody", {}, rows)),
+    h("p", { class: "note" }, "Test-part errors over the full horizon, the model's beside the " +
+      "seasonal naive's (lower is better); coverage is the share of test readings inside each interval."));
+  }
+
+  await Promise.all([drawChart(), drawModels().catch((error) => {
+    modelsBox.replaceChildren(h("p", { class: "error" }, error.message));
+  })]);
+}
+
+// ---- a training job -----------------------------------------------------------------------
+
+async function streamJobEvents(jobId, onJob, signal) {
+  // EventSource cannot send the Authorization header, so read the event stream through fetch.
+  const response = await fetch(`/v1/jobs/${jobId}/events`, {
+    headers: { Authorization: `Bearer ${getKey()}`, Accept: "text/event-stream" }, signal });
+  const type = response.headers.get("content-type") || "";
+  if (!response.ok || !response.body || !type.startsWith("text/event-stream")) {
+    throw new ApiError(response.status, "no event stream");
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split("\n").filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).replace(/^ /, "")).join("\n");
+      if (data) onJob(JSON.parse(data));
+    }
+  }
+}
+
+async function jobView(view, jobId) {
+  let job = await api(`/v1/jobs/${jobId}`);
+  const model = await api(`/v1/models/${job.model_id}`);
+  const seriesId = model.series_ids[0];
+  setCrumbs(h("a", { href: "#/" }, "Series"),
+    h("a", { href: `#/series/${seriesId}` }, `series ${seriesId}`), `job ${jobId}`);
+
+  const bar = h("div", {});
+  const barBox = h("div", { class: "progress", id: "job-progress", role: "progressbar",
+    "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
+  const statusLine = h("p", { id: "job-status" });
+  const figures = h("div", { class: "figures" });
+  const chart = h("div", { class: "chart small", id: "loss-chart" });
+  const result = h("div", { id: "job-result" });
+  const cancel = h("button", { type: "button", class: "danger", onclick: async () => {
+    try { render(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" })); } catch (error) { toast(error.message, true); }
+  } }, "Cancel");
+  const live = h("span", { class: "note", id: "job-live" });
+
+  view.append(
+    h("section", { class: "card" },
+      h("div", { class: "page-head" }, h("h1", {}, `Training job ${jobId}`), h("div", { class: "actions" }, live, cancel)),
+      statusLine, barBox, figures),
+    h("section", { class: "card" }, h("h2", {}, "Loss per epoch"), chart),
+    result);
+  await Plotly.newPlot(chart, [
+    { x: [], y: [], name: "training loss", mode: "lines+markers", line: { color: COLORS.forecast } },
+    { x: [], y: [], name: "validation loss", mode: "lines+markers", line: { color: COLORS.val } },
+  ], { ...chartLayout("", "loss"), xaxis: { title: { text: "epoch" }, dtick: 1 } }, PLOT_CONFIG);
+
+  const history = new Map();
+  let finished = false;
+
+  function render(next) {
+    if (next.job) next = next.job; // an event may wrap the job
+    if (next.status === undefined && next.epoch !== undefined) next = { ...job, progress: next };
+    job = { ...job, ...next };
+    const p = job.progress || {};
+    const done = job.status === "succeeded";
+    const percent = done ? 100 : p.epochs ? Math.round((100 * p.epoch) / p.epochs) : 0;
+    bar.style.width = `${percent}%`;
+    barBox.dataset.percent = percent;
+    barBox.setAttribute("aria-valuenow", percent);
+    barBox.classList.toggle("done", done);
+    statusLine.replaceChildren(badge(job.status), " ",
+      p.epochs ? `epoch ${p.epoch} of ${p.epochs}` : job.status === "queued" ? "waiting for a worker" : "",
+      job.error ? h("span", { class: "error" }, ` — ${job.error}`) : "");
+    const figure = (label, value) => h("div", { class: "figure" },
+      h("span", { class: "value" }, value), h("span", { class: "label" }, label));
+    figures.replaceChildren(figure("progress", `${percent}%`), figure("loss", fmt(p.loss)),
+      figure("validation loss", fmt(p.val_loss)), figure("elapsed", fmtDuration(p.elapsed_s)),
+      figure("remaining", FINAL_STATUSES.includes(job.status) ? "–" : fmtDuration(p.eta_s)));
+    cancel.disabled = FINAL_STATUSES.includes(job.status);
+    for (const point of p.history || []) history.set(point.epoch, point);
+    if (p.epoch !== undefined) history.set(p.epoch, { epoch: p.epoch, loss: p.loss, val_loss: p.val_loss });
+    const epochs = [...history.keys()].sort((a, b) => a - b);
+    Plotly.restyle(chart, {
+      x: [epochs, epochs],
+      y: [epochs.map((e) => history.get(e).loss), epochs.map((e) => history.get(e).val_loss)],
+    });
+    if (FINAL_STATUSES.includes(job.status) && !finished) {
+      finished = true;
+      live.textContent = "";
+      showResult();
+    }
+  }
+
+  async function showResult() {
+    const trained = await api(`/v1/models/${job.model_id}`);
+    const m = trained.metrics;
+    result.replaceChildren(h("section", { class: "card" },
+      h("h2", {}, `Model ${trained.id} `, badge(trained.status)),
+      m ? h("table", {}, h("thead", {}, h("tr", {}, ...["MAE", "RMSE", "sMAPE", "MASE"].map((n) =>
+        h("th", { class: "num" }, `${n} model / naive`)), h("th", { class: "num" }, "Coverage"))),
+      h("tbody", {}, h("tr", {}, ...metricCells(m), coverageCell(m)))) : null,
+      trained.worse_than_naive ? h("p", { class: "warn" }, "This model is worse than the seasonal naive on validation data.") : null,
+      h("p", {}, h("a", { href: `#/series/${seriesId}` }, "See its forecast on the series page →"))));
+  }
+
+  render(job);
+  if (finished) return;
+  const controller = new AbortController();
+  onLeave(() => controller.abort());
+  try {
+    live.textContent = "live (events)";
+    await streamJobEvents(jobId, render, controller.signal);
+  } catch (error) {
+    if (controller.signal.aborted) return;
+  }
+  // No event stream (or it ended early): poll until the job ends.
+  live.textContent = finished ? "" : "live (polling)";
+  while (!finished && !controller.signal.aborted) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    if (controller.signal.aborted) return;
+    try { render(await api(`/v1/jobs/${jobId}`, { signal: controller.signal })); } catch (error) {
+      if (!controller.signal.aborted) live.textContent = `polling: ${error.message}`;
+    }
+  }
+}
+
+// ---- a stream -----------------------------------------------------------------------------
+
+async function streamView(view, streamId) {
+  let stream = await api(`/v1/streams/${streamId}`);
+  const series = await api(`/v1/series/${stream.series_id}`);
+  setCrumbs(h("a", { href: "#/" }, "Series"),
+    h("a", { href: `#/series/${series.id}` }, series.name), `stream ${streamId}`);
+
+  const chart = h("div", { class: "chart", id: "stream-chart" });
+  const figures = h("div", { class: "figures", id: "stream-figures" });
+  const facts = h("div", { class: "facts", id: "stream-facts" });
+  const tsInput = h("input", { name: "ts", required: true, placeholder: "2024-01-01T00:00:00Z" });
+  const valueInput = h("input", { name: "value", type: "number", step: "any", required: true });
+  const form = h("form", { class: "actions", id: "push-form" },
+    h("label", {}, "Timestamp", tsInput), h("label", {}, "Value", valueInput),
+    h("button", { type: "submit", class: "primary" }, "Send reading"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/v1/streams/${streamId}/readings`, { method: "POST",
+        json: { readings: [{ ts: tsInput.value.trim(), value: Number(valueInput.value) }] } });
+      valueInput.value = "";
+      await refresh();
+    } catch (error) { toast(error.message, true); }
+  });
+
+  view.append(
+    h("section", { class: "card" }, h("h1", {}, `Stream ${streamId} on ${series.name}`), facts),
+    h("section", { class: "card" }, h("h2", {}, "Readings and next-step forecasts"), figures, chart,
+      h("p", { class: "note" }, "Each reading moves the model's hidden state one step; the dotted " +
+        "line is what it forecast for each step before the reading arrived.")),
+    h("section", { class: "card" }, h("h2", {}, "Send a reading"), form));
+
+  // The step forecasts made before each reading arrived, keyed by timestamp: live accuracy.
+  const forecasts = new Map();
+  let readings = [];
+  let drawn = false;
+
+  async function refresh() {
+    stream = await api(`/v1/streams/${streamId}`);
+    facts.replaceChildren(...Object.entries(stream)
+      .filter(([, v]) => v === null || typeof v !== "object")
+      .map(([k, v]) => h("span", {}, `${k.replace(/_/g, " ")} `, h("b", {}, fmt(v)))));
+    const since = stream.created_at ? `?start=${encodeURIComponent(stream.created_at)}` : "";
+    readings = (await api(`/v1/series/${series.id}/readings${since}`)).data;
+    let next = null;
+    try {
+      next = await api(`/v1/streams/${streamId}/forecast`);
+    } catch (error) {
+      if (error.status !== 404 && error.status !== 409) throw error;
+    }
+    const points = next ? (next.points || [next]) : [];
+    for (const p of points) if (p.ts && !forecasts.has(p.ts)) forecasts.set(p.ts, p);
+    draw(points);
+  }
+
+  function draw(upcoming) {
+    const actual = new Map(readings.map((r) => [r.ts, r.value]));
+    const errors = [...forecasts.entries()].filter(([ts]) => actual.get(ts) !== undefined && actual.get(ts) !== null)
+      .map(([ts, p]) => ({ error: actual.get(ts) - p.mean, actual: actual.get(ts), p }));
+    const mae = errors.length ? errors.reduce((s, e) => s + Math.abs(e.error), 0) / errors.length : null;
+    const inside = (level) => errors.filter((e) => e.p[`lower_${level}`] !== undefined)
+      .map((e) => e.actual >= e.p[`lower_${level}`] && e.actual <= e.p[`upper_${level}`]);
+    const share = (hits) => (hits.length ? `${Math.round((100 * hits.filter(Boolean).length) / hits.length)}%` : "–");
+    const figure = (label, value) => h("div", { class: "figure" },
+      h("span", { class: "value" }, value), h("span", { class: "label" }, label));
+    figures.replaceChildren(figure("readings", readings.length),
+      figure("next forecast", upcoming.length ? fmt(upcoming[0].mean) : "–"),
+      figure("MAE of step forecasts", fmt(mae)), figure("80% interval hit", share(inside(80))),
+      figure("95% interval hit", share(inside(95))), figure("scored steps", errors.length));
+    const past = [...forecasts.values()].sort((a, b) => (a.ts < b.ts ? -1 : 1));
+    const traces = [
+      { x: readings.map((r) => r.ts), y: readings.map((r) => r.value), name: "readings",
+        mode: "lines+markers", line: { color: COLORS.history } },
+      { x: past.map((p) => p.ts), y: past.map((p) => p.mean), name: "step forecasts",
+        mode: "lines+markers", line: { color: COLORS.forecast, dash: "dot" } },
+      ...bandTraces(upcoming, 95, 0.15), ...bandTraces(upcoming, 80, 0.25),
+    ];
+    chart.dataset.readings = readings.length;
+    if (!drawn) {
+      drawn = true;
+      Plotly.newPlot(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+    } else {
+      Plotly.react(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+    }
+  }
+
+  await refresh();
+  const timer = setInterval(() => refresh().catch((error) => toast(error.message, true)), STREAM_POLL_MS);
+  onLeave(() => clearInterval(timer));
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+showKeyLabel();
+route();

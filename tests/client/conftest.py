@@ -1,0 +1,7 @@
+import pytest
+
+
+@pytest.fixture
+def backend() -> str:
+    """The client sees only HTTP: SQLite is enough."""
+    return "sqlite"

@@ -1,0 +1,150 @@
+"""The `statecast` client commands, run in-process against the app through its TestClient."""
+
+import argparse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import cli
+from app.client import commands
+from app.client.api import ApiClient
+from app.ml.spec import ModelSpec
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+class InProcessClient(ApiClient):
+    """Keeps the shared TestClient open when a command closes its client."""
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def run(client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
+    """`run("series", "list")` -> (exit status, stdout, stderr), with tenant alice's key."""
+    key = auth["Authorization"].removeprefix("Bearer ")
+    seen: list[tuple[str, str | None]] = []
+
+    def connect(url: str, key: str | None) -> ApiClient:
+        seen.append((url, key))
+        return InProcessClient(client, key)
+
+    monkeypatch.setattr(commands, "connect", connect)
+    monkeypatch.delenv(commands.URL_ENV, raising=False)
+    monkeypatch.delenv(commands.KEY_ENV, raising=False)
+
+    def run_command(*argv: str, key_arg: bool = True) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = cli.main([*argv, *(["--key", key] if key_arg else [])])
+        out, err = capsys.readouterr()
+        # The in-process server's JSON log lines share stderr with the command's messages.
+        err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith("{"))
+        return status, out, err
+
+    yield run_command
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_series_create_list_show_delete(run: Run) -> None:
+    status, out, _ = run("series", "create", "building-7", "--freq", "30min", "--unit", "kWh")
+    assert status == 0 and "created series" in out and "'building-7' (30min)" in out
+    status, out, _ = run("series", "list")
+    header, _, row, count = out.splitlines()
+    assert header.split() == ["id", "name", "freq", "unit", "created"]
+    assert row.split()[1:4] == ["building-7", "30min", "kWh"]
+    assert count == "(1 series)"
+    status, out, _ = run("series", "show", "building-7")
+    assert status == 0 and "readings" in out and "0" in out
+    status, out, _ = run("series", "delete", "building-7", "--yes")
+    assert status == 0 and "deleted series" in out
+    assert "(0 series)" in run("series", "list")[1]
+
+
+def test_upload_with_csv_options_creates_the_series_and_shows_progress(run: Run,
+                                                                       tmp_path: Path) -> None:
+    body = '"";"MT_001";"MT_002"\n' + "".join(
+        f'"2011-01-01 {h:02d}:{m:02d}:00";0;{h},5\n' for h in range(24) for m in (0, 15, 30, 45))
+    file = write(tmp_path, "uci.csv", body)
+    status, out, err = run("upload", str(file), "--series", "mt2", "--freq", "15min", "--sep", ";",
+                           "--decimal", ",", "--value-col", "MT_002")
+    assert status == 0, err
+    assert out.strip().startswith("96 readings into 'mt2': 96 new, 0 updated, 0 unchanged")
+    assert "created series" in err
+    assert "upload uci.csv [" in err and "100%" in err
+    status, out, _ = run("upload", str(file), "--series", "mt2", "--sep", ";", "--decimal", ",",
+                         "--value-col", "MT_002")
+    assert status == 0 and "0 new, 0 updated, 96 unchanged" in out
+
+
+def test_upload_to_a_missing_series_without_freq_says_how_to_create_it(run: Run,
+                                                                       tmp_path: Path) -> None:
+    file = write(tmp_path, "a.csv", "ts,value\n2024-01-01 00:00,1\n")
+    status, out, err = run("upload", str(file), "--series", "nope")
+    assert status == 1 and out == ""
+    assert err.startswith("statecast: error: No series named 'nope'")
+    assert "statecast series create" in err and len(err.strip().splitlines()) == 1
+
+
+def test_api_errors_are_one_line_with_the_fields_at_fault(run: Run, tmp_path: Path) -> None:
+    run("series", "create", "s", "--freq", "30min")
+    file = write(tmp_path, "bad.csv", "ts,value\n2024-01-01 00:00,x\n2024-01-01 00:30,inf\n")
+    status, out, err = run("upload", str(file), "--series", "s")
+    assert status == 1 and out == ""
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("statecast: error: HTTP 422: ")
+    assert "value (row 1) = 'x': not a finite number" in line
+    assert "value (row 2) = 'inf'" in line
+    status, _, err = run("series", "create", "bad", "--freq", "7parsecs")
+    assert status == 1 and "HTTP 422" in err and "freq = '7parsecs'" in err
+
+
+def test_a_wrong_key_is_one_line_401(run: Run) -> None:
+    status, out, err = run("series", "list", "--key", "sc_wrong", key_arg=False)
+    assert status == 1 and out == ""
+    assert err.strip() == "statecast: error: HTTP 401: The API key is not valid"
+
+
+def test_the_key_comes_from_the_environment_then_the_key_file(
+        run: Run, monkeypatch: pytest.MonkeyPatch, auth: dict[str, str], tmp_path: Path) -> None:
+    key = auth["Authorization"].removeprefix("Bearer ")
+    monkeypatch.setenv(commands.KEY_ENV, key)
+    assert run("series", "list", key_arg=False)[0] == 0
+    monkeypatch.delenv(commands.KEY_ENV)
+    key_file = write(tmp_path, "api_key", key + "\n")
+    monkeypatch.setenv("STATECAST_KEY_FILE", str(key_file))
+    cli.get_settings.cache_clear()
+    try:
+        assert run("series", "list", key_arg=False)[0] == 0
+    finally:
+        cli.get_settings.cache_clear()
+
+
+def test_json_output_is_the_apis_body(run: Run) -> None:
+    import json
+
+    run("series", "create", "j", "--freq", "h")
+    status, out, _ = run("series", "list", "--json")
+    assert status == 0 and json.loads(out)["data"][0]["name"] == "j"
+
+
+def test_train_flags_cover_every_spec_field() -> None:
+    assert [name for name, _ in commands.SPEC_FLAGS] == list(ModelSpec.model_fields)
+
+
+def test_only_given_spec_flags_are_sent() -> None:
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--series", "s", "--units", "4", "--no-calendar",
+                              "--cell", "gru", "--learning-rate", "0.01"])
+    assert commands.spec_from_args(args) == {"cell": "gru", "units": 4, "calendar": False,
+                                             "learning_rate": 0.01}
+    ModelSpec(**commands.spec_from_args(args))  # the server accepts what is sent

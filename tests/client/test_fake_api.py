@@ -1,0 +1,161 @@
+"""Commands whose server side is a fake here: following a job, forecasting, streams."""
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app import cli
+from app.client import commands
+from app.client.api import ApiClient
+
+Route = Callable[[httpx.Request], Any]
+
+SERIES = {"id": 7, "name": "house", "freq": "30min", "unit": "kWh", "description": None,
+          "created_at": "2024-01-01T00:00:00Z"}
+METRICS = {
+    "test_origins": 3, "horizon": 2,
+    "one_step": {"model": {"mae": 1.0, "rmse": 1.0, "smape": 1.0, "mase": 0.5},
+                 "seasonal_naive": {"mae": 2.0, "rmse": 2.0, "smape": 2.0, "mase": 1.0}},
+    "full_horizon": {"model": {"mae": 1.5, "rmse": 1.5, "smape": 1.5, "mase": 0.7},
+                     "seasonal_naive": {"mae": 2.5, "rmse": 2.5, "smape": 2.5, "mase": 1.1}},
+    "interval_coverage": {"80": 0.8, "95": 0.9},
+}
+POINTS = [{"ts": "2024-01-02T00:00:00Z", "mean": 1.5, "lower_80": 1.0, "upper_80": 2.0,
+           "lower_95": 0.5, "upper_95": 2.5},
+          {"ts": "2024-01-02T00:30:00Z", "mean": 1.75, "lower_80": 1.2, "upper_80": 2.2,
+           "lower_95": 0.7, "upper_95": 2.7}]
+
+
+def job(status: str, epoch: int, **extra: Any) -> dict[str, Any]:
+    progress = None if status == "queued" else {
+        "epoch": epoch, "epochs": 3, "loss": 0.5 / (epoch or 1), "val_loss": 0.6 / (epoch or 1),
+        "elapsed_s": 2.0 * epoch, "eta_s": 2.0 * (3 - epoch)}
+    return {"id": 5, "model_id": 9, "status": status, "progress": progress, "error": None,
+            **extra}
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Route]]:
+    """Routes keyed "METHOD /path"; every command's client answers from them."""
+    routes: dict[str, Route] = {
+        "GET /v1/series": lambda r: {"data": [SERIES], "count": 1},
+        "GET /v1/series/7": lambda r: {**SERIES, "readings": 4, "first_ts": "2024-01-01T22:00:00Z",
+                                       "last_ts": "2024-01-01T23:30:00Z"},
+    }
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        route = routes.get(f"{request.method} {request.url.path}")
+        if route is None:
+            return httpx.Response(404, json={"status": 404, "detail": "no such route"})
+        return httpx.Response(200, json=route(request))
+
+    monkeypatch.setattr(commands, "connect", lambda url, key: ApiClient(
+        httpx.Client(base_url=url, transport=httpx.MockTransport(handle)), key))
+    monkeypatch.setattr(commands, "POLL_INTERVAL_S", 0.0)
+    routes["_seen"] = lambda r: seen  # for assertions on what was sent
+    yield routes
+
+
+def requests_seen(fake: dict[str, Route]) -> list[httpx.Request]:
+    seen: list[httpx.Request] = fake["_seen"](httpx.Request("GET", "/"))
+    return seen
+
+
+def test_train_wait_shows_progress_then_metrics_beside_the_baseline(
+        fake: dict[str, Route], capsys: pytest.CaptureFixture[str]) -> None:
+    states = iter([job("queued", 0), job("running", 1), job("running", 2), job("succeeded", 3)])
+    fake["POST /v1/models"] = lambda r: {"model": {"id": 9}, "job": job("queued", 0)}
+    fake["GET /v1/jobs/5"] = lambda r: next(states)
+    fake["GET /v1/models/9"] = lambda r: {"id": 9, "status": "ready", "series_ids": [7],
+                                          "spec": {}, "resolved_spec": {"cell": "gru", "units": 4},
+                                          "metrics": METRICS, "worse_than_naive": False,
+                                          "is_default": True, "error": None}
+    status = cli.main(["train", "--series", "house", "--cell", "gru", "--units", "4",
+                       "--epochs", "3", "--wait", "--key", "k"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    sent = json.loads(next(r for r in requests_seen(fake) if r.method == "POST").content)
+    assert sent == {"series_ids": [7], "spec": {"cell": "gru", "units": 4, "epochs": 3}}
+    assert "job 5 [" in err and "100%" in err
+    assert err.rstrip().endswith("epoch 3/3 loss 0.1667 val 0.2 succeeded in 6s")
+    assert out.startswith("model 9 (ready, default): cell=gru, units=4\n")
+    assert "model (1 step)  naive (1 step)" in out and "mase" in out
+
+
+def test_a_failed_job_exits_non_zero_with_its_error(fake: dict[str, Route],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    fake["GET /v1/jobs/5"] = lambda r: job("failed", 1, error="series too short: 10 readings")
+    assert cli.main(["job", "show", "5", "--wait", "--key", "k"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "statecast: error: job 5 failed: series too short: 10 readings")
+
+
+def test_forecast_as_table_csv_and_plot(fake: dict[str, Route], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    fake["GET /v1/series/7/forecast"] = lambda r: {"series_id": 7, "model_id": 9,
+                                                   "freq": "30min", "points": POINTS}
+    fake["GET /v1/series/7/readings"] = lambda r: {"series_id": 7, "count": 4, "data": [
+        {"ts": f"2024-01-01T{h}:{m}:00Z", "value": v}
+        for (h, m), v in zip([("22", "00"), ("22", "30"), ("23", "00"), ("23", "30")],
+                             [1.0, 2.0, None, 1.5], strict=True)]}
+    assert cli.main(["forecast", "--series", "house", "--horizon", "2", "--key", "k"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "series 'house', model 9"
+    assert out.splitlines()[1].split() == ["ts", "mean", "lower_80", "upper_80", "lower_95",
+                                           "upper_95"]
+    forecast_request = [r for r in requests_seen(fake) if r.url.path.endswith("/forecast")][-1]
+    assert forecast_request.url.params.get_list("level") == ["80", "95"]
+    assert forecast_request.url.params["horizon"] == "2"
+
+    plot = tmp_path / "f.png"
+    assert cli.main(["forecast", "--series", "7", "--horizon", "2", "--csv", "--plot", str(plot),
+                     "--history", "4", "--key", "k"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["ts,mean,lower_80,upper_80,lower_95,upper_95",
+                                "2024-01-02T00:00:00Z,1.5,1.0,2.0,0.5,2.5",
+                                "2024-01-02T00:30:00Z,1.75,1.2,2.2,0.7,2.7"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "plot written" in err
+    readings_request = [r for r in requests_seen(fake) if r.url.path.endswith("/readings")][-1]
+    assert readings_request.url.params["start"] == "2024-01-01T22:00:00+00:00"
+
+
+def test_stream_commands(fake: dict[str, Route], tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    fake["POST /v1/streams"] = lambda r: {"id": 3, "series_id": json.loads(r.content)["series_id"]}
+    fake["POST /v1/streams/3/readings"] = lambda r: {"applied": len(json.loads(r.content)
+                                                                    ["readings"])}
+    fake["GET /v1/streams/3/forecast"] = lambda r: {"stream_id": 3, "points": POINTS[:1]}
+    assert cli.main(["stream", "create", "--series", "house", "--key", "k"]) == 0
+    assert capsys.readouterr().out.strip() == "created stream 3 on series 'house'"
+    assert cli.main(["stream", "push", "3", "--ts", "2024-01-02T00:00:00Z", "--value", "1.25",
+                     "--key", "k"]) == 0
+    assert capsys.readouterr().out.split() == ["applied", "1"]
+    file = tmp_path / "r.csv"
+    file.write_text("ts,value\n2024-01-02T00:30:00Z,2\n2024-01-02T01:00:00Z,\n")
+    assert cli.main(["stream", "push", "3", "--file", str(file), "--key", "k"]) == 0
+    pushed = json.loads([r for r in requests_seen(fake) if r.method == "POST"][-1].content)
+    assert pushed == {"readings": [{"ts": "2024-01-02T00:30:00Z", "value": 2.0},
+                                   {"ts": "2024-01-02T01:00:00Z", "value": None}]}
+    capsys.readouterr()
+    assert cli.main(["stream", "forecast", "3", "--key", "k"]) == 0
+    assert "2024-01-02T00:00:00Z" in capsys.readouterr().out
+    assert cli.main(["stream", "push", "3", "--key", "k"]) == 1
+    assert "Give a reading with --ts and --value" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_says_where_it_looked(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.client.live_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert cli.main(["series", "list", "--url", url, "--key", "k"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"statecast: error: Cannot reach the statecast API at {url}")
+    assert "--url / STATECAST_URL" in err and len(err.splitlines()) == 1
