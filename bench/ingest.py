@@ -1,0 +1,239 @@
+"""Ingest throughput over real HTTP: a million 15-minute readings as CSV and as JSON.
+
+A `statecast serve` process runs on a temporary SQLite file, then on a fresh PostgreSQL
+database; each upload goes to a series of its own, and the figure is readings per second of
+the whole request (body sent, parsed, validated, stored, committed), against the goal.
+
+    python -m bench.ingest [--readings 1000000] [--repeat 1] [--postgres-url postgresql+psycopg://...]
+
+PostgreSQL comes from --postgres-url or STATECAST_TEST_DATABASE_URL; without either it is skipped.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+from sqlalchemy.engine import make_url
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GOAL_READINGS_PER_S = 200_000
+DEFAULT_READINGS = 1_000_000
+FREQ = "15min"
+STEP_S = 15 * 60
+START_S = 946_684_800  # 2000-01-01T00:00:00Z: a million 15-minute steps end in 2028
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+STARTUP_TIMEOUT_S = 120.0
+UPLOAD_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Result:
+    database: str
+    fmt: str
+    readings: int
+    body_bytes: int
+    seconds: float
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.seconds
+
+
+def make_readings(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps (Unix seconds) and a daily load curve with noise, 3 decimals, 0.1% missing."""
+    rng = np.random.default_rng(seed)
+    ts_s = START_S + STEP_S * np.arange(n, dtype=np.int64)
+    day = 2 * np.pi * (ts_s % 86_400) / 86_400
+    values = np.round(50 + 20 * np.sin(day - 2) + rng.normal(0, 3, n), 3)
+    values[rng.random(n) < 0.001] = np.nan
+    return ts_s, values
+
+
+def iso_stamps(ts_s: np.ndarray) -> list[str]:
+    return [f"{s}Z" for s in np.datetime_as_string(ts_s.astype("datetime64[s]"), unit="s")]
+
+
+def csv_body(ts_s: np.ndarray, values: np.ndarray) -> bytes:
+    cells = ["" if v != v else repr(v) for v in values.tolist()]  # NaN -> empty cell
+    lines = (f"{t},{v}" for t, v in zip(iso_stamps(ts_s), cells, strict=True))
+    return ("ts,value\n" + "\n".join(lines) + "\n").encode()
+
+
+def json_body(ts_s: np.ndarray, values: np.ndarray) -> bytes:
+    readings = [{"ts": t, "value": None if v != v else v}
+                for t, v in zip(iso_stamps(ts_s), values.tolist(), strict=True)]
+    return json.dumps({"readings": readings}).encode()
+
+
+def statecast_argv() -> list[str]:
+    script = Path(sys.executable).parent / "statecast"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("statecast")
+    return [found] if found else [sys.executable, "-m", "app.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(admin_url: str) -> Iterator[str]:
+    name = f"statecast_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def serving(database_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
+    """A `statecast serve` process on this database: yields its base URL and an API key."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATECAST_")}
+    env.update({
+        "PYTHONPATH": str(REPO_ROOT),
+        "STATECAST_DATABASE_URL": database_url,
+        "STATECAST_HOST": "127.0.0.1",
+        "STATECAST_PORT": str(port),
+        "STATECAST_MODEL_DIR": str(workdir / "models"),
+        "STATECAST_KEY_FILE": str(workdir / "api_key"),
+        "STATECAST_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "STATECAST_LOG_LEVEL": "warning",
+        "STATECAST_EMBEDDED_WORKERS": "0",  # nothing else competes for the CPU
+    })
+    log_path = workdir / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([*statecast_argv(), "serve"], env=env, cwd=workdir,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_ready(server, base_url, log_path)
+            key = subprocess.run([*statecast_argv(), "keys", "create", "--tenant", "bench"],
+                                 env=env, cwd=workdir, capture_output=True, text=True,
+                                 check=True).stdout.strip()
+            yield base_url, key
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _wait_until_ready(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"statecast serve exited {server.returncode}:\n"
+                               f"{log_path.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}/readyz", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"statecast serve not ready after {STARTUP_TIMEOUT_S} s:\n"
+                       f"{log_path.read_text()}")
+
+
+def upload(http: httpx.Client, name: str, body: bytes, content_type: str, n: int) -> float:
+    """Seconds for one upload of `n` readings into a new series."""
+    created = http.post("/v1/series", json={"name": name, "freq": FREQ})
+    created.raise_for_status()
+    sid = created.json()["id"]
+    started = time.perf_counter()
+    response = http.post(f"/v1/series/{sid}/readings", content=body,
+                         headers={"Content-Type": content_type})
+    seconds = time.perf_counter() - started
+    if response.status_code != 200 or response.json()["inserted"] != n:
+        raise RuntimeError(f"upload of {name} failed: {response.status_code} {response.text[:500]}")
+    return seconds
+
+
+def run_database(database: str, database_url: str, bodies: dict[str, bytes], n: int,
+                 workdir: Path, repeat: int) -> list[Result]:
+    """Each format `repeat` times, each time into a new series; the fastest run counts."""
+    results = []
+    with serving(database_url, workdir) as (base_url, key), httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"},
+            timeout=UPLOAD_TIMEOUT_S) as http:
+        for fmt, content_type in (("csv", "text/csv"), ("json", "application/json")):
+            runs_s = []
+            for attempt in range(repeat):
+                runs_s.append(upload(http, f"bench-{fmt}-{attempt}", bodies[fmt], content_type, n))
+                print(f"  {database:<10} {fmt:<4} {n / runs_s[-1]:>12,.0f} readings/s", flush=True)
+            results.append(Result(database, fmt, n, len(bodies[fmt]), min(runs_s)))
+    return results
+
+
+def report(results: list[Result]) -> str:
+    lines = [f"{'database':<10} {'format':<6} {'body MiB':>8} {'seconds':>8} "
+             f"{'readings/s':>12} {'x goal':>7}"]
+    for r in results:
+        lines.append(f"{r.database:<10} {r.fmt:<6} {r.body_bytes / 2**20:>8.1f} {r.seconds:>8.2f} "
+                     f"{r.readings_per_s:>12,.0f} {r.readings_per_s / GOAL_READINGS_PER_S:>7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=DEFAULT_READINGS)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="uploads per case, the fastest reported (the machine is shared)")
+    parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"),
+                        help="an admin URL; a fresh database is created and dropped")
+    args = parser.parse_args(argv)
+    for name in ("readings", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+
+    n = args.readings
+    ts_s, values = make_readings(n)
+    bodies = {"csv": csv_body(ts_s, values), "json": json_body(ts_s, values)}
+    print(f"ingest of {n:,} {FREQ} readings over HTTP; goal {GOAL_READINGS_PER_S:,} readings/s",
+          flush=True)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="statecast-bench-") as tmp:
+        workdir = Path(tmp) / "sqlite"
+        workdir.mkdir()
+        results += run_database("sqlite", f"sqlite:///{workdir / 'bench.db'}", bodies, n, workdir,
+                                args.repeat)
+        if args.postgres_url:
+            workdir = Path(tmp) / "postgresql"
+            workdir.mkdir()
+            with fresh_postgres_database(args.postgres_url) as url:
+                results += run_database("postgresql", url, bodies, n, workdir, args.repeat)
+        else:
+            print("  postgresql skipped: pass --postgres-url or set STATECAST_TEST_DATABASE_URL")
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
