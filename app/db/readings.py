@@ -1,14 +1,13 @@
 """Bulk storage and retrieval of readings as numpy arrays.
 
 One ORM object per row would cap ingest at a few thousand rows a second; here rows travel as
-arrays: PostgreSQL loads them with COPY, SQLite with one prepared `executemany`.
+arrays: PostgreSQL loads them with a binary COPY, SQLite with one prepared `executemany`.
 """
 
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -69,6 +68,34 @@ def store_readings(*, session: Session, series_id: int, batch: ReadingsBatch,
                        unchanged=int(same.sum()), first_ts=int(ts[0]), last_ts=int(ts[-1]))
 
 
+# PostgreSQL's binary COPY format, built with numpy rather than formatted as text row by row
+# (text formatting took longer than the COPY itself). Each row: a field count, then per field a
+# byte length and the big-endian value; a NULL is length -1 with no bytes. The types must match
+# the columns exactly: series_id integer (int4), ts bigint (int8), value double precision.
+PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+PGCOPY_TRAILER = b"\xff\xff"
+_ROW_START = [("fields", ">i2"), ("series_id_len", ">i4"), ("series_id", ">i4"),
+              ("ts_len", ">i4"), ("ts", ">i8"), ("value_len", ">i4")]
+PGCOPY_ROW = np.dtype([*_ROW_START, ("value", ">f8")])
+PGCOPY_NULL_ROW = np.dtype(_ROW_START)
+
+
+def copy_binary(series_id: int, ts_s: np.ndarray, values: np.ndarray) -> bytes:
+    """The readings as one binary COPY stream: rows with a value, then rows without one."""
+    missing = np.isnan(values)
+    blocks = []
+    for dtype, mask in ((PGCOPY_ROW, ~missing), (PGCOPY_NULL_ROW, missing)):
+        rows = np.empty(int(mask.sum()), dtype)
+        rows["fields"], rows["series_id_len"], rows["series_id"] = 3, 4, series_id
+        rows["ts_len"], rows["ts"] = 8, ts_s[mask]
+        if dtype is PGCOPY_ROW:
+            rows["value_len"], rows["value"] = 8, values[mask]
+        else:
+            rows["value_len"] = -1
+        blocks.append(rows.tobytes())
+    return b"".join([PGCOPY_HEADER, *blocks, PGCOPY_TRAILER])
+
+
 def insert_readings(*, session: Session, series_id: int, ts_s: np.ndarray,
                     values: np.ndarray) -> None:
     """Insert readings known to be new, as fast as the database allows."""
@@ -76,13 +103,11 @@ def insert_readings(*, session: Session, series_id: int, ts_s: np.ndarray,
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        frame = pd.DataFrame({"series_id": series_id, "ts": ts_s, "value": values})
-        text = frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N")
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-            "COPY readings (series_id, ts, value) FROM STDIN"
+            "COPY readings (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.write(text)
+            copy.write(copy_binary(series_id, ts_s, values))
         return
     column = [None if v != v else v for v in values.tolist()]  # NaN -> NULL
     connection.exec_driver_sql(
