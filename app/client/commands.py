@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.client.api import DEFAULT_URL, ApiClient, ApiError
-from app.client.output import metrics_table, table
+from app.client.output import cell, metrics_table, table
 from app.client.progress import ProgressBar, format_bytes, format_duration
 from app.config import Settings
 
@@ -140,15 +140,19 @@ def register(subparsers: Any) -> None:
     stream = group("stream", "feed readings to a stream and forecast its next step (client)")
     stream_create_parser = add(stream, "create", stream_create, "open a stream on a series")
     stream_create_parser.add_argument("--series", required=True, help="series name (or id)")
+    stream_create_parser.add_argument("--id", dest="name", help="your own id for the stream")
+    stream_create_parser.add_argument("--model", type=int, help="pin this model (default: follow "
+                                                                 "the series' default model)")
     stream_show_parser = add(stream, "show", stream_show, "a stream's state and accuracy")
-    stream_show_parser.add_argument("stream_id", type=int)
+    stream_show_parser.add_argument("stream_id")
     push = add(stream, "push", stream_push, "send readings: --ts/--value, or --file CSV")
-    push.add_argument("stream_id", type=int)
+    push.add_argument("stream_id")
     push.add_argument("--ts", help="timestamp of one reading")
     push.add_argument("--value", type=float, help="value of that reading")
     push.add_argument("--file", help="CSV of ts,value rows with a header ('-' for stdin)")
     stream_forecast_parser = add(stream, "forecast", stream_forecast, "the next-step forecast")
-    stream_forecast_parser.add_argument("stream_id", type=int)
+    stream_forecast_parser.add_argument("stream_id")
+    stream_forecast_parser.add_argument("--horizon", type=int, default=1, help="steps (default 1)")
 
 
 def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
@@ -403,6 +407,8 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
     body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
     points = body["points"]
     columns = list(points[0]) if points else ["ts", "mean"]
+    if body.get("warning"):
+        print(f"warning: {body['warning']}", file=sys.stderr)
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
@@ -435,15 +441,47 @@ def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> li
 
 def stream_create(client: ApiClient, args: argparse.Namespace) -> int:
     series = find_series(client, args.series)
-    body = client.post("/v1/streams", {"series_id": series["id"]})
-    emit(args, body, f"created stream {body['id']} on series {series['name']!r}")
+    body = client.post("/v1/streams", {"series_id": series["id"], "model_id": args.model,
+                                       "stream_id": args.name})
+    emit(args, body, f"created stream {body['id']} on series {series['name']!r} "
+                     f"(model {body.get('model_id')})\n" + stream_text(body))
     return 0
+
+
+def stream_path(stream_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/v1/streams/{quote(stream_id, safe='')}"
 
 
 def stream_show(client: ApiClient, args: argparse.Namespace) -> int:
-    body = client.get(f"/v1/streams/{args.stream_id}")
-    emit(args, body, record(body))
+    body = client.get(stream_path(args.stream_id))
+    emit(args, body, stream_text(body))
     return 0
+
+
+def stream_text(stream: dict[str, Any]) -> str:
+    """The stream's last reading, next-step forecast and live accuracy, a few lines."""
+    lines = [f"readings applied: {stream.get('readings_applied')}, last reading "
+             f"{stream.get('last_ts') or '-'}"]
+    next_step = stream.get("next_forecast")
+    if next_step:
+        lines.append("next: " + point_text(next_step))
+    accuracy = stream.get("accuracy") or {}
+    if accuracy.get("judged"):
+        coverage = ", ".join(f"{level}% -> {100 * accuracy[f'coverage_{level}']:.0f}%"
+                             for level in (80, 95) if accuracy.get(f"coverage_{level}") is not None)
+        lines.append(f"accuracy over {accuracy['judged']} readings: MAE {cell(accuracy.get('mae'))}, "
+                     f"MASE {cell(accuracy.get('mase'))}, vs naive "
+                     f"{cell(accuracy.get('relative_mae'))}" + (f"; coverage {coverage}"
+                                                                if coverage else ""))
+    return "\n".join(lines)
+
+
+def point_text(point: dict[str, Any]) -> str:
+    bounds = " ".join(f"[{cell(point[f'lower_{level}'])}, {cell(point[f'upper_{level}'])}]@{level}%"
+                      for level in (80, 95) if f"lower_{level}" in point)
+    return f"{point['ts']} {cell(point['mean'])} {bounds}".rstrip()
 
 
 def stream_push(client: ApiClient, args: argparse.Namespace) -> int:
@@ -457,19 +495,22 @@ def stream_push(client: ApiClient, args: argparse.Namespace) -> int:
         readings = [{"ts": args.ts, "value": args.value}]
     else:
         raise ApiError("Give a reading with --ts and --value, or a CSV file with --file")
-    body = client.post(f"/v1/streams/{args.stream_id}/readings", {"readings": readings})
-    emit(args, body, record(body) if isinstance(body, dict) else str(body))
+    body = client.post(f"{stream_path(args.stream_id)}/readings", {"readings": readings})
+    lines = [f"applied {len(body['applied'])}, re-sent {len(body['duplicates'])}, "
+             f"filled {len(body['filled'])}; {body['readings_applied']} in all, last "
+             f"{body.get('last_ts') or '-'}"]
+    if body.get("rewarmed"):
+        lines.append(f"re-warmed from history: {body['rewarmed']}")
+    lines += ["next: " + point_text(p) for p in body.get("forecast") or []]
+    emit(args, body, "\n".join(lines))
     return 0
 
 
 def stream_forecast(client: ApiClient, args: argparse.Namespace) -> int:
-    body = client.get(f"/v1/streams/{args.stream_id}/forecast")
-    points = body.get("points") if isinstance(body, dict) else None
-    if points:
-        columns = list(points[0])
-        emit(args, body, table(columns, [[p.get(c) for c in columns] for p in points]))
-    else:
-        emit(args, body, record(body))
+    body = client.get(f"{stream_path(args.stream_id)}/forecast", horizon=args.horizon)
+    points = body.get("points") or []
+    columns = list(points[0]) if points else ["ts", "mean"]
+    emit(args, body, table(columns, [[p.get(c) for c in columns] for p in points]))
     return 0
 
 

@@ -182,12 +182,12 @@ async function route() {
     return;
   }
   const path = location.hash.replace(/^#/, "") || "/";
-  const match = path.match(/^\/(series|jobs|streams)\/(\d+)$/);
+  const match = path.match(/^\/(series|jobs)\/(\d+)$|^\/streams\/([A-Za-z0-9_.:-]+)$/);
   try {
     if (!match) await seriesListView(view);
     else if (match[1] === "series") await seriesView(view, Number(match[2]));
     else if (match[1] === "jobs") await jobView(view, Number(match[2]));
-    else await streamView(view, Number(match[2]));
+    else await streamView(view, decodeURIComponent(match[3]));
   } catch (error) {
     view.append(h("section", { class: "card" }, h("h2", {}, "Could not load this page"),
       h("p", { class: "error" }, error.message), h("a", { href: "#/" }, "Back to the series")));
@@ -417,7 +417,7 @@ async function seriesView(view, seriesId) {
   const streamButton = h("button", { type: "button", id: "new-stream", onclick: async () => {
     try {
       const stream = await api("/v1/streams", { method: "POST", json: { series_id: seriesId } });
-      location.hash = `#/streams/${stream.id}`;
+      location.hash = `#/streams/${encodeURIComponent(stream.id)}`;
     } catch (error) { toast(error.message, true); }
   } }, "Open a stream");
 
@@ -442,7 +442,12 @@ async function seriesView(view, seriesId) {
         h("h2", { style: "margin-top: 1.5rem" }, "Streams"),
         h("p", { class: "note" }, "A stream carries the model's hidden state from reading to " +
           "reading and forecasts the next step as each arrives."),
-        h("div", { class: "actions" }, streamButton))));
+        h("div", { class: "actions", id: "streams" }, streamButton))));
+
+  api(`/v1/streams?series_id=${seriesId}&limit=50`).then((streams) => {
+    $("#streams").append(...streams.data.map((st) =>
+      h("a", { href: `#/streams/${encodeURIComponent(st.id)}` }, `stream ${st.id}`)));
+  }).catch(() => {}); // streams are optional on this page
 
   async function drawChart() {
     const [readings, detail] = await Promise.all([
@@ -459,7 +464,8 @@ async function seriesView(view, seriesId) {
         forecast = await api(`/v1/series/${seriesId}/forecast?${query}`);
         traces.push(...forecastTraces(forecast.points));
         chartNote.textContent = `Forecast by model ${forecast.model_id}, with its 80% and 95% ` +
-          "prediction intervals.";
+          "prediction intervals." + (forecast.warning ? ` ${forecast.warning}` : "");
+        chartNote.classList.toggle("warn", Boolean(forecast.warning));
       } catch (error) {
         chartNote.textContent = error.status === 404 || error.status === 409
           ? `No forecast yet: ${error.message}` : `Forecast failed: ${error.message}`;
@@ -643,8 +649,22 @@ async function jobView(view, jobId) {
 
 // ---- a stream -----------------------------------------------------------------------------
 
+// Seconds between readings for the common pandas aliases; null for the rest (all history read).
+function freqSeconds(freq) {
+  const m = /^(\d*)(s|min|h|D)$/.exec(freq);
+  if (!m) return null;
+  return (Number(m[1] || 1)) * { s: 1, min: 60, h: 3600, D: 86400 }[m[2]];
+}
+
+function nextTs(lastTs, freq) {
+  const step = freqSeconds(freq);
+  if (!lastTs || !step) return "";
+  return new Date(Date.parse(lastTs) + 1000 * step).toISOString().replace(".000Z", "Z");
+}
+
 async function streamView(view, streamId) {
-  let stream = await api(`/v1/streams/${streamId}`);
+  const path = `/v1/streams/${encodeURIComponent(streamId)}`;
+  let stream = await api(path);
   const series = await api(`/v1/series/${stream.series_id}`);
   setCrumbs(h("a", { href: "#/" }, "Series"),
     h("a", { href: `#/series/${series.id}` }, series.name), `stream ${streamId}`);
@@ -652,84 +672,102 @@ async function streamView(view, streamId) {
   const chart = h("div", { class: "chart", id: "stream-chart" });
   const figures = h("div", { class: "figures", id: "stream-figures" });
   const facts = h("div", { class: "facts", id: "stream-facts" });
-  const tsInput = h("input", { name: "ts", required: true, placeholder: "2024-01-01T00:00:00Z" });
+  const tsInput = h("input", { name: "ts", required: true, size: 22 });
   const valueInput = h("input", { name: "value", type: "number", step: "any", required: true });
+  // The timestamp follows the stream's last reading until the user types one of their own.
+  tsInput.addEventListener("input", () => { delete tsInput.dataset.auto; });
   const form = h("form", { class: "actions", id: "push-form" },
     h("label", {}, "Timestamp", tsInput), h("label", {}, "Value", valueInput),
     h("button", { type: "submit", class: "primary" }, "Send reading"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      await api(`/v1/streams/${streamId}/readings`, { method: "POST",
+      await api(`${path}/readings`, { method: "POST",
         json: { readings: [{ ts: tsInput.value.trim(), value: Number(valueInput.value) }] } });
       valueInput.value = "";
+      tsInput.dataset.auto = "";
       await refresh();
     } catch (error) { toast(error.message, true); }
   });
 
   view.append(
-    h("section", { class: "card" }, h("h1", {}, `Stream ${streamId} on ${series.name}`), facts),
+    h("section", { class: "card" },
+      h("h1", {}, `Stream ${streamId}`), h("p", { class: "muted" }, "on series ", series.name), facts),
     h("section", { class: "card" }, h("h2", {}, "Readings and next-step forecasts"), figures, chart,
-      h("p", { class: "note" }, "Each reading moves the model's hidden state one step; the dotted " +
-        "line is what it forecast for each step before the reading arrived.")),
+      h("p", { class: "note" }, "Each reading moves the model's hidden state one step. The dotted " +
+        "line is what the stream forecast for each step before its reading arrived; the band is " +
+        "the next step's 80% and 95% intervals. Accuracy counts since the stream was (re)warmed.")),
     h("section", { class: "card" }, h("h2", {}, "Send a reading"), form));
 
-  // The step forecasts made before each reading arrived, keyed by timestamp: live accuracy.
-  const forecasts = new Map();
-  let readings = [];
+  // The one-step forecast shown before each reading arrived, keyed by its timestamp.
+  const stepForecasts = new Map();
+  const step = freqSeconds(series.freq);
+  const span = 3 * ((step && 86400 / step) || 48); // three days of readings, or 144 of them
+  const figure = (label, value) => h("div", { class: "figure" },
+    h("span", { class: "value" }, value), h("span", { class: "label" }, label));
+  const percent = (share) => (share === null || share === undefined ? "–" : `${Math.round(100 * share)}%`);
   let drawn = false;
 
   async function refresh() {
-    stream = await api(`/v1/streams/${streamId}`);
-    facts.replaceChildren(...Object.entries(stream)
-      .filter(([, v]) => v === null || typeof v !== "object")
-      .map(([k, v]) => h("span", {}, `${k.replace(/_/g, " ")} `, h("b", {}, fmt(v)))));
-    const since = stream.created_at ? `?start=${encodeURIComponent(stream.created_at)}` : "";
-    readings = (await api(`/v1/series/${series.id}/readings${since}`)).data;
-    let next = null;
-    try {
-      next = await api(`/v1/streams/${streamId}/forecast`);
-    } catch (error) {
-      if (error.status !== 404 && error.status !== 409) throw error;
+    stream = await api(path);
+    if (stream.next_forecast) stepForecasts.set(stream.next_forecast.ts, stream.next_forecast);
+    const start = stream.last_ts && step
+      ? new Date(Date.parse(stream.last_ts) - 1000 * step * span).toISOString() : null;
+    const query = start ? `?start=${encodeURIComponent(start)}` : "";
+    const readings = (await api(`/v1/series/${series.id}/readings${query}`)).data.slice(-span);
+    const a = stream.accuracy || {};
+    facts.replaceChildren(
+      h("span", {}, "model ", h("b", {}, stream.model_id ?? "–"), stream.pinned ? " (pinned)" : " (series default)"),
+      h("span", {}, "last reading ", h("b", {}, fmtTs(stream.last_ts))),
+      h("span", {}, "updated ", h("b", {}, fmtTs(stream.updated_at))));
+    const next = stream.next_forecast;
+    figures.replaceChildren(
+      figure("readings applied", stream.readings_applied),
+      figure(next ? `forecast for ${fmtTs(next.ts)}` : "next forecast", next ? fmt(next.mean) : "–"),
+      figure("MAE", fmt(a.mae)), figure("MASE", fmt(a.mase)),
+      figure("MAE ÷ naive MAE", fmt(a.relative_mae, 3)),
+      figure("80% coverage", percent(a.coverage_80)), figure("95% coverage", percent(a.coverage_95)),
+      figure("judged", a.judged ?? 0));
+    if (!tsInput.value || tsInput.dataset.auto !== undefined) {
+      tsInput.value = nextTs(stream.last_ts, series.freq);
+      tsInput.dataset.auto = "";
     }
-    const points = next ? (next.points || [next]) : [];
-    for (const p of points) if (p.ts && !forecasts.has(p.ts)) forecasts.set(p.ts, p);
-    draw(points);
-  }
-
-  function draw(upcoming) {
-    const actual = new Map(readings.map((r) => [r.ts, r.value]));
-    const errors = [...forecasts.entries()].filter(([ts]) => actual.get(ts) !== undefined && actual.get(ts) !== null)
-      .map(([ts, p]) => ({ error: actual.get(ts) - p.mean, actual: actual.get(ts), p }));
-    const mae = errors.length ? errors.reduce((s, e) => s + Math.abs(e.error), 0) / errors.length : null;
-    const inside = (level) => errors.filter((e) => e.p[`lower_${level}`] !== undefined)
-      .map((e) => e.actual >= e.p[`lower_${level}`] && e.actual <= e.p[`upper_${level}`]);
-    const share = (hits) => (hits.length ? `${Math.round((100 * hits.filter(Boolean).length) / hits.length)}%` : "–");
-    const figure = (label, value) => h("div", { class: "figure" },
-      h("span", { class: "value" }, value), h("span", { class: "label" }, label));
-    figures.replaceChildren(figure("readings", readings.length),
-      figure("next forecast", upcoming.length ? fmt(upcoming[0].mean) : "–"),
-      figure("MAE of step forecasts", fmt(mae)), figure("80% interval hit", share(inside(80))),
-      figure("95% interval hit", share(inside(95))), figure("scored steps", errors.length));
-    const past = [...forecasts.values()].sort((a, b) => (a.ts < b.ts ? -1 : 1));
+    const past = [...stepForecasts.values()].sort((x, y) => (x.ts < y.ts ? -1 : 1));
     const traces = [
       { x: readings.map((r) => r.ts), y: readings.map((r) => r.value), name: "readings",
-        mode: "lines+markers", line: { color: COLORS.history } },
+        type: "scatter", mode: "lines+markers", marker: { size: 4 }, line: { color: COLORS.history } },
       { x: past.map((p) => p.ts), y: past.map((p) => p.mean), name: "step forecasts",
-        mode: "lines+markers", line: { color: COLORS.forecast, dash: "dot" } },
-      ...bandTraces(upcoming, 95, 0.15), ...bandTraces(upcoming, 80, 0.25),
+        type: "scatter", mode: "lines+markers", marker: { size: 5 },
+        line: { color: COLORS.forecast, dash: "dot" } },
     ];
-    chart.dataset.readings = readings.length;
+    if (next) {
+      // One step's interval: error bars on the next-step marker (95%), the 80% one in hover.
+      const bounds = next.lower_95 !== undefined;
+      traces.push({ x: [next.ts], y: [next.mean], name: "next step", type: "scatter", mode: "markers",
+        marker: { color: COLORS.forecast, size: 10, symbol: "diamond" },
+        customdata: [[next.lower_80, next.upper_80, next.lower_95, next.upper_95]],
+        hovertemplate: "next %{y:.4g}" + (bounds ? "<br>80%: %{customdata[0]:.4g} – %{customdata[1]:.4g}" +
+          "<br>95%: %{customdata[2]:.4g} – %{customdata[3]:.4g}" : "") + "<extra></extra>",
+        error_y: bounds ? { type: "data", symmetric: false, array: [next.upper_95 - next.mean],
+          arrayminus: [next.mean - next.lower_95], color: `rgba(${COLORS.band}, 0.6)`, thickness: 2 } : undefined });
+    }
+    chart.dataset.readings = stream.readings_applied;
+    const layout = chartLayout("", series.unit);
     if (!drawn) {
       drawn = true;
-      Plotly.newPlot(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+      await Plotly.newPlot(chart, traces, layout, PLOT_CONFIG);
     } else {
-      Plotly.react(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+      await Plotly.react(chart, traces, layout, PLOT_CONFIG);
     }
   }
 
   await refresh();
-  const timer = setInterval(() => refresh().catch((error) => toast(error.message, true)), STREAM_POLL_MS);
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try { await refresh(); } catch (error) { toast(error.message, true); } finally { busy = false; }
+  }, STREAM_POLL_MS);
   onLeave(() => clearInterval(timer));
 }
 

@@ -148,3 +148,10 @@ def test_only_given_spec_flags_are_sent() -> None:
     assert commands.spec_from_args(args) == {"cell": "gru", "units": 4, "calendar": False,
                                              "learning_rate": 0.01}
     ModelSpec(**commands.spec_from_args(args))  # the server accepts what is sent
+
+
+def test_train_without_wait_prints_how_to_follow(run: Run) -> None:
+    run("series", "create", "t", "--freq", "30min")
+    status, out, err = run("train", "--series", "t", "--units", "4", "--epochs", "2")
+    assert status == 0, err
+    assert "is training as job" in out and "statecast job show" in out

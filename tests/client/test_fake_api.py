@@ -126,27 +126,51 @@ def test_forecast_as_table_csv_and_plot(fake: dict[str, Route], tmp_path: Path,
     assert readings_request.url.params["start"] == "2024-01-01T22:00:00+00:00"
 
 
+STREAM = {"id": "meter:1", "series_id": 7, "model_id": 9, "pinned": False,
+          "last_ts": "2024-01-01T23:30:00Z", "readings_applied": 0, "next_forecast": POINTS[0],
+          "accuracy": {"judged": 0, "mae": None, "mase": None, "naive_mae": None,
+                       "relative_mae": None, "coverage_80": None, "coverage_95": None},
+          "created_at": "2024-01-02T00:00:00Z", "updated_at": "2024-01-02T00:00:00Z"}
+
+
 def test_stream_commands(fake: dict[str, Route], tmp_path: Path,
                          capsys: pytest.CaptureFixture[str]) -> None:
-    fake["POST /v1/streams"] = lambda r: {"id": 3, "series_id": json.loads(r.content)["series_id"]}
-    fake["POST /v1/streams/3/readings"] = lambda r: {"applied": len(json.loads(r.content)
-                                                                    ["readings"])}
-    fake["GET /v1/streams/3/forecast"] = lambda r: {"stream_id": 3, "points": POINTS[:1]}
-    assert cli.main(["stream", "create", "--series", "house", "--key", "k"]) == 0
-    assert capsys.readouterr().out.strip() == "created stream 3 on series 'house'"
-    assert cli.main(["stream", "push", "3", "--ts", "2024-01-02T00:00:00Z", "--value", "1.25",
-                     "--key", "k"]) == 0
-    assert capsys.readouterr().out.split() == ["applied", "1"]
+    def posted(request: httpx.Request) -> dict[str, Any]:
+        readings = json.loads(request.content)["readings"]
+        return {"stream_id": "meter:1", "applied": [r["ts"] for r in readings], "duplicates": [],
+                "filled": [], "rewarmed": None, "last_ts": readings[-1]["ts"],
+                "readings_applied": len(readings), "forecast": POINTS[1:]}
+
+    fake["POST /v1/streams"] = lambda r: {**STREAM, "id": json.loads(r.content)["stream_id"]}
+    fake["POST /v1/streams/meter:1/readings"] = posted
+    fake["GET /v1/streams/meter:1"] = lambda r: {**STREAM, "readings_applied": 3, "accuracy": {
+        "judged": 3, "mae": 0.25, "mase": 0.5, "relative_mae": 0.8, "coverage_80": 2 / 3,
+        "coverage_95": 1.0}}
+    fake["GET /v1/streams/meter:1/forecast"] = lambda r: {"stream_id": "meter:1", "model_id": 9,
+                                                          "points": POINTS[:1]}
+    assert cli.main(["stream", "create", "--series", "house", "--id", "meter:1", "--key", "k"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "created stream meter:1 on series 'house' (model 9)"
+    assert "next: 2024-01-02T00:00:00Z 1.5 [1, 2]@80% [0.5, 2.5]@95%" in out
+    assert cli.main(["stream", "push", "meter:1", "--ts", "2024-01-02T00:00:00Z", "--value",
+                     "1.25", "--key", "k"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("applied 1, re-sent 0, filled 0; 1 in all, last "
+                                   "2024-01-02T00:00:00Z")
+    assert out.splitlines()[1].startswith("next: 2024-01-02T00:30:00Z 1.75")
     file = tmp_path / "r.csv"
     file.write_text("ts,value\n2024-01-02T00:30:00Z,2\n2024-01-02T01:00:00Z,\n")
-    assert cli.main(["stream", "push", "3", "--file", str(file), "--key", "k"]) == 0
+    assert cli.main(["stream", "push", "meter:1", "--file", str(file), "--key", "k"]) == 0
     pushed = json.loads([r for r in requests_seen(fake) if r.method == "POST"][-1].content)
     assert pushed == {"readings": [{"ts": "2024-01-02T00:30:00Z", "value": 2.0},
                                    {"ts": "2024-01-02T01:00:00Z", "value": None}]}
     capsys.readouterr()
-    assert cli.main(["stream", "forecast", "3", "--key", "k"]) == 0
+    assert cli.main(["stream", "show", "meter:1", "--key", "k"]) == 0
+    assert ("accuracy over 3 readings: MAE 0.25, MASE 0.5, vs naive 0.8; coverage 80% -> 67%, "
+            "95% -> 100%") in capsys.readouterr().out
+    assert cli.main(["stream", "forecast", "meter:1", "--key", "k"]) == 0
     assert "2024-01-02T00:00:00Z" in capsys.readouterr().out
-    assert cli.main(["stream", "push", "3", "--key", "k"]) == 1
+    assert cli.main(["stream", "push", "meter:1", "--key", "k"]) == 1
     assert "Give a reading with --ts and --value" in capsys.readouterr().err
 
 

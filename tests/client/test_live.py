@@ -1,0 +1,64 @@
+"""The client commands as a user runs them: `statecast` subprocesses against `statecast serve`."""
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from tests.client.live_server import ROOT, LiveServer, live_server
+
+COMMAND_TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(settings, tmp_path / "serve.log", workers=1) as running:
+        yield running
+
+
+def statecast(server: LiveServer, key: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STATECAST_URL": server.url,
+           "STATECAST_API_KEY": key}
+    return subprocess.run([sys.executable, "-m", "app.cli", *argv], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+
+
+def half_hourly_csv(path: Path, days: int) -> Path:
+    rows = ["timestamp,kwh"]
+    for i in range(days * 48):
+        day, step = divmod(i, 48)
+        rows.append(f"2024-03-{day + 1:02d}T{step // 2:02d}:{30 * (step % 2):02d}:00Z,"
+                    f"{10 + 4 * math.sin(2 * math.pi * step / 48) + 0.2 * (i % 3):.3f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_upload_then_train_and_wait_over_http(server: LiveServer, auth: dict[str, str],
+                                              tmp_path: Path) -> None:
+    key = auth["Authorization"].removeprefix("Bearer ")
+    file = half_hourly_csv(tmp_path / "house.csv", days=8)
+    done = statecast(server, key, "upload", str(file), "--series", "house", "--freq", "30min")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("384 readings into 'house': 384 new")
+    assert "100%" in done.stderr
+
+    listed = statecast(server, key, "series", "list")
+    assert "house" in listed.stdout and "(1 series)" in listed.stdout
+
+    trained = statecast(server, key, "train", "--series", "house", "--units", "4", "--epochs",
+                        "2", "--wait")
+    assert trained.returncode == 0, trained.stderr + (server.log.read_text()[-3000:])
+    assert "epoch 2/2" in trained.stderr and "100%" in trained.stderr
+    assert "model (1 step)  naive (1 step)" in trained.stdout
+    assert "interval coverage on the test part" in trained.stdout
+
+    refused = statecast(server, key, "train", "--series", "house", "--units", "0")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("statecast: error: HTTP 422: ")
+    assert "`units`" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
