@@ -10,6 +10,9 @@ const POLL_INTERVAL_MS = 1000;
 const STREAM_POLL_MS = 2000;
 const TOAST_MS = 5000;
 const DEFAULT_HORIZON = 96;
+// A long history opens on its last week (and the forecast); double-click shows it all.
+const INITIAL_VIEW_DAYS = 7;
+const DAY_MS = 86400 * 1000;
 const LEVELS = [80, 95];
 const FREQS = ["15min", "30min", "h", "D"];
 const FINAL_STATUSES = ["succeeded", "failed", "cancelled"];
@@ -317,7 +320,8 @@ const chartLayout = (title, yTitle) => ({
   title: title ? { text: title, font: { size: 14 } } : undefined,
   margin: { l: 60, r: 20, t: title ? 40 : 20, b: 40 },
   hovermode: "x unified",
-  legend: { orientation: "h", y: -0.15 },
+  // Filled traces would otherwise reverse the legend.
+  legend: { orientation: "h", y: -0.15, traceorder: "normal" },
   xaxis: { type: "date" },
   yaxis: { title: { text: yTitle || "" }, zeroline: false },
   paper_bgcolor: "rgba(0,0,0,0)",
@@ -474,7 +478,15 @@ async function seriesView(view, seriesId) {
       chartNote.textContent = "No readings yet: upload a CSV file below.";
     }
     chart.dataset.forecastPoints = forecast ? forecast.points.length : 0;
-    await Plotly.react(chart, traces, chartLayout("", series.unit), PLOT_CONFIG);
+    const layout = chartLayout("", series.unit);
+    const data = readings.data;
+    if (data.length && Date.parse(data[data.length - 1].ts) - Date.parse(data[0].ts) > 2 * INITIAL_VIEW_DAYS * DAY_MS) {
+      const end = forecast && forecast.points.length ? forecast.points[forecast.points.length - 1].ts : data[data.length - 1].ts;
+      const start = new Date(Date.parse(data[data.length - 1].ts) - INITIAL_VIEW_DAYS * DAY_MS).toISOString();
+      layout.xaxis = { ...layout.xaxis, range: [start, end] };
+      layout.yaxis = { ...layout.yaxis, autorange: true };
+    }
+    await Plotly.react(chart, traces, layout, PLOT_CONFIG);
   }
 
   async function drawModels() {
