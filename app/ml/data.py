@@ -35,8 +35,7 @@ class SeriesData:
         values = np.asarray(self.values, dtype=np.float64)
         if values.ndim != 1:
             raise TrainingDataError(
-                f"Series {self.name!r} must be one column of numbers, got an array of shape "
-                f"{values.shape}."
+                f"Series {self.name!r} must be one column of numbers, got an array of shape {values.shape}."
             )
         object.__setattr__(self, "values", values)
         if len(self.timestamps) != len(values):
@@ -63,17 +62,13 @@ class Split:
     test_start: int
 
 
-def interpolate_short_gaps(
-    values: np.ndarray, max_gap_steps: int = MAX_INTERPOLATED_GAP_STEPS
-) -> np.ndarray:
+def interpolate_short_gaps(values: np.ndarray, max_gap_steps: int = MAX_INTERPOLATED_GAP_STEPS) -> np.ndarray:
     """Linearly fill runs of at most `max_gap_steps` NaNs that have readings on both sides."""
     values = np.asarray(values, dtype=np.float64)
     missing = np.isnan(values)
     if not missing.any() or missing.all():
         return values.copy()
-    filled = pd.Series(values).interpolate(
-        method="linear", limit_area="inside", limit=max_gap_steps
-    )
+    filled = pd.Series(values).interpolate(method="linear", limit_area="inside", limit=max_gap_steps)
     # pandas fills the first `limit` NaNs of a longer gap too; keep long gaps whole.
     run_id = np.cumsum(~missing)
     run_len = np.bincount(run_id, weights=missing)[run_id]
@@ -91,9 +86,7 @@ def segments(values: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def chronological_split(
-    n: int, min_part: int, validation_fraction: float, test_fraction: float
-) -> Split:
+def chronological_split(n: int, min_part: int, validation_fraction: float, test_fraction: float) -> Split:
     """Last `test_fraction` for test, the part before for validation, each >= `min_part`."""
     n_test = max(round(n * test_fraction), min_part)
     n_val = max(round(n * validation_fraction), min_part)

@@ -37,10 +37,7 @@ class Forecasts:
     @staticmethod
     def concat(parts: list[Forecasts]) -> Forecasts:
         return Forecasts(
-            *(
-                np.concatenate([getattr(p, f) for p in parts])
-                for f in Forecasts.__dataclass_fields__
-            )
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in Forecasts.__dataclass_fields__)
         )
 
 
@@ -91,9 +88,7 @@ def _point(actual: np.ndarray, forecast: np.ndarray, mase_rows: np.ndarray) -> d
     }
 
 
-def coverage(
-    test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[int, ...]
-) -> dict[str, float]:
+def coverage(test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[int, ...]) -> dict[str, float]:
     """Share of test readings inside each conformal interval."""
     abs_error = np.abs(test.model - test.actual)
     return {

@@ -135,9 +135,7 @@ def stream_inputs(scaled: np.ndarray, cal: np.ndarray, previous: float | None = 
 def stream_targets(scaled: np.ndarray, horizon: int) -> np.ndarray:
     """Per-step targets (T, horizon): the next readings minus this one; NaN past the end."""
     padded = np.concatenate([scaled, np.full(horizon, np.nan)])
-    return (sliding_window_view(padded[1:], horizon)[: len(scaled)] - scaled[:, None]).astype(
-        np.float32
-    )
+    return (sliding_window_view(padded[1:], horizon)[: len(scaled)] - scaled[:, None]).astype(np.float32)
 
 
 def to_values(relative: np.ndarray, last_value: np.ndarray | float, scale: float) -> np.ndarray:

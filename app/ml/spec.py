@@ -19,9 +19,7 @@ SECONDS_PER_DAY = 86_400
 
 
 def _invalid(name: str, expected: str, got: Any) -> ValueError:
-    return ValueError(
-        f"Received an invalid value for argument `{name}`, expected {expected}, got {got!r}."
-    )
+    return ValueError(f"Received an invalid value for argument `{name}`, expected {expected}, got {got!r}.")
 
 
 class ModelSpec(BaseModel):
