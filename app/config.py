@@ -54,6 +54,18 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often an idle worker looks for queued jobs."
     )
 
+    model_cache_size: int = Field(
+        default=16, ge=1, description="Loaded models kept per API process (least recently used go)."
+    )
+    stream_warm_steps: int = Field(
+        default=20_000, ge=1,
+        description="Readings of stored history a new stream (or forecast state) is warmed over.",
+    )
+    stream_max_gap: int = Field(
+        default=96, ge=0,
+        description="Missing steps a stream fills with its own forecasts before asking to re-warm.",
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

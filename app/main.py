@@ -8,12 +8,13 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import problems
 from app.api.limits import BodyLimitMiddleware
-from app.api.routes import forecast_models, health, jobs, series
+from app.api.routes import forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
 from app.observability.middleware import MetricsMiddleware
 from app.observability.request_id import RequestIdMiddleware
 from app.observability.routes import router as metrics_router
+from app.streams.model_cache import ForecasterCache
 from app.web.routes import router as web_router
 
 DESCRIPTION = """
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_db_engine(settings.database_url)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)
         yield
         engine.dispose()
 
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(series.router)
     app.include_router(forecast_models.router)
     app.include_router(jobs.router)
+    app.include_router(forecasts.router)
+    app.include_router(streams.router)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(metrics_router)

@@ -67,3 +67,18 @@ def grid_between(first_ts_s: int, last_ts_s: int, freq: str) -> np.ndarray:
 
 def to_iso(ts_s: int) -> str:
     return pd.Timestamp(int(ts_s), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def on_grid(ts_s: np.ndarray, values: np.ndarray, freq: str) -> tuple[np.ndarray, np.ndarray]:
+    """Spread stored readings over every grid step from the first to the last, NaN where none."""
+    if len(ts_s) == 0:
+        return np.array([], dtype=np.int64), np.array([], dtype=np.float64)
+    grid = grid_between(int(ts_s[0]), int(ts_s[-1]), freq)
+    full = np.full(len(grid), np.nan)
+    full[np.searchsorted(grid, ts_s)] = values
+    return grid, full
+
+
+def to_index(ts_s: np.ndarray) -> pd.DatetimeIndex:
+    """Unix seconds as the naive-UTC DatetimeIndex the ML core works with."""
+    return pd.DatetimeIndex(np.asarray(ts_s, dtype=np.int64) * NS_PER_S)

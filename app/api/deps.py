@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import tenants
 from app.db.tables import Tenant
 from app.errors import Unauthorized
+from app.streams.model_cache import ForecasterCache
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
 
@@ -32,7 +33,13 @@ def get_session(factory: Annotated[sessionmaker[Session], Depends(get_session_fa
         yield session
 
 
+def get_forecasters(request: Request) -> ForecasterCache:
+    cache: ForecasterCache = request.app.state.forecasters
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 

@@ -1,6 +1,7 @@
 """Every error leaves the API as application/problem+json (RFC 9457), naming field and value."""
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,6 +71,8 @@ def _title(status: int) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and inf are not JSON; say what was received all the same
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):

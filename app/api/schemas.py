@@ -127,3 +127,73 @@ class ModelPublic(BaseModel):
 class ModelAccepted(BaseModel):
     model: ModelPublic
     job: JobPublic
+
+
+class ReadingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime = Field(description="On the series' grid; UTC when no zone is given.")
+    value: float | None = Field(allow_inf_nan=False, description="null for a missing reading")
+
+
+class ReadingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
+
+
+class ForecastPoint(BaseModel):
+    ts: datetime
+    mean: float
+    lower_80: float | None = None
+    upper_80: float | None = None
+    lower_95: float | None = None
+    upper_95: float | None = None
+
+
+class ForecastOut(BaseModel):
+    series_id: int
+    model_id: int
+    freq: str
+    points: list[dict[str, Any]] = Field(
+        description="ts, mean, and lower_<level>/upper_<level> for each level asked")
+    worse_than_naive: bool = Field(
+        description="The model loses to the seasonal naive on validation data.")
+    warning: str | None = None
+
+
+class StreamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    series_id: int
+    model_id: int | None = Field(
+        default=None, description="Pin a model; without it the stream follows the series' default.")
+    stream_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+                                  description="Your own id for the stream (else one is made).")
+
+
+class StreamPublic(BaseModel):
+    id: str
+    series_id: int
+    model_id: int | None
+    pinned: bool
+    last_ts: datetime | None
+    readings_applied: int
+    next_forecast: dict[str, Any] | None = Field(
+        description="The one-step forecast and intervals for the next reading.")
+    accuracy: dict[str, Any] = Field(
+        description="Live accuracy since the last (re)warm: MAE, MASE, MAE relative to the "
+                    "seasonal naive, and coverage of the 80% and 95% intervals.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class StreamPosted(BaseModel):
+    stream_id: str
+    applied: list[str] = Field(description="Timestamps applied to the state now.")
+    duplicates: list[str] = Field(description="Re-sent readings acknowledged, not applied again.")
+    filled: list[str] = Field(description="Missing steps filled with the model's own forecasts.")
+    rewarmed: str | None = Field(description="Why the stream restarted from history, if it did.")
+    last_ts: datetime | None
+    readings_applied: int
+    forecast: list[dict[str, Any]]

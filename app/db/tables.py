@@ -157,3 +157,48 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Stream(Base):
+    """A live feed of one series with the model's state carried between requests.
+
+    `state` is the forecaster's JSON state (hidden state of every layer, or the last window);
+    `next_forecast` is the one-step forecast and intervals made at the last reading, judged when
+    the next reading arrives; `accuracy` holds the running sums behind the live metrics.
+    """
+
+    __tablename__ = "streams"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_streams_tenant_name"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    # The model in use; None once a pinned model was deleted (the stream then answers 409).
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("forecast_models.id", ondelete="SET NULL"), index=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger)
+    readings_applied: Mapped[int] = mapped_column(Integer, default=0)
+    next_forecast: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    accuracy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SeriesState(Base):
+    """A model's state warmed over a series' stored history, so a forecast need not replay it.
+
+    Dropped whenever readings at or before `last_ts` change; advanced as new readings arrive.
+    """
+
+    __tablename__ = "series_states"
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_ts: Mapped[int] = mapped_column(BigInteger)

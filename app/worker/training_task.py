@@ -8,8 +8,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import pool, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +19,7 @@ from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, Series, utcnow
 from app.logs import configure_logging
 from app.model_files import model_path
-from app.timegrid import NS_PER_S, grid_between
+from app.timegrid import on_grid, to_index
 
 logger = logging.getLogger("statecast.worker")
 # A cancel is noticed within this long; the database is asked no more often than this.
@@ -44,15 +42,9 @@ def load_series_data(session: Session, model_id: int) -> list[Any]:
     for series_id in forecast_models.series_ids(session=session, model_id=model_id):
         series = session.get(Series, series_id)
         assert series is not None
-        ts, values = fetch_readings(session=session, series_id=series_id)
-        if len(ts) == 0:
-            grid, full = np.array([], dtype=np.int64), np.array([], dtype=float)
-        else:
-            grid = grid_between(int(ts[0]), int(ts[-1]), series.freq)
-            full = np.full(len(grid), np.nan)
-            full[np.searchsorted(grid, ts)] = values
-        result.append(SeriesData(values=full, timestamps=pd.DatetimeIndex(grid * NS_PER_S),
-                                 freq=series.freq, name=series.name))
+        grid, full = on_grid(*fetch_readings(session=session, series_id=series_id), series.freq)
+        result.append(SeriesData(values=full, timestamps=to_index(grid), freq=series.freq,
+                                 name=series.name))
     return result
 
 

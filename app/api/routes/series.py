@@ -27,6 +27,7 @@ from app.db.engine import lock_for_write, transaction
 from app.errors import ServiceError
 from app.ingest import CsvOptions, parse_csv, parse_json, to_batch
 from app.model_files import remove_model_files
+from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
 
 router = APIRouter(prefix="/v1/series", tags=["series"])
@@ -144,6 +145,8 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
                              ts_field=str(ts_raw.name), value_field=str(value_raw.name))
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
+        if result.inserted or result.updated:  # warmed forecast states that saw older data
+            forget_from(session=session, series_id=series.id, first_changed_ts=result.first_ts)
     return UploadResult(received=result.received, inserted=result.inserted,
                         updated=result.updated, unchanged=result.unchanged,
                         first_ts=datetime.fromtimestamp(result.first_ts, UTC),

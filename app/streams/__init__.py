@@ -1,0 +1,1 @@
+"""Serving: loaded models, warmed states per series and model, and live streams."""

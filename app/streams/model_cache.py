@@ -1,0 +1,48 @@
+"""Loaded forecasters, kept per process (LRU) so a request never reads model files again.
+
+Entries are keyed by model id and the time the model became ready: a model deleted and its id
+never reused, or its files rewritten under a new ready time, can never be served stale.
+"""
+
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+
+from app.ml.forecaster import Forecaster
+from app.model_files import model_path
+
+
+class ForecasterCache:
+    def __init__(self, model_dir: Path, max_models: int) -> None:
+        if max_models < 1:
+            raise ValueError(f"max_models must be a positive integer, got {max_models}")
+        self.model_dir = model_dir
+        self.max_models = max_models
+        self._entries: OrderedDict[int, tuple[datetime | None, Forecaster]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, model_id: int, ready_at: datetime | None) -> Forecaster:
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None and entry[0] == ready_at:
+                self._entries.move_to_end(model_id)
+                self.hits += 1
+                return entry[1]
+        forecaster = Forecaster.load(model_path(self.model_dir, model_id))
+        with self._lock:
+            self.misses += 1
+            self._entries[model_id] = (ready_at, forecaster)
+            self._entries.move_to_end(model_id)
+            while len(self._entries) > self.max_models:
+                self._entries.popitem(last=False)
+        return forecaster
+
+    def evict(self, model_id: int) -> None:
+        with self._lock:
+            self._entries.pop(model_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

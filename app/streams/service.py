@@ -1,0 +1,278 @@
+"""Streams: per-client live state, advanced one reading at a time, stored in the database.
+
+A post stores its readings in the series and advances the stream's state in one transaction,
+under a lock on the stream (a row lock on PostgreSQL, the write lock on SQLite), so concurrent
+posts to one stream serialise and a retried reading is acknowledged, never applied twice.
+"""
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import forecast_models as models_db
+from app.db.readings import fetch_readings, store_readings
+from app.db.tables import ForecastModel, Series, Stream, utcnow
+from app.errors import Conflict, Invalid, NotFound, field_error
+from app.ingest import ReadingsBatch
+from app.ml.forecaster import Forecast, Forecaster
+from app.streams import accuracy
+from app.streams.history import history_state, warm_over
+from app.streams.model_cache import ForecasterCache
+from app.timegrid import NS_PER_S, following, step_seconds, to_iso
+
+
+@dataclass
+class Applied:
+    """What a post did: readings applied, acknowledged again, filled, and any re-warm."""
+
+    applied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
+    rewarmed: str | None = None
+
+
+def get_stream(*, session: Session, tenant_id: int, name: str, for_update: bool = False) -> Stream:
+    query = select(Stream).where(Stream.tenant_id == tenant_id, Stream.name == name)
+    if for_update:
+        query = query.with_for_update()
+    stream = session.scalar(query)
+    if stream is None:
+        raise NotFound(f"No stream with id {name!r}")
+    return stream
+
+
+def model_for(*, session: Session, stream: Stream) -> tuple[ForecastModel, str | None]:
+    """The model the stream should use now, and why it differs from the one it used, if it does."""
+    if stream.pinned:
+        model = session.get(ForecastModel, stream.model_id) if stream.model_id else None
+        if model is None or model.status != "ready":
+            raise Conflict("The model this stream was pinned to was deleted; re-create the "
+                           "stream or re-pin it with POST /v1/streams/{id}/reset?model_id=...")
+        return model, None
+    model = models_db.default_model(session=session, series_id=stream.series_id)
+    if model is None:
+        raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+    if stream.model_id is not None and model.id != stream.model_id:
+        return model, f"the series' default model changed from {stream.model_id} to {model.id}"
+    return model, None
+
+
+def create_stream(*, session: Session, cache: ForecasterCache, settings: Settings,
+                  tenant_id: int, series: Series, model: ForecastModel | None,
+                  name: str | None) -> Stream:
+    pinned = model is not None
+    if model is None:
+        model = models_db.default_model(session=session, series_id=series.id)
+        if model is None:
+            raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+    elif model.status != "ready" or series.id not in models_db.series_ids(
+            session=session, model_id=model.id):
+        raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
+                      errors=[field_error("model_id", model.id, "not ready, or not trained "
+                                                                  "on this series")])
+    stream = Stream(tenant_id=tenant_id, name=name or f"st_{secrets.token_hex(8)}",
+                    series_id=series.id, model_id=model.id, pinned=pinned, readings_applied=0)
+    _warm(session=session, cache=cache, settings=settings, stream=stream, model=model,
+          series=series)
+    try:
+        with session.begin_nested():
+            session.add(stream)
+    except IntegrityError:
+        raise Conflict(f"A stream with id {name!r} already exists",
+                       errors=[field_error("stream_id", name, "already taken")]) from None
+    return stream
+
+
+def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
+          model: ForecastModel, series: Series) -> None:
+    """(Re)start the stream from the model run over the series' stored history."""
+    forecaster = cache.get(model.id, model.ready_at)
+    state = history_state(session=session, forecaster=forecaster, model_id=model.id,
+                          series=series, max_steps=settings.stream_warm_steps)
+    stream.model_id = model.id
+    stream.state = state
+    stream.last_ts = _state_ts(state)
+    stream.next_forecast = _next(forecaster, state)
+    stream.accuracy = None
+    stream.updated_at = utcnow()
+
+
+def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settings,
+                   stream: Stream, batch: ReadingsBatch, rewarm: bool = False) -> Applied:
+    """Store the readings in the series and advance the stream over them, in order.
+
+    The caller holds the stream's lock and commits.
+    """
+    series = session.get(Series, stream.series_id)
+    assert series is not None
+    model, switched = model_for(session=session, stream=stream)
+    result = Applied()
+    last = stream.last_ts
+    ts, values = batch.ts_s, batch.values
+    if last is not None:
+        old = ts <= last
+        if old.any():
+            _check_resent(session=session, stream=stream, ts=ts[old], values=values[old])
+            result.duplicates = [to_iso(int(t)) for t in ts[old]]
+            ts, values = ts[~old], values[~old]
+    if len(ts) == 0:
+        return result
+    gaps = _gaps(last, ts, series.freq)
+    store_readings(session=session, series_id=series.id,
+                   batch=ReadingsBatch(ts_s=ts, values=values))
+    too_long = np.flatnonzero(gaps > settings.stream_max_gap)
+    if switched or (too_long.size and rewarm):
+        result.rewarmed = switched or "asked to re-warm over a gap"
+        _warm(session=session, cache=cache, settings=settings, stream=stream, model=model,
+              series=series)
+        result.applied = [to_iso(int(t)) for t in ts]
+        stream.readings_applied += len(ts)
+        return result
+    if too_long.size:
+        i = int(too_long[0])
+        before = to_iso(int(ts[i - 1]) if i else (last or 0))
+        raise Invalid(
+            f"The reading at {to_iso(int(ts[i]))} comes {int(gaps[i])} steps after the one at "
+            f"{before}; at most {settings.stream_max_gap} missing steps are filled. "
+            "Send rewarm=true to restart the stream from the stored history.",
+            errors=[field_error(f"readings[{i}].ts", to_iso(int(ts[i])), "gap too long")])
+    forecaster = cache.get(model.id, model.ready_at)
+    previous = [last, *ts[:-1].tolist()]
+    for before, gap in zip(previous, gaps.tolist(), strict=True):
+        if gap > 0 and before is not None:
+            result.filled += [to_iso(int(t)) for t in following(before, series.freq, gap)]
+    state, sums, forecast = stream.state or forecaster.initial_state(series.name), \
+        stream.accuracy, stream.next_forecast
+    naive = _naive_values(session=session, series=series, forecaster=forecaster, ts=ts)
+    # One reading at a time: each forecast is judged by the next reading before moving on.
+    for t, value, seasonal in zip(ts.tolist(), values.tolist(), naive, strict=True):
+        state = warm_over(forecaster, state, np.array([t]), np.array([value]), series.freq)
+        sums = accuracy.judge(sums, forecast, to_iso(t), value, seasonal)
+        forecast = _next(forecaster, state)
+    stream.state, stream.accuracy, stream.next_forecast = state, sums, forecast
+    stream.last_ts = int(ts[-1])
+    stream.readings_applied += len(ts)
+    stream.updated_at = utcnow()
+    result.applied = [to_iso(int(t)) for t in ts]
+    return result
+
+
+def _gaps(last: int | None, ts: np.ndarray, freq: str) -> np.ndarray:
+    """Missing grid steps before each reading (since the stream's last one, then each other)."""
+    step_s = step_seconds(freq)
+    if step_s is None or len(ts) == 0:
+        return np.zeros(len(ts), dtype=np.int64)
+    previous = np.concatenate([[ts[0] - step_s if last is None else last], ts[:-1]])
+    return (ts - previous) // step_s - 1
+
+
+def _check_resent(*, session: Session, stream: Stream, ts: np.ndarray, values: np.ndarray) -> None:
+    """Readings at or before the stream's last: acknowledged if stored with the same value."""
+    stored_ts, stored = fetch_readings(session=session, series_id=stream.series_id,
+                                       start_s=int(ts[0]), end_s=int(ts[-1]))
+    lookup = dict(zip(stored_ts.tolist(), stored.tolist(), strict=True))
+    for t, value in zip(ts.tolist(), values.tolist(), strict=True):
+        previous = lookup.get(t)
+        same = previous is not None and (previous == value or (np.isnan(previous)
+                                                               and np.isnan(value)))
+        if not same:
+            raise Conflict(
+                f"The reading at {to_iso(t)} is not after the stream's last reading at "
+                f"{to_iso(stream.last_ts or 0)}" + ("" if previous is None else
+                                                    f" and differs from the stored {previous}"),
+                errors=[field_error("ts", to_iso(t), "not after the stream's last reading")],
+                last_ts=to_iso(stream.last_ts or 0))
+
+
+def _naive_values(*, session: Session, series: Series, forecaster: Forecaster,
+                  ts: np.ndarray) -> list[float | None]:
+    """The seasonal-naive forecast of each reading: the reading one season earlier."""
+    step_s = step_seconds(series.freq)
+    if step_s is None:
+        return [None] * len(ts)
+    season_s = forecaster.spec.seasonal_period * step_s
+    before = ts - season_s
+    stored_ts, stored = fetch_readings(session=session, series_id=series.id,
+                                       start_s=int(before[0]), end_s=int(before[-1]))
+    lookup = dict(zip(stored_ts.tolist(), stored.tolist(), strict=True))
+    return [lookup.get(int(t)) for t in before]
+
+
+def _state_ts(state: dict[str, Any]) -> int | None:
+    last = state.get("last_timestamp")
+    return None if last is None else int(pd.Timestamp(last).value // NS_PER_S)
+
+
+def _next(forecaster: Forecaster, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The one-step forecast and intervals from `state`, or None before it can forecast."""
+    try:
+        forecast = forecaster.forecast_from_state(state, 1)
+    except ValueError:
+        return None
+    return points(forecast)[0]
+
+
+def points(forecast: Forecast) -> list[dict[str, Any]]:
+    """A forecast as the API's points: ts, mean and each level's bounds."""
+    stamps = forecast.timestamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = []
+    for i, ts in enumerate(stamps):
+        row: dict[str, Any] = {"ts": ts, "mean": float(forecast.mean[i])}
+        for level in forecast.lower:
+            row[f"lower_{level}"] = float(forecast.lower[level][i])
+            row[f"upper_{level}"] = float(forecast.upper[level][i])
+        rows.append(row)
+    return rows
+
+
+def forecast_stream(*, session: Session, cache: ForecasterCache, stream: Stream, horizon: int,
+                    levels: tuple[int, ...]) -> Forecast:
+    model = session.get(ForecastModel, stream.model_id) if stream.model_id else None
+    if model is None or model.status != "ready":
+        model_for(session=session, stream=stream)  # says why: pinned model gone, none ready
+        raise Conflict("The stream's model is gone; reset the stream to pick the current one")
+    forecaster = cache.get(model.id, model.ready_at)
+    if stream.state is None:
+        raise Conflict("The stream has no state yet")
+    return run_forecast(forecaster, stream.state, horizon, levels)
+
+
+def run_forecast(forecaster: Forecaster, state: dict[str, Any], horizon: int,
+                 levels: tuple[int, ...]) -> Forecast:
+    """Roll out from `state`, turning the forecaster's complaints into client errors."""
+    unknown = [level for level in levels if level not in forecaster.quantiles]
+    if unknown:
+        raise Invalid(f"Intervals are calibrated for levels {sorted(forecaster.quantiles)}",
+                      errors=[field_error("level", unknown, "not a calibrated level")])
+    try:
+        return forecaster.forecast_from_state(state, horizon, levels)
+    except ValueError as exc:
+        raise Conflict(f"Cannot forecast yet: {exc}") from None
+
+
+def mase_scale(forecaster: Forecaster, series: Series) -> float | None:
+    scales = forecaster.meta.get("mase_scales") or {}
+    value = scales.get(series.name)
+    return float(value) if value else None
+
+
+def reset_stream(*, session: Session, cache: ForecasterCache, settings: Settings,
+                 stream: Stream, series: Series, model: ForecastModel | None) -> None:
+    """Re-warm from history; with `model`, pin it (it must be a ready model of the series)."""
+    if model is not None:
+        if model.status != "ready" or series.id not in models_db.series_ids(
+                session=session, model_id=model.id):
+            raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
+                          errors=[field_error("model_id", model.id, "not ready, or not "
+                                                                      "trained on this series")])
+        stream.pinned, stream.model_id = True, model.id
+    chosen, _ = model_for(session=session, stream=stream)
+    _warm(session=session, cache=cache, settings=settings, stream=stream, model=chosen,
+          series=series)

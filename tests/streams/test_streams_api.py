@@ -1,0 +1,171 @@
+"""Streams through the HTTP API: ground truth against Keras, exactly-once, gaps, models."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.ml.artifacts import KERAS_FILE, load_meta
+from app.ml.features import FeatureConfig, calendar, stream_inputs, to_values
+from app.ml.spec import ResolvedSpec
+from tests.api.helpers import assert_problem, count_rows
+from tests.streams.conftest import hourly_values, install_model, load_series
+
+WARM = 300
+
+
+def keras_stateful_forecasts(artifact: Path, values: np.ndarray, stamps: object) -> np.ndarray:
+    """The trained network rebuilt with stateful layers, fed one reading per call from zero."""
+    import keras
+
+    from app.ml.architectures import build_network
+
+    meta = load_meta(artifact)
+    spec = ResolvedSpec.from_dict(meta["spec"])
+    features = FeatureConfig.from_dict(meta["features"])
+    scale = float(meta["scales"]["load"])
+    trained = keras.saving.load_model(artifact / KERAS_FILE, compile=False)
+    stepper = build_network(spec, features.n_inputs, batch_size=1, stateful=True)
+    stepper.set_weights(trained.get_weights())
+    x = stream_inputs(values / scale, calendar(stamps, features))  # type: ignore[arg-type]
+    outputs = [np.asarray(stepper(x[None, i:i + 1], training=False))[0, -1]
+               for i in range(len(x))]
+    return to_values(np.array(outputs), values, scale)
+
+
+def post(client: TestClient, auth: dict[str, str], stream: str, readings: list[tuple[str, float]],
+         query: str = "") -> object:
+    return client.post(f"/v1/streams/{stream}/readings{query}", headers=auth,
+                       json={"readings": [{"ts": t, "value": v} for t, v in readings]})
+
+
+def test_streaming_one_reading_at_a_time_matches_keras(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifacts["lstm_stateful"], sid)
+    created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "meter-1"},
+                          headers=auth)
+    assert created.status_code == 201, created.text
+    stamps, values = hourly_values()
+    n = WARM + 40
+    expected = keras_stateful_forecasts(artifacts["lstm_stateful"], values[:n], stamps[:n])
+    for i in range(WARM, n):
+        response = post(client, auth, "meter-1", [(stamps[i].isoformat(), float(values[i]))],
+                        "?horizon=3")
+        assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+        got = [p["mean"] for p in response.json()["forecast"]]  # type: ignore[attr-defined]
+        np.testing.assert_allclose(got, expected[i], rtol=1e-4)
+    detail = client.get("/v1/streams/meter-1", headers=auth).json()
+    assert detail["readings_applied"] == 40 and detail["accuracy"]["judged"] == 40
+    assert 0 <= detail["accuracy"]["coverage_95"] <= 1
+    assert count_rows(settings.database_url, "readings") == n
+
+
+def test_window_model_stream_and_series_forecast(client: TestClient, auth: dict[str, str],
+                                                 settings: Settings,
+                                                 artifacts: dict[str, Path]) -> None:
+    sid = load_series(client, auth, WARM)
+    model_id = install_model(settings, artifacts["gru_window"], sid)
+    forecast = client.get(f"/v1/series/{sid}/forecast?horizon=96&level=80&level=95",
+                          headers=auth).json()
+    assert forecast["model_id"] == model_id and len(forecast["points"]) == 96
+    first = forecast["points"][0]
+    stamps, values = hourly_values()
+    assert first["ts"] == stamps[WARM].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first["lower_95"] < first["lower_80"] < first["mean"] < first["upper_80"] < \
+        first["upper_95"]
+    # Changing a reading inside the last window must change the forecast: no stale state.
+    changed = {"readings": [{"ts": stamps[WARM - 2].isoformat(), "value": 500.0}]}
+    assert client.post(f"/v1/series/{sid}/readings?on_conflict=replace", json=changed,
+                       headers=auth).status_code == 200
+    moved = client.get(f"/v1/series/{sid}/forecast?horizon=96", headers=auth).json()
+    assert moved["points"][0]["mean"] != forecast["points"][0]["mean"]
+    restore = {"readings": [{"ts": stamps[WARM - 2].isoformat(), "value": float(values[WARM - 2])}]}
+    client.post(f"/v1/series/{sid}/readings?on_conflict=replace", json=restore, headers=auth)
+    client.post("/v1/streams", json={"series_id": sid, "stream_id": "w"}, headers=auth)
+    stream_forecast = client.get("/v1/streams/w/forecast?horizon=96", headers=auth).json()
+    np.testing.assert_allclose([p["mean"] for p in stream_forecast["points"]],
+                               [p["mean"] for p in forecast["points"]], rtol=1e-9)
+    response = post(client, auth, "w", [(stamps[WARM].isoformat(), float(values[WARM]))])
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    again = client.get(f"/v1/series/{sid}/forecast?horizon=2", headers=auth).json()
+    assert again["points"][0]["ts"] == stamps[WARM + 1].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert_problem(client.get(f"/v1/series/{sid}/forecast?level=42", headers=auth), 422, "level")
+    assert_problem(client.get(f"/v1/series/{sid}/forecast?horizon=0", headers=auth), 422,
+                   "query.horizon")
+
+
+def test_exactly_once_order_and_gaps(client: TestClient, auth: dict[str, str],
+                                     settings: Settings, artifacts: dict[str, Path]) -> None:
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifacts["lstm_stateful"], sid)
+    client.post("/v1/streams", json={"series_id": sid, "stream_id": "s"}, headers=auth)
+    stamps, values = hourly_values()
+    t0, v0 = stamps[WARM].isoformat(), float(values[WARM])
+    assert post(client, auth, "s", [(t0, v0)]).json()["applied"] == [  # type: ignore
+        stamps[WARM].strftime("%Y-%m-%dT%H:%M:%SZ")]
+    state = client.get("/v1/streams/s/state", headers=auth).json()
+    again = post(client, auth, "s", [(t0, v0)]).json()  # type: ignore[attr-defined]
+    assert again["applied"] == [] and len(again["duplicates"]) == 1
+    assert client.get("/v1/streams/s/state", headers=auth).json() == state
+    problem = assert_problem(post(client, auth, "s", [(t0, v0 + 1)]), 409)
+    assert problem["last_ts"].startswith(stamps[WARM].strftime("%Y-%m-%dT%H:%M"))
+    assert_problem(post(client, auth, "s", [(stamps[WARM - 5].isoformat() + "x", 1.0)]), 422)
+    assert_problem(post(client, auth, "s", [(stamps[WARM + 1].isoformat()[:-5] + "30:00",
+                                             1.0)]), 422, "readings[0].ts")
+    nan = '{"readings": [{"ts": "%s", "value": NaN}]}' % stamps[WARM + 1].isoformat()
+    assert_problem(client.post("/v1/streams/s/readings", content=nan.encode(),
+                               headers={**auth, "Content-Type": "application/json"}), 422)
+    # A gap of 3 steps is filled by the model and said so; one past max_gap is refused.
+    filled = post(client, auth, "s", [(stamps[WARM + 4].isoformat(), float(values[WARM + 4]))])
+    assert len(filled.json()["filled"]) == 3  # type: ignore[attr-defined]
+    readings_before = count_rows(settings.database_url, "readings")
+    far = WARM + 6 + settings.stream_max_gap
+    assert_problem(post(client, auth, "s", [(stamps[far].isoformat(), 1.0)]), 422,
+                   "readings[0].ts")
+    assert count_rows(settings.database_url, "readings") == readings_before
+    rewarmed = post(client, auth, "s", [(stamps[far].isoformat(), 1.0)], "?rewarm=true").json()  # type: ignore
+    assert rewarmed["rewarmed"] and rewarmed["applied"]
+
+
+def test_streams_follow_the_default_model_and_pins_hold(
+        client: TestClient, auth: dict[str, str], other_auth: dict[str, str],
+        settings: Settings, artifacts: dict[str, Path]) -> None:
+    sid = load_series(client, auth, WARM)
+    assert_problem(client.post("/v1/streams", json={"series_id": sid}, headers=auth), 409)
+    first = install_model(settings, artifacts["lstm_stateful"], sid)
+    follower = client.post("/v1/streams", json={"series_id": sid}, headers=auth).json()
+    pinned = client.post("/v1/streams", json={"series_id": sid, "model_id": first,
+                                              "stream_id": "pinned"}, headers=auth).json()
+    assert follower["model_id"] == first and pinned["pinned"]
+    assert_problem(client.get(f"/v1/streams/{follower['id']}", headers=other_auth), 404)
+    assert_problem(client.post("/v1/streams", json={"series_id": sid, "stream_id": "pinned"},
+                               headers=auth), 409, "stream_id")
+    second = install_model(settings, artifacts["gru_window"], sid)
+    stamps, values = hourly_values()
+    reading = [(stamps[WARM].isoformat(), float(values[WARM]))]
+    answer = post(client, auth, follower["id"], reading).json()  # type: ignore[attr-defined]
+    assert answer["rewarmed"] and str(second) in answer["rewarmed"]
+    assert client.get(f"/v1/streams/{follower['id']}", headers=auth).json()["model_id"] == second
+    assert post(client, auth, "pinned", reading).json()["rewarmed"] is None  # type: ignore
+    assert client.delete(f"/v1/models/{first}", headers=auth).status_code == 204
+    assert_problem(post(client, auth, "pinned", [(stamps[WARM + 1].isoformat(), 1.0)]), 409)
+    reset = client.post(f"/v1/streams/pinned/reset?model_id={second}", headers=auth)
+    assert reset.status_code == 200 and reset.json()["model_id"] == second
+    assert client.delete("/v1/streams/pinned", headers=auth).status_code == 204
+    assert_problem(client.get("/v1/streams/pinned", headers=auth), 404)
+    listed = client.get(f"/v1/streams?series_id={sid}", headers=auth).json()
+    assert listed["count"] == 1
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"series_id": 999}, None), ({"series_id": "x"}, "series_id"),
+    ({"series_id": 1, "stream_id": "has space"}, "stream_id"),
+])
+def test_bad_stream_creation(client: TestClient, auth: dict[str, str], body: dict[str, object],
+                             field: str | None) -> None:
+    response = client.post("/v1/streams", json=body, headers=auth)
+    assert_problem(response, 404 if field is None else 422, field)
