@@ -1,5 +1,8 @@
 """`GET /metrics`: requests counted by route template and status, with latency histograms."""
 
+import logging
+
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -39,7 +42,6 @@ def test_unknown_paths_share_one_label(client: TestClient) -> None:
 def test_metrics_page_is_prometheus_text_with_the_shared_metrics(client: TestClient) -> None:
     metrics.STREAM_READINGS.inc(3)
     metrics.MODEL_CACHE_HITS.inc()
-    metrics.QUEUE_DEPTH.set(2)
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
@@ -49,7 +51,7 @@ def test_metrics_page_is_prometheus_text_with_the_shared_metrics(client: TestCli
                  "statecast_model_cache_misses_total", "statecast_queue_depth",
                  "statecast_training_duration_seconds", "# TYPE statecast_jobs gauge"):
         assert name in text, name
-    assert "statecast_queue_depth 2.0" in text
+    assert "statecast_queue_depth 0.0" in text  # read from the (empty) jobs table
     # Scrapes are not counted as requests, or they would swamp the figures.
     assert 'route="/metrics"' not in text
 
@@ -73,3 +75,40 @@ def test_openmetrics_when_the_scraper_asks_for_it(client: TestClient) -> None:
                                                          "version=1.0.0"})
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.rstrip().endswith("# EOF")
+
+
+def test_job_gauges_are_read_from_the_database_at_scrape_time(client: TestClient,
+                                                              auth: dict[str, str]) -> None:
+    series = client.post("/v1/series", json={"name": "s", "freq": "30min"}, headers=auth).json()
+    for _ in range(2):
+        accepted = client.post("/v1/models", json={"series_ids": [series["id"]],
+                                                   "spec": {"units": 4}}, headers=auth)
+        assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job"]["id"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=auth).status_code == 200
+    text = client.get("/metrics").text
+    assert 'statecast_jobs{status="queued"} 1.0' in text
+    assert 'statecast_jobs{status="cancelled"} 1.0' in text
+    assert 'statecast_jobs{status="running"} 0.0' in text
+    assert "statecast_queue_depth 1.0" in text
+
+
+def test_an_unreachable_database_leaves_the_gauges_and_logs_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from app.observability.queue import refresh_job_gauges
+
+    metrics.QUEUE_DEPTH.set(7)
+
+    def broken_factory() -> None:
+        raise OSError("connection refused")
+
+    logger = logging.getLogger("statecast")
+    propagate, logger.propagate = logger.propagate, True
+    try:
+        with caplog.at_level(logging.WARNING, logger="statecast.metrics"):
+            refresh_job_gauges(broken_factory)  # type: ignore[arg-type]
+    finally:
+        logger.propagate = propagate
+    assert REGISTRY.get_sample_value("statecast_queue_depth") == 7.0
+    assert any(r.getMessage() == "job gauges not refreshed" and "refused" in r.error  # type: ignore[attr-defined]
+               for r in caplog.records)
