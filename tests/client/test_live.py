@@ -39,7 +39,7 @@ def half_hourly_csv(path: Path, days: int) -> Path:
 
 
 @pytest.mark.slow
-def test_upload_then_train_and_wait_over_http(server: LiveServer, auth: dict[str, str],
+def test_upload_train_forecast_and_stream_over_http(server: LiveServer, auth: dict[str, str],
                                               tmp_path: Path) -> None:
     key = auth["Authorization"].removeprefix("Bearer ")
     file = half_hourly_csv(tmp_path / "house.csv", days=8)
@@ -62,3 +62,31 @@ def test_upload_then_train_and_wait_over_http(server: LiveServer, auth: dict[str
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("statecast: error: HTTP 422: ")
     assert "`units`" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+    forecast = statecast(server, key, "forecast", "--series", "house", "--horizon", "4", "--csv",
+                         "--plot", str(tmp_path / "house.png"))
+    assert forecast.returncode == 0, forecast.stderr
+    lines = forecast.stdout.splitlines()
+    assert lines[0] == "ts,mean,lower_80,upper_80,lower_95,upper_95"
+    assert [line[:20] for line in lines[1:]] == [
+        "2024-03-09T00:00:00Z", "2024-03-09T00:30:00Z", "2024-03-09T01:00:00Z",
+        "2024-03-09T01:30:00Z"]
+    assert (tmp_path / "house.png").read_bytes()[:4] == b"\x89PNG"
+
+    created = statecast(server, key, "stream", "create", "--series", "house", "--id", "meter:1")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created stream meter:1 on series 'house'")
+    assert "next: 2024-03-09T00:00:00Z" in created.stdout
+    pushed = statecast(server, key, "stream", "push", "meter:1", "--ts", "2024-03-09T00:00:00Z",
+                       "--value", "10.5")
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.startswith("applied 1, re-sent 0, filled 0; 1 in all")
+    assert "next: 2024-03-09T00:30:00Z" in pushed.stdout
+    shown = statecast(server, key, "stream", "show", "meter:1")
+    assert "accuracy over 1 readings: MAE" in shown.stdout
+    off_grid = statecast(server, key, "stream", "push", "meter:1", "--ts", "2024-03-09T00:40:00Z",
+                         "--value", "1")
+    assert off_grid.returncode == 1
+    assert off_grid.stderr.strip() == (
+        "statecast: error: HTTP 422: 1 timestamp(s) are not on the series' 30min grid "
+        "[readings[0].ts = '2024-03-09T00:40:00Z': not on the 30min grid]")

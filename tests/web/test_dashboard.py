@@ -1,0 +1,142 @@
+"""The dashboard in a real browser against a real `statecast serve`: key, upload, training,
+forecast bands and a live stream."""
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.client.live_server import LiveServer, live_server
+from tests.web.browser import chromium_page, require_chromium
+
+STEPS_PER_DAY = 48
+DAYS = 10
+TRAIN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+    require_chromium()
+    with live_server(settings, tmp_path / "serve.log", workers=1) as running:
+        yield running
+
+
+@pytest.fixture
+def page(server: LiveServer) -> Iterator[Any]:
+    with chromium_page() as browser_page:
+        yield browser_page
+
+
+def key_of(auth: dict[str, str]) -> str:
+    return auth["Authorization"].removeprefix("Bearer ")
+
+
+def daily_csv(path: Path) -> Path:
+    """Ten days of a half-hourly daily cycle, `;`-separated as some meters export it."""
+    lines = ["time;kwh"]
+    for i in range(DAYS * STEPS_PER_DAY):
+        day, step = divmod(i, STEPS_PER_DAY)
+        value = 10 + 4 * math.sin(2 * math.pi * step / STEPS_PER_DAY) + 0.3 * ((i * 7) % 5)
+        lines.append(f"2024-03-{day + 1:02d} {step // 2:02d}:{30 * (step % 2):02d};{value:.3f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def enter_key(page: Any, key: str) -> None:
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
+
+
+def chart_traces(page: Any, element_id: str) -> list[dict[str, Any]]:
+    traces: list[dict[str, Any]] = page.evaluate(
+        f"""() => document.getElementById({element_id!r}).data.map(t => ({{
+            name: t.name, fill: t.fill || null, n: (t.y || []).length }}))""")
+    return traces
+
+
+@pytest.mark.slow
+def test_upload_train_forecast_and_stream(server: LiveServer, page: Any, auth: dict[str, str],
+                                          tmp_path: Path) -> None:
+    page.goto(server.url + "/")
+    enter_key(page, key_of(auth))
+    assert page.evaluate("sessionStorage.getItem('statecast.apiKey')") == key_of(auth)
+
+    # A new series from a CSV file, with the API's CSV options.
+    page.fill("#new-series input[name=name]", "meter-7")
+    page.set_input_files("#new-series input[name=file]", str(daily_csv(tmp_path / "m.csv")))
+    page.click("#new-series summary")
+    page.fill("#new-series input[name=sep]", ";")
+    page.click("#new-series button[type=submit]")
+    page.wait_for_selector("#series-chart .main-svg")
+    assert page.inner_text("#reading-count") == str(DAYS * STEPS_PER_DAY)
+    assert chart_traces(page, "series-chart")[0] == {"name": "history", "fill": None,
+                                                     "n": DAYS * STEPS_PER_DAY}
+    assert "No forecast yet" in page.inner_text("#forecast-note")
+
+    # The train form starts from the spec's defaults; a tiny network keeps the test fast.
+    assert page.input_value("#train-form [name=units]") == "64"
+    assert page.input_value("#train-form [name=cell]") == "lstm"
+    assert not page.is_checked("#train-form [name=stateful]")
+    page.fill("#train-form [name=units]", "4")
+    page.fill("#train-form [name=epochs]", "2")
+    page.click("#train-form button[type=submit]")
+    page.wait_for_url("**/#/jobs/*")
+    page.wait_for_selector("#job-progress[data-percent='100']", timeout=TRAIN_TIMEOUT_MS)
+    page.wait_for_selector("#job-result table")
+    assert "succeeded" in page.inner_text("#job-status")
+    assert chart_traces(page, "loss-chart")[0]["n"] == 2  # one loss per epoch
+
+    # Back on the series page: the forecast with its 80% and 95% bands, and the model listed.
+    page.click("#job-result a")
+    page.wait_for_selector("#series-chart[data-forecast-points='96']")
+    traces = {t["name"]: t for t in chart_traces(page, "series-chart")}
+    assert traces["80% interval"] == {"name": "80% interval", "fill": "tonexty", "n": 96}
+    assert traces["95% interval"] == {"name": "95% interval", "fill": "tonexty", "n": 96}
+    assert traces["forecast"]["n"] == 96
+    row = page.inner_text("#models-table tbody tr")
+    assert "ready" in row and "default" in row
+
+    # A stream: its chart grows as readings arrive from elsewhere, and from the form.
+    page.click("#new-stream")
+    page.wait_for_url("**/#/streams/*")
+    page.wait_for_selector("#stream-chart[data-readings='0']")
+    stream_id = page.url.rsplit("/", 1)[1]
+    stream = httpx.get(f"{server.url}/v1/streams/{stream_id}", headers=auth).json()
+    next_ts = stream["next_forecast"]["ts"]
+    readings = [{"ts": next_ts, "value": 11.0}]
+    response = httpx.post(f"{server.url}/v1/streams/{stream_id}/readings", headers=auth,
+                          json={"readings": readings})
+    assert response.status_code == 200, response.text
+    page.wait_for_selector("#stream-chart[data-readings='1']")
+    assert page.input_value("#push-form [name=ts]") != next_ts  # follows the stream
+    page.fill("#push-form [name=value]", "12.5")
+    page.click("#push-form button[type=submit]")
+    page.wait_for_selector("#stream-chart[data-readings='2']")
+    figures = page.inner_text("#stream-figures")
+    assert "judged" in figures and "MAE" in figures
+    names = [t["name"] for t in chart_traces(page, "stream-chart")]
+    assert names == ["readings", "step forecasts", "next step"]
+
+
+def test_the_page_sees_only_its_keys_tenant(server: LiveServer, page: Any,
+                                            auth: dict[str, str], other_auth: dict[str, str],
+                                            ) -> None:
+    httpx.post(f"{server.url}/v1/series", headers=auth, json={"name": "alices", "freq": "h"})
+    page.goto(server.url + "/")
+    enter_key(page, "sc_not_a_key")
+    page.wait_for_selector("#key-error:not([hidden])")
+    assert "not valid" in page.inner_text("#key-error")
+    assert page.evaluate("sessionStorage.getItem('statecast.apiKey')") is None
+
+    enter_key(page, key_of(other_auth))
+    page.wait_for_selector("text=No series yet")
+    page.click("#change-key")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#series-table >> text=alices")
+    # A reload keeps the key for this tab only.
+    page.reload()
+    page.wait_for_selector("#series-table >> text=alices")
