@@ -1,0 +1,160 @@
+"""The promise, end to end on real server processes: restarts, replicas, concurrent retries."""
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.ml.forecaster import Forecaster
+from tests.api.helpers import count_rows
+from tests.server import ServerProcess
+from tests.streams.conftest import hourly_values, install_model, load_series, upload
+
+pytestmark = pytest.mark.slow
+WARM = 200
+LIVE = 24
+
+
+def reference_state(artifact: Path, readings: int) -> dict[str, Any]:
+    """What one sequential server ends with: warmed over WARM readings, then one at a time."""
+    forecaster = Forecaster.load(artifact)
+    stamps, values = hourly_values()
+    state = forecaster.warm(values[:WARM], stamps[:WARM], forecaster.initial_state("load"))
+    for i in range(WARM, readings):
+        state = forecaster.warm(values[i:i + 1], stamps[i:i + 1], state)
+    return state
+
+
+def prepare(client: Any, auth: dict[str, str], settings: Settings, artifact: Path) -> None:
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifact, sid)
+    created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "m"}, headers=auth)
+    assert created.status_code == 201, created.text
+
+
+def send(url: str, auth: dict[str, str], i: int) -> httpx.Response:
+    stamps, values = hourly_values()
+    return httpx.post(f"{url}/v1/streams/m/readings", headers=auth, timeout=30, json={
+        "readings": [{"ts": stamps[i].isoformat(), "value": float(values[i])}]})
+
+
+def final_state(url: str, auth: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{url}/v1/streams/m/state", headers=auth).json()
+    return body["state"]
+
+
+def test_restart_after_sigkill_continues_as_if_nothing_happened(
+        client: Any, auth: dict[str, str], settings: Settings, artifacts: dict[str, Path],
+        tmp_path: Path) -> None:
+    prepare(client, auth, settings, artifacts["lstm_stateful"])
+    server = ServerProcess(settings, tmp_path / "serve.log")
+    acknowledged: list[int] = []
+
+    def client_loop() -> None:
+        for i in range(WARM, WARM + LIVE):
+            try:
+                if send(server.url, auth, i).status_code != 200:
+                    return
+            except httpx.TransportError:
+                return
+            acknowledged.append(i)
+
+    racer = threading.Thread(target=client_loop)
+    racer.start()
+    while len(acknowledged) < LIVE // 3:
+        threading.Event().wait(0.01)
+    server.kill()  # mid-stream, maybe mid-request: whatever was acknowledged must survive
+    racer.join()
+    assert WARM + LIVE // 3 <= WARM + len(acknowledged) < WARM + LIVE
+    assert count_rows(settings.database_url, "readings") >= WARM + len(acknowledged)
+    server = ServerProcess(settings, tmp_path / "serve.log")
+    try:
+        resume = WARM + len(acknowledged)  # the client re-sends what was not acknowledged
+        for i in range(resume, WARM + LIVE):
+            assert send(server.url, auth, i).status_code == 200
+        assert final_state(server.url, auth) == reference_state(artifacts["lstm_stateful"],
+                                                                WARM + LIVE)
+    finally:
+        server.stop()
+    assert count_rows(settings.database_url, "readings") == WARM + LIVE
+
+
+def test_two_replicas_alternating_end_like_one(
+        client: Any, auth: dict[str, str], settings: Settings, artifacts: dict[str, Path],
+        tmp_path: Path, backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("replicas share a PostgreSQL database")
+    prepare(client, auth, settings, artifacts["lstm_stateful"])
+    replicas = [ServerProcess(settings, tmp_path / f"serve{i}.log") for i in range(2)]
+    try:
+        for n, i in enumerate(range(WARM, WARM + LIVE)):
+            assert send(replicas[n % 2].url, auth, i).status_code == 200
+        states = [final_state(r.url, auth) for r in replicas]
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert states[0] == states[1] == reference_state(artifacts["lstm_stateful"], WARM + LIVE)
+
+
+def test_concurrent_retries_apply_each_reading_once(
+        client: Any, auth: dict[str, str], settings: Settings, artifacts: dict[str, Path],
+        tmp_path: Path) -> None:
+    prepare(client, auth, settings, artifacts["lstm_stateful"])
+    server = ServerProcess(settings, tmp_path / "serve.log")
+    statuses: list[int] = []
+    try:
+        for i in range(WARM, WARM + LIVE // 2):
+            gate = threading.Barrier(4)
+
+            def retrying_client(i: int = i, gate: threading.Barrier = gate) -> None:
+                gate.wait()
+                statuses.append(send(server.url, auth, i).status_code)
+
+            threads = [threading.Thread(target=retrying_client) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        state = final_state(server.url, auth)
+        detail = httpx.get(f"{server.url}/v1/streams/m", headers=auth).json()
+    finally:
+        server.stop()
+    assert set(statuses) == {200}
+    assert detail["readings_applied"] == LIVE // 2
+    assert count_rows(settings.database_url, "readings") == WARM + LIVE // 2
+    assert state == reference_state(artifacts["lstm_stateful"], WARM + LIVE // 2)
+
+
+def test_healthz_answers_fast_while_a_job_trains(client: Any, auth: dict[str, str],
+                                                 settings: Settings, tmp_path: Path) -> None:
+    stamps, values = hourly_values(24 * 60)
+    sid = client.post("/v1/series", json={"name": "big", "freq": "h"}, headers=auth).json()["id"]
+    upload(client, auth, sid, stamps, values)
+    server = ServerProcess(settings, tmp_path / "serve.log", workers=1)
+    try:
+        job = httpx.post(f"{server.url}/v1/models", headers=auth, json={
+            "series_ids": [sid], "spec": {"units": 32, "epochs": 40, "patience": 40}}).json()["job"]
+        deadline = 120
+        for _ in range(deadline * 10):
+            status = httpx.get(f"{server.url}/v1/jobs/{job['id']}", headers=auth).json()
+            if status["status"] == "running" and status.get("progress"):
+                break
+            threading.Event().wait(0.1)
+        else:
+            pytest.fail(f"the job never started: {status}")
+        latencies = []
+        for _ in range(30):
+            response = httpx.get(f"{server.url}/healthz", timeout=5)
+            assert response.status_code == 200
+            latencies.append(response.elapsed.total_seconds())
+            threading.Event().wait(0.05)
+        running = httpx.get(f"{server.url}/v1/jobs/{job['id']}", headers=auth).json()["status"]
+        httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel", headers=auth)
+    finally:
+        server.stop()
+    assert running == "running", "the job finished before the latencies were measured"
+    assert float(np.median(latencies)) < 0.1 and max(latencies) < 0.5, latencies
