@@ -12,8 +12,12 @@ UPLOAD_CHUNK_BYTES = 256 * 1024
 MAX_FIELDS_SHOWN = 5
 
 
-class ApiError(Exception):
-    """A request that failed; `str()` is the line to show the user."""
+class ClientError(Exception):
+    """A failure the user can act on; `str()` is the one line to show them."""
+
+
+class ApiError(ClientError):
+    """A request that failed: the server refused it, or could not be reached."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

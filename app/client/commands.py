@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.client.api import DEFAULT_URL, ApiClient, ApiError
+from app.client.api import DEFAULT_URL, ApiClient, ClientError
 from app.client.output import cell, metrics_table, table
 from app.client.progress import ProgressBar, format_bytes, format_duration
 from app.config import Settings
@@ -161,7 +161,7 @@ def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
     client = connect(url, resolve_key(args.key, settings))
     try:
         return handler(client, args)
-    except ApiError as exc:
+    except ClientError as exc:
         print(f"statecast: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -205,7 +205,7 @@ def find_series(client: ApiClient, ref: str) -> dict[str, Any]:
         by_id: dict[str, Any] = client.get(f"/v1/series/{ref}")
         return by_id
     known = ", ".join(repr(n) for n in names[:10]) or "none yet"
-    raise ApiError(f"No series named {ref!r} (this key's series: {known}); "
+    raise ClientError(f"No series named {ref!r} (this key's series: {known}); "
                    "create one with `statecast series create NAME --freq 30min`")
 
 
@@ -251,10 +251,10 @@ def series_delete(client: ApiClient, args: argparse.Namespace) -> int:
 def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
     file: Path = args.file
     if not file.is_file():
-        raise ApiError(f"No file {str(file)!r} to upload")
+        raise ClientError(f"No file {str(file)!r} to upload")
     try:
         series = find_series(client, args.series)
-    except ApiError:
+    except ClientError:
         if not args.freq:
             raise
         series = client.post("/v1/series", {"name": args.series, "freq": args.freq})
@@ -318,7 +318,7 @@ def follow_job(client: ApiClient, args: argparse.Namespace, job_id: int) -> int:
         return EXIT_INTERRUPTED
     bar.close()
     if job["status"] != "succeeded":
-        raise ApiError(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error")
+        raise ClientError(f"job {job_id} {job['status']}" + (f": {job['error']}" if job.get("error")
                                                           else ""))
     model = client.get(f"/v1/models/{job['model_id']}")
     emit(args, model, model_text(model))
@@ -402,6 +402,8 @@ def job_cancel(client: ApiClient, args: argparse.Namespace) -> int:
 # --- forecasts and streams ------------------------------------------------------------------
 
 def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.plot:
+        require_matplotlib()  # before the forecast is asked for, not after it is printed
     series = find_series(client, args.series)
     levels = args.level or [80, 95]
     body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
@@ -423,6 +425,14 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         plot_forecast(args.plot, series["name"], history, points, levels)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ClientError("--plot draws with matplotlib, which is not installed "
+                          "(pip install matplotlib)")
 
 
 def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> list[dict[str, Any]]:
@@ -494,7 +504,7 @@ def stream_push(client: ApiClient, args: argparse.Namespace) -> int:
     elif args.ts is not None and args.value is not None:
         readings = [{"ts": args.ts, "value": args.value}]
     else:
-        raise ApiError("Give a reading with --ts and --value, or a CSV file with --file")
+        raise ClientError("Give a reading with --ts and --value, or a CSV file with --file")
     body = client.post(f"{stream_path(args.stream_id)}/readings", {"readings": readings})
     lines = [f"applied {len(body['applied'])}, re-sent {len(body['duplicates'])}, "
              f"filled {len(body['filled'])}; {body['readings_applied']} in all, last "

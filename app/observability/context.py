@@ -26,12 +26,24 @@ def accept_or_new_request_id(incoming: str | None) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts `request_id` on each record logged while a request is served (a handler filter)."""
+    """Puts `request_id` on each record logged while a request is served (a handler filter).
+
+    Args:
+        default: the value outside requests; None leaves the attribute off (JSON lines then
+            have no `request_id` key), "-" suits a text format string with `%(request_id)s`.
+    """
+
+    def __init__(self, default: str | None = None) -> None:
+        super().__init__()
+        self.default = default
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = request_id_var.get()
-        if request_id is not None and not hasattr(record, "request_id"):
-            record.request_id = request_id
+        if not hasattr(record, "request_id"):
+            request_id = request_id_var.get()
+            if request_id is not None:
+                record.request_id = request_id
+            elif self.default is not None:
+                record.request_id = self.default
         return True
 
 

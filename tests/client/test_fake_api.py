@@ -183,3 +183,18 @@ def test_an_unreachable_server_says_where_it_looked(monkeypatch: pytest.MonkeyPa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"statecast: error: Cannot reach the statecast API at {url}")
     assert "--url / STATECAST_URL" in err and len(err.splitlines()) == 1
+
+
+def test_plot_without_matplotlib_says_what_to_install(fake: dict[str, Route], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    assert cli.main(["forecast", "--series", "house", "--plot", str(tmp_path / "f.png"),
+                     "--key", "k"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == ("statecast: error: --plot draws with matplotlib, which "
+                                         "is not installed (pip install matplotlib)")

@@ -96,3 +96,22 @@ def test_outside_a_request_there_is_no_id(log_lines: io.StringIO) -> None:
     logging.getLogger("statecast.test").info("background")
     assert "request_id" not in lines(log_lines)[-1]
     assert current_request_id() is None
+
+
+def test_a_text_format_gets_a_placeholder_outside_requests() -> None:
+    from app.observability.context import RequestIdFilter, request_id_var
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s [%(request_id)s] %(message)s"))
+    handler.addFilter(RequestIdFilter(default="-"))
+    logger = logging.getLogger("statecast.test.text")
+    logger.addHandler(handler)
+    try:
+        logger.warning("outside")
+        token = request_id_var.set("r-1")
+        logger.warning("inside")
+        request_id_var.reset(token)
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == ["WARNING [-] outside", "WARNING [r-1] inside"]
