@@ -1,0 +1,97 @@
+"""The job page follows `GET /v1/jobs/{id}/events` (Server-Sent Events) when the API has it.
+
+The API does not serve job events yet, so this app gets a stand-in route that streams a job's
+progress the way such an endpoint would; the rest of the app is the real one.
+"""
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+
+from app.config import Settings
+from app.main import create_app
+from tests.client.live_server import free_port
+from tests.web.browser import chromium_page, require_chromium
+
+EPOCHS = 3
+EVENT_GAP_S = 0.3
+
+
+def progress_event(job: dict[str, Any], status: str, epoch: int) -> str:
+    progress = {"epoch": epoch, "epochs": EPOCHS, "loss": 1.0 / epoch, "val_loss": 1.2 / epoch,
+                "elapsed_s": float(epoch), "eta_s": float(EPOCHS - epoch)}
+    body = json.dumps({**job, "status": status, "progress": progress})
+    # CRLF line ends, a comment and an event name: what a server may send, all to be tolerated.
+    return f": keep-alive\r\nevent: progress\r\ndata: {body}\r\n\r\n"
+
+
+@pytest.fixture
+def served(settings: Settings, auth: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The app with a stand-in events route, served by uvicorn in a thread; and a queued job."""
+    require_chromium()
+    app = create_app(settings)
+    jobs: dict[int, dict[str, Any]] = {}
+
+    async def job_events(job_id: int, request: Request) -> StreamingResponse:
+        if request.headers.get("authorization") != auth["Authorization"]:
+            return StreamingResponse(iter([]), status_code=401)
+
+        async def events() -> AsyncIterator[str]:
+            for epoch in range(1, EPOCHS + 1):
+                await asyncio.sleep(EVENT_GAP_S)
+                status = "succeeded" if epoch == EPOCHS else "running"
+                yield progress_event(jobs[job_id], status, epoch)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    # First in line, so it answers even once the real route exists.
+    app.router.routes.insert(0, APIRoute("/v1/jobs/{job_id}/events", job_events))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline_s = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline_s:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        series = httpx.post(f"{url}/v1/series", headers=auth,
+                            json={"name": "s", "freq": "30min"}).json()
+        accepted = httpx.post(f"{url}/v1/models", headers=auth,
+                              json={"series_ids": [series["id"]], "spec": {"units": 4}})
+        job = accepted.json()["job"]
+        jobs[job["id"]] = job
+        yield url, job
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_progress_and_loss_curve_follow_the_event_stream(served: tuple[str, dict[str, Any]],
+                                                         auth: dict[str, str]) -> None:
+    url, job = served
+    polls: list[str] = []
+    with chromium_page() as page:
+        page.on("request", lambda r: polls.append(r.url)
+                if r.url.endswith(f"/v1/jobs/{job['id']}") else None)
+        page.goto(f"{url}/#/jobs/{job['id']}")
+        page.fill("#key-input", auth["Authorization"].removeprefix("Bearer "))
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#job-live >> text=live (events)")
+        page.wait_for_selector("#job-progress[data-percent='33']")
+        page.wait_for_selector("#job-progress[data-percent='100']")
+        losses = page.evaluate("document.getElementById('loss-chart').data.map(t => t.y)")
+        assert losses == [[1.0 / e for e in (1, 2, 3)], [1.2 / e for e in (1, 2, 3)]]
+        assert "succeeded" in page.inner_text("#job-status")
+        page.wait_for_selector("#job-result")
+    assert len(polls) == 1  # the first read only: the events carried the rest, no polling
