@@ -204,6 +204,81 @@ class Forecaster:
             lower[level], upper[level] = mean - width, mean + width
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
+    def advance(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """`warm`, also returning the one-step forecast made after each reading (NaN if none).
+
+        Live accuracy judges each reading against the forecast made just before it, so a batch
+        of readings needs every intermediate forecast. Contiguous readings with no gaps take one
+        vectorised pass through the network; anything else goes a reading at a time.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        timestamps = pd.DatetimeIndex(timestamps)
+        self._check_grid(values, timestamps, state)
+        contiguous = (
+            len(values) > 0
+            and not np.isnan(values).any()
+            and (state["last_timestamp"] is None or
+                 timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset)
+        )
+        if contiguous and self.steps:
+            return self._advance_stream(values, timestamps, state)
+        if contiguous and len(state["values"]) + len(values) >= self.spec.window:
+            return self._advance_window(values, timestamps, state)
+        means = np.full(len(values), np.nan)
+        for i in range(len(values)):
+            state = self.warm(values[i : i + 1], timestamps[i : i + 1], state)
+            try:
+                means[i] = self.forecast_from_state(state, 1, ()).mean[0]
+            except ValueError:
+                pass  # not enough readings yet to forecast
+        return state, means
+
+    def _advance_stream(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        scale = self.scales[state["series"]]
+        last = state["last_value"]
+        x = stream_inputs(values / scale, calendar(timestamps, self.features),
+                          None if last is None else last / scale)
+        net = self.network.state_from_lists(state["network"])
+        y, net = self.network.run(x[None], net, return_sequences=True)
+        outputs = y[0]
+        means = to_values(outputs[:, :1], values, scale)[:, 0]
+        new_state = {
+            **state,
+            "network": self.network.state_to_lists(net),
+            "last_value": float(values[-1]),
+            "last_timestamp": timestamps[-1].isoformat(),
+            "output": np.asarray(outputs[-1], dtype=np.float64).tolist(),
+            "readings": state["readings"] + len(values),
+        }
+        return new_state, means
+
+    def _advance_window(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        scale = self.scales[state["series"]]
+        kept = np.asarray(state["values"], dtype=np.float64)
+        combined = np.concatenate([kept, values])
+        stamps = pd.date_range(end=timestamps[-1], periods=len(combined), freq=self.offset)
+        ends = np.arange(len(kept), len(combined))
+        ends = ends[ends >= self.spec.window - 1]
+        means = np.full(len(values), np.nan)
+        if len(ends):
+            x, _ = window_batch(combined / scale, calendar(stamps, self.features), ends,
+                                self.features, targets=False)
+            y, _ = self.network.run(x)
+            means[ends - len(kept)] = to_values(y[:, :1], combined[ends], scale)[:, 0]
+        new_state = {
+            **state,
+            "values": combined[-self.spec.window :].tolist(),
+            "last_timestamp": timestamps[-1].isoformat(),
+            "readings": state["readings"] + len(values),
+        }
+        return new_state, means
+
     # -- internals ------------------------------------------------------------------------
 
     def _series(self, series: str | None) -> str:

@@ -23,9 +23,9 @@ from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
 from app.ml.forecaster import Forecast, Forecaster
 from app.streams import accuracy
-from app.streams.history import history_state, warm_over
+from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
-from app.timegrid import NS_PER_S, following, step_seconds, to_iso
+from app.timegrid import NS_PER_S, following, on_grid, step_seconds, to_index, to_iso
 
 
 @dataclass
@@ -148,14 +148,27 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     for before, gap in zip(previous, gaps.tolist(), strict=True):
         if gap > 0 and before is not None:
             result.filled += [to_iso(int(t)) for t in following(before, series.freq, gap)]
-    state, sums, forecast = stream.state or forecaster.initial_state(series.name), \
-        stream.accuracy, stream.next_forecast
+    state = stream.state or forecaster.initial_state(series.name)
+    grid, full = on_grid(ts, values, series.freq)
+    try:
+        state, means = forecaster.advance(full, to_index(grid), state)
+    except ValueError as exc:
+        raise Conflict(f"The model cannot follow these readings: {exc}") from None
+    widths = _one_step_widths(forecaster, series)
+    # Each reading is judged against the forecast made just before it: the stored one for the
+    # first, then the one made after the previous grid step.
+    forecasts = [stream.next_forecast] + [_point(int(t), m, widths) for t, m in
+                                          zip(following(int(grid[0]), series.freq,
+                                                        len(grid))[:-1].tolist(),
+                                              means[:-1].tolist(), strict=True)]
+    position = np.searchsorted(grid, ts)
     naive = _naive_values(session=session, series=series, forecaster=forecaster, ts=ts)
-    # One reading at a time: each forecast is judged by the next reading before moving on.
-    for t, value, seasonal in zip(ts.tolist(), values.tolist(), naive, strict=True):
-        state = warm_over(forecaster, state, np.array([t]), np.array([value]), series.freq)
-        sums = accuracy.judge(sums, forecast, to_iso(t), value, seasonal)
-        forecast = _next(forecaster, state)
+    sums = stream.accuracy
+    for t, value, seasonal, k in zip(ts.tolist(), values.tolist(), naive, position.tolist(),
+                                     strict=True):
+        sums = accuracy.judge(sums, forecasts[k], to_iso(t), value, seasonal)
+    forecast = _point(int(following(int(grid[-1]), series.freq, 1)[0]), float(means[-1]),
+                      widths)
     stream.state, stream.accuracy, stream.next_forecast = state, sums, forecast
     stream.last_ts = int(ts[-1])
     stream.readings_applied += len(ts)
@@ -203,6 +216,22 @@ def _naive_values(*, session: Session, series: Series, forecaster: Forecaster,
                                        start_s=int(before[0]), end_s=int(before[-1]))
     lookup = dict(zip(stored_ts.tolist(), stored.tolist(), strict=True))
     return [lookup.get(int(t)) for t in before]
+
+
+def _one_step_widths(forecaster: Forecaster, series: Series) -> dict[int, float]:
+    scale = forecaster.scales[series.name]
+    return {level: float(q[0]) * scale for level, q in forecaster.quantiles.items()
+            if level in (80, 95)}
+
+
+def _point(ts_s: int, mean: float, widths: dict[int, float]) -> dict[str, Any] | None:
+    """A one-step forecast with its intervals, as stored for judging the next reading."""
+    if np.isnan(mean):
+        return None
+    row: dict[str, Any] = {"ts": to_iso(ts_s), "mean": mean}
+    for level, width in widths.items():
+        row[f"lower_{level}"], row[f"upper_{level}"] = mean - width, mean + width
+    return row
 
 
 def _state_ts(state: dict[str, Any]) -> int | None:

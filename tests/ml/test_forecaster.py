@@ -128,3 +128,20 @@ def test_forecaster_never_imports_tensorflow(trained_models: dict) -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["lstm_window", "lstm_stateful", "gru_bidirectional"])
+def test_advance_matches_step_by_step(name: str, trained_models: dict, series: SeriesData) -> None:
+    """The vectorised batch path ends in the same state with the same one-step forecasts."""
+    forecaster = Forecaster.load(trained_models[name][1])
+    start = forecaster.warm(series.values[:100], series.timestamps[:100], forecaster.initial_state())
+    fast_state, fast = forecaster.advance(series.values[100:160], series.timestamps[100:160], start)
+    state, slow = start, []
+    for i in range(100, 160):
+        state = forecaster.step(state, float(series.values[i]), series.timestamps[i])
+        slow.append(forecaster.forecast_from_state(state, 1, ()).mean[0])
+    np.testing.assert_allclose(fast, slow, rtol=1e-10)
+    assert fast_state["last_timestamp"] == state["last_timestamp"]
+    np.testing.assert_allclose(
+        np.asarray(fast_state.get("output", fast_state.get("values")), dtype=float),
+        np.asarray(state.get("output", state.get("values")), dtype=float), rtol=1e-10)
