@@ -74,7 +74,8 @@ function fmtDuration(seconds) {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-const fmtTs = (ts) => (ts ? ts.replace("T", " ").replace(/:00Z$|Z$/, "") : "–");
+// Timestamps are UTC throughout; minutes are the finest grid a series has.
+const fmtTs = (ts) => (ts ? ts.slice(0, 16).replace("T", " ") : "–");
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 
 function toast(message, isError = false) {
@@ -563,8 +564,9 @@ async function jobView(view, jobId) {
   let job = await api(`/v1/jobs/${jobId}`);
   const model = await api(`/v1/models/${job.model_id}`);
   const seriesId = model.series_ids[0];
+  const seriesName = await api(`/v1/series/${seriesId}`).then((s) => s.name, () => `series ${seriesId}`);
   setCrumbs(h("a", { href: "#/" }, "Series"),
-    h("a", { href: `#/series/${seriesId}` }, `series ${seriesId}`), `job ${jobId}`);
+    h("a", { href: `#/series/${seriesId}` }, seriesName), `job ${jobId}`);
 
   const bar = h("div", {});
   const barBox = h("div", { class: "progress", id: "job-progress", role: "progressbar",
@@ -707,8 +709,9 @@ async function streamView(view, streamId) {
       h("h1", {}, `Stream ${streamId}`), h("p", { class: "muted" }, "on series ", series.name), facts),
     h("section", { class: "card" }, h("h2", {}, "Readings and next-step forecasts"), figures, chart,
       h("p", { class: "note" }, "Each reading moves the model's hidden state one step. The dotted " +
-        "line is what the stream forecast for each step before its reading arrived; the band is " +
-        "the next step's 80% and 95% intervals. Accuracy counts since the stream was (re)warmed.")),
+        "line is what the stream forecast for each step before its reading arrived (as this page " +
+        "saw it); the bar on the next step is its 95% interval. The figures count every reading " +
+        "since the stream was (re)warmed. Times are UTC.")),
     h("section", { class: "card" }, h("h2", {}, "Send a reading"), form));
 
   // The one-step forecast shown before each reading arrived, keyed by its timestamp.
