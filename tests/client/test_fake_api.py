@@ -176,7 +176,7 @@ def test_stream_commands(fake: dict[str, Route], tmp_path: Path,
 
 def test_an_unreachable_server_says_where_it_looked(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.client.live_server import free_port
+    from tests.server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     assert cli.main(["series", "list", "--url", url, "--key", "k"]) == 1

@@ -1,30 +1,31 @@
 """The client commands as a user runs them: `statecast` subprocesses against `statecast serve`."""
 
 import math
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings
-from tests.client.live_server import ROOT, LiveServer, live_server
+from tests.server import ServerProcess
+from tests.test_cli import REPO_ROOT, cli_env, statecast_argv
 
 COMMAND_TIMEOUT_S = 120.0
 
 
 @pytest.fixture
-def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
-    with live_server(settings, tmp_path / "serve.log", workers=1) as running:
-        yield running
+def server(settings: Settings, tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(settings, tmp_path / "serve.log", workers=1)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
-def statecast(server: LiveServer, key: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STATECAST_URL": server.url,
-           "STATECAST_API_KEY": key}
-    return subprocess.run([sys.executable, "-m", "app.cli", *argv], env=env, cwd=ROOT,
+def statecast(server: ServerProcess, key: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = cli_env(STATECAST_URL=server.url, STATECAST_API_KEY=key)
+    return subprocess.run([*statecast_argv(), *argv], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
 
 
@@ -39,7 +40,7 @@ def half_hourly_csv(path: Path, days: int) -> Path:
 
 
 @pytest.mark.slow
-def test_upload_train_forecast_and_stream_over_http(server: LiveServer, auth: dict[str, str],
+def test_upload_train_forecast_and_stream_over_http(server: ServerProcess, auth: dict[str, str],
                                               tmp_path: Path) -> None:
     key = auth["Authorization"].removeprefix("Bearer ")
     file = half_hourly_csv(tmp_path / "house.csv", days=8)
@@ -53,7 +54,7 @@ def test_upload_train_forecast_and_stream_over_http(server: LiveServer, auth: di
 
     trained = statecast(server, key, "train", "--series", "house", "--units", "4", "--epochs",
                         "2", "--wait")
-    assert trained.returncode == 0, trained.stderr + (server.log.read_text()[-3000:])
+    assert trained.returncode == 0, trained.stderr + server.log_path.read_text()[-3000:]
     assert "epoch 2/2" in trained.stderr and "100%" in trained.stderr
     assert "model (1 step)  naive (1 step)" in trained.stdout
     assert "interval coverage on the test part" in trained.stdout

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.client.live_server import LiveServer, live_server
+from tests.server import ServerProcess
 from tests.web.browser import chromium_page, require_chromium
 
 STEPS_PER_DAY = 48
@@ -19,14 +19,17 @@ TRAIN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+def server(settings: Settings, tmp_path: Path) -> Iterator[ServerProcess]:
     require_chromium()
-    with live_server(settings, tmp_path / "serve.log", workers=1) as running:
-        yield running
+    process = ServerProcess(settings, tmp_path / "serve.log", workers=1)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
-def page(server: LiveServer) -> Iterator[Any]:
+def page(server: ServerProcess) -> Iterator[Any]:
     with chromium_page() as browser_page:
         yield browser_page
 
@@ -59,7 +62,7 @@ def chart_traces(page: Any, element_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_upload_train_forecast_and_stream(server: LiveServer, page: Any, auth: dict[str, str],
+def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth: dict[str, str],
                                           tmp_path: Path) -> None:
     page.goto(server.url + "/")
     enter_key(page, key_of(auth))
@@ -122,7 +125,7 @@ def test_upload_train_forecast_and_stream(server: LiveServer, page: Any, auth: d
     assert names == ["readings", "step forecasts", "next step"]
 
 
-def test_the_page_sees_only_its_keys_tenant(server: LiveServer, page: Any,
+def test_the_page_sees_only_its_keys_tenant(server: ServerProcess, page: Any,
                                             auth: dict[str, str], other_auth: dict[str, str],
                                             ) -> None:
     httpx.post(f"{server.url}/v1/series", headers=auth, json={"name": "alices", "freq": "h"})

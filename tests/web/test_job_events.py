@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 
 from app.config import Settings
 from app.main import create_app
-from tests.client.live_server import free_port
+from tests.server import free_port
 from tests.web.browser import chromium_page, require_chromium
 
 EPOCHS = 3
