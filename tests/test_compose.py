@@ -8,7 +8,6 @@ as plain processes against a fresh PostgreSQL database with the api service's en
 import argparse
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import yaml
 from app.cli import build_parser
 from app.config import Settings
 from tests.databases import create_postgres_database, drop_postgres_database, with_database
+from tests.server import free_port
 from tests.test_cli import REPO_ROOT, cli_env, run_statecast, statecast_argv
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -108,13 +108,6 @@ def test_models_volume_is_mounted_at_the_model_dir(service: str) -> None:
     mounts = [str(v).split(":") for v in spec["volumes"]]
     assert ["models", model_dir] in [m[:2] for m in mounts], mounts
     assert "models" in load_compose()["volumes"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
