@@ -27,5 +27,8 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench
 	$(BIN)/mypy
 
+bench-ingest: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.ingest
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -93,6 +94,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.auto_migrate:
         upgrade(settings.database_url)
     bootstrap_key(settings)
+    # uvicorn re-raises SIGTERM after its shutdown, which would end this process before the
+    # `finally` below stops the workers; unwinding instead lets it run.
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     workers = start_embedded_workers(settings, settings.embedded_workers)
     print(f"statecast serving on http://{settings.host}:{settings.port}"
           f" with {len(workers)} worker process(es)", flush=True)
@@ -139,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     return handler(settings, args)
 

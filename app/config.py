@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of log lines written."
     )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines as JSON objects (one per line) or plain text."
+    )
     auto_migrate: bool = Field(
         default=True,
         description="`statecast serve` upgrades the schema at start (off where a migrate step runs).",

@@ -24,9 +24,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    from app.observability.context import RequestIdFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.addFilter(RequestIdFilter(default="-" if fmt == "text" else None))
     root = logging.getLogger("statecast")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

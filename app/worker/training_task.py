@@ -51,7 +51,7 @@ def load_series_data(session: Session, model_id: int) -> list[Any]:
 def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     """Entry point of the child process."""
     settings = Settings(**settings_data)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.database_url, poolclass=pool.NullPool)
     factory = create_session_factory(engine)
     log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
