@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import problems
 from app.api.limits import BodyLimitMiddleware
-from app.api.routes import forecast_models, forecasts, health, jobs, series, streams
+from app.api.routes import events, forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
 from app.observability.middleware import MetricsMiddleware
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(forecasts.router)
     app.include_router(streams.router)
+    app.include_router(events.router)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(metrics_router)
