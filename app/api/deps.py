@@ -1,11 +1,13 @@
 """Dependencies of the routes, each as an Annotated alias."""
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db import tenants
@@ -16,12 +18,18 @@ from app.streams.model_cache import ForecasterCache
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
 
 
-def get_settings(request: Request) -> Settings:
+# How long a key stays trusted in this process after it was checked in the database.
+TENANT_CACHE_TTL_S = 10.0
+_tenants: dict[str, tuple[float, Tenant]] = {}
+
+
+# The cheap dependencies are `async def`: a plain `def` dependency costs a thread-pool hop.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
 
@@ -33,7 +41,7 @@ def get_session(factory: Annotated[sessionmaker[Session], Depends(get_session_fa
         yield session
 
 
-def get_forecasters(request: Request) -> ForecasterCache:
+async def get_forecasters(request: Request) -> ForecasterCache:
     cache: ForecasterCache = request.app.state.forecasters
     return cache
 
@@ -44,17 +52,30 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_tenant(factory: SessionFactoryDep,
-               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-               ) -> Tenant:
-    """The key's tenant, looked up in a session of its own so the route's starts untouched."""
+async def get_tenant(factory: SessionFactoryDep,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                     ) -> Tenant:
+    """The key's tenant, looked up in a session of its own so the route's starts untouched.
+
+    Known keys are remembered for TENANT_CACHE_TTL_S: every request of a busy stream would
+    otherwise pay a query (and, as a sync dependency, a thread hop) just to authenticate.
+    """
     if credentials is None:
         raise Unauthorized("Send an API key as `Authorization: Bearer <key>`")
-    with factory() as session:
-        tenant = tenants.tenant_for_key(session=session, key=credentials.credentials)
+    key_hash = tenants.hash_key(credentials.credentials)
+    cached = _tenants.get(key_hash)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    tenant = await run_in_threadpool(_lookup_tenant, factory, credentials.credentials)
     if tenant is None:
         raise Unauthorized("The API key is not valid")
+    _tenants[key_hash] = (time.monotonic() + TENANT_CACHE_TTL_S, tenant)
     return tenant
+
+
+def _lookup_tenant(factory: sessionmaker[Session], key: str) -> Tenant | None:
+    with factory() as session:
+        return tenants.tenant_for_key(session=session, key=key)
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]

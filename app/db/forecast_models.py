@@ -1,6 +1,8 @@
 """Queries on trained models and which one a series forecasts with."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -60,20 +62,46 @@ def promote(*, session: Session, model: ForecastModel) -> None:
     session.flush()
 
 
-def default_model(*, session: Session, series_id: int) -> ForecastModel | None:
+@dataclass(frozen=True)
+class ModelRef:
+    """The few columns serving needs, read without loading a model's JSON spec and metrics."""
+
+    id: int
+    ready_at: datetime | None
+    promoted_at: datetime | None
+    worse_than_naive: bool
+
+
+def default_model_ref(*, session: Session, series_id: int) -> ModelRef | None:
     """The model a series forecasts with: the last promoted one, else the newest ready one
     that beats the seasonal naive, else the newest ready one (callers flag that it does not)."""
-    ready = session.scalars(
-        select(ForecastModel).join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+    ready = [ModelRef(*row) for row in session.execute(
+        select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
+               ForecastModel.worse_than_naive)
+        .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
         .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
         .order_by(ForecastModel.id.desc())
-    ).all()
+    ).all()]
     promoted = [m for m in ready if m.promoted_at is not None]
     if promoted:
-        return max(promoted, key=lambda m: m.promoted_at)  # type: ignore[arg-type,return-value]
+        return max(promoted, key=lambda m: m.promoted_at or datetime.min)
     better = [m for m in ready if not m.worse_than_naive]
-    candidates = better or list(ready)
+    candidates = better or ready
     return candidates[0] if candidates else None
+
+
+def model_ref(*, session: Session, model_id: int) -> ModelRef | None:
+    """The model's serving columns if it is ready, else None."""
+    row = session.execute(
+        select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
+               ForecastModel.worse_than_naive)
+        .where(ForecastModel.id == model_id, ForecastModel.status == "ready")).first()
+    return None if row is None else ModelRef(*row)
+
+
+def default_model(*, session: Session, series_id: int) -> ForecastModel | None:
+    ref = default_model_ref(session=session, series_id=series_id)
+    return None if ref is None else session.get(ForecastModel, ref.id)
 
 
 def models_of_series(*, session: Session, series_id: int) -> list[int]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import forecast_models as models_db
+from app.db.forecast_models import ModelRef
 from app.db.readings import fetch_readings, store_readings
 from app.db.tables import ForecastModel, Series, Stream, utcnow
 from app.errors import Conflict, Invalid, NotFound, field_error
@@ -48,15 +49,16 @@ def get_stream(*, session: Session, tenant_id: int, name: str, for_update: bool 
     return stream
 
 
-def model_for(*, session: Session, stream: Stream) -> tuple[ForecastModel, str | None]:
+def model_for(*, session: Session, stream: Stream) -> tuple[ModelRef, str | None]:
     """The model the stream should use now, and why it differs from the one it used, if it does."""
     if stream.pinned:
-        model = session.get(ForecastModel, stream.model_id) if stream.model_id else None
-        if model is None or model.status != "ready":
+        model = models_db.model_ref(session=session, model_id=stream.model_id) \
+            if stream.model_id else None
+        if model is None:
             raise Conflict("The model this stream was pinned to was deleted; re-create the "
                            "stream or re-pin it with POST /v1/streams/{id}/reset?model_id=...")
         return model, None
-    model = models_db.default_model(session=session, series_id=stream.series_id)
+    model = models_db.default_model_ref(session=session, series_id=stream.series_id)
     if model is None:
         raise Conflict("The series has no ready model yet: train one with POST /v1/models")
     if stream.model_id is not None and model.id != stream.model_id:
@@ -91,7 +93,7 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
 
 
 def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
-          model: ForecastModel, series: Series) -> None:
+          model: ForecastModel | ModelRef, series: Series) -> None:
     """(Re)start the stream from the model run over the series' stored history."""
     forecaster = cache.get(model.id, model.ready_at)
     state = history_state(session=session, forecaster=forecaster, model_id=model.id,
@@ -105,10 +107,12 @@ def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, strea
 
 
 def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settings,
-                   stream: Stream, batch: ReadingsBatch, rewarm: bool = False) -> Applied:
+                   stream: Stream, batch: ReadingsBatch, rewarm: bool = False
+                   ) -> tuple[Applied, Forecaster]:
     """Store the readings in the series and advance the stream over them, in order.
 
-    The caller holds the stream's lock and commits.
+    The caller holds the stream's lock and commits. Returns what was done and the forecaster
+    of the model the stream now uses.
     """
     series = session.get(Series, stream.series_id)
     assert series is not None
@@ -122,8 +126,9 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
             _check_resent(session=session, stream=stream, ts=ts[old], values=values[old])
             result.duplicates = [to_iso(int(t)) for t in ts[old]]
             ts, values = ts[~old], values[~old]
-    if len(ts) == 0:
-        return result
+    forecaster = cache.get(model.id, model.ready_at)
+    if len(ts) == 0:  # all re-sent: the state, and the model it belongs to, stay as they are
+        return result, _current(session=session, cache=cache, stream=stream, fallback=forecaster)
     gaps = _gaps(last, ts, series.freq)
     store_readings(session=session, series_id=series.id,
                    batch=ReadingsBatch(ts_s=ts, values=values))
@@ -134,7 +139,7 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
               series=series)
         result.applied = [to_iso(int(t)) for t in ts]
         stream.readings_applied += len(ts)
-        return result
+        return result, forecaster
     if too_long.size:
         i = int(too_long[0])
         before = to_iso(int(ts[i - 1]) if i else (last or 0))
@@ -143,7 +148,6 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
             f"{before}; at most {settings.stream_max_gap} missing steps are filled. "
             "Send rewarm=true to restart the stream from the stored history.",
             errors=[field_error(f"readings[{i}].ts", to_iso(int(ts[i])), "gap too long")])
-    forecaster = cache.get(model.id, model.ready_at)
     previous = [last, *ts[:-1].tolist()]
     for before, gap in zip(previous, gaps.tolist(), strict=True):
         if gap > 0 and before is not None:
@@ -174,7 +178,16 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     stream.readings_applied += len(ts)
     stream.updated_at = utcnow()
     result.applied = [to_iso(int(t)) for t in ts]
-    return result
+    return result, forecaster
+
+
+def _current(*, session: Session, cache: ForecasterCache, stream: Stream,
+             fallback: Forecaster) -> Forecaster:
+    """The forecaster of the model the stream's state belongs to."""
+    if stream.model_id is None:
+        return fallback
+    ref = models_db.model_ref(session=session, model_id=stream.model_id)
+    return fallback if ref is None else cache.get(ref.id, ref.ready_at)
 
 
 def _gaps(last: int | None, ts: np.ndarray, freq: str) -> np.ndarray:
@@ -263,8 +276,9 @@ def points(forecast: Forecast) -> list[dict[str, Any]]:
 
 def forecast_stream(*, session: Session, cache: ForecasterCache, stream: Stream, horizon: int,
                     levels: tuple[int, ...]) -> Forecast:
-    model = session.get(ForecastModel, stream.model_id) if stream.model_id else None
-    if model is None or model.status != "ready":
+    model = models_db.model_ref(session=session, model_id=stream.model_id) \
+        if stream.model_id else None
+    if model is None:
         model_for(session=session, stream=stream)  # says why: pinned model gone, none ready
         raise Conflict("The stream's model is gone; reset the stream to pick the current one")
     forecaster = cache.get(model.id, model.ready_at)

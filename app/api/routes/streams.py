@@ -21,7 +21,7 @@ from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.ingest import ReadingsBatch
 from app.streams import accuracy
 from app.streams import service as streams
@@ -97,10 +97,11 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
     series = session.get(Series, stream.series_id)
     assert series is not None
     batch = _batch(body, series.freq)
-    applied = streams.apply_readings(session=session, cache=cache, settings=settings,
-                                     stream=stream, batch=batch, rewarm=rewarm)
-    forecast = streams.forecast_stream(session=session, cache=cache, stream=stream,
-                                       horizon=horizon, levels=tuple(level))
+    applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
+                                                 stream=stream, batch=batch, rewarm=rewarm)
+    if stream.state is None:
+        raise Conflict("The stream has no state yet")
+    forecast = streams.run_forecast(forecaster, stream.state, horizon, tuple(level))
     session.commit()
     return StreamPosted(
         stream_id=stream.name, applied=applied.applied, duplicates=applied.duplicates,
