@@ -364,18 +364,21 @@ class Forecaster:
         net = self.network.state_from_lists(state["network"])
         last = float(state["last_value"])
         output = np.asarray(state["output"], dtype=np.float64)
-        ts = pd.Timestamp(state["last_timestamp"])
+        head = len(output)
+        # Every timestamp the rollout feeds back is known now: one calendar call, not one per step.
+        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        cal = calendar(pd.date_range(start, periods=horizon + head, freq=self.offset), self.features)
         mean: list[float] = []
+        fed = 0
         while True:
             block = to_values(output, last, scale)
             mean += block.tolist()
             if len(mean) >= horizon:
                 return np.asarray(mean[:horizon])
-            for value in block:
-                ts = ts + self.offset
-                last, output, net = self._advance(
-                    scale, net, last, output, float(value), pd.DatetimeIndex([ts])
-                )
+            for value in block.tolist():
+                x = stream_inputs(np.array([value / scale]), cal[fed : fed + 1], last / scale)
+                y, net = self.network.step(x, net)
+                last, output, fed = value, y[0], fed + 1
 
     def _warm_window(
         self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
