@@ -93,3 +93,9 @@ def on_grid(ts_s: np.ndarray, values: np.ndarray, freq: str) -> tuple[np.ndarray
 def to_index(ts_s: np.ndarray) -> pd.DatetimeIndex:
     """Unix seconds as the naive-UTC DatetimeIndex the ML core works with."""
     return pd.DatetimeIndex(np.asarray(ts_s, dtype=np.int64) * NS_PER_S)
+
+
+def iso_many(ts_s: np.ndarray) -> list[str]:
+    """`to_iso` of many timestamps at once."""
+    text = np.datetime_as_string(np.asarray(ts_s, dtype=np.int64).astype("datetime64[s]"), unit="s")
+    return [f"{t}Z" for t in text.tolist()]

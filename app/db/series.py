@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,7 +52,8 @@ def get_series_by_name(*, session: Session, tenant_id: int, name: str) -> Series
 
 
 def delete_series(*, session: Session, series: Series) -> None:
-    """Delete the series; its readings (and later its models, jobs, streams) go by cascade."""
+    """Delete the series and its readings; its streams and warmed states go by cascade."""
+    session.execute(delete(Reading).where(Reading.series_id == series.id))
     session.delete(series)
     session.flush()
 

@@ -92,9 +92,9 @@ class Reading(Base):
 
     __tablename__ = "readings"
 
-    series_id: Mapped[int] = mapped_column(
-        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to series: checking one per row halves PostgreSQL's COPY speed;
+    # app.db.series.delete_series removes a series' readings itself.
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)
 

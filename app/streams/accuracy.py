@@ -6,30 +6,36 @@ held the reading. MASE divides the model's MAE by the seasonal naive's in-sample
 training, as the model's test metrics do; `relative_mae` compares it with the naive live.
 """
 
-import math
 from typing import Any
+
+import numpy as np
 
 EMPTY: dict[str, Any] = {"n": 0, "abs_error": 0.0, "naive_n": 0, "naive_abs_error": 0.0,
                          "model_abs_error_vs_naive": 0.0, "inside_80": 0, "inside_95": 0}
 
 
-def judge(accuracy: dict[str, Any] | None, forecast: dict[str, Any] | None, ts: str,
-          value: float, naive: float | None) -> dict[str, Any]:
-    """Add one reading's verdict; a forecast for another timestamp (a gap) is not judged."""
+def judge_many(accuracy: dict[str, Any] | None, actual: np.ndarray, predicted: np.ndarray,
+               widths: dict[int, float], naive: np.ndarray) -> dict[str, Any]:
+    """Add many readings' verdicts at once; NaN in `predicted` or `actual` means not judged.
+
+    Args:
+        actual: the readings.
+        predicted: the one-step forecast made just before each reading.
+        widths: half-width of each level's interval around a one-step forecast.
+        naive: the seasonal-naive forecast of each reading (NaN if unknown).
+    """
     sums = dict(accuracy or EMPTY)
-    if forecast is None or forecast.get("ts") != ts or math.isnan(value):
-        return sums
-    error = abs(value - forecast["mean"])
-    sums["n"] += 1
-    sums["abs_error"] += error
+    judged = ~np.isnan(actual) & ~np.isnan(predicted)
+    error = np.abs(actual - predicted)[judged]
+    sums["n"] += int(judged.sum())
+    sums["abs_error"] += float(error.sum())
     for level in (80, 95):
-        lower, upper = forecast.get(f"lower_{level}"), forecast.get(f"upper_{level}")
-        if lower is not None and upper is not None:
-            sums[f"inside_{level}"] += int(lower <= value <= upper)
-    if naive is not None and not math.isnan(naive):
-        sums["naive_n"] += 1
-        sums["naive_abs_error"] += abs(value - naive)
-        sums["model_abs_error_vs_naive"] += error
+        if level in widths:
+            sums[f"inside_{level}"] += int((error <= widths[level]).sum())
+    both = judged & ~np.isnan(naive)
+    sums["naive_n"] += int(both.sum())
+    sums["naive_abs_error"] += float(np.abs(actual - naive)[both].sum())
+    sums["model_abs_error_vs_naive"] += float(np.abs(actual - predicted)[both].sum())
     return sums
 
 

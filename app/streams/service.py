@@ -26,7 +26,7 @@ from app.ml.forecaster import Forecast, Forecaster
 from app.streams import accuracy
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
-from app.timegrid import NS_PER_S, following, on_grid, step_seconds, to_index, to_iso
+from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
 
 @dataclass
@@ -124,7 +124,7 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
         old = ts <= last
         if old.any():
             _check_resent(session=session, stream=stream, ts=ts[old], values=values[old])
-            result.duplicates = [to_iso(int(t)) for t in ts[old]]
+            result.duplicates = iso_many(ts[old])
             ts, values = ts[~old], values[~old]
     forecaster = cache.get(model.id, model.ready_at)
     if len(ts) == 0:  # all re-sent: the state, and the model it belongs to, stay as they are
@@ -160,24 +160,21 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
         raise Conflict(f"The model cannot follow these readings: {exc}") from None
     widths = _one_step_widths(forecaster, series)
     # Each reading is judged against the forecast made just before it: the stored one for the
-    # first, then the one made after the previous grid step.
-    forecasts = [stream.next_forecast] + [_point(int(t), m, widths) for t, m in
-                                          zip(following(int(grid[0]), series.freq,
-                                                        len(grid))[:-1].tolist(),
-                                              means[:-1].tolist(), strict=True)]
+    # first grid step, then the one made after the previous step.
+    prior = np.concatenate([[np.nan], means[:-1]])
+    stored = stream.next_forecast
+    if stored is not None and stored["ts"] == to_iso(int(grid[0])):
+        prior[0] = stored["mean"]
     position = np.searchsorted(grid, ts)
     naive = _naive_values(session=session, series=series, forecaster=forecaster, ts=ts)
-    sums = stream.accuracy
-    for t, value, seasonal, k in zip(ts.tolist(), values.tolist(), naive, position.tolist(),
-                                     strict=True):
-        sums = accuracy.judge(sums, forecasts[k], to_iso(t), value, seasonal)
+    sums = accuracy.judge_many(stream.accuracy, values, prior[position], widths, naive)
     forecast = _point(int(following(int(grid[-1]), series.freq, 1)[0]), float(means[-1]),
                       widths)
     stream.state, stream.accuracy, stream.next_forecast = state, sums, forecast
     stream.last_ts = int(ts[-1])
     stream.readings_applied += len(ts)
     stream.updated_at = utcnow()
-    result.applied = [to_iso(int(t)) for t in ts]
+    result.applied = iso_many(ts)
     return result, forecaster
 
 
@@ -218,17 +215,21 @@ def _check_resent(*, session: Session, stream: Stream, ts: np.ndarray, values: n
 
 
 def _naive_values(*, session: Session, series: Series, forecaster: Forecaster,
-                  ts: np.ndarray) -> list[float | None]:
-    """The seasonal-naive forecast of each reading: the reading one season earlier."""
+                  ts: np.ndarray) -> np.ndarray:
+    """The seasonal-naive forecast of each reading: the reading one season earlier (or NaN)."""
     step_s = step_seconds(series.freq)
     if step_s is None:
-        return [None] * len(ts)
+        return np.full(len(ts), np.nan)
     season_s = forecaster.spec.seasonal_period * step_s
     before = ts - season_s
     stored_ts, stored = fetch_readings(session=session, series_id=series.id,
                                        start_s=int(before[0]), end_s=int(before[-1]))
-    lookup = dict(zip(stored_ts.tolist(), stored.tolist(), strict=True))
-    return [lookup.get(int(t)) for t in before]
+    found = np.full(len(ts), np.nan)
+    position = np.searchsorted(stored_ts, before)
+    hit = position < len(stored_ts)
+    hit[hit] = stored_ts[position[hit]] == before[hit]
+    found[hit] = stored[position[hit]]
+    return found
 
 
 def _one_step_widths(forecaster: Forecaster, series: Series) -> dict[int, float]:

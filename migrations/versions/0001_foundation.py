@@ -49,8 +49,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "readings",
-        sa.Column("series_id", sa.Integer(), sa.ForeignKey("series.id", ondelete="CASCADE"),
-                  primary_key=True),
+        # No foreign key: PostgreSQL checks one row by row during COPY, which cost two thirds
+        # of bulk-load time; series deletion removes its readings explicitly instead.
+        sa.Column("series_id", sa.Integer(), primary_key=True),
         sa.Column("ts", sa.BigInteger(), primary_key=True),
         sa.Column("value", sa.Float(), nullable=True),
     )

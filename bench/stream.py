@@ -1,0 +1,209 @@
+"""Stream serving speed on loopback, side by side in one run.
+
+Measures requests per second and p50/p99 latency, one connection, of:
+  (a) GET /healthz: the framework's ceiling;
+  (b) one-reading posts to a stream, persisted, on SQLite and on PostgreSQL;
+  (c) a baseline app (bench/keras_baseline.py): `model.predict` on a stateful Keras model per
+      reading, the first thing a user would write;
+and the readings per second of a 10,000-reading batch post, and the p50 of
+GET /v1/streams/{id}/forecast?horizon=96. Prints the ratios against the goals.
+
+    python -m bench.stream [--requests 2000] [--postgres-url postgresql+psycopg://...]
+"""
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from bench.ingest import REPO_ROOT, free_port, fresh_postgres_database, statecast_argv
+
+SPEC = {"cell": "lstm", "units": 32, "stateful": True, "horizon": 1, "epochs": 2,
+        "batch_size": 8, "chunk": 48}
+HISTORY_DAYS = 28
+FREQ_S = 1800
+
+
+def server_env(database_url: str, workdir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATECAST_")}
+    env.update({"PYTHONPATH": str(REPO_ROOT), "STATECAST_DATABASE_URL": database_url,
+                "STATECAST_PORT": str(port), "STATECAST_MODEL_DIR": str(workdir / "models"),
+                "STATECAST_KEY_FILE": str(workdir / "api_key"), "STATECAST_LOG_LEVEL": "warning",
+                "STATECAST_EMBEDDED_WORKERS": "0", "STATECAST_WORKER_POLL_INTERVAL_S": "0.2"})
+    return env
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], log: Path, ready_url: str | None
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while ready_url and time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{argv} exited:\n{log.read_text()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection: the cheapest client, so the server is measured."""
+
+    def __init__(self, port: int, key: str | None = None) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port)
+        self.headers = {"Content-Type": "application/json"}
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes, float]:
+        data = None if body is None else json.dumps(body)
+        start = time.perf_counter()
+        self.connection.request(method, path, body=data, headers=self.headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        return response.status, payload, time.perf_counter() - start
+
+
+def measure(calls: list[tuple[str, str, object]], client: Client) -> dict[str, float]:
+    latencies = []
+    start = time.perf_counter()
+    for method, path, body in calls:
+        status, payload, elapsed = client.request(method, path, body)
+        if status != 200:
+            raise RuntimeError(f"{method} {path}: {status} {payload[:300]!r}")
+        latencies.append(elapsed)
+    wall = time.perf_counter() - start
+    return {"rps": len(calls) / wall, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+            "p99_ms": 1000 * float(np.percentile(latencies, 99))}
+
+
+def history() -> tuple[list[str], np.ndarray]:
+    n = HISTORY_DAYS * 48
+    stamps = pd.date_range("2024-01-01", periods=n, freq="30min")
+    t = np.arange(n)
+    values = 1000 + 200 * np.sin(2 * np.pi * t / 48) + np.random.default_rng(0).normal(0, 10, n)
+    return [s.isoformat() for s in stamps], values
+
+
+def readings(start_s: int, n: int) -> list[dict[str, object]]:
+    t = np.arange(n)
+    values = 1000 + 200 * np.sin(2 * np.pi * t / 48)
+    return [{"ts": pd.Timestamp(start_s + i * FREQ_S, unit="s").isoformat(), "value": float(v)}
+            for i, v in zip(t.tolist(), values.tolist(), strict=True)]
+
+
+def run_database(name: str, database_url: str, requests: int, workdir: Path) -> dict[str, object]:
+    """Train a stateful model on this database, then measure the stream against /healthz."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = server_env(database_url, workdir, port)
+    subprocess.run([*statecast_argv(), "migrate"], env=env, check=True, capture_output=True)
+    key = subprocess.run([*statecast_argv(), "keys", "create", "--tenant", "bench"], env=env,
+                         check=True, capture_output=True, text=True).stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    with process([*statecast_argv(), "serve"], env, workdir / "serve.log", f"{url}/readyz"):
+        http_ = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                             timeout=120)
+        sid = http_.post("/v1/series", json={"name": "bench", "freq": "30min"}).json()["id"]
+        stamps, values = history()
+        http_.post(f"/v1/series/{sid}/readings", json={"readings": [
+            {"ts": t, "value": float(v)} for t, v in zip(stamps, values, strict=True)]})
+        job = http_.post("/v1/models", json={"series_ids": [sid], "spec": SPEC}).json()["job"]
+        with process([*statecast_argv(), "worker"], env, workdir / "worker.log", None):
+            while http_.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running"):
+                time.sleep(0.5)
+        model = http_.get(f"/v1/models/{job['model_id']}").json()
+        assert model["status"] == "ready", model
+        http_.post("/v1/streams", json={"series_id": sid, "stream_id": "live"})
+        last_s = int(pd.Timestamp(stamps[-1], tz="UTC").timestamp())
+        client = Client(port, key)
+        measure([("GET", "/healthz", None)] * 200, client)  # warm up both paths
+        healthz = measure([("GET", "/healthz", None)] * requests, client)
+        live = readings(last_s + FREQ_S, requests + 10_000)
+        posts = measure([("POST", "/v1/streams/live/readings", {"readings": [r]})
+                         for r in live[:requests]], client)
+        forecast = measure([("GET", "/v1/streams/live/forecast?horizon=96", None)] * 200, client)
+        start = time.perf_counter()
+        status, payload, _ = client.request("POST", "/v1/streams/live/readings",
+                                            {"readings": live[requests:]})
+        batch_s = time.perf_counter() - start
+        assert status == 200, payload[:300]
+        return {"database": name, "healthz": healthz, "post": posts, "forecast96": forecast,
+                "batch_readings_per_s": 10_000 / batch_s,
+                "model_file": str(workdir / "models" / str(job["model_id"]) / "model.keras")}
+
+
+def run_baseline(model_file: str, requests: int, workdir: Path) -> dict[str, float]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "STATECAST_BASELINE_MODEL": model_file,
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = [sys.executable, "-m", "uvicorn", "bench.keras_baseline:app", "--port", str(port),
+            "--log-level", "warning"]
+    with process(argv, env, workdir / "baseline.log", f"http://127.0.0.1:{port}/docs"):
+        client = Client(port)
+        live = readings(0, requests)
+        measure([("POST", "/readings", {"readings": [r]}) for r in live[:20]], client)
+        return measure([("POST", "/readings", {"readings": [r]}) for r in live[:requests]],
+                       client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--baseline-requests", type=int, default=200)
+    parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        results.append(run_database("sqlite", f"sqlite:///{root / 'sqlite' / 'bench.db'}",
+                                    args.requests, root / "sqlite"))
+        if args.postgres_url:
+            with fresh_postgres_database(args.postgres_url) as url:
+                results.append(run_database("postgresql", url, args.requests,
+                                            root / "postgresql"))
+        print(json.dumps(results, indent=1), file=sys.stderr)
+        baseline = run_baseline(str(results[0]["model_file"]), args.baseline_requests,
+                                root / "baseline")
+    print(f"{'case':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'(c) keras model.predict per reading':38} {baseline['rps']:9.0f} "
+          f"{baseline['p50_ms']:8.2f} {baseline['p99_ms']:8.2f}")
+    for r in results:
+        for label, key in (("(a) GET /healthz", "healthz"), ("(b) stream post, 1 reading", "post"),
+                           ("GET stream forecast horizon=96", "forecast96")):
+            m = r[key]
+            assert isinstance(m, dict)
+            print(f"{label + ' [' + str(r['database']) + ']':38} {m['rps']:9.0f} "
+                  f"{m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
+    print()
+    for r in results:
+        post, healthz, forecast = r["post"], r["healthz"], r["forecast96"]
+        assert isinstance(post, dict) and isinstance(healthz, dict) and isinstance(forecast, dict)
+        print(f"[{r['database']}] post/healthz = {post['rps'] / healthz['rps']:.2f} (goal >= 0.40); "
+              f"post/keras = {post['rps'] / baseline['rps']:.1f}x (goal >= 30x); "
+              f"batch = {r['batch_readings_per_s']:,.0f} readings/s (goal >= 100,000); "
+              f"forecast96 p50 = {forecast['p50_ms']:.2f} ms (goal < 5)")
+
+
+if __name__ == "__main__":
+    main()
