@@ -535,9 +535,9 @@ async function seriesView(view, seriesId) {
 
 // ---- a training job -----------------------------------------------------------------------
 
-async function streamJobEvents(jobId, onJob, signal) {
+async function readEvents(url, onEvent, signal) {
   // EventSource cannot send the Authorization header, so read the event stream through fetch.
-  const response = await fetch(`/v1/jobs/${jobId}/events`, {
+  const response = await fetch(url, {
     headers: { Authorization: `Bearer ${getKey()}`, Accept: "text/event-stream" }, signal });
   const type = response.headers.get("content-type") || "";
   if (!response.ok || !response.body || !type.startsWith("text/event-stream")) {
@@ -551,13 +551,18 @@ async function streamJobEvents(jobId, onJob, signal) {
     buffer += value.replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
+      const lines = buffer.slice(0, end).split("\n");
       buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((line) => line.startsWith("data:"))
+      const named = lines.find((line) => line.startsWith("event:"));
+      const data = lines.filter((line) => line.startsWith("data:"))
         .map((line) => line.slice(5).replace(/^ /, "")).join("\n");
-      if (data) onJob(JSON.parse(data));
+      if (data) onEvent(named ? named.slice(6).trim() : "message", JSON.parse(data));
     }
   }
+}
+
+function streamJobEvents(jobId, onJob, signal) {
+  return readEvents(`/v1/jobs/${jobId}/events`, (_, job) => onJob(job), signal);
 }
 
 async function jobView(view, jobId) {
@@ -778,12 +783,30 @@ async function streamView(view, streamId) {
 
   await refresh();
   let busy = false;
-  const timer = setInterval(async () => {
-    if (busy) return;
+  let again = false;
+  async function update() {
+    if (busy) { again = true; return; } // one refresh at a time; one more if events came meanwhile
     busy = true;
-    try { await refresh(); } catch (error) { toast(error.message, true); } finally { busy = false; }
-  }, STREAM_POLL_MS);
-  onLeave(() => clearInterval(timer));
+    try {
+      do { again = false; await refresh(); } while (again);
+    } catch (error) { toast(error.message, true); } finally { busy = false; }
+  }
+  const controller = new AbortController();
+  let timer = null;
+  let gone = false;
+  onLeave(() => { controller.abort(); clearInterval(timer); });
+  // Events when the API sends them (each reading, with the forecast made after it); else polling.
+  readEvents(`${path}/events`, (name, data) => {
+    if (name === "reading") {
+      if (data.forecast) stepForecasts.set(data.forecast.ts, data.forecast);
+      update();
+    } else if (name === "deleted") {
+      gone = true;
+      toast(`Stream ${streamId} was deleted`, true);
+    }
+  }, controller.signal).catch(() => {}).finally(() => {
+    if (!controller.signal.aborted && !gone) timer = setInterval(update, STREAM_POLL_MS);
+  });
 }
 
 // ---- start --------------------------------------------------------------------------------
