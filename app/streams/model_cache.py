@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.ml.forecaster import Forecaster
 from app.model_files import model_path
+from app.observability.metrics import MODEL_CACHE_HITS, MODEL_CACHE_MISSES
 
 
 class ForecasterCache:
@@ -30,10 +31,12 @@ class ForecasterCache:
             if entry is not None and entry[0] == ready_at:
                 self._entries.move_to_end(model_id)
                 self.hits += 1
+                MODEL_CACHE_HITS.inc()
                 return entry[1]
         forecaster = Forecaster.load(model_path(self.model_dir, model_id))
         with self._lock:
             self.misses += 1
+            MODEL_CACHE_MISSES.inc()
             self._entries[model_id] = (ready_at, forecaster)
             self._entries.move_to_end(model_id)
             while len(self._entries) > self.max_models:

@@ -19,6 +19,7 @@ from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, Series, utcnow
 from app.logs import configure_logging
 from app.model_files import model_path
+from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
 
 logger = logging.getLogger("statecast.worker")
@@ -64,6 +65,7 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     if status != JobStatus.SUCCEEDED:
         with transaction(factory, write=True) as session:
             jobs.finish(session=session, job=job, status=status, error=error)
+    JOBS_FINISHED.labels(str(status)).inc()
     logger.info("training ended", extra={"action": "end_job", "status": str(status), **log})
     engine.dispose()
 
@@ -103,12 +105,14 @@ def _train(settings: Settings, factory: sessionmaker[Session],
                     last_check[:] = [now, jobs.cancel_requested(session=session, job_id=job.id)]
             return bool(last_check[1])
 
+        started = time.monotonic()
         try:
             trained = train(spec, series, on_epoch=on_epoch, should_stop=should_stop)
         except TrainingDataError as exc:
             return JobStatus.FAILED, str(exc)
         except TrainingCancelled:
             return JobStatus.CANCELLED, None
+        TRAINING_SECONDS.labels(spec.cell).observe(time.monotonic() - started)
         save_artifacts(trained, target)
     meta = load_meta(target)
     with transaction(factory, write=True) as session:

@@ -23,6 +23,7 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
 from app.errors import Conflict, Invalid
 from app.ingest import ReadingsBatch
+from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy
 from app.streams import service as streams
 from app.timegrid import NS_PER_S, off_grid, to_iso
@@ -103,6 +104,7 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
         raise Conflict("The stream has no state yet")
     forecast = streams.run_forecast(forecaster, stream.state, horizon, tuple(level))
     session.commit()
+    STREAM_READINGS.inc(len(applied.applied))
     return StreamPosted(
         stream_id=stream.name, applied=applied.applied, duplicates=applied.duplicates,
         filled=applied.filled, rewarmed=applied.rewarmed,
