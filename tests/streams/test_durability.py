@@ -83,11 +83,10 @@ def test_restart_after_sigkill_continues_as_if_nothing_happened(
     assert count_rows(settings.database_url, "readings") == WARM + LIVE
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # replicas share PostgreSQL
 def test_two_replicas_alternating_end_like_one(
         client: Any, auth: dict[str, str], settings: Settings, artifacts: dict[str, Path],
-        tmp_path: Path, backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("replicas share a PostgreSQL database")
+        tmp_path: Path) -> None:
     prepare(client, auth, settings, artifacts["lstm_stateful"])
     replicas = [ServerProcess(settings, tmp_path / f"serve{i}.log") for i in range(2)]
     try:
