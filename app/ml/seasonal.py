@@ -1,0 +1,176 @@
+"""Seasonal decomposition (MSTL) fitted on the readings before a forecast origin.
+
+A window model forecasts the deseasonalised series Z = y - seasonal; the forecast adds the seasonal
+component extended over the horizon back on. The seasonal estimate does most of the work on
+electricity demand (an MSTL profile plus the last deseasonalised level is already a strong
+forecast), so it is refitted as serving would refit it: on the data before each origin.
+
+MSTL here is R's forecast::mstl as statsforecast implements it (STL per period, shortest period
+first, two passes, `seasonal_deg=0`, seasonal windows 7 + 4k), with STL's jump parameters at 10%
+of each smoother's span: Cleveland et al.'s speed-up, ~20x faster at the same accuracy on the
+half-hourly benchmark (a fit on 8 weeks of half-hourly readings takes ~50 ms instead of ~800 ms).
+
+Never imports TensorFlow: the forecaster calls it at serving time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DAYS_PER_WEEK = 7
+# Fit on at most this many of the longest periods before the origin: older weeks barely move the
+# profile (8 weeks: MASE 0.536 vs 0.525 on all 9 weeks of the benchmark, 6 weeks: 0.550,
+# 4 weeks: 0.645) and the fit cost grows with the length.
+FIT_SEASONS = 12
+# A period is fitted only when the fitted data covers it at least this many times.
+MIN_CYCLES = 2
+MSTL_PASSES = 2
+JUMP_FRACTION = 0.1
+CACHE_FITS = 64
+
+
+def candidate_periods(steps_per_day: float) -> tuple[int, ...]:
+    """One day and one week of readings for sub-daily data; the week for daily data."""
+    if steps_per_day > 1:
+        day = round(steps_per_day)
+        return (day, DAYS_PER_WEEK * day)
+    return (DAYS_PER_WEEK,)
+
+
+def usable_periods(periods: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The periods that `n` readings cover at least `MIN_CYCLES` times."""
+    return tuple(p for p in periods if p >= 2 and MIN_CYCLES * p <= n)
+
+
+def fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Linear interpolation over every NaN (STL needs a complete series); edges take the nearest."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    positions = np.arange(len(values))
+    return np.interp(positions, positions[~missing], values[~missing])
+
+
+def _odd(x: float) -> int:
+    n = int(np.ceil(x))
+    return n if n % 2 else n + 1
+
+
+def decompose(values: np.ndarray, periods: tuple[int, ...]) -> np.ndarray:
+    """Seasonal components (len(periods), n) of `values` by MSTL; NaNs are interpolated first."""
+    from statsmodels.tsa.seasonal import STL  # deferred: ~0.3 s to import
+
+    y = fill_gaps(values)
+    seasonal = np.zeros((len(periods), len(y)))
+    if not periods:
+        return seasonal
+    deseasonalised = y.copy()
+    for _ in range(MSTL_PASSES if len(periods) > 1 else 1):
+        for i, period in enumerate(periods):
+            deseasonalised = deseasonalised + seasonal[i]
+            seasonal_span = 7 + 4 * (i + 1)
+            trend_span = _odd(1.5 * period / (1 - 1.5 / seasonal_span))
+            low_pass_span = _odd(period)
+            fit = STL(
+                deseasonalised,
+                period=period,
+                seasonal=seasonal_span,
+                seasonal_deg=0,
+                seasonal_jump=max(1, int(JUMP_FRACTION * seasonal_span)),
+                trend_jump=max(1, int(JUMP_FRACTION * trend_span)),
+                low_pass_jump=max(1, int(JUMP_FRACTION * low_pass_span)),
+            ).fit()
+            seasonal[i] = fit.seasonal
+            deseasonalised = deseasonalised - seasonal[i]
+    return seasonal
+
+
+def extend(components: np.ndarray, periods: tuple[int, ...], ahead: int) -> np.ndarray:
+    """The summed seasonal component over the fitted readings and `ahead` steps after them.
+
+    Each component repeats its last fitted cycle.
+    """
+    n = components.shape[1]
+    out = np.zeros(n + ahead)
+    for component, period in zip(components, periods, strict=True):
+        out[:n] += component
+        if ahead:
+            out[n:] += component[n - period :][np.arange(ahead) % period]
+    return out
+
+
+@dataclass(frozen=True)
+class SeasonalConfig:
+    """How a window model deseasonalises: the periods it fits and how much history a fit reads."""
+
+    periods: tuple[int, ...]
+    fit_steps: int
+    steps_per_day: float
+
+    @property
+    def refit_steps(self) -> int:
+        """Readings between refits at most: one day (every reading for daily data)."""
+        return max(1, round(self.steps_per_day))
+
+    @property
+    def context_steps(self) -> int:
+        """Readings a forecast needs: the fit's history plus the day since the last refit."""
+        return self.fit_steps + self.refit_steps
+
+
+class SeasonalFitter:
+    """Seasonal components around forecast origins, refitted once a day, with a small cache.
+
+    The fit at origin `end` reads the `fit_steps` readings before the start of the day of the
+    first forecast step (for daily data: every reading up to `end`). Every forecast made during a
+    day therefore shares one fit, which makes batch and reading-by-reading forecasts identical
+    and costs one fit per series and day; the protocol's midnight origins get a fit on all the
+    data before them.
+    """
+
+    def __init__(self, config: SeasonalConfig) -> None:
+        self.config = config
+        self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+
+    def fit_stop(self, timestamps: pd.DatetimeIndex, end: int) -> int:
+        """Position after the last reading a fit at origin `end` may read."""
+        if self.config.refit_steps == 1:
+            return end + 1
+        step = timestamps[1] - timestamps[0] if len(timestamps) > 1 else pd.Timedelta(0)
+        first_forecast = timestamps[end] + step
+        boundary = first_forecast.floor("D")
+        return int(min(end + 1, np.searchsorted(timestamps.asi8, boundary.value, side="left")))
+
+    def around(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, end: int, before: int, ahead: int
+    ) -> np.ndarray:
+        """Seasonal component at positions [end - before + 1, end + ahead] (before + ahead values)."""
+        stop = self.fit_stop(timestamps, end)
+        start = max(0, stop - self.config.fit_steps)
+        if end - before + 1 < start:
+            raise ValueError(
+                f"Received a window of {before} readings, expected at most the {self.config.fit_steps} "
+                "readings a seasonal fit reads."
+            )
+        path = self._path(values[start:stop], end + ahead + 1 - stop)
+        return path[end - before + 1 - start :]
+
+    def _path(self, history: np.ndarray, ahead: int) -> np.ndarray:
+        periods = usable_periods(self.config.periods, len(history))
+        history = np.ascontiguousarray(history, dtype=np.float64)
+        key = (hashlib.blake2b(history.tobytes(), digest_size=16).hexdigest(), len(history), len(periods))
+        components = self._cache.get(key)
+        if components is None:
+            components = decompose(history, periods)
+            self._cache[key] = components
+            if len(self._cache) > CACHE_FITS:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return extend(components, periods, ahead)
