@@ -33,6 +33,7 @@ def build_meta(trained: TrainedModel) -> dict[str, Any]:
             "spec": trained.spec.to_dict(),
             "features": trained.features.to_dict(),
             "scales": dict(trained.scales),
+            "mase_scales": dict(trained.mase_scales),
             "conformal": {
                 "unit": "series scale",
                 "quantiles": trained.conformal,

@@ -99,6 +99,25 @@ def coverage(test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[i
     }
 
 
+def scores(forecasts: Forecasts) -> dict[str, Any]:
+    """Model and seasonal-naive errors over one step and the full horizon, at `forecasts`' origins."""
+    horizon = forecasts.actual.shape[1]
+
+    def both(steps: slice) -> dict[str, dict[str, float]]:
+        return {
+            "model": _point(forecasts.actual[:, steps], forecasts.model[:, steps], forecasts.mase_scale),
+            "seasonal_naive": _point(
+                forecasts.actual[:, steps], forecasts.naive[:, steps], forecasts.mase_scale
+            ),
+        }
+
+    return {
+        "origins": int(forecasts.actual.shape[0]),
+        "one_step": both(slice(0, 1)),
+        "full_horizon": both(slice(0, horizon)),
+    }
+
+
 def report(
     test: Forecasts,
     quantiles: dict[str, list[float]],

@@ -6,6 +6,9 @@ exactly the inputs the network was trained on.
 
 Values are divided by a per-series scale fitted on the training part, and both inputs and targets
 are taken relative to the last observed level: a level drift then shifts nothing the network sees.
+Deseasonalised window models (`seasonal_periods` set) read the series minus its MSTL seasonal
+component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
+horizon plus the last deseasonalised level plus the network's output.
 Window models read `window` readings minus the last one; stream (stateful) models read one
 reading at a time as its change since the previous reading. Targets are the next `horizon`
 readings minus the last one.
@@ -24,6 +27,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from app.ml.seasonal import FIT_SEASONS, SeasonalConfig, SeasonalFitter, candidate_periods, decompose, extend
+from app.ml.seasonal import usable_periods as _usable_periods
 from app.ml.spec import ResolvedSpec
 
 NS_PER_DAY = 86_400 * 10**9
@@ -41,9 +46,14 @@ class FeatureConfig:
     stream: bool
     time_of_day: bool
     day_of_week: bool
+    # Empty: the raw series. Otherwise the MSTL periods fitted (when the data covers them twice).
+    seasonal_periods: tuple[int, ...] = ()
+    fit_steps: int = 0
+    steps_per_day: float = 1.0
 
     @classmethod
     def from_spec(cls, spec: ResolvedSpec) -> FeatureConfig:
+        periods = candidate_periods(spec.steps_per_day) if spec.deseasonalize == "mstl" else ()
         return cls(
             window=spec.window,
             horizon=spec.horizon,
@@ -51,7 +61,22 @@ class FeatureConfig:
             # Daily readings all share one time of day: that input would be a constant.
             time_of_day=spec.calendar and spec.steps_per_day > 1,
             day_of_week=spec.calendar,
+            seasonal_periods=periods,
+            fit_steps=max(FIT_SEASONS * max(periods), spec.window) if periods else 0,
+            steps_per_day=spec.steps_per_day,
         )
+
+    @property
+    def deseasonalized(self) -> bool:
+        return bool(self.seasonal_periods)
+
+    def seasonal(self) -> SeasonalConfig:
+        return SeasonalConfig(self.seasonal_periods, self.fit_steps, self.steps_per_day)
+
+    @property
+    def context_steps(self) -> int:
+        """Readings a forecast reads: the window, or the seasonal fit's history."""
+        return max(self.window, self.seasonal().context_steps) if self.deseasonalized else self.window
 
     @property
     def input_names(self) -> list[str]:
@@ -71,7 +96,9 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        return cls(**{k: v for k, v in data.items() if k != "inputs"})
+        fields = {k: v for k, v in data.items() if k != "inputs"}
+        fields["seasonal_periods"] = tuple(fields.get("seasonal_periods", ()))
+        return cls(**fields)
 
 
 def calendar(timestamps: pd.DatetimeIndex, config: FeatureConfig) -> np.ndarray:
@@ -141,3 +168,45 @@ def stream_targets(scaled: np.ndarray, horizon: int) -> np.ndarray:
 def to_values(relative: np.ndarray, last_value: np.ndarray | float, scale: float) -> np.ndarray:
     """Network outputs (..., horizon) back to readings, given the last observed reading."""
     return np.asarray(last_value, dtype=np.float64)[..., None] + scale * relative.astype(np.float64)
+
+
+def training_seasonal(values: np.ndarray, train_stop: int, config: FeatureConfig) -> np.ndarray:
+    """Seasonal component of a whole series from one MSTL fit on its training part, extended.
+
+    Training windows read the in-sample fit (the cleanest deseasonalised series to learn from);
+    the validation loss reads its extension, which is cheap and blind to the validation part.
+    """
+    periods = _usable_periods(config.seasonal_periods, train_stop)
+    components = decompose(values[:train_stop], periods)
+    return extend(components, periods, len(values) - train_stop)
+
+
+def origin_batch(
+    values: np.ndarray,
+    cal: np.ndarray,
+    timestamps: pd.DatetimeIndex,
+    ends: np.ndarray,
+    scale: float,
+    config: FeatureConfig,
+    fitter: SeasonalFitter | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network inputs (B, window, F) at forecast origins `ends`, and the base (B, horizon) that the
+    network's rescaled output is added to: the forecast is `base + scale * output`.
+
+    This is how both training's evaluation and serving forecast: a deseasonalised model refits the
+    seasonal component on the data before each origin (`fitter`), exactly as serving does.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    if fitter is None or not config.deseasonalized:
+        x, _ = window_batch(values / scale, cal, ends, config, targets=False)
+        return x, np.repeat(values[ends][:, None], config.horizon, axis=1)
+    x = np.empty((len(ends), config.window, config.n_inputs), dtype=np.float32)
+    base = np.empty((len(ends), config.horizon))
+    local_end = np.array([config.window - 1])
+    for i, end in enumerate(ends.tolist()):
+        first = end - config.window + 1
+        seasonal = fitter.around(values, timestamps, end, config.window, config.horizon)
+        z = values[first : end + 1] - seasonal[: config.window]
+        x[i] = window_batch(z / scale, cal[first : end + 1], local_end, config, targets=False)[0][0]
+        base[i] = seasonal[config.window :] + z[-1]
+    return x, base

@@ -9,11 +9,13 @@ Stream state is a JSON-able dict that round-trips exactly:
   lists, "last_value", "last_timestamp", "output": the forecast made at the last reading,
   "readings"};
 - window (and bidirectional) models: {"kind": "window", "series", "values": the last `window`
-  readings, "last_timestamp", "readings"}.
+  readings (deseasonalised models: the last `features.context_steps`, the history their seasonal
+  fit reads), "last_timestamp", "readings"}.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,8 @@ import pandas as pd
 from app.ml.artifacts import NETWORK_DIR, load_meta
 from app.ml.data import interpolate_short_gaps
 from app.ml.engine import NumpyNetwork
-from app.ml.features import FeatureConfig, calendar, stream_inputs, to_values, window_batch
+from app.ml.features import FeatureConfig, calendar, origin_batch, stream_inputs, to_values, window_batch
+from app.ml.seasonal import SeasonalFitter
 from app.ml.spec import ResolvedSpec
 
 DEFAULT_LEVELS = (80, 95)
@@ -67,6 +70,9 @@ class Forecaster:
             int(level): np.asarray(q, dtype=np.float64) for level, q in meta["conformal"]["quantiles"].items()
         }
         self.offset = pd.tseries.frequencies.to_offset(self.spec.freq)
+        # One MSTL fit per series and day, cached: batch and reading-by-reading forecasts agree.
+        self.fitter = SeasonalFitter(self.features.seasonal()) if self.features.deseasonalized else None
+        self.context_steps = self.features.context_steps
 
     @classmethod
     def load(cls, directory: str | Path) -> Forecaster:
@@ -219,8 +225,10 @@ class Forecaster:
         contiguous = (
             len(values) > 0
             and not np.isnan(values).any()
-            and (state["last_timestamp"] is None or
-                 timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset)
+            and (
+                state["last_timestamp"] is None
+                or timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset
+            )
         )
         if contiguous and self.steps:
             return self._advance_stream(values, timestamps, state)
@@ -229,10 +237,8 @@ class Forecaster:
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
             state = self.warm(values[i : i + 1], timestamps[i : i + 1], state)
-            try:
+            with contextlib.suppress(ValueError):  # not enough readings yet to forecast
                 means[i] = self.forecast_from_state(state, 1, ()).mean[0]
-            except ValueError:
-                pass  # not enough readings yet to forecast
         return state, means
 
     def _advance_stream(
@@ -240,8 +246,9 @@ class Forecaster:
     ) -> tuple[dict[str, Any], np.ndarray]:
         scale = self.scales[state["series"]]
         last = state["last_value"]
-        x = stream_inputs(values / scale, calendar(timestamps, self.features),
-                          None if last is None else last / scale)
+        x = stream_inputs(
+            values / scale, calendar(timestamps, self.features), None if last is None else last / scale
+        )
         net = self.network.state_from_lists(state["network"])
         y, net = self.network.run(x[None], net, return_sequences=True)
         outputs = y[0]
@@ -266,14 +273,19 @@ class Forecaster:
         ends = np.arange(len(kept), len(combined))
         ends = ends[ends >= self.spec.window - 1]
         means = np.full(len(values), np.nan)
-        if len(ends):
-            x, _ = window_batch(combined / scale, calendar(stamps, self.features), ends,
-                                self.features, targets=False)
+        if len(ends) and self.fitter is not None:
+            for end in ends.tolist():
+                history = combined[max(0, end + 1 - self.context_steps) : end + 1]
+                means[end - len(kept)] = self._predict_window(history, stamps[end], state["series"])[0]
+        elif len(ends):
+            x, _ = window_batch(
+                combined / scale, calendar(stamps, self.features), ends, self.features, targets=False
+            )
             y, _ = self.network.run(x)
             means[ends - len(kept)] = to_values(y[:, :1], combined[ends], scale)[:, 0]
         new_state = {
             **state,
-            "values": combined[-self.spec.window :].tolist(),
+            "values": combined[-self.context_steps :].tolist(),
             "last_timestamp": timestamps[-1].isoformat(),
             "readings": state["readings"] + len(values),
         }
@@ -386,12 +398,12 @@ class Forecaster:
         state = self._fill_to(state, timestamps[0])
         size = self.spec.window
         combined = np.concatenate([np.asarray(state["values"], dtype=np.float64), values])
-        tail = max(0, len(combined) - size)
+        tail = max(0, len(combined) - self.context_steps)
         # Gaps too long to interpolate are filled with forecasts, as a stream model fills them;
-        # only the readings that stay in the window matter.
+        # only the readings that stay in the held history matter.
         for i in np.flatnonzero(np.isnan(combined[tail:])) + tail:
-            history = combined[max(0, i - size) : i]
-            if len(history) < size or np.isnan(history).any():
+            history = combined[max(0, i - self.context_steps) : i]
+            if len(history) < size or np.isnan(history[-size:]).any():
                 raise ValueError(
                     f"Cannot fill a missing reading without the {size} readings before it; "
                     f"expected the last {size} readings with gaps of at most a few steps."
@@ -405,32 +417,34 @@ class Forecaster:
             "readings": state["readings"] + len(values),
         }
 
-    def _predict_window(self, window: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
-        """One head of forecasts (original units) after a full window ending at `last_ts`."""
+    def _predict_window(self, history: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
+        """One head of forecasts (original units) after `history` (at least a window) ending at `last_ts`."""
         scale = self.scales[series]
-        timestamps = pd.date_range(end=last_ts, periods=len(window), freq=self.offset)
-        x, _ = window_batch(
-            window / scale,
+        timestamps = pd.date_range(end=last_ts, periods=len(history), freq=self.offset)
+        x, base = origin_batch(
+            history,
             calendar(timestamps, self.features),
-            np.array([len(window) - 1]),
+            timestamps,
+            np.array([len(history) - 1]),
+            scale,
             self.features,
-            targets=False,
+            self.fitter,
         )
         y, _ = self.network.run(x)
-        return to_values(y[0], window[-1], scale)
+        return base[0] + scale * np.asarray(y[0], dtype=np.float64)
 
     def _roll_window(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
-        window = np.asarray(state["values"], dtype=np.float64)
-        if len(window) < self.spec.window:
+        history = np.asarray(state["values"], dtype=np.float64)
+        if len(history) < self.spec.window:
             raise ValueError(
-                f"The model needs the last {self.spec.window} readings to forecast, got {len(window)}."
+                f"The model needs the last {self.spec.window} readings to forecast, got {len(history)}."
             )
         last_ts = pd.Timestamp(state["last_timestamp"])
         mean = np.zeros(0)
         while len(mean) < horizon:
-            block = self._predict_window(window, last_ts, state["series"])
+            block = self._predict_window(history, last_ts, state["series"])
             mean = np.concatenate([mean, block])
-            window = np.concatenate([window, block])[-self.spec.window :]
+            history = np.concatenate([history, block])[-self.context_steps :]
             last_ts = last_ts + self.offset * len(block)
         return mean[:horizon]
 

@@ -17,11 +17,14 @@ from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_s
 from app.ml.features import (
     FeatureConfig,
     calendar,
+    origin_batch,
     stream_inputs,
     stream_targets,
     to_values,
+    training_seasonal,
     window_batch,
 )
+from app.ml.seasonal import SeasonalFitter
 from app.ml.spec import ModelSpec, ResolvedSpec, resolve_spec
 
 # How often `should_stop` is polled: often enough to cancel within a couple of seconds, rarely
@@ -58,6 +61,7 @@ class TrainedModel:
         network: the stateless Keras network (stream models: the twin that returns a forecast at
             every step; it shares the trained weights).
         scales: per-series divisor fitted on the training part.
+        mase_scales: per-series in-sample seasonal-naive MAE on the training part (live MASE).
         conformal: interval level (percent, as a string) -> half-width per horizon step, in units
             of the series' scale.
         data_range: per series, the readings used and where the parts begin (ISO timestamps).
@@ -73,6 +77,7 @@ class TrainedModel:
     data_range: dict[str, dict[str, Any]]
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    mase_scales: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,18 @@ class _Table:
 
 def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Table:
     offsets = np.cumsum([0] + [len(s.values) for s in prepared[:-1]]).tolist()
+    if features.deseasonalized:
+        # Training and validation-loss windows read one fit on the training part; forecasts at
+        # evaluation origins refit, as serving does (`_origin_forecasts`).
+        scaled = [
+            (s.values - training_seasonal(s.values, s.split.val_start, features)) / s.scale for s in prepared
+        ]
+    else:
+        scaled = [s.scaled for s in prepared]
     return _Table(
         series=prepared,
         offsets=offsets,
-        scaled=np.concatenate([s.scaled for s in prepared]),
+        scaled=np.concatenate(scaled),
         cal=np.concatenate([calendar(s.timestamps, features) for s in prepared]),
     )
 
@@ -245,7 +258,7 @@ def _window_dataset(
 
 
 def _compile(model: keras.Model, spec: ResolvedSpec) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss=spec.loss)
 
 
 def _fit_windows(
@@ -358,18 +371,24 @@ def _origin_forecasts(
     ends = table.ends(part, spec, every=every)
     if spec.stateful:
         relative = _stream_forecasts_at(network, spec, table, ends)
-    else:
-        x, _ = window_batch(table.scaled, table.cal, ends, features, targets=False)
-        relative = compiled_predict(network)(x)
     parts = []
+    predict = None if spec.stateful else compiled_predict(network)
     for s, offset in zip(table.series, table.offsets, strict=True):
         mine = (ends >= offset) & (ends < offset + len(s.values))
         local = ends[mine] - offset
+        if predict is None:
+            model = to_values(relative[mine], s.values[local], s.scale)
+        else:
+            # The serving path: inputs from the readings before each origin (seasonal refitted).
+            fitter = SeasonalFitter(features.seasonal()) if features.deseasonalized else None
+            cal = table.cal[offset : offset + len(s.values)]
+            x, base = origin_batch(s.values, cal, s.timestamps, local, s.scale, features, fitter)
+            model = base + s.scale * predict(x).astype(np.float64) if len(local) else base
         naive = evaluation.seasonal_naive(s.values, local, spec.horizon, spec.seasonal_period)
         parts.append(
             evaluation.Forecasts(
                 actual=evaluation.actuals(s.values, local, spec.horizon),
-                model=to_values(relative[mine], s.values[local], s.scale),
+                model=model,
                 naive=naive,
                 scale=np.full(len(local), s.scale),
                 mase_scale=np.full(len(local), s.mase_scale),
@@ -456,7 +475,7 @@ def train(
     """Fit one network on all `series`, then measure it on their untouched test parts.
 
     Args:
-        spec: what to train.
+        spec: what to train; with `auto` a search over candidate specs (`search.py`).
         series: one or more series of one frequency; each is scaled on its own.
         on_epoch: called after every epoch with progress.
         should_stop: polled between batches; when it returns True training stops.
@@ -468,6 +487,12 @@ def train(
         TrainingDataError: the data cannot train this model (the message is for the user).
         TrainingCancelled: `should_stop` returned True.
     """
+    if spec.auto:
+        from app.ml.search import search
+
+        return search(
+            spec, lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop)
+        )
     resolved, prepared = prepare(spec, series)
     features = FeatureConfig.from_spec(resolved)
     table = _build_table(prepared, features)
@@ -490,6 +515,8 @@ def train(
     validation, _ = _origin_forecasts(network, resolved, features, table, "validation", every=1)
     if len(validation.actual) == 0:
         raise TrainingDataError("The validation part has no complete forecast horizon.")
+    # Conformal quantiles per horizon step over every validation origin (rolling): a 95% quantile
+    # needs at least 19 errors per step, far more than one origin per day gives.
     scaled_errors = np.abs(validation.model - validation.actual) / validation.scale[:, None]
     conformal = evaluation.conformal_quantiles(scaled_errors)
     test, _ = _origin_forecasts(network, resolved, features, table, "test", every=resolved.seasonal_period)
@@ -501,6 +528,7 @@ def train(
         seasonal_period=resolved.seasonal_period,
         validation_origins=len(validation.actual),
     )
+    metrics["validation"] = evaluation.scores(validation)
     val_losses = [h["val_loss"] for h in control.history]
     return TrainedModel(
         spec=resolved,
@@ -512,4 +540,5 @@ def train(
         data_range={s.name: _data_range(s) for s in prepared},
         history=control.history,
         best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else 0,
+        mase_scales={s.name: s.mase_scale for s in prepared},
     )

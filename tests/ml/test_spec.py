@@ -8,14 +8,16 @@ from app.ml.spec import ModelSpec, resolve_spec
 
 def test_defaults() -> None:
     spec = ModelSpec()
-    assert (spec.cell, spec.units, spec.layers, spec.dropout) == ("lstm", 64, 1, 0.0)
-    assert (spec.stateful, spec.bidirectional, spec.horizon, spec.calendar) == (
-        False,
-        False,
-        1,
-        True,
-    )
-    assert (spec.epochs, spec.patience, spec.window) == (30, 5, None)
+    assert (spec.cell, spec.units, spec.layers, spec.dropout) == ("gru", 16, 1, 0.0)
+    assert (spec.stateful, spec.bidirectional, spec.horizon, spec.calendar) == (False, False, None, None)
+    assert (spec.epochs, spec.patience, spec.window, spec.batch_size) == (40, 8, None, 64)
+    assert (spec.deseasonalize, spec.loss, spec.auto, spec.budget_s) == ("mstl", "mae", False, None)
+    resolved = resolve_spec(spec, "30min")
+    assert (resolved.window, resolved.horizon, resolved.calendar) == (48, 48, False)
+    stream = resolve_spec(ModelSpec(stateful=True), "30min")
+    assert (stream.deseasonalize, stream.calendar) == ("none", True)
+    with pytest.raises(ValidationError, match="`budget_s` only with `auto=True`"):
+        ModelSpec(budget_s=10)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ META_KEYS = {
     "spec",
     "features",
     "scales",
+    "mase_scales",
     "conformal",
     "data_range",
     "metrics",
@@ -61,6 +62,38 @@ def test_metrics_are_complete(trained_models: dict) -> None:
     assert set(metrics["interval_coverage"]) == {"80", "95"}
     # one origin per day in the 48-reading test part of the 480-reading series
     assert metrics["test_origins"] == 2 and metrics["horizon"] == 3
+
+
+def test_validation_metrics_and_mase_scales_are_stored(trained_models: dict, series: SeriesData) -> None:
+    for name in ("lstm_window", "gru_mstl", "lstm_stateful"):
+        trained, directory = trained_models[name]
+        validation = trained.metrics["validation"]
+        assert validation["origins"] == trained.metrics["validation_origins"] > 0
+        for who in ("model", "seasonal_naive"):
+            assert set(validation["full_horizon"][who]) == {"mae", "rmse", "smape", "mase"}
+        meta = load_meta(directory)
+        assert meta["metrics"]["validation"] == json.loads(json.dumps(validation))
+        train_part = series.values[: round(len(series.values) * 0.8)]
+        assert meta["mase_scales"] == {
+            series.name: pytest.approx(np.mean(np.abs(train_part[24:] - train_part[:-24])))
+        }
+
+
+def test_auto_searches_candidates_within_its_budget(series: SeriesData) -> None:
+    import time
+
+    began = time.monotonic()
+    trained = train(ModelSpec(auto=True, budget_s=4, units=4, epochs=1, window=8, batch_size=32), [series])
+    records = trained.metrics["auto"]
+    assert len(records) >= 1 and sum(r["chosen"] for r in records) == 1
+    # the budget stops the search early: not every candidate is tried on 2 busy cores
+    assert time.monotonic() - began < 60
+    best = min(records, key=lambda r: r["validation_mase"])
+    assert (
+        best["chosen"]
+        and trained.metrics["validation"]["full_horizon"]["model"]["mase"] == best["validation_mase"]
+    )
+    assert all(set(r) >= {"spec", "validation_mase", "seconds"} for r in records)
 
 
 def test_progress_is_reported_every_epoch(series: SeriesData) -> None:

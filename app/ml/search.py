@@ -1,0 +1,74 @@
+"""`auto`: train a few candidate specs within a time budget and keep the best by validation MASE."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from app.ml.data import TrainingDataError
+from app.ml.spec import DEFAULT_AUTO_BUDGET_S, ModelSpec
+
+if TYPE_CHECKING:
+    from app.ml.training import TrainedModel
+
+# Tried in this order until the budget runs out: the default recipe first (the best measured on
+# electricity demand), then one change at a time along the axes that mattered elsewhere.
+CANDIDATES: tuple[dict[str, Any], ...] = (
+    {},
+    {"cell": "lstm"},
+    {"units": 32},
+    {"bidirectional": True},
+    {"deseasonalize": "none", "units": 64},
+    {"stateful": True, "units": 64},
+    {"layers": 2, "units": 32},
+)
+
+
+def candidate_specs(spec: ModelSpec) -> list[tuple[dict[str, Any], ModelSpec]]:
+    """The searched specs: the user's fixed fields (horizon, fractions, seed, ...) with each change."""
+    base = spec.model_dump(exclude={"auto", "budget_s", *set().union(*CANDIDATES)})
+    return [(change, ModelSpec(**{**base, **change})) for change in CANDIDATES]
+
+
+def validation_mase(trained: TrainedModel) -> float:
+    return float(trained.metrics["validation"]["full_horizon"]["model"]["mase"])
+
+
+def search(spec: ModelSpec, fit: Callable[[ModelSpec], TrainedModel]) -> TrainedModel:
+    """Fit candidates while the budget lasts; the best by validation MASE, with every score in
+    `metrics["auto"]`.
+
+    A candidate starts only when the mean time of those before it still fits the budget; the first
+    always runs. Candidates the data cannot train are recorded with their error and skipped.
+    """
+    budget_s = spec.budget_s if spec.budget_s is not None else DEFAULT_AUTO_BUDGET_S
+    start = time.monotonic()
+    records: list[dict[str, Any]] = []
+    best: TrainedModel | None = None
+    best_index = -1
+    first_error: TrainingDataError | None = None
+    for change, candidate in candidate_specs(spec):
+        elapsed_s = time.monotonic() - start
+        if records and elapsed_s + elapsed_s / len(records) > budget_s:
+            break
+        began = time.monotonic()
+        try:
+            trained = fit(candidate)
+        except TrainingDataError as error:
+            first_error = first_error or error
+            records.append({"spec": change, "validation_mase": None, "seconds": 0.0, "error": str(error)})
+            continue
+        score = validation_mase(trained)
+        records.append(
+            {"spec": change, "validation_mase": score, "seconds": round(time.monotonic() - began, 2)}
+        )
+        if best is None or score < validation_mase(best):
+            best, best_index = trained, len(records) - 1
+    if best is None:
+        assert first_error is not None
+        raise first_error
+    for i, record in enumerate(records):
+        record["chosen"] = i == best_index
+    best.metrics["auto"] = records
+    return best
