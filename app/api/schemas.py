@@ -5,6 +5,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.api.params import Id
 from app.ml.spec import ModelSpec
 from app.timegrid import canonical_freq
 
@@ -73,7 +74,7 @@ class ModelCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    series_ids: list[int] = Field(min_length=1, max_length=100, examples=[[1]])
+    series_ids: list[Id] = Field(min_length=1, max_length=100, examples=[[1]])
     spec: ModelSpec = Field(default_factory=ModelSpec,
                             description="What to train; every field has a default.")
 
@@ -165,8 +166,8 @@ class ForecastOut(BaseModel):
 class StreamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    series_id: int
-    model_id: int | None = Field(
+    series_id: Id
+    model_id: Id | None = Field(
         default=None, description="Pin a model; without it the stream follows the series' default.")
     stream_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
                                   description="Your own id for the stream (else one is made).")

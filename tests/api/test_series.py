@@ -60,3 +60,10 @@ def test_delete_removes_readings(client: TestClient, auth: dict[str, str],
     again = create_series(client, auth)
     assert client.get(f"/v1/series/{again['id']}", headers=auth).json()["readings"] == 0
     assert_problem(client.get(f"/v1/series/{sid}/readings", headers=auth), 404)
+
+
+@pytest.mark.parametrize("path", ["/v1/series/99999999999999999999999", "/v1/models/-1",
+                                  "/v1/jobs/0", "/v1/series?offset=99999999999999999999"])
+def test_out_of_range_ids_are_422_not_500(client: TestClient, auth: dict[str, str],
+                                          path: str) -> None:
+    assert_problem(client.get(path, headers=auth), 422)

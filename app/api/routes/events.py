@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ForecastersDep, SessionFactoryDep, TenantDep
+from app.api.params import IdPath
 from app.api.routes.jobs import get_job
 from app.api.routes.streams import to_public
 from app.api.schemas import JobPublic
@@ -111,7 +112,7 @@ JOB_EXAMPLE = ('event: progress\ndata: {"id":7,"status":"running","progress":{"e
         "`curl -N -H 'Authorization: Bearer sc_...' .../v1/jobs/7/events`. Reconnecting is "
         "safe: the first event always carries the current state."),
     responses=_openapi(JOB_EXAMPLE, "the job as JSON (JobPublic)"))
-async def read_job_events(job_id: int, tenant: TenantDep,
+async def read_job_events(job_id: IdPath, tenant: TenantDep,
                           factory: SessionFactoryDep) -> StreamingResponse:
     await run_in_threadpool(_check_job, factory, tenant.id, job_id)
     return StreamingResponse(job_events(factory, tenant.id, job_id),

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import SessionDep, SettingsDep, TenantDep
+from app.api.params import IdPath, IdQuery, Offset
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
 from app.db import forecast_models as models_db
 from app.db import series as series_db
@@ -54,8 +55,8 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
 
 @router.get("", response_model=Page[ModelPublic], summary="List models, newest first")
 def list_models(tenant: TenantDep, session: SessionDep,
-                series_id: Annotated[int | None, Query()] = None,
-                offset: Annotated[int, Query(ge=0)] = 0,
+                series_id: IdQuery = None,
+                offset: Offset = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[ModelPublic]:
     if series_id is not None:
         series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
@@ -65,14 +66,14 @@ def list_models(tenant: TenantDep, session: SessionDep,
 
 
 @router.get("/{model_id}", response_model=ModelPublic, summary="A model and its metrics")
-def read_model(model_id: int, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+def read_model(model_id: IdPath, tenant: TenantDep, session: SessionDep) -> ModelPublic:
     return to_public(session, models_db.get_model(session=session, tenant_id=tenant.id,
                                                   model_id=model_id))
 
 
 @router.delete("/{model_id}", status_code=204,
                summary="Delete a model, its files and its job (a running job is stopped)")
-def delete_model(model_id: int, tenant: TenantDep, session: SessionDep,
+def delete_model(model_id: IdPath, tenant: TenantDep, session: SessionDep,
                  settings: SettingsDep) -> Response:
     lock_for_write(session)
     model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
@@ -84,7 +85,7 @@ def delete_model(model_id: int, tenant: TenantDep, session: SessionDep,
 
 @router.post("/{model_id}/promote", response_model=ModelPublic,
              summary="Make this model the default of the series it was trained on")
-def promote_model(model_id: int, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+def promote_model(model_id: IdPath, tenant: TenantDep, session: SessionDep) -> ModelPublic:
     model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
     models_db.promote(session=session, model=model)
     session.commit()

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
+from app.api.params import IdPath, IdQuery
 from app.api.schemas import ForecastOut
 from app.db import forecast_models as models_db
 from app.db import series as series_db
@@ -34,10 +35,10 @@ def forecast_out(series: Series, model: ForecastModel, points_: list[dict[str, o
 
 @router.get("/v1/series/{series_id}/forecast", response_model=ForecastOut,
             summary="Forecast from the end of the stored series")
-def forecast_series(series_id: int, tenant: TenantDep, session: SessionDep,
+def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, settings: SettingsDep,
                     horizon: HorizonQuery = 48, level: LevelsQuery = [80, 95],  # noqa: B006
-                    model_id: Annotated[int | None, Query(
+                    model_id: Annotated[IdQuery, Query(
                         description="A model of this series (default: the series' default)")
                     ] = None) -> ForecastOut:
     lock_for_write(session)  # the warmed state may be stored

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, TenantDep
+from app.api.params import IdPath, Offset
 from app.api.schemas import JobPublic, Page
 from app.db import jobs as jobs_db
 from app.db.jobs import JobStatus
@@ -23,14 +24,14 @@ def get_job(session: SessionDep, tenant_id: int, job_id: int) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="A job, with its progress")
-def read_job(job_id: int, tenant: TenantDep, session: SessionDep) -> JobPublic:
+def read_job(job_id: IdPath, tenant: TenantDep, session: SessionDep) -> JobPublic:
     return JobPublic.model_validate(get_job(session, tenant.id, job_id))
 
 
 @router.get("", response_model=Page[JobPublic], summary="List jobs, newest first")
 def list_jobs(tenant: TenantDep, session: SessionDep,
               status: Annotated[JobStatus | None, Query()] = None,
-              offset: Annotated[int, Query(ge=0)] = 0,
+              offset: Offset = 0,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[JobPublic]:
     query = select(Job).where(Job.tenant_id == tenant.id)
     if status is not None:
@@ -42,7 +43,7 @@ def list_jobs(tenant: TenantDep, session: SessionDep,
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,
              summary="Cancel: a queued job at once, a running one between batches")
-def cancel_job(job_id: int, tenant: TenantDep, session: SessionDep) -> JobPublic:
+def cancel_job(job_id: IdPath, tenant: TenantDep, session: SessionDep) -> JobPublic:
     job = get_job(session, tenant.id, job_id)
     if job.status in jobs_db.FINAL:
         raise Conflict(f"Job {job_id} is already {job.status}")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from app.api.params import IdPath, Offset
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -76,7 +77,7 @@ def create_series(body: SeriesCreate, tenant: TenantDep, session: SessionDep) ->
 
 @router.get("", response_model=Page[SeriesPublic], summary="List series")
 def list_series(tenant: TenantDep, session: SessionDep,
-                offset: Annotated[int, Query(ge=0)] = 0,
+                offset: Offset = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[SeriesPublic]:
     rows, count = series_db.list_series(session=session, tenant_id=tenant.id, offset=offset,
                                         limit=limit)
@@ -84,7 +85,7 @@ def list_series(tenant: TenantDep, session: SessionDep,
 
 
 @router.get("/{series_id}", response_model=SeriesDetail, summary="A series and its extent")
-def get_series(series_id: int, tenant: TenantDep, session: SessionDep) -> SeriesDetail:
+def get_series(series_id: IdPath, tenant: TenantDep, session: SessionDep) -> SeriesDetail:
     series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
     count, first, last = series_db.reading_stats(session=session, series_id=series.id)
     return SeriesDetail(**SeriesPublic.model_validate(series).model_dump(), readings=count,
@@ -92,7 +93,7 @@ def get_series(series_id: int, tenant: TenantDep, session: SessionDep) -> Series
 
 
 @router.delete("/{series_id}", status_code=204, summary="Delete a series and all under it")
-def delete_series(series_id: int, tenant: TenantDep, session: SessionDep,
+def delete_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
                   settings: SettingsDep) -> Response:
     lock_for_write(session)
     series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id,
@@ -108,7 +109,7 @@ def delete_series(series_id: int, tenant: TenantDep, session: SessionDep,
 @router.post("/{series_id}/readings", response_model=UploadResult, openapi_extra=UPLOAD_BODY,
              summary="Upload readings as JSON or CSV (all or nothing)")
 async def upload_readings(
-    series_id: int, request: Request, tenant: TenantDep, factory: SessionFactoryDep,
+    series_id: IdPath, request: Request, tenant: TenantDep, factory: SessionFactoryDep,
     on_conflict: Annotated[Literal["error", "replace"], Query(
         description="What to do with a stored timestamp sent with another value")] = "error",
     ts_col: Annotated[str | None, Query(description="CSV: timestamp column (default first)")
@@ -157,7 +158,7 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
             responses={200: {"content": {"text/csv": {}}}},
             summary="Read readings back as JSON, or CSV with `Accept: text/csv`")
 def read_readings(
-    series_id: int, request: Request, tenant: TenantDep, session: SessionDep,
+    series_id: IdPath, request: Request, tenant: TenantDep, session: SessionDep,
     start: Annotated[datetime | None, Query(description="First timestamp (UTC if no zone)")
                      ] = None,
     end: Annotated[datetime | None, Query(description="Last timestamp, inclusive")] = None,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
+from app.api.params import IdQuery, Offset
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery
 from app.api.schemas import (
     Page,
@@ -65,8 +66,8 @@ def create_stream(body: StreamCreate, tenant: TenantDep, session: SessionDep,
 
 @router.get("", response_model=Page[StreamPublic], summary="List streams")
 def list_streams(tenant: TenantDep, session: SessionDep, cache: ForecastersDep,
-                 series_id: Annotated[int | None, Query()] = None,
-                 offset: Annotated[int, Query(ge=0)] = 0,
+                 series_id: IdQuery = None,
+                 offset: Offset = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[StreamPublic]:
     query = select(Stream).where(Stream.tenant_id == tenant.id)
     if series_id is not None:
@@ -155,7 +156,7 @@ def stream_state(stream_id: str, tenant: TenantDep, session: SessionDep) -> dict
              summary="Re-warm from the stored history (optionally re-pinning a model)")
 def reset_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
                  cache: ForecastersDep, settings: SettingsDep,
-                 model_id: Annotated[int | None, Query(description="Pin this model")] = None,
+                 model_id: Annotated[IdQuery, Query(description="Pin this model")] = None,
                  ) -> StreamPublic:
     lock_for_write(session)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id,
