@@ -116,7 +116,7 @@ def test_exactly_once_order_and_gaps(client: TestClient, auth: dict[str, str],
     assert_problem(post(client, auth, "s", [(stamps[WARM - 5].isoformat() + "x", 1.0)]), 422)
     assert_problem(post(client, auth, "s", [(stamps[WARM + 1].isoformat()[:-5] + "30:00",
                                              1.0)]), 422, "readings[0].ts")
-    nan = '{"readings": [{"ts": "%s", "value": NaN}]}' % stamps[WARM + 1].isoformat()
+    nan = '{"readings": [{"ts": "' + stamps[WARM + 1].isoformat() + '", "value": NaN}]}'
     assert_problem(client.post("/v1/streams/s/readings", content=nan.encode(),
                                headers={**auth, "Content-Type": "application/json"}), 422)
     # A gap of 3 steps is filled by the model and said so; one past max_gap is refused.
