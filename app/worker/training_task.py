@@ -18,7 +18,7 @@ from app.db.jobs import ClaimedJob, JobStatus
 from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, Series, utcnow
 from app.logs import configure_logging
-from app.model_files import model_path
+from app.model_files import model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
 
@@ -117,6 +117,8 @@ def _train(settings: Settings, factory: sessionmaker[Session],
     meta = load_meta(target)
     with transaction(factory, write=True) as session:
         if not jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED):
+            if session.get(ForecastModel, job.model_id) is None:  # deleted while it trained
+                remove_model_files(settings.model_dir, [job.model_id])
             return JobStatus.SUCCEEDED, None  # fenced off: another attempt owns the outcome
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
             status="ready", metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
