@@ -19,6 +19,8 @@ def test_conformal_quantiles_use_the_finite_sample_rank() -> None:
     errors = np.arange(1.0, 11.0)[:, None] * np.array([[1.0, 2.0]])
     q = conformal_quantiles(errors, levels=(80, 95))
     assert q == {"80": [9.0, 18.0], "95": [10.0, 20.0]}
+    # A step further ahead never gets a narrower interval than the step before it.
+    assert conformal_quantiles(errors[:, ::-1], levels=(80,)) == {"80": [18.0, 18.0]}
 
 
 def test_report_is_json_and_compares_with_seasonal_naive() -> None:
