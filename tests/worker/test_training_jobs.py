@@ -14,10 +14,15 @@ from tests.worker.helpers import fast_worker, job_status, series_with_data, trai
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("kind", [
+    {},
+    {"cell": "gru", "stateful": True, "chunk": 24},
+    {"cell": "simple_rnn", "bidirectional": True, "layers": 2},
+], ids=["default", "gru-stateful", "simple_rnn-bidirectional"])
 def test_train_through_api_to_a_ready_model(client: TestClient, auth: dict[str, str],
-                                            settings: Settings) -> None:
+                                            settings: Settings, kind: dict[str, object]) -> None:
     sid = series_with_data(client, auth)
-    accepted = train(client, auth, sid)
+    accepted = train(client, auth, sid, **kind)
     job_id, model_id = accepted["job"]["id"], accepted["model"]["id"]
     assert accepted["job"]["status"] == "queued" and accepted["model"]["status"] == "training"
     worker = fast_worker(settings)
