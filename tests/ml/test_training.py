@@ -130,7 +130,7 @@ def _same_weights(a: TrainedModel, b: TrainedModel) -> bool:
     return all(np.array_equal(wa, wb) for wa, wb in pairs)
 
 
-@pytest.mark.parametrize("name", ["lstm_window", "lstm_stateful"])
+@pytest.mark.parametrize("name", ["lstm_window", "lstm_stateful", "gru_mstl"])
 def test_the_test_part_never_reaches_fitting(
     name: str, trained_models: dict, series: SeriesData, monkeypatch
 ) -> None:
