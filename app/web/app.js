@@ -18,24 +18,30 @@ const FREQS = ["15min", "30min", "h", "D"];
 const FINAL_STATUSES = ["succeeded", "failed", "cancelled"];
 // The spec's defaults (app/ml/spec.py ModelSpec); blank number fields are left to the server.
 const SPEC_FIELDS = [
-  { name: "cell", kind: "select", options: ["lstm", "gru", "simple_rnn"], value: "lstm" },
-  { name: "units", kind: "int", value: 64 },
+  { name: "cell", kind: "select", options: ["lstm", "gru", "simple_rnn"], value: "gru" },
+  { name: "units", kind: "int", value: 16 },
   { name: "layers", kind: "int", value: 1 },
-  { name: "epochs", kind: "int", value: 30 },
-  { name: "horizon", kind: "int", value: 1 },
-  { name: "window", kind: "int", value: "", placeholder: "one season" },
+  { name: "epochs", kind: "int", value: 40 },
+  { name: "horizon", kind: "int", value: "", placeholder: "one day" },
+  { name: "window", kind: "int", value: "", placeholder: "one day" },
+  { name: "deseasonalize", kind: "select", options: ["mstl", "none"], value: "mstl" },
+  { name: "calendar", kind: "select", options: ["auto", "on", "off"], value: "auto" },
   { name: "stateful", kind: "bool", value: false },
   { name: "bidirectional", kind: "bool", value: false },
-  { name: "calendar", kind: "bool", value: true },
+  { name: "auto", kind: "bool", value: false },
+  { name: "budget_s", kind: "int", value: "", placeholder: "600", advanced: true },
+  { name: "loss", kind: "select", options: ["mae", "mse"], value: "mae", advanced: true },
   { name: "dropout", kind: "float", value: 0, advanced: true },
-  { name: "patience", kind: "int", value: 5, advanced: true },
-  { name: "batch_size", kind: "int", value: 32, advanced: true },
+  { name: "patience", kind: "int", value: 8, advanced: true },
+  { name: "batch_size", kind: "int", value: 64, advanced: true },
   { name: "learning_rate", kind: "float", value: 0.001, advanced: true },
   { name: "seed", kind: "int", value: 0, advanced: true },
   { name: "chunk", kind: "int", value: "", placeholder: "window", advanced: true },
   { name: "validation_fraction", kind: "float", value: 0.1, advanced: true },
   { name: "test_fraction", kind: "float", value: 0.1, advanced: true },
 ];
+// Three-way choices: "auto" leaves the field to the server's frequency-dependent default.
+const TRISTATE = { auto: undefined, on: true, off: false };
 const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235" };
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
@@ -374,7 +380,9 @@ function trainForm(seriesId) {
     for (const field of SPEC_FIELDS) {
       const el = form.elements[field.name];
       if (field.kind === "bool") spec[field.name] = el.checked;
-      else if (field.kind === "select") spec[field.name] = el.value;
+      else if (field.kind === "select" && el.value in TRISTATE) {
+        if (TRISTATE[el.value] !== undefined) spec[field.name] = TRISTATE[el.value];
+      } else if (field.kind === "select") spec[field.name] = el.value;
       else if (el.value.trim() !== "") spec[field.name] = Number(el.value);
     }
     status.textContent = "Submitting…";

@@ -81,8 +81,8 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     assert "No forecast yet" in page.inner_text("#forecast-note")
 
     # The train form starts from the spec's defaults; a tiny network keeps the test fast.
-    assert page.input_value("#train-form [name=units]") == "64"
-    assert page.input_value("#train-form [name=cell]") == "lstm"
+    assert page.input_value("#train-form [name=units]") == "16"
+    assert page.input_value("#train-form [name=cell]") == "gru"
     assert not page.is_checked("#train-form [name=stateful]")
     page.fill("#train-form [name=units]", "4")
     page.fill("#train-form [name=epochs]", "2")
