@@ -17,6 +17,8 @@ from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch
 from app.timegrid import to_iso
 
 OnConflict = Literal["error", "replace"]
+# COPY costs extra round trips to start and finish; a few rows (a stream's post) insert faster.
+COPY_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,16 @@ class StoreResult:
 
 
 def store_readings(*, session: Session, series_id: int, batch: ReadingsBatch,
-                   on_conflict: OnConflict = "error") -> StoreResult:
+                   on_conflict: OnConflict = "error",
+                   stored: tuple[np.ndarray, np.ndarray] | None = None) -> StoreResult:
     """Insert new readings, skip identical ones; a changed value is a Conflict unless replaced.
 
     The caller holds the series' write lock; all-or-nothing follows from its transaction.
+    `stored` may pass readings the caller already fetched over at least the batch's span.
     """
     ts, values = batch.ts_s, batch.values
-    old_ts, old_values = fetch_readings(session=session, series_id=series_id,
-                                        start_s=int(ts[0]), end_s=int(ts[-1]))
+    old_ts, old_values = stored if stored is not None else fetch_readings(
+        session=session, series_id=series_id, start_s=int(ts[0]), end_s=int(ts[-1]))
     position = np.searchsorted(old_ts, ts)
     exists = position < len(old_ts)
     exists[exists] = old_ts[position[exists]] == ts[exists]
@@ -102,7 +106,7 @@ def insert_readings(*, session: Session, series_id: int, ts_s: np.ndarray,
     if len(ts_s) == 0:
         return
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and len(ts_s) >= COPY_MIN_ROWS:
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
             "COPY readings (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
@@ -110,8 +114,9 @@ def insert_readings(*, session: Session, series_id: int, ts_s: np.ndarray,
             copy.write(copy_binary(series_id, ts_s, values))
         return
     column = [None if v != v else v for v in values.tolist()]  # NaN -> NULL
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
     connection.exec_driver_sql(
-        "INSERT INTO readings (series_id, ts, value) VALUES (?, ?, ?)",
+        f"INSERT INTO readings (series_id, ts, value) VALUES ({marker}, {marker}, {marker})",
         list(zip([series_id] * len(ts_s), ts_s.tolist(), column, strict=True)),
     )
 

@@ -40,12 +40,15 @@ class Applied:
 
 
 def get_stream(*, session: Session, tenant_id: int, name: str, for_update: bool = False) -> Stream:
-    query = select(Stream).where(Stream.tenant_id == tenant_id, Stream.name == name)
+    """The tenant's stream, or NotFound; its series comes along into the session (one query)."""
+    query = (select(Stream, Series).join(Series, Series.id == Stream.series_id)
+             .where(Stream.tenant_id == tenant_id, Stream.name == name))
     if for_update:
-        query = query.with_for_update()
-    stream = session.scalar(query)
-    if stream is None:
+        query = query.with_for_update(of=Stream)
+    row = session.execute(query).first()
+    if row is None:
         raise NotFound(f"No stream with id {name!r}")
+    stream: Stream = row[0]
     return stream
 
 
@@ -130,8 +133,12 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     if len(ts) == 0:  # all re-sent: the state, and the model it belongs to, stay as they are
         return result, _current(session=session, cache=cache, stream=stream, fallback=forecaster)
     gaps = _gaps(last, ts, series.freq)
+    # One read serves both the duplicate check of the insert and the seasonal-naive values.
+    season_s = _season_s(forecaster, series)
+    nearby = fetch_readings(session=session, series_id=series.id,
+                            start_s=int(ts[0]) - (season_s or 0), end_s=int(ts[-1]))
     store_readings(session=session, series_id=series.id,
-                   batch=ReadingsBatch(ts_s=ts, values=values))
+                   batch=ReadingsBatch(ts_s=ts, values=values), stored=nearby)
     too_long = np.flatnonzero(gaps > settings.stream_max_gap)
     if switched or (too_long.size and rewarm):
         result.rewarmed = switched or "asked to re-warm over a gap"
@@ -166,7 +173,8 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     if stored is not None and stored["ts"] == to_iso(int(grid[0])):
         prior[0] = stored["mean"]
     position = np.searchsorted(grid, ts)
-    naive = _naive_values(session=session, series=series, forecaster=forecaster, ts=ts)
+    naive = _naive_values(ts, np.concatenate([nearby[0], ts]), np.concatenate([nearby[1], values]),
+                          season_s)
     sums = accuracy.judge_many(stream.accuracy, values, prior[position], widths, naive)
     forecast = _point(int(following(int(grid[-1]), series.freq, 1)[0]), float(means[-1]),
                       widths)
@@ -214,21 +222,24 @@ def _check_resent(*, session: Session, stream: Stream, ts: np.ndarray, values: n
                 last_ts=to_iso(stream.last_ts or 0))
 
 
-def _naive_values(*, session: Session, series: Series, forecaster: Forecaster,
-                  ts: np.ndarray) -> np.ndarray:
-    """The seasonal-naive forecast of each reading: the reading one season earlier (or NaN)."""
+def _season_s(forecaster: Forecaster, series: Series) -> int | None:
     step_s = step_seconds(series.freq)
-    if step_s is None:
-        return np.full(len(ts), np.nan)
-    season_s = forecaster.spec.seasonal_period * step_s
-    before = ts - season_s
-    stored_ts, stored = fetch_readings(session=session, series_id=series.id,
-                                       start_s=int(before[0]), end_s=int(before[-1]))
+    return None if step_s is None else forecaster.spec.seasonal_period * step_s
+
+
+def _naive_values(ts: np.ndarray, known_ts: np.ndarray, known: np.ndarray,
+                  season_s: int | None) -> np.ndarray:
+    """The seasonal-naive forecast of each reading: the reading one season earlier (or NaN)."""
     found = np.full(len(ts), np.nan)
-    position = np.searchsorted(stored_ts, before)
-    hit = position < len(stored_ts)
-    hit[hit] = stored_ts[position[hit]] == before[hit]
-    found[hit] = stored[position[hit]]
+    if season_s is None or len(known_ts) == 0:
+        return found
+    order = np.argsort(known_ts, kind="stable")
+    known_ts, known = known_ts[order], known[order]
+    before = ts - season_s
+    position = np.searchsorted(known_ts, before)
+    hit = position < len(known_ts)
+    hit[hit] = known_ts[position[hit]] == before[hit]
+    found[hit] = known[position[hit]]
     return found
 
 
