@@ -85,6 +85,15 @@ def read_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
                                                         name=stream_id))
 
 
+def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Stream, Series]:
+    """The stream, locked against concurrent posts for the rest of the transaction, and its series."""
+    lock_for_write(session)
+    stream = streams.get_stream(session=session, tenant_id=tenant_id, name=name, for_update=True)
+    series = session.get(Series, stream.series_id)
+    assert series is not None
+    return stream, series
+
+
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
              summary="Append readings: stored in the series and applied to the state at once")
 def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
@@ -93,11 +102,7 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
                   rewarm: Annotated[bool, Query(
                       description="Restart from history when a gap is too long to fill")] = False,
                   ) -> StreamPosted:
-    lock_for_write(session)
-    stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id,
-                                for_update=True)
-    series = session.get(Series, stream.series_id)
-    assert series is not None
+    stream, series = locked_stream(session, tenant.id, stream_id)
     batch = _batch(body, series.freq)
     applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
                                                  stream=stream, batch=batch, rewarm=rewarm)
@@ -158,11 +163,7 @@ def reset_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
                  cache: ForecastersDep, settings: SettingsDep,
                  model_id: Annotated[IdQuery, Query(description="Pin this model")] = None,
                  ) -> StreamPublic:
-    lock_for_write(session)
-    stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id,
-                                for_update=True)
-    series = session.get(Series, stream.series_id)
-    assert series is not None
+    stream, series = locked_stream(session, tenant.id, stream_id)
     streams.reset_stream(session=session, cache=cache, settings=settings, stream=stream,
                          series=series, model=None if model_id is None else
                          models_db.get_model(session=session, tenant_id=tenant.id,
