@@ -20,11 +20,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/statecast serve
 
-test: $(VENV)/.installed-dev
+# Lint first: the style is part of the suite (ruff and mypy are configured in pyproject.toml).
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check app tests bench scripts migrations
 	$(BIN)/mypy
 
 bench-ingest: $(VENV)/.installed-dev
