@@ -144,21 +144,21 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
         result.rewarmed = switched or "asked to re-warm over a gap"
         _warm(session=session, cache=cache, settings=settings, stream=stream, model=model,
               series=series)
-        result.applied = [to_iso(int(t)) for t in ts]
+        result.applied = iso_many(ts)
         stream.readings_applied += len(ts)
         return result, forecaster
     if too_long.size:
         i = int(too_long[0])
-        before = to_iso(int(ts[i - 1]) if i else (last or 0))
+        after = to_iso(int(ts[i - 1]) if i else (last or 0))
         raise Invalid(
             f"The reading at {to_iso(int(ts[i]))} comes {int(gaps[i])} steps after the one at "
-            f"{before}; at most {settings.stream_max_gap} missing steps are filled. "
+            f"{after}; at most {settings.stream_max_gap} missing steps are filled. "
             "Send rewarm=true to restart the stream from the stored history.",
             errors=[field_error(f"readings[{i}].ts", to_iso(int(ts[i])), "gap too long")])
     previous = [last, *ts[:-1].tolist()]
-    for before, gap in zip(previous, gaps.tolist(), strict=True):
-        if gap > 0 and before is not None:
-            result.filled += [to_iso(int(t)) for t in following(before, series.freq, gap)]
+    for prev, gap in zip(previous, gaps.tolist(), strict=True):
+        if gap > 0 and prev is not None:
+            result.filled += iso_many(following(prev, series.freq, gap))
     state = stream.state or forecaster.initial_state(series.name)
     grid, full = on_grid(ts, values, series.freq)
     try:
