@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import SessionDep, SettingsDep, TenantDep
+from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery, Offset
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
 from app.db import forecast_models as models_db
@@ -74,12 +74,13 @@ def read_model(model_id: IdPath, tenant: TenantDep, session: SessionDep) -> Mode
 @router.delete("/{model_id}", status_code=204,
                summary="Delete a model, its files and its job (a running job is stopped)")
 def delete_model(model_id: IdPath, tenant: TenantDep, session: SessionDep,
-                 settings: SettingsDep) -> Response:
+                 settings: SettingsDep, cache: ForecastersDep) -> Response:
     lock_for_write(session)
     model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
     models_db.delete_models(session=session, model_ids=[model.id])
     session.commit()
     remove_model_files(settings.model_dir, [model_id])
+    cache.evict(model_id)  # other processes never ask for it again: its row is gone
     return Response(status_code=204)
 
 
