@@ -50,6 +50,8 @@ class Worker:
         # locks; a fresh interpreter starts clean.
         self.context = multiprocessing.get_context("spawn")
         self._last_renewal = 0.0
+        # After a claim, look again at once: a backlog drains without poll-interval pauses.
+        self._claimed_last = False
 
     def run(self) -> None:
         """Work until `stop()` (or SIGTERM/SIGINT); running jobs are stopped and requeued."""
@@ -61,8 +63,6 @@ class Worker:
                                if len(self.running) >= self.concurrency or not self._claimed_last
                                else 0)
         self.shutdown()
-
-    _claimed_last = False
 
     def tick(self) -> None:
         """One round: reap dead children, renew leases, requeue expired jobs, claim new ones."""
