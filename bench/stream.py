@@ -5,7 +5,7 @@ Measures requests per second and p50/p99 latency, one connection, of:
   (b) one-reading posts to a stream, persisted, on SQLite and on PostgreSQL;
   (c) a baseline app (bench/keras_baseline.py): `model.predict` on a stateful Keras model per
       reading, the first thing a user would write;
-and the readings per second of a 10,000-reading batch post, and the p50 of
+and the readings per second of 10,000-reading batch posts (median of five), and the p50 of
 GET /v1/streams/{id}/forecast?horizon=96. Prints the ratios against the goals.
 
     python -m bench.stream [--requests 2000] [--postgres-url postgresql+psycopg://...]
@@ -32,6 +32,8 @@ from bench.ingest import REPO_ROOT, free_port, fresh_postgres_database, statecas
 SPEC = {"cell": "lstm", "units": 32, "stateful": True, "horizon": 1, "epochs": 2,
         "batch_size": 8, "chunk": 48}
 HISTORY_DAYS = 28
+BATCH_READINGS = 10_000
+BATCHES = 5
 FREQ_S = 1800
 
 
@@ -137,17 +139,22 @@ def run_database(name: str, database_url: str, requests: int, workdir: Path) -> 
         client = Client(port, key)
         measure([("GET", "/healthz", None)] * 200, client)  # warm up both paths
         healthz = measure([("GET", "/healthz", None)] * requests, client)
-        live = readings(last_s + FREQ_S, requests + 10_000)
+        live = readings(last_s + FREQ_S, requests + BATCHES * BATCH_READINGS)
         posts = measure([("POST", "/v1/streams/live/readings", {"readings": [r]})
                          for r in live[:requests]], client)
         forecast = measure([("GET", "/v1/streams/live/forecast?horizon=96", None)] * 200, client)
-        start = time.perf_counter()
-        status, payload, _ = client.request("POST", "/v1/streams/live/readings",
-                                            {"readings": live[requests:]})
-        batch_s = time.perf_counter() - start
-        assert status == 200, payload[:300]
+        batch_s = []
+        for k in range(BATCHES):  # the median of several: the first pays one-time warm-ups
+            first = requests + k * BATCH_READINGS
+            start = time.perf_counter()
+            status, payload, _ = client.request("POST", "/v1/streams/live/readings",
+                                                {"readings": live[first:first + BATCH_READINGS]})
+            batch_s.append(time.perf_counter() - start)
+            assert status == 200, payload[:300]
         return {"database": name, "healthz": healthz, "post": posts, "forecast96": forecast,
-                "batch_readings_per_s": 10_000 / batch_s,
+                "batch_readings_per_s": BATCH_READINGS / float(np.median(batch_s)),
+                "batch_readings_per_s_range": [BATCH_READINGS / max(batch_s),
+                                               BATCH_READINGS / min(batch_s)],
                 "model_file": str(workdir / "models" / str(job["model_id"]) / "model.keras")}
 
 
@@ -201,7 +208,8 @@ def main() -> None:
         assert isinstance(post, dict) and isinstance(healthz, dict) and isinstance(forecast, dict)
         print(f"[{r['database']}] post/healthz = {post['rps'] / healthz['rps']:.2f} (goal >= 0.40); "
               f"post/keras = {post['rps'] / baseline['rps']:.1f}x (goal >= 30x); "
-              f"batch = {r['batch_readings_per_s']:,.0f} readings/s (goal >= 100,000); "
+              f"batch = {r['batch_readings_per_s']:,.0f} readings/s, median of {BATCHES} "
+              f"(goal >= 100,000); "
               f"forecast96 p50 = {forecast['p50_ms']:.2f} ms (goal < 5)")
 
 
