@@ -169,3 +169,23 @@ def test_bad_stream_creation(client: TestClient, auth: dict[str, str], body: dic
                              field: str | None) -> None:
     response = client.post("/v1/streams", json=body, headers=auth)
     assert_problem(response, 404 if field is None else 422, field)
+
+
+def test_window_model_stream_from_an_empty_series_fills_its_window_first(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    """Readings are stored and applied before the window is full; forecasts start after."""
+    sid = load_series(client, auth, 0)
+    install_model(settings, artifacts["gru_window"], sid)
+    created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "fresh"},
+                          headers=auth)
+    assert created.status_code == 201 and created.json()["next_forecast"] is None
+    stamps, values = hourly_values()
+    window = 12  # SPECS["gru_window"]
+    first = post(client, auth, "fresh", [(stamps[i].isoformat(), float(values[i]))
+                                         for i in range(window - 1)]).json()  # type: ignore
+    assert len(first["applied"]) == window - 1 and first["forecast"] == []
+    full = post(client, auth, "fresh", [(stamps[window - 1].isoformat(),
+                                         float(values[window - 1]))]).json()  # type: ignore
+    assert len(full["forecast"]) == 1
+    assert count_rows(settings.database_url, "readings") == window

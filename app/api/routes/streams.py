@@ -1,5 +1,6 @@
 """Streams: live feeds whose model state the server keeps between requests."""
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -106,16 +107,22 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
     batch = _batch(body, series.freq)
     applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
                                                  stream=stream, batch=batch, rewarm=rewarm)
-    if stream.state is None:
-        raise Conflict("The stream has no state yet")
-    forecast = streams.run_forecast(forecaster, stream.state, horizon, tuple(level))
+    # A window model needs a full window before it forecasts: until then the readings are
+    # applied and stored all the same, and the answer's forecast is empty.
+    # A window model forecasts only once it holds a full window: until then the readings are
+    # applied and stored all the same, and the answer's forecast is empty.
+    forecast: list[dict[str, object]] = []
+    if stream.state is not None:
+        with contextlib.suppress(Conflict):
+            forecast = streams.points(streams.run_forecast(forecaster, stream.state, horizon,
+                                                           tuple(level)))
     session.commit()
     STREAM_READINGS.inc(len(applied.applied))
     return StreamPosted(
         stream_id=stream.name, applied=applied.applied, duplicates=applied.duplicates,
         filled=applied.filled, rewarmed=applied.rewarmed,
         last_ts=None if stream.last_ts is None else datetime.fromtimestamp(stream.last_ts, UTC),
-        readings_applied=stream.readings_applied, forecast=streams.points(forecast))
+        readings_applied=stream.readings_applied, forecast=forecast)
 
 
 def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
