@@ -6,6 +6,7 @@ validated arrays, and every problem is reported with its row so a client can fix
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,21 +127,31 @@ def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: in
                       errors=problems[:MAX_REPORTED_ROWS])
     if n == 0:
         raise Invalid("The upload holds no readings", errors=[field_error("readings", [], "empty")])
-    ts_s = (ts.to_numpy(dtype="datetime64[ns]").astype(np.int64))
-    if np.any(ts_s % NS_PER_S):
-        raise Invalid("Timestamps must be whole seconds",
-                      errors=_rows(ts_s % NS_PER_S != 0, ts_raw, ts_field, "fractional second",
-                                   row_base))
-    ts_s //= NS_PER_S
+    ts_ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return checked_batch(ts_ns, values, freq, lambda mask, message: _rows(
+        mask, ts_raw, ts_field, message, row_base))
+
+
+Report = Callable[[np.ndarray, str], list[dict[str, Any]]]
+
+
+def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,
+                  report: Report) -> ReadingsBatch:
+    """Readings sorted by time, once their timestamps are whole seconds on the series' grid and
+    none repeats; `report(mask, message)` names the rows at fault in the caller's terms."""
+    fractional = ts_ns % NS_PER_S != 0
+    if fractional.any():
+        raise Invalid("Timestamps must be whole seconds", errors=report(fractional,
+                                                                        "fractional second"))
+    ts_s = ts_ns // NS_PER_S
     off = off_grid(ts_s, freq)
     if off.any():
         raise Invalid(f"{int(off.sum())} timestamp(s) are not on the series' {freq} grid",
-                      errors=_rows(off, ts_raw, ts_field, f"not on the {freq} grid", row_base))
+                      errors=report(off, f"not on the {freq} grid"))
     duplicated = pd.Series(ts_s).duplicated(keep=False).to_numpy()
     if duplicated.any():
         raise Invalid(f"{int(duplicated.sum())} rows repeat a timestamp within the upload",
-                      errors=_rows(duplicated, ts_raw, ts_field, "timestamp appears twice",
-                                   row_base))
+                      errors=report(duplicated, "timestamp appears twice"))
     order = np.argsort(ts_s, kind="stable")
     return ReadingsBatch(ts_s=ts_s[order], values=values[order])
 

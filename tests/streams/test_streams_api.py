@@ -189,3 +189,19 @@ def test_window_model_stream_from_an_empty_series_fills_its_window_first(
                                          float(values[window - 1]))]).json()  # type: ignore
     assert len(full["forecast"]) == 1
     assert count_rows(settings.database_url, "readings") == window
+
+
+def test_stream_readings_follow_the_upload_rules(client: TestClient, auth: dict[str, str],
+                                                 settings: Settings,
+                                                 artifacts: dict[str, Path]) -> None:
+    """A fractional second or a repeated timestamp is refused as an upload refuses it."""
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifacts["lstm_stateful"], sid)
+    client.post("/v1/streams", json={"series_id": sid, "stream_id": "r"}, headers=auth)
+    stamps, _ = hourly_values()
+    t = stamps[WARM].isoformat()
+    problem = assert_problem(post(client, auth, "r", [(t + ".5", 1.0)]), 422, "readings[0].ts")
+    assert "whole seconds" in problem["detail"]
+    problem = assert_problem(post(client, auth, "r", [(t, 1.0), (t, 1.0)]), 422, "readings[1].ts")
+    assert "repeat" in problem["detail"]
+    assert count_rows(settings.database_url, "readings") == WARM

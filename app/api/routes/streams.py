@@ -23,12 +23,11 @@ from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
-from app.errors import Conflict, Invalid
-from app.ingest import ReadingsBatch
+from app.errors import Conflict, field_error
+from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy
 from app.streams import service as streams
-from app.timegrid import NS_PER_S, off_grid, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -126,24 +125,16 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
 
 
 def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
-    """Validated readings: on the grid, no timestamp twice, sorted."""
+    """Validated readings, by the same rules as an upload: on the grid, none twice, sorted."""
     stamps = pd.DatetimeIndex([r.ts for r in body.readings])
     stamps = stamps.tz_convert("UTC").tz_localize(None) if stamps.tz is not None else stamps
-    ts = stamps.asi8 // NS_PER_S
     values = np.array([np.nan if r.value is None else r.value for r in body.readings])
-    off = np.flatnonzero(off_grid(ts, freq))
-    if off.size:
-        raise Invalid(f"{off.size} timestamp(s) are not on the series' {freq} grid", errors=[
-            {"field": f"readings[{i}].ts", "value": to_iso(int(ts[i])),
-             "message": f"not on the {freq} grid"} for i in off[:20]])
-    order = np.argsort(ts, kind="stable")
-    ts, values = ts[order], values[order]
-    repeated = np.flatnonzero(np.diff(ts) == 0)
-    if repeated.size:
-        raise Invalid("A timestamp appears twice in the post", errors=[
-            {"field": "readings.ts", "value": to_iso(int(ts[i])), "message": "appears twice"}
-            for i in repeated[:20]])
-    return ReadingsBatch(ts_s=ts, values=values)
+
+    def report(mask: np.ndarray, message: str) -> list[dict[str, object]]:
+        return [field_error(f"readings[{i}].ts", body.readings[i].ts.isoformat(), message)
+                for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
+
+    return checked_batch(stamps.asi8, values, freq, report)
 
 
 @router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")
