@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db import jobs
@@ -47,8 +47,9 @@ def list_models(*, session: Session, tenant_id: int, series_id: int | None = Non
     if series_id is not None:
         query = query.where(ForecastModel.id.in_(
             select(ModelSeries.model_id).where(ModelSeries.series_id == series_id)))
-    everything = session.scalars(query.order_by(ForecastModel.id.desc())).all()
-    return everything[offset:offset + limit], len(everything)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(ForecastModel.id.desc()).offset(offset).limit(limit)).all()
+    return rows, count
 
 
 def job_of(*, session: Session, model_id: int) -> Job | None:

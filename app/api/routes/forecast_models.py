@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 def to_public(session: SessionDep, model: ForecastModel) -> ModelPublic:
     ids = models_db.series_ids(session=session, model_id=model.id)
-    defaults = {sid: models_db.default_model(session=session, series_id=sid) for sid in ids}
+    defaults = {sid: models_db.default_model_ref(session=session, series_id=sid) for sid in ids}
     columns = {name: getattr(model, name) for name in ModelPublic.model_fields
                if hasattr(model, name)}
     return ModelPublic(**columns, series_ids=ids, is_default=any(
