@@ -10,36 +10,26 @@ PostgreSQL comes from --postgres-url or STATECAST_TEST_DATABASE_URL; without eit
 """
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
-from sqlalchemy.engine import make_url
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench.harness import fresh_postgres_database, serving
+
 GOAL_READINGS_PER_S = 200_000
 DEFAULT_READINGS = 1_000_000
 FREQ = "15min"
 STEP_S = 15 * 60
 START_S = 946_684_800  # 2000-01-01T00:00:00Z: a million 15-minute steps end in 2028
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
-STARTUP_TIMEOUT_S = 120.0
 UPLOAD_TIMEOUT_S = 600.0
-STOP_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -81,87 +71,6 @@ def json_body(ts_s: np.ndarray, values: np.ndarray) -> bytes:
     return json.dumps({"readings": readings}).encode()
 
 
-def statecast_argv() -> list[str]:
-    script = Path(sys.executable).parent / "statecast"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("statecast")
-    return [found] if found else [sys.executable, "-m", "app.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def fresh_postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"statecast_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def serving(database_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
-    """A `statecast serve` process on this database: yields its base URL and an API key."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STATECAST_")}
-    env.update({
-        "PYTHONPATH": str(REPO_ROOT),
-        "STATECAST_DATABASE_URL": database_url,
-        "STATECAST_HOST": "127.0.0.1",
-        "STATECAST_PORT": str(port),
-        "STATECAST_MODEL_DIR": str(workdir / "models"),
-        "STATECAST_KEY_FILE": str(workdir / "api_key"),
-        "STATECAST_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
-        "STATECAST_LOG_LEVEL": "warning",
-        "STATECAST_EMBEDDED_WORKERS": "0",  # nothing else competes for the CPU
-    })
-    log_path = workdir / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen([*statecast_argv(), "serve"], env=env, cwd=workdir,
-                                  stdout=log, stderr=subprocess.STDOUT)
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_ready(server, base_url, log_path)
-            key = subprocess.run([*statecast_argv(), "keys", "create", "--tenant", "bench"],
-                                 env=env, cwd=workdir, capture_output=True, text=True,
-                                 check=True).stdout.strip()
-            yield base_url, key
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def _wait_until_ready(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"statecast serve exited {server.returncode}:\n"
-                               f"{log_path.read_text()}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base_url}/readyz", timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"statecast serve not ready after {STARTUP_TIMEOUT_S} s:\n"
-                       f"{log_path.read_text()}")
-
-
 def upload(http: httpx.Client, name: str, body: bytes, content_type: str, n: int) -> float:
     """Seconds for one upload of `n` readings into a new series."""
     created = http.post("/v1/series", json={"name": name, "freq": FREQ})
@@ -180,7 +89,8 @@ def run_database(database: str, database_url: str, bodies: dict[str, bytes], n: 
                  workdir: Path, repeat: int) -> list[Result]:
     """Each format `repeat` times, each time into a new series; the fastest run counts."""
     results = []
-    with serving(database_url, workdir) as (base_url, key), httpx.Client(
+    with serving(database_url, workdir, STATECAST_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES)
+                 ) as (base_url, key, _), httpx.Client(
             base_url=base_url, headers={"Authorization": f"Bearer {key}"},
             timeout=UPLOAD_TIMEOUT_S) as http:
         for fmt, content_type in (("csv", "text/csv"), ("json", "application/json")):

@@ -12,22 +12,19 @@ GET /v1/streams/{id}/forecast?horizon=96. Prints the ratios against the goals.
 """
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from bench.ingest import REPO_ROOT, free_port, fresh_postgres_database, statecast_argv
+from bench.harness import REPO_ROOT, free_port, fresh_postgres_database, running, serving, statecast_argv
 
 SPEC = {"cell": "lstm", "units": 32, "stateful": True, "horizon": 1, "epochs": 2,
         "batch_size": 8, "chunk": 48}
@@ -35,35 +32,6 @@ HISTORY_DAYS = 28
 BATCH_READINGS = 10_000
 BATCHES = 5
 FREQ_S = 1800
-
-
-def server_env(database_url: str, workdir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STATECAST_")}
-    env.update({"PYTHONPATH": str(REPO_ROOT), "STATECAST_DATABASE_URL": database_url,
-                "STATECAST_PORT": str(port), "STATECAST_MODEL_DIR": str(workdir / "models"),
-                "STATECAST_KEY_FILE": str(workdir / "api_key"), "STATECAST_LOG_LEVEL": "warning",
-                "STATECAST_EMBEDDED_WORKERS": "0", "STATECAST_WORKER_POLL_INTERVAL_S": "0.2"})
-    return env
-
-
-@contextlib.contextmanager
-def process(argv: list[str], env: dict[str, str], log: Path, ready_url: str | None
-            ) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while ready_url and time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{argv} exited:\n{log.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
-                        break
-                time.sleep(0.2)
-            yield proc
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 class Client:
@@ -114,14 +82,9 @@ def readings(start_s: int, n: int) -> list[dict[str, object]]:
 
 def run_database(name: str, database_url: str, requests: int, workdir: Path) -> dict[str, object]:
     """Train a stateful model on this database, then measure the stream against /healthz."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = server_env(database_url, workdir, port)
-    subprocess.run([*statecast_argv(), "migrate"], env=env, check=True, capture_output=True)
-    key = subprocess.run([*statecast_argv(), "keys", "create", "--tenant", "bench"], env=env,
-                         check=True, capture_output=True, text=True).stdout.strip()
-    url = f"http://127.0.0.1:{port}"
-    with process([*statecast_argv(), "serve"], env, workdir / "serve.log", f"{url}/readyz"):
+    with serving(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2") as (
+            url, key, env):
+        port = int(url.rsplit(":", 1)[1])
         http_ = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
                              timeout=120)
         sid = http_.post("/v1/series", json={"name": "bench", "freq": "30min"}).json()["id"]
@@ -129,7 +92,7 @@ def run_database(name: str, database_url: str, requests: int, workdir: Path) -> 
         http_.post(f"/v1/series/{sid}/readings", json={"readings": [
             {"ts": t, "value": float(v)} for t, v in zip(stamps, values, strict=True)]})
         job = http_.post("/v1/models", json={"series_ids": [sid], "spec": SPEC}).json()["job"]
-        with process([*statecast_argv(), "worker"], env, workdir / "worker.log", None):
+        with running([*statecast_argv(), "worker"], env, workdir / "worker.log"):
             while http_.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running"):
                 time.sleep(0.5)
         model = http_.get(f"/v1/models/{job['model_id']}").json()
@@ -165,7 +128,7 @@ def run_baseline(model_file: str, requests: int, workdir: Path) -> dict[str, flo
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     argv = [sys.executable, "-m", "uvicorn", "bench.keras_baseline:app", "--port", str(port),
             "--log-level", "warning"]
-    with process(argv, env, workdir / "baseline.log", f"http://127.0.0.1:{port}/docs"):
+    with running(argv, env, workdir / "baseline.log", f"http://127.0.0.1:{port}/docs"):
         client = Client(port)
         live = readings(0, requests)
         measure([("POST", "/readings", {"readings": [r]}) for r in live[:20]], client)
