@@ -28,6 +28,7 @@ from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy
 from app.streams import service as streams
+from app.timegrid import NS_PER_S, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -131,8 +132,8 @@ def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
     values = np.array([np.nan if r.value is None else r.value for r in body.readings])
 
     def report(mask: np.ndarray, message: str) -> list[dict[str, object]]:
-        return [field_error(f"readings[{i}].ts", body.readings[i].ts.isoformat(), message)
-                for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
+        return [field_error(f"readings[{i}].ts", to_iso(int(stamps.asi8[i] // NS_PER_S)),
+                            message) for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
 
     return checked_batch(stamps.asi8, values, freq, report)
 
