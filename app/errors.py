@@ -32,11 +32,6 @@ class Invalid(ServiceError):
     title = "Invalid input"
 
 
-class TooLarge(ServiceError):
-    status = 413
-    title = "Request body too large"
-
-
 class Unauthorized(ServiceError):
     status = 401
     title = "Unauthorized"

@@ -52,10 +52,6 @@ def list_models(*, session: Session, tenant_id: int, series_id: int | None = Non
     return rows, count
 
 
-def job_of(*, session: Session, model_id: int) -> Job | None:
-    return session.scalar(select(Job).where(Job.model_id == model_id).order_by(Job.id.desc()))
-
-
 def promote(*, session: Session, model: ForecastModel) -> None:
     if model.status != "ready":
         raise Conflict(f"Model {model.id} is {model.status}; only a ready model can be promoted")

@@ -43,14 +43,6 @@ def get_series(*, session: Session, tenant_id: int, series_id: int,
     return series
 
 
-def get_series_by_name(*, session: Session, tenant_id: int, name: str) -> Series:
-    series = session.scalar(select(Series).where(Series.name == name,
-                                                 Series.tenant_id == tenant_id))
-    if series is None:
-        raise NotFound(f"No series named {name!r}")
-    return series
-
-
 def delete_series(*, session: Session, series: Series) -> None:
     """Delete the series and its readings; its streams and warmed states go by cascade."""
     session.execute(delete(Reading).where(Reading.series_id == series.id))
