@@ -42,7 +42,8 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("layers", {"type": int, "help": "stacked recurrent layers (default 1)"}),
     ("dropout", {"type": float, "help": "dropout between layers, in [0, 1) (default 0)"}),
     ("stateful", {"action": argparse.BooleanOptionalAction,
-                  "help": "carry hidden state across batches (default no)"}),
+                  "help": "a stream model: hidden state carried from reading to reading "
+                          "(default yes, unless bidirectional)"}),
     ("bidirectional", {"action": argparse.BooleanOptionalAction,
                        "help": "read windows both ways (default no)"}),
     ("window", {"type": int, "help": "input steps (default: one day of readings)"}),

@@ -202,3 +202,20 @@ class SeriesState(Base):
         ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     last_ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class SeasonalFit(Base):
+    """One day's seasonal fit of a series for a deseasonalised stream model, shared by its streams.
+
+    The fit reads the readings before `boundary_ts` (a day's start); it is stored as the last
+    cycle of each period (a few hundred numbers), and dropped when readings before it change.
+    """
+
+    __tablename__ = "seasonal_fits"
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
+    boundary_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    cycles: Mapped[list[list[float]]] = mapped_column(JSON)

@@ -49,7 +49,12 @@ def build_network(
         )
         if spec.dropout > 0:
             x = keras.layers.Dropout(spec.dropout, seed=spec.seed + i, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(spec.horizon, name="head")(x)
+    # A deseasonalised stream model starts from a zero correction, i.e. from the seasonal fit plus
+    # the last deseasonalised level, a strong forecast on its own; it learns only what improves it.
+    zero_start = spec.stateful and spec.deseasonalize == "mstl"
+    outputs = keras.layers.Dense(
+        spec.horizon, kernel_initializer="zeros" if zero_start else "glorot_uniform", name="head"
+    )(x)
     return keras.Model(inputs, outputs, name=f"statecast_{spec.cell}")
 
 

@@ -205,6 +205,20 @@ class NumpyNetwork:
 
     # -- evaluation -----------------------------------------------------------------------
 
+    def output(self, state: Sequence[np.ndarray]) -> FloatArray:
+        """The outputs (B, out) that the last step made, recomputed from the state it left.
+
+        The top layer's h is its output, so a stream need not store its forecast beside its state.
+        """
+        if not self.stateful:
+            raise ValueError("A bidirectional network's output depends on the whole window, not a state.")
+        self._check_state(state, batch=None)
+        top = self._step_cells[-1]
+        h = np.asarray(state[len(self._state_units) - top.state_count], dtype=COMPUTE_DTYPE)
+        for dense in self._dense:
+            h = dense(h)
+        return h
+
     def step(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[FloatArray, State]:
         """Advance one time step.
 

@@ -6,8 +6,10 @@ Never imports TensorFlow (the API serves with numpy; `import tensorflow` costs ~
 
 Stream state is a JSON-able dict that round-trips exactly:
 - stream (stateful) models: {"kind": "stream", "series", "network": per-layer h (and c) as
-  lists, "last_value", "last_timestamp", "output": the forecast made at the last reading,
-  "readings"};
+  lists, "last_value", "last_z": the last reading minus its seasonal component (the reading
+  itself for raw stream models), "last_timestamp", "readings"}. The forecast is recomputed from
+  h, and the seasonal fits come from a `SeasonalSource` shared by every stream of the series, so
+  a stream's state is a few hundred bytes;
 - window (and bidirectional) models: {"kind": "window", "series", "values": the last `window`
   readings (deseasonalised models: the last `features.context_steps`, the history their seasonal
   fit reads), "last_timestamp", "readings"}.
@@ -15,7 +17,6 @@ Stream state is a JSON-able dict that round-trips exactly:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,24 @@ import pandas as pd
 from app.ml.artifacts import NETWORK_DIR, load_meta
 from app.ml.data import interpolate_short_gaps
 from app.ml.engine import NumpyNetwork
-from app.ml.features import FeatureConfig, calendar, origin_batch, stream_inputs, to_values, window_batch
-from app.ml.seasonal import SeasonalFitter
+from app.ml.features import FeatureConfig, calendar, origin_batch, to_values, window_batch
+from app.ml.seasonal import SeasonalCycles, SeasonalFitter
 from app.ml.spec import ResolvedSpec
+from app.ml.stream_seasonal import (
+    NO_SEASON,
+    HistorySeasonal,
+    SeasonalSource,
+    boundaries,
+    change_inputs,
+    seasonal_ahead,
+    seasonal_at,
+)
 
 DEFAULT_LEVELS = (80, 95)
+# Days of history a deseasonalised stream model is warmed over when it starts from history.
+STREAM_WARM_DAYS = 14
+# ... and at least this many readings (daily data: about two months).
+STREAM_WARM_MIN_STEPS = 64
 # A stream that skips more readings than this must be re-warmed from history: imputing a long
 # stretch from the model's own forecasts would drift.
 MAX_IMPUTED_STEPS = 1_000
@@ -79,9 +93,19 @@ class Forecaster:
         return cls(load_meta(directory), NumpyNetwork.load(Path(directory) / NETWORK_DIR))
 
     @property
-    def steps(self) -> bool:
+    def is_stream(self) -> bool:
         """Whether the model steps one reading at a time (stateful, not bidirectional)."""
         return self.spec.stateful and not self.spec.bidirectional
+
+    @property
+    def needs_seasonal(self) -> bool:
+        """Whether the stream steps read seasonal fits (pass a `SeasonalSource` to them)."""
+        return self.is_stream and self.features.deseasonalized
+
+    def history_seasonal(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> SeasonalSource:
+        """Seasonal fits made from a block of history (what `forecast` uses)."""
+        fitter = self.fitter or SeasonalFitter(self.features.seasonal())
+        return HistorySeasonal(values, timestamps, fitter)
 
     # -- from history ---------------------------------------------------------------------
 
@@ -96,24 +120,38 @@ class Forecaster:
     ) -> Forecast:
         """Forecast `horizon` readings after the history `values` (NaN for missing).
 
-        Window models read the last window; stream models warm their state over the history.
+        Window models read the last window; stream models warm their state over the history
+        (deseasonalised ones over its last `stream_warm_steps`, each day against its own fit).
         """
-        state = self.warm(values, timestamps, self.initial_state(series))
-        return self.forecast_from_state(state, horizon, levels)
+        values = np.asarray(values, dtype=np.float64)
+        timestamps = pd.DatetimeIndex(timestamps)
+        seasonal = self.history_seasonal(values, timestamps) if self.needs_seasonal else None
+        if seasonal is not None:
+            values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
+        state = self.warm(values, timestamps, self.initial_state(series), seasonal=seasonal)
+        return self.forecast_from_state(state, horizon, levels, seasonal=seasonal)
+
+    @property
+    def stream_warm_steps(self) -> int:
+        """Readings a deseasonalised stream is warmed over from history: two weeks.
+
+        Each day costs one seasonal fit, and a small RNN's state forgets far sooner than that.
+        """
+        return max(STREAM_WARM_MIN_STEPS, round(STREAM_WARM_DAYS * self.spec.steps_per_day))
 
     # -- per-stream state -----------------------------------------------------------------
 
     def initial_state(self, series: str | None = None) -> dict[str, Any]:
         """State of a stream that has seen nothing yet."""
         name = self._series(series)
-        if self.steps:
+        if self.is_stream:
             return {
                 "kind": "stream",
                 "series": name,
                 "network": self.network.state_to_lists(self.network.zero_state(1)),
                 "last_value": None,
+                "last_z": None,
                 "last_timestamp": None,
-                "output": None,
                 "readings": 0,
             }
         return {
@@ -124,11 +162,19 @@ class Forecaster:
             "readings": 0,
         }
 
-    def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]) -> dict[str, Any]:
+    def warm(
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: dict[str, Any],
+        *,
+        seasonal: SeasonalSource | None = None,
+    ) -> dict[str, Any]:
         """Feed a block of readings (on the grid, after the state's last one) into `state`.
 
         Short gaps are interpolated as in training; longer gaps are filled with the model's own
-        one-step forecasts. Returns a new state; `state` is left unchanged.
+        one-step forecasts. Returns a new state; `state` is left unchanged. Deseasonalised stream
+        models read their seasonal fits from `seasonal`.
         """
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
@@ -136,48 +182,45 @@ class Forecaster:
         if len(values) == 0:
             return copy.deepcopy(state)
         values = interpolate_short_gaps(values)
-        if not self.steps:
+        if not self.is_stream:
             return self._warm_window(values, timestamps, state)
-        state = self._fill_to(state, timestamps[0])
-        scale = self.scales[state["series"]]
-        net = self.network.state_from_lists(state["network"])
-        last = state["last_value"]
-        output = None if state["output"] is None else np.asarray(state["output"])
+        source = self._source(seasonal)
+        state = self._fill_to(state, timestamps[0], source)
         present = ~np.isnan(values)
         # Runs of present readings go through the network in one call; gaps step by step.
         edges = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
         for run in np.split(np.arange(len(values)), edges):
             if present[run[0]]:
-                x = stream_inputs(
-                    values[run] / scale,
-                    calendar(timestamps[run], self.features),
-                    None if last is None else last / scale,
-                )
-                y, net = self.network.run(x[None], net)
-                output, last = y[0], float(values[run[-1]])
-            else:
-                for i in run:
-                    last, output, net = self._advance(
-                        scale, net, last, output, float("nan"), timestamps[i : i + 1]
-                    )
-        return {
-            **state,
-            "network": self.network.state_to_lists(net),
-            "last_value": last,
-            "last_timestamp": timestamps[-1].isoformat(),
-            "output": None if output is None else np.asarray(output, dtype=np.float64).tolist(),
-            "readings": state["readings"] + len(values),
-        }
+                state, _ = self._run_stream(values[run], timestamps[run], state, source)
+                continue
+            for i in run:
+                filled = self._stream_head(state, source)[:1]
+                state, _ = self._run_stream(filled, timestamps[i : i + 1], state, source)
+        return state
 
-    def step(self, state: dict[str, Any], value: float, ts: pd.Timestamp) -> dict[str, Any]:
+    def step(
+        self,
+        state: dict[str, Any],
+        value: float,
+        ts: pd.Timestamp,
+        *,
+        seasonal: SeasonalSource | None = None,
+    ) -> dict[str, Any]:
         """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
 
         Readings skipped since the state's last timestamp are filled with the model's forecasts.
         """
-        return self.warm(np.array([value], dtype=np.float64), pd.DatetimeIndex([ts]), state)
+        return self.warm(
+            np.array([value], dtype=np.float64), pd.DatetimeIndex([ts]), state, seasonal=seasonal
+        )
 
     def forecast_from_state(
-        self, state: dict[str, Any], horizon: int, levels: tuple[int, ...] = DEFAULT_LEVELS
+        self,
+        state: dict[str, Any],
+        horizon: int,
+        levels: tuple[int, ...] = DEFAULT_LEVELS,
+        *,
+        seasonal: SeasonalSource | None = None,
     ) -> Forecast:
         """Forecast `horizon` readings after the state's last one, leaving `state` unchanged.
 
@@ -200,8 +243,8 @@ class Forecaster:
         start = pd.Timestamp(state["last_timestamp"]) + self.offset
         timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
         scale = self.scales[state["series"]]
-        if self.steps:
-            mean = self._roll_stream(state, horizon, scale)
+        if self.is_stream:
+            mean = self._roll_stream(state, horizon, self._source(seasonal))
         else:
             mean = self._roll_window(state, horizon, scale)
         lower, upper = {}, {}
@@ -211,7 +254,12 @@ class Forecaster:
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
     def advance(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: dict[str, Any],
+        *,
+        seasonal: SeasonalSource | None = None,
     ) -> tuple[dict[str, Any], np.ndarray]:
         """`warm`, also returning the one-step forecast made after each reading (NaN if none).
 
@@ -230,38 +278,25 @@ class Forecaster:
                 or timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset
             )
         )
-        if contiguous and self.steps:
-            return self._advance_stream(values, timestamps, state)
+        if contiguous and self.is_stream:
+            source = self._source(seasonal)
+            state, outputs = self._run_stream(values, timestamps, state, source)
+            ahead, _ = seasonal_ahead(source, timestamps, self.step_size, 1, self.spec.steps_per_day)
+            scale = self.scales[state["series"]]
+            return state, values + ahead[:, 0] + scale * outputs[:, 0]
         if contiguous and len(state["values"]) + len(values) >= self.spec.window:
             return self._advance_window(values, timestamps, state)
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
-            state = self.warm(values[i : i + 1], timestamps[i : i + 1], state)
-            with contextlib.suppress(ValueError):  # not enough readings yet to forecast
-                means[i] = self.forecast_from_state(state, 1, ()).mean[0]
+            state = self.warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal=seasonal)
+            if self._can_forecast(state):
+                means[i] = self.forecast_from_state(state, 1, (), seasonal=seasonal).mean[0]
         return state, means
 
-    def _advance_stream(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
-    ) -> tuple[dict[str, Any], np.ndarray]:
-        scale = self.scales[state["series"]]
-        last = state["last_value"]
-        x = stream_inputs(
-            values / scale, calendar(timestamps, self.features), None if last is None else last / scale
-        )
-        net = self.network.state_from_lists(state["network"])
-        y, net = self.network.run(x[None], net, return_sequences=True)
-        outputs = y[0]
-        means = to_values(outputs[:, :1], values, scale)[:, 0]
-        new_state = {
-            **state,
-            "network": self.network.state_to_lists(net),
-            "last_value": float(values[-1]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "output": np.asarray(outputs[-1], dtype=np.float64).tolist(),
-            "readings": state["readings"] + len(values),
-        }
-        return new_state, means
+    def _can_forecast(self, state: dict[str, Any]) -> bool:
+        if state["last_timestamp"] is None:
+            return False
+        return self.is_stream or len(state["values"]) >= self.spec.window
 
     def _advance_window(
         self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
@@ -341,56 +376,93 @@ class Forecaster:
             )
         return missing
 
-    def _fill_to(self, state: dict[str, Any], ts: pd.Timestamp) -> dict[str, Any]:
+    def _fill_to(
+        self, state: dict[str, Any], ts: pd.Timestamp, source: SeasonalSource | None = None
+    ) -> dict[str, Any]:
         """Fill the grid between the state's last reading and `ts` with missing readings."""
         missing = self._missing_steps(state, ts)
         if len(missing) == 0:
             return state
-        return self.warm(np.full(len(missing), np.nan), missing, state)
+        return self.warm(np.full(len(missing), np.nan), missing, state, seasonal=source)
 
-    def _advance(
-        self,
-        scale: float,
-        net: list[np.ndarray],
-        last: float | None,
-        output: np.ndarray | None,
-        value: float,
-        ts: pd.DatetimeIndex,
-    ) -> tuple[float, np.ndarray, list[np.ndarray]]:
-        """One stream step; a missing value becomes the model's one-step forecast."""
-        if np.isnan(value):
-            if last is None or output is None:
-                raise ValueError("Cannot fill a missing reading before the stream has any.")
-            value = float(to_values(np.asarray(output)[:1], last, scale)[0])
-        x = stream_inputs(
-            np.array([value / scale]),
-            calendar(ts, self.features),
-            None if last is None else last / scale,
+    @property
+    def step_size(self) -> pd.Timedelta:
+        return pd.Timedelta(self.offset)
+
+    def _source(self, seasonal: SeasonalSource | None) -> SeasonalSource:
+        if not self.features.deseasonalized:
+            return NO_SEASON
+        if seasonal is None:
+            raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
+        return seasonal
+
+    @staticmethod
+    def _stream_state(state: dict[str, Any]) -> dict[str, Any]:
+        """States stored before `last_z` existed belong to raw stream models, where z = y."""
+        if "last_z" in state:
+            return state
+        upgraded = {k: v for k, v in state.items() if k != "output"}
+        upgraded["last_z"] = state["last_value"]
+        return upgraded
+
+    def _run_stream(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any], source: SeasonalSource
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Feed present readings that follow the state's last one; the outputs after each."""
+        state = self._stream_state(state)
+        scale = self.scales[state["series"]]
+        s, _ = seasonal_at(
+            source, timestamps, boundaries(timestamps, self.spec.steps_per_day), self.step_size
         )
-        y, net = self.network.step(x, net)
-        return value, y[0], net
-
-    def _roll_stream(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
-        if state["output"] is None:
-            raise ValueError("The stream has no readings yet; warm it with history first.")
+        z = values - s
+        x = np.concatenate(
+            [change_inputs(z, scale, state["last_z"])[:, None], calendar(timestamps, self.features)], axis=1
+        )
         net = self.network.state_from_lists(state["network"])
-        last = float(state["last_value"])
-        output = np.asarray(state["output"], dtype=np.float64)
-        head = len(output)
-        # Every timestamp the rollout feeds back is known now: one calendar call, not one per step.
-        start = pd.Timestamp(state["last_timestamp"]) + self.offset
-        cal = calendar(pd.date_range(start, periods=horizon + head, freq=self.offset), self.features)
-        mean: list[float] = []
-        fed = 0
-        while True:
-            block = to_values(output, last, scale)
-            mean += block.tolist()
-            if len(mean) >= horizon:
-                return np.asarray(mean[:horizon])
-            for value in block.tolist():
-                x = stream_inputs(np.array([value / scale]), cal[fed : fed + 1], last / scale)
-                y, net = self.network.step(x, net)
-                last, output, fed = value, y[0], fed + 1
+        y, net = self.network.run(x[None], net, return_sequences=True)
+        new_state = {
+            **state,
+            "network": self.network.state_to_lists(net),
+            "last_value": float(values[-1]),
+            "last_z": float(z[-1]),
+            "last_timestamp": timestamps[-1].isoformat(),
+            "readings": state["readings"] + len(values),
+        }
+        return new_state, np.asarray(y[0], dtype=np.float64)
+
+    def _stream_head(self, state: dict[str, Any], source: SeasonalSource) -> np.ndarray:
+        """The head of forecasts (original units) after the state's last reading."""
+        if state["last_timestamp"] is None:
+            raise ValueError("The stream has no readings yet; warm it with history first.")
+        state = self._stream_state(state)
+        output = self.network.output(self.network.state_from_lists(state["network"]))[0]
+        last_ts = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"])])
+        ahead, _ = seasonal_ahead(source, last_ts, self.step_size, len(output), self.spec.steps_per_day)
+        scale = self.scales[state["series"]]
+        return float(state["last_value"]) + ahead[0] + scale * np.asarray(output, dtype=np.float64)
+
+    def _roll_stream(self, state: dict[str, Any], horizon: int, source: SeasonalSource) -> np.ndarray:
+        """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
+
+        Readings fed back are deseasonalised with the fit of the first forecast step, extended:
+        a later day's fit would read readings that do not exist yet.
+        """
+        block = self._stream_head(state, source)
+        first = pd.Timestamp(state["last_timestamp"]) + self.offset
+        frozen = _FrozenSeasonal(
+            source, boundaries(pd.DatetimeIndex([first]), self.spec.steps_per_day)[0], self.step_size
+        )
+        mean = [block]
+        covered = len(block)
+        while covered < horizon:
+            stamps = pd.date_range(
+                pd.Timestamp(state["last_timestamp"]) + self.offset, periods=len(block), freq=self.offset
+            )
+            state, _ = self._run_stream(block, stamps, state, frozen)
+            block = self._stream_head(state, frozen)
+            mean.append(block)
+            covered += len(block)
+        return np.concatenate(mean)[:horizon]
 
     def _warm_window(
         self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
@@ -461,3 +533,16 @@ class Forecaster:
         steps = np.arange(1, horizon + 1)
         beyond = q[-1] * np.sqrt(steps / head)
         return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)
+
+
+class _FrozenSeasonal:
+    """One fit standing in for every later day's (a rollout has no readings for their fits)."""
+
+    def __init__(self, source: SeasonalSource, boundary: pd.Timestamp, step: pd.Timedelta) -> None:
+        self.fit = source.cycles(boundary)
+        self.boundary = boundary
+        self.step = step
+
+    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
+        shift = int((boundary - self.boundary) // self.step)
+        return SeasonalCycles(tuple(np.roll(cycle, -shift) for cycle in self.fit.cycles))

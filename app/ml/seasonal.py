@@ -124,6 +124,38 @@ class SeasonalConfig:
         return self.fit_steps + self.refit_steps
 
 
+@dataclass(frozen=True)
+class SeasonalCycles:
+    """One fit's seasonal component from its boundary on, as the last fitted cycle per period.
+
+    The fit reads the readings before a boundary; the component at `k` steps after it (k >= 0,
+    and k >= -period for the in-sample readings just before) is the sum over periods of
+    `cycle[k mod period]`, exactly what `extend` continues. A few hundred numbers: a stream
+    model's whole seasonal knowledge for a day, stored once per series and shared by its streams.
+    """
+
+    cycles: tuple[np.ndarray, ...]
+
+    def at(self, offsets: np.ndarray) -> np.ndarray:
+        """The component at `offsets` steps after the boundary (any integer array shape)."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        out = np.zeros(offsets.shape)
+        for cycle in self.cycles:
+            out += cycle[offsets % len(cycle)]
+        return out
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        return tuple(len(cycle) for cycle in self.cycles)
+
+    def to_lists(self) -> list[list[float]]:
+        return [cycle.tolist() for cycle in self.cycles]
+
+    @classmethod
+    def from_lists(cls, data: list[list[float]]) -> SeasonalCycles:
+        return cls(tuple(np.asarray(cycle, dtype=np.float64) for cycle in data))
+
+
 class SeasonalFitter:
     """Seasonal components around forecast origins, refitted once a day, with a small cache.
 
@@ -161,7 +193,22 @@ class SeasonalFitter:
         path = self._path(values[start:stop], end + ahead + 1 - stop)
         return path[end - before + 1 - start :]
 
+    def cycles_before(self, values: np.ndarray, stop: int) -> SeasonalCycles:
+        """The fit on the `fit_steps` readings before position `stop`, as cycles."""
+        history = values[max(0, stop - self.config.fit_steps) : stop]
+        components, periods = self._components(history)
+        n = len(history)
+        return SeasonalCycles(
+            tuple(
+                component[n - period :].copy() for component, period in zip(components, periods, strict=True)
+            )
+        )
+
     def _path(self, history: np.ndarray, ahead: int) -> np.ndarray:
+        components, periods = self._components(history)
+        return extend(components, periods, ahead)
+
+    def _components(self, history: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         periods = usable_periods(self.config.periods, len(history))
         history = np.ascontiguousarray(history, dtype=np.float64)
         key = (hashlib.blake2b(history.tobytes(), digest_size=16).hexdigest(), len(history), len(periods))
@@ -173,4 +220,4 @@ class SeasonalFitter:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return extend(components, periods, ahead)
+        return components, periods

@@ -42,7 +42,12 @@ class ModelSpec(BaseModel):
     units: int = Field(16, description="Units per recurrent layer.")
     layers: int = 1
     dropout: float = 0.0
-    stateful: bool = Field(False, description="A stream model that carries state one reading at a time.")
+    stateful: bool | None = Field(
+        None,
+        description="A stream model that carries its RNN state from one reading to the next, one cell "
+        "step per reading (default: true, unless `bidirectional`). `false`: a window model that reads "
+        "the last `window` readings at every forecast.",
+    )
     bidirectional: bool = False
     window: int | None = Field(
         None, description="Readings per input window (default: one day; daily data: two weeks)."
@@ -57,9 +62,9 @@ class ModelSpec(BaseModel):
     )
     deseasonalize: Deseasonalize = Field(
         "mstl",
-        description="'mstl': window models forecast the series minus its MSTL seasonal component (periods "
-        "one day and one week of readings, refitted on the data before each forecast), which the forecast "
-        "adds back; 'none': the raw series. Stream (stateful) models always read the raw series.",
+        description="'mstl': the model forecasts the series minus its MSTL seasonal component (periods "
+        "one day and one week of readings, fitted on the data before each day), which the forecast "
+        "adds back; 'none': the raw series.",
     )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
     epochs: int = 40
@@ -173,21 +178,26 @@ class ModelSpec(BaseModel):
     @field_validator("stateful", "bidirectional", "calendar", "auto", mode="before")
     @classmethod
     def _check_bool(cls, value: Any, info: Any) -> Any:
-        if value is None and info.field_name == "calendar":
+        if value is None and info.field_name in ("calendar", "stateful"):
             return value
         if not isinstance(value, bool):
             raise _invalid(info.field_name, "true or false", value)
         return value
 
+    @property
+    def is_stream(self) -> bool:
+        """Whether this spec trains a stream (stateful) model: the default, unless bidirectional."""
+        return self.stateful if self.stateful is not None else not self.bidirectional
+
     @model_validator(mode="after")
     def _check_combination(self) -> ModelSpec:
-        if self.stateful and self.bidirectional:
+        if self.stateful is True and self.bidirectional:
             raise ValueError(
                 "Received `stateful=True` with `bidirectional=True`, expected at most one of them: "
                 "a bidirectional layer reads the future of its window, so it cannot carry state "
                 "forward one reading at a time."
             )
-        if self.chunk is not None and not self.stateful:
+        if self.chunk is not None and not self.is_stream:
             raise ValueError(
                 f"Received `chunk={self.chunk}` with `stateful=False`, expected `chunk` only for "
                 "stateful models (it is their truncated BPTT length)."
@@ -275,10 +285,10 @@ def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:
     default_window = period if steps_per_day > 1 else 2 * period
     window = spec.window if spec.window is not None else max(MIN_WINDOW_STEPS, default_window)
     chunk = spec.chunk if spec.chunk is not None else window
-    # The decomposition feeds window models; stream models read each reading's change.
-    deseasonalize = "none" if spec.stateful else spec.deseasonalize
+    deseasonalize = spec.deseasonalize
     fields = spec.model_dump()
     fields.update(
+        stateful=spec.is_stream,
         window=window,
         chunk=chunk,
         # One season ahead: a day of readings, a week for daily data.

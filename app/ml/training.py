@@ -14,18 +14,17 @@ import tensorflow as tf
 from app.ml import evaluation, windows
 from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
-from app.ml.features import (
-    FeatureConfig,
-    calendar,
-    origin_batch,
-    stream_inputs,
-    stream_targets,
-    to_values,
-    training_seasonal,
-    window_batch,
-)
-from app.ml.seasonal import SeasonalFitter
+from app.ml.features import FeatureConfig, calendar, origin_batch, training_seasonal, window_batch
+from app.ml.seasonal import SeasonalFitter, usable_periods
 from app.ml.spec import ModelSpec, ResolvedSpec, resolve_spec
+from app.ml.stream_seasonal import (
+    NO_SEASON,
+    HistorySeasonal,
+    SeasonalSource,
+    change_inputs,
+    in_sample_arrays,
+    stream_arrays,
+)
 
 # How often `should_stop` is polled: often enough to cancel within a couple of seconds, rarely
 # enough that a database-backed check costs nothing next to the batches.
@@ -182,28 +181,35 @@ class _Control(keras.callbacks.Callback):
         )
 
 
-class _ResetStates(keras.callbacks.Callback):
-    """Each epoch walks the lanes from their start again, so it starts from zero state."""
+class _CarryStates(keras.callbacks.Callback):
+    """Carries each lane's state into its next batch, and zeroes it where the lane starts a piece."""
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def __init__(self, keep: np.ndarray) -> None:
+        super().__init__()
+        self.keep = keep.astype(np.float32)  # (batches, lanes): 0 where the state restarts
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        keep = self.keep[batch][:, None]
         for layer in recurrent_layers(self.model):
-            layer.reset_state()
+            for state in layer.states:
+                state.assign(state * keep)
 
 
 class _StreamValidation(keras.callbacks.Callback):
-    """val_loss of a stream model: its stateless twin runs each segment from its start."""
+    """val_loss of a stream model, in its training loss: the stateless twin runs each piece from
+    its start, and the loss counts the steps whose whole horizon lies in the validation part."""
 
-    def __init__(self, twin: keras.Model, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+    def __init__(self, twin: keras.Model, x: np.ndarray, y: np.ndarray, mask: np.ndarray, loss: str) -> None:
         super().__init__()
-        self.twin, self.x, self.y, self.mask = twin, x, y, mask
+        self.twin, self.x, self.y, self.mask, self.loss = twin, x, y, mask, loss
         self.predict = compiled_predict(twin)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.twin.set_weights(self.model.get_weights())
-        pred = self.predict(self.x)
-        squared = np.mean((pred - self.y) ** 2, axis=-1)
+        error = self.predict(self.x) - self.y
+        per_step = np.mean(np.abs(error) if self.loss == "mae" else error**2, axis=-1)
         if logs is not None:
-            logs["val_loss"] = float(np.mean(squared[self.mask]))
+            logs["val_loss"] = float(np.mean(per_step[self.mask]))
 
 
 def compiled_predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -279,24 +285,70 @@ def _fit_windows(
     return network
 
 
-def _stream_pieces(table: _Table, stop_part: windows.Part) -> list[tuple[int, int]]:
-    """Global [start, stop) ranges of each segment, cut where `stop_part` ends."""
-    pieces = []
-    for s, offset in zip(table.series, table.offsets, strict=True):
-        _, limit = windows.part_bounds(s.split, stop_part)
-        for start, stop in s.segments:
-            stop = min(stop, limit)
-            if stop - start > 1:
-                pieces.append((offset + start, offset + stop))
-    return pieces
+@dataclass(frozen=True)
+class _StreamTable:
+    """A stream model's view of every series laid end to end (positions as in `_Table`).
+
+    Raw stream models are the special case of a zero seasonal component.
+    """
+
+    z: np.ndarray
+    scale: np.ndarray
+    ahead: np.ndarray
+    targets: np.ndarray
+    usable: np.ndarray
+
+    def pieces(self, table: _Table, stop_part: windows.Part) -> list[tuple[int, int]]:
+        """Global [start, stop) runs of usable positions, cut where `stop_part` ends."""
+        pieces = []
+        for s, offset in zip(table.series, table.offsets, strict=True):
+            _, limit = windows.part_bounds(s.split, stop_part)
+            usable = np.concatenate([[False], self.usable[offset : offset + limit], [False]])
+            edges = np.flatnonzero(np.diff(usable.astype(np.int8)))
+            for start, stop in zip(edges[::2], edges[1::2], strict=True):
+                if stop - start > 1:
+                    pieces.append((offset + int(start), offset + int(stop)))
+        return pieces
+
+    def inputs(self, table: _Table, pieces: list[tuple[int, int]]) -> list[np.ndarray]:
+        return [
+            np.concatenate(
+                [change_inputs(self.z[a:b], float(self.scale[a]), None)[:, None], table.cal[a:b]], axis=1
+            ).astype(np.float32)
+            for a, b in pieces
+        ]
 
 
-def _stream_arrays(
-    table: _Table, pieces: list[tuple[int, int]], horizon: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    inputs = [stream_inputs(table.scaled[a:b], table.cal[a:b]) for a, b in pieces]
-    targets = [stream_targets(table.scaled[a:b], horizon) for a, b in pieces]
-    return inputs, targets
+def _stream_table(
+    table: _Table, features: FeatureConfig, spec: ResolvedSpec, *, in_sample: bool
+) -> _StreamTable:
+    """Every series as a stream model reads it: against the fit made before each day, as serving
+    does (`in_sample=False`: forecasts at validation and test origins), or against one fit on the
+    training part (`in_sample=True`: what the network learns from, blind to later parts)."""
+    parts = []
+    for s in table.series:
+        if features.deseasonalized and in_sample:
+            seasonal = training_seasonal(s.values, s.split.val_start, features)
+            parts.append(in_sample_arrays(s.values, seasonal, s.scale, spec.horizon))
+            continue
+        source: SeasonalSource = NO_SEASON
+        min_periods = 0
+        if features.deseasonalized:
+            source = HistorySeasonal(s.values, s.timestamps, SeasonalFitter(features.seasonal()))
+            train_history = min(s.split.val_start, features.fit_steps)
+            min_periods = len(usable_periods(features.seasonal_periods, train_history))
+        parts.append(
+            stream_arrays(
+                s.values, s.timestamps, s.scale, spec.horizon, spec.steps_per_day, source, min_periods
+            )
+        )
+    return _StreamTable(
+        z=np.concatenate([p.z for p in parts]),
+        scale=np.concatenate([np.full(len(s.values), s.scale) for s in table.series]),
+        ahead=np.concatenate([p.ahead for p in parts]),
+        targets=np.concatenate([p.targets for p in parts]),
+        usable=np.concatenate([p.usable for p in parts]),
+    )
 
 
 def _pad(arrays: list[np.ndarray]) -> np.ndarray:
@@ -308,55 +360,62 @@ def _pad(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _fit_stream(
-    spec: ResolvedSpec, features: FeatureConfig, table: _Table, callbacks: list[Any]
+    spec: ResolvedSpec, features: FeatureConfig, table: _Table, stream: _StreamTable, callbacks: list[Any]
 ) -> keras.Model:
-    # Training stream: the training part of every segment, laid end to end. Targets never reach
-    # past a piece's end, so nothing from the validation part is fitted.
-    inputs, targets = _stream_arrays(table, _stream_pieces(table, "train"), spec.horizon)
-    stream_x, stream_y = np.concatenate(inputs), np.concatenate(targets)
-    batch_size = min(spec.batch_size, len(stream_x) // spec.chunk)
-    if batch_size < 1:
+    # Training: the training part of every piece, cut into chunks dealt into lanes. Targets never
+    # reach past a piece's end, so nothing from the validation part is fitted.
+    train_pieces = stream.pieces(table, "train")
+    layout = windows.stateful_layout(train_pieces, spec.chunk, spec.batch_size)
+    if layout.batches == 0:
         raise TrainingDataError(
-            f"The training part has {len(stream_x)} readings, fewer than one chunk of "
-            f"{spec.chunk}; lower `chunk` or provide more data."
+            "The training part has no run of readings that a stream model can learn from; provide more data."
         )
-    x, y, weights = windows.stateful_batches(stream_x, stream_y, batch_size, spec.chunk)
+    inputs = np.zeros((len(stream.z), features.n_inputs), dtype=np.float32)
+    for (a, b), piece in zip(train_pieces, stream.inputs(table, train_pieces), strict=True):
+        inputs[a:b] = piece
+    targets = np.where(_targets_in(table, "train", spec.horizon)[:, None], stream.targets, np.nan)
+    x, y, weights = windows.stateful_batches(inputs, targets, stream.usable, layout, spec.chunk)
 
-    # Validation: each segment from its start up to the test part; loss only at steps whose
+    # Validation: each piece from its start up to the test part; loss only at steps whose
     # targets all lie in the validation part.
-    val_pieces = _stream_pieces(table, "validation")
-    val_inputs, val_targets = _stream_arrays(table, val_pieces, spec.horizon)
-    val_mask = np.zeros((len(val_pieces), max(b - a for a, b in val_pieces)), dtype=bool)
+    val_pieces = stream.pieces(table, "validation")
+    in_validation = _targets_in(table, "validation", spec.horizon)
+    val_mask = np.zeros((len(val_pieces), max((b - a for a, b in val_pieces), default=0)), dtype=bool)
     for i, (a, b) in enumerate(val_pieces):
-        position = np.arange(a, b)
-        known = ~np.isnan(val_targets[i]).any(axis=1)
-        val_mask[i, : b - a] = known & (position >= _global_val_start(table, a))
+        known = ~np.isnan(stream.targets[a:b]).any(axis=1)
+        val_mask[i, : b - a] = known & in_validation[a:b]
     if not val_mask.any():
         raise TrainingDataError("The validation part has no complete forecast horizon.")
+    val_targets = _pad([stream.targets[a:b] for a, b in val_pieces])
 
-    network = build_network(spec, features.n_inputs, batch_size=batch_size, stateful=True)
+    network = build_network(spec, features.n_inputs, batch_size=layout.lanes, stateful=True)
     twin = build_network(spec, features.n_inputs)
     _compile(network, spec)
-    validation = _StreamValidation(twin, _pad(val_inputs), np.nan_to_num(_pad(val_targets)), val_mask)
+    validation = _StreamValidation(
+        twin, _pad(stream.inputs(table, val_pieces)), np.nan_to_num(val_targets), val_mask, spec.loss
+    )
     network.fit(
         x,
         y,
         sample_weight=weights,
-        batch_size=batch_size,
+        batch_size=layout.lanes,
         epochs=spec.epochs,
         shuffle=False,
-        callbacks=[_ResetStates(), validation, *callbacks],
+        callbacks=[_CarryStates(~layout.reset), validation, *callbacks],
         verbose=0,
     )
     twin.set_weights(network.get_weights())
     return twin
 
 
-def _global_val_start(table: _Table, position: int) -> int:
-    for s, offset in zip(table.series, table.offsets, strict=True):
-        if offset <= position < offset + len(s.values):
-            return offset + s.split.val_start
-    raise AssertionError(position)
+def _targets_in(table: _Table, part: windows.Part, horizon: int) -> np.ndarray:
+    """Per global position: whether all `horizon` targets of an origin there lie in `part`."""
+    out = []
+    for s in table.series:
+        lo, hi = windows.part_bounds(s.split, part)
+        position = np.arange(len(s.values))
+        out.append((position >= lo - 1) & (position + horizon < hi))
+    return np.concatenate(out)
 
 
 def _origin_forecasts(
@@ -366,18 +425,21 @@ def _origin_forecasts(
     table: _Table,
     part: windows.Part,
     every: int,
+    stream: _StreamTable | None = None,
 ) -> tuple[evaluation.Forecasts, np.ndarray]:
     """Model and seasonal-naive forecasts (original units) at the origins of `part`."""
     ends = table.ends(part, spec, every=every)
-    if spec.stateful:
-        relative = _stream_forecasts_at(network, spec, table, ends)
+    if stream is not None:
+        relative, found = _stream_forecasts_at(network, table, stream, ends)
+        ends, relative = ends[found], relative[found]
+        stream_model = stream.ahead[ends] + stream.scale[ends, None] * relative.astype(np.float64)
     parts = []
-    predict = None if spec.stateful else compiled_predict(network)
+    predict = None if stream is not None else compiled_predict(network)
     for s, offset in zip(table.series, table.offsets, strict=True):
         mine = (ends >= offset) & (ends < offset + len(s.values))
         local = ends[mine] - offset
         if predict is None:
-            model = to_values(relative[mine], s.values[local], s.scale)
+            model = s.values[local][:, None] + stream_model[mine]
         else:
             # The serving path: inputs from the readings before each origin (seasonal refitted).
             fitter = SeasonalFitter(features.seasonal()) if features.deseasonalized else None
@@ -403,22 +465,19 @@ def _origin_forecasts(
 
 
 def _stream_forecasts_at(
-    network: keras.Model, spec: ResolvedSpec, table: _Table, ends: np.ndarray
-) -> np.ndarray:
-    """Run each whole segment through the twin once and read the forecasts at `ends`."""
-    pieces = [
-        (offset + start, offset + stop)
-        for s, offset in zip(table.series, table.offsets, strict=True)
-        for start, stop in s.segments
-        if stop - start > 1
-    ]
-    inputs, _ = _stream_arrays(table, pieces, spec.horizon)
-    per_step = compiled_predict(network)(_pad(inputs))
-    out = np.empty((len(ends), spec.horizon), dtype=np.float32)
+    network: keras.Model, table: _Table, stream: _StreamTable, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run each whole piece through the twin once and read the outputs at `ends` (and which
+    `ends` lie in a piece)."""
+    pieces = stream.pieces(table, "test")
+    per_step = compiled_predict(network)(_pad(stream.inputs(table, pieces)))
+    out = np.zeros((len(ends), per_step.shape[-1]), dtype=np.float32)
+    found = np.zeros(len(ends), dtype=bool)
     for i, (a, b) in enumerate(pieces):
         mine = (ends >= a) & (ends < b)
         out[mine] = per_step[i, ends[mine] - a]
-    return out
+        found |= mine
+    return out, found
 
 
 def _data_range(s: PreparedSeries) -> dict[str, Any]:
@@ -507,19 +566,27 @@ def train(
         monitor="val_loss", patience=resolved.patience, restore_best_weights=True
     )
     callbacks = [early_stopping, control]
-    fit = _fit_stream if resolved.stateful else _fit_windows
-    network = fit(resolved, features, table, callbacks)
+    stream = _stream_table(table, features, resolved, in_sample=False) if resolved.stateful else None
+    if stream is not None:
+        learnt = _stream_table(table, features, resolved, in_sample=True)
+        network = _fit_stream(resolved, features, table, learnt, callbacks)
+    else:
+        network = _fit_windows(resolved, features, table, callbacks)
     if control.cancelled:
         raise TrainingCancelled("Training was cancelled.")
 
-    validation, _ = _origin_forecasts(network, resolved, features, table, "validation", every=1)
+    validation, _ = _origin_forecasts(
+        network, resolved, features, table, "validation", every=1, stream=stream
+    )
     if len(validation.actual) == 0:
         raise TrainingDataError("The validation part has no complete forecast horizon.")
     # Conformal quantiles per horizon step over every validation origin (rolling): a 95% quantile
     # needs at least 19 errors per step, far more than one origin per day gives.
     scaled_errors = np.abs(validation.model - validation.actual) / validation.scale[:, None]
     conformal = evaluation.conformal_quantiles(scaled_errors)
-    test, _ = _origin_forecasts(network, resolved, features, table, "test", every=resolved.seasonal_period)
+    test, _ = _origin_forecasts(
+        network, resolved, features, table, "test", every=resolved.seasonal_period, stream=stream
+    )
     if len(test.actual) == 0:
         raise TrainingDataError("The test part has no complete forecast horizon.")
     metrics = evaluation.report(

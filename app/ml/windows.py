@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -50,32 +51,84 @@ def window_ends(
     return np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
 
 
-def stateful_batch_starts(n_steps: int, batch_size: int, chunk: int) -> np.ndarray:
-    """Start positions (n_batches, batch_size) of stateful training chunks.
+# A stream model's epoch is cut into at least this many batches, so that the state is carried
+# from batch to batch many times per epoch; series too short for that train on one lane.
+MIN_STATEFUL_BATCHES = 32
 
-    The stream is cut into `batch_size` contiguous lanes; lane s of batch b+1 starts where lane s
-    of batch b stopped, so the state a layer carries from one batch to the next belongs to the
-    readings that come next. The tail that does not fill a whole batch is dropped.
+
+@dataclass(frozen=True)
+class StatefulLayout:
+    """How a stream model's training pieces are cut into chunks and laid into lanes.
+
+    Each piece (a run of usable readings) is cut into `chunk`-step chunks; its last chunk may be
+    shorter and is padded (padding weighs nothing), so no reading is dropped. The chunks, in
+    order, are dealt into `lanes` contiguous lanes: lane s of batch b+1 continues lane s of
+    batch b, and a lane's state is reset wherever it starts a new piece (`reset`).
+
+    Attributes:
+        starts: (n_batches, lanes) global position where each chunk starts, -1 for padding.
+        lengths: (n_batches, lanes) readings in each chunk (0 for padding).
+        reset: (n_batches, lanes) True where the lane's state must start from zero.
     """
-    n_batches = n_steps // (batch_size * chunk)
-    lane_steps = n_batches * chunk
-    return (np.arange(batch_size)[None, :] * lane_steps) + (np.arange(n_batches)[:, None] * chunk)
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    reset: np.ndarray
+
+    @property
+    def lanes(self) -> int:
+        return int(self.starts.shape[1])
+
+    @property
+    def batches(self) -> int:
+        return int(self.starts.shape[0])
+
+
+def stateful_layout(pieces: list[tuple[int, int]], chunk: int, max_lanes: int) -> StatefulLayout:
+    """Lay `pieces` ([start, stop) global positions) into lanes of `chunk`-step chunks.
+
+    The number of lanes is the largest (up to `max_lanes`) that still gives every epoch at least
+    `MIN_STATEFUL_BATCHES` batches.
+    """
+    starts, lengths, first = [], [], []
+    for a, b in pieces:
+        for c in range(a, b, chunk):
+            starts.append(c)
+            lengths.append(min(chunk, b - c))
+            first.append(c == a)
+    n_chunks = len(starts)
+    if n_chunks == 0:
+        return StatefulLayout(*(np.zeros((0, 1), dtype=t) for t in (np.int64, np.int64, bool)))
+    lanes = int(np.clip(n_chunks // MIN_STATEFUL_BATCHES, 1, max_lanes))
+    per_lane = -(-n_chunks // lanes)
+    pad = lanes * per_lane - n_chunks
+    # Chunk i goes to lane i // per_lane, batch i % per_lane.
+    grid_starts = np.array(starts + [-1] * pad, dtype=np.int64).reshape(lanes, per_lane).T
+    grid_lengths = np.array(lengths + [0] * pad, dtype=np.int64).reshape(lanes, per_lane).T
+    grid_first = np.array(first + [True] * pad, dtype=bool).reshape(lanes, per_lane).T
+    grid_first[0, :] = True  # every lane begins an epoch from zero state
+    return StatefulLayout(starts=grid_starts, lengths=grid_lengths, reset=grid_first)
 
 
 def stateful_batches(
-    inputs: np.ndarray, targets: np.ndarray, batch_size: int, chunk: int
+    inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray, layout: StatefulLayout, chunk: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Arrays for `fit(..., batch_size=batch_size, shuffle=False)` of a stateful network.
+    """Arrays for `fit(..., batch_size=layout.lanes, shuffle=False)` of a stateful network.
 
     Args:
-        inputs: per-step inputs (L, F) of the training stream.
-        targets: per-step targets (L, H), NaN where a target is unknown.
+        inputs: per-position inputs (N, F).
+        targets: per-position targets (N, H), NaN where a target is unknown.
+        weights: per-position weight (N,): 0 where the reading is not to be learnt.
     Returns:
-        x (n_batches * batch_size, chunk, F), y (..., chunk, H) with NaN replaced by 0, and the
-        per-step sample weights (..., chunk): 0 where any target is unknown.
+        x (batches * lanes, chunk, F), y (..., chunk, H) with NaN replaced by 0, and the
+        per-step sample weights (..., chunk): 0 for padding and where any target is unknown.
     """
-    starts = stateful_batch_starts(len(inputs), batch_size, chunk).reshape(-1)
-    index = starts[:, None] + np.arange(chunk)[None, :]
+    starts = layout.starts.reshape(-1)
+    lengths = layout.lengths.reshape(-1)
+    steps = np.arange(chunk)[None, :]
+    inside = steps < lengths[:, None]
+    index = np.where(inside, starts[:, None] + steps, 0)
+    x = np.where(inside[..., None], inputs[index], 0.0).astype(np.float32)
     y = targets[index]
-    known = ~np.isnan(y).any(axis=-1)
-    return inputs[index], np.nan_to_num(y, nan=0.0), known.astype(np.float32)
+    known = inside & ~np.isnan(y).any(axis=-1) & (weights[index] > 0)
+    return x, np.nan_to_num(y, nan=0.0).astype(np.float32), known.astype(np.float32)

@@ -23,9 +23,11 @@ from app.db.tables import ForecastModel, Series, Stream, utcnow
 from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
 from app.ml.forecaster import Forecast, Forecaster
+from app.ml.stream_seasonal import SeasonalSource
 from app.streams import accuracy
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
+from app.streams.seasonal_fits import seasonal_source
 from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
 
@@ -104,7 +106,8 @@ def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, strea
     stream.model_id = model.id
     stream.state = state
     stream.last_ts = _state_ts(state)
-    stream.next_forecast = _next(forecaster, state)
+    stream.next_forecast = _next(forecaster, state, seasonal_source(
+        session=session, series=series, model_id=model.id, forecaster=forecaster))
     stream.accuracy = None
     stream.updated_at = utcnow()
 
@@ -161,8 +164,10 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
             result.filled += iso_many(following(prev, series.freq, gap))
     state = stream.state or forecaster.initial_state(series.name)
     grid, full = on_grid(ts, values, series.freq)
+    seasonal = seasonal_source(session=session, series=series, model_id=model.id,
+                               forecaster=forecaster)
     try:
-        state, means = forecaster.advance(full, to_index(grid), state)
+        state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
         raise Conflict(f"The model cannot follow these readings: {exc}") from None
     widths = _one_step_widths(forecaster, series)
@@ -264,10 +269,11 @@ def _state_ts(state: dict[str, Any]) -> int | None:
     return None if last is None else int(pd.Timestamp(last).value // NS_PER_S)
 
 
-def _next(forecaster: Forecaster, state: dict[str, Any]) -> dict[str, Any] | None:
+def _next(forecaster: Forecaster, state: dict[str, Any],
+          seasonal: SeasonalSource | None) -> dict[str, Any] | None:
     """The one-step forecast and intervals from `state`, or None before it can forecast."""
     try:
-        forecast = forecaster.forecast_from_state(state, 1)
+        forecast = forecaster.forecast_from_state(state, 1, seasonal=seasonal)
     except ValueError:
         return None
     return points(forecast)[0]
@@ -296,18 +302,22 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, stream: Stream,
     forecaster = cache.get(model.id, model.ready_at)
     if stream.state is None:
         raise Conflict("The stream has no state yet")
-    return run_forecast(forecaster, stream.state, horizon, levels)
+    series = session.get(Series, stream.series_id)
+    assert series is not None
+    seasonal = seasonal_source(session=session, series=series, model_id=model.id,
+                               forecaster=forecaster)
+    return run_forecast(forecaster, stream.state, horizon, levels, seasonal)
 
 
 def run_forecast(forecaster: Forecaster, state: dict[str, Any], horizon: int,
-                 levels: tuple[int, ...]) -> Forecast:
+                 levels: tuple[int, ...], seasonal: SeasonalSource | None = None) -> Forecast:
     """Roll out from `state`, turning the forecaster's complaints into client errors."""
     unknown = [level for level in levels if level not in forecaster.quantiles]
     if unknown:
         raise Invalid(f"Intervals are calibrated for levels {sorted(forecaster.quantiles)}",
                       errors=[field_error("level", unknown, "not a calibrated level")])
     try:
-        return forecaster.forecast_from_state(state, horizon, levels)
+        return forecaster.forecast_from_state(state, horizon, levels, seasonal=seasonal)
     except ValueError as exc:
         raise Conflict(f"Cannot forecast yet: {exc}") from None
 

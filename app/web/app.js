@@ -26,7 +26,7 @@ const SPEC_FIELDS = [
   { name: "window", kind: "int", value: "", placeholder: "one day" },
   { name: "deseasonalize", kind: "select", options: ["mstl", "none"], value: "mstl" },
   { name: "calendar", kind: "select", options: ["auto", "on", "off"], value: "auto" },
-  { name: "stateful", kind: "bool", value: false },
+  { name: "stateful", kind: "select", options: ["auto", "on", "off"], value: "auto" },
   { name: "bidirectional", kind: "bool", value: false },
   { name: "auto", kind: "bool", value: false },
   { name: "budget_s", kind: "int", value: "", placeholder: "600", advanced: true },

@@ -50,6 +50,10 @@ CASES = {
     "gru_bidirectional": ModelSpec(cell="gru", bidirectional=True, horizon=2, **TINY),
     # The default recipe's inputs: the series minus its MSTL seasonal component.
     "gru_mstl": ModelSpec(cell="gru", horizon=4, **{**TINY, "deseasonalize": "mstl"}),
+    # A stream model over the same: each reading against the fit made before its day.
+    "gru_stream_mstl": ModelSpec(
+        cell="gru", stateful=True, horizon=4, chunk=12, **{**TINY, "deseasonalize": "mstl"}
+    ),
 }
 
 

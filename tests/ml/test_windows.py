@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.ml.data import Split
-from app.ml.windows import stateful_batch_starts, stateful_batches, window_ends
+from app.ml.windows import MIN_STATEFUL_BATCHES, stateful_batches, stateful_layout, window_ends
 
 SPLIT = Split(n=100, val_start=60, test_start=80)
 
@@ -19,21 +19,48 @@ def test_window_ends_keep_targets_in_their_part_and_inside_segments() -> None:
     np.testing.assert_array_equal(test, [79, 84, 89, 94])
 
 
-def test_stateful_batches_continue_every_lane_where_the_last_batch_stopped() -> None:
-    starts = stateful_batch_starts(n_steps=103, batch_size=4, chunk=5)
-    assert starts.shape == (5, 4)  # 103 // 20 batches; the 3-step tail is dropped
-    np.testing.assert_array_equal(starts[1:] - starts[:-1], 5)  # contiguous in time
-    np.testing.assert_array_equal(starts[0], [0, 25, 50, 75])  # disjoint lanes
-    covered = np.sort((starts.reshape(-1)[:, None] + np.arange(5)).reshape(-1))
-    np.testing.assert_array_equal(covered, np.arange(100))  # every step exactly once
+def test_a_year_of_half_hourly_readings_trains_on_many_batches_and_drops_no_chunk() -> None:
+    # A year of readings, 10% validation and 10% test: the training part as one piece.
+    n_train = int(365 * 48 * 0.8)
+    layout = stateful_layout([(0, n_train)], chunk=48, max_lanes=64)
+    assert layout.batches >= MIN_STATEFUL_BATCHES
+    assert layout.lanes > 1
+    chunks = layout.lengths[layout.lengths > 0]
+    assert chunks.sum() == n_train  # every reading is trained on
+    assert (chunks < 48).sum() <= 1  # at most one chunk is short, and it is padded
 
 
-def test_stateful_batch_arrays_are_contiguous_per_lane() -> None:
+def test_lane_s_of_batch_b_plus_1_continues_lane_s_of_batch_b() -> None:
+    layout = stateful_layout([(0, 17_520)], chunk=48, max_lanes=64)
+    starts, lengths = layout.starts, layout.lengths
+    following = (starts[1:] >= 0) & (starts[:-1] >= 0)
+    np.testing.assert_array_equal((starts[1:] - starts[:-1])[following], lengths[:-1][following])
+    assert layout.reset[0].all() and not layout.reset[1:][following].any()
+    chunks = zip(starts.flat, lengths.flat, strict=True)
+    covered = np.sort(np.concatenate([np.arange(a, a + n) for a, n in chunks if n]))
+    np.testing.assert_array_equal(covered, np.arange(17_520))  # every step exactly once
+
+
+def test_a_lane_restarts_its_state_where_it_enters_a_new_piece() -> None:
+    # Three pieces (gaps between them), one lane: the state resets at each piece's first chunk.
+    layout = stateful_layout([(0, 10), (12, 27), (30, 35)], chunk=5, max_lanes=1)
+    assert layout.lanes == 1
+    np.testing.assert_array_equal(layout.starts[:, 0], [0, 5, 12, 17, 22, 30])
+    np.testing.assert_array_equal(layout.reset[:, 0], [True, False, True, False, False, True])
+
+
+def test_short_series_train_on_one_lane() -> None:
+    layout = stateful_layout([(0, 300)], chunk=10, max_lanes=64)
+    assert layout.lanes == 1 and layout.batches == 30
+
+
+def test_stateful_batch_arrays_follow_the_layout_and_weigh_out_padding() -> None:
     steps = np.arange(103, dtype=np.float32)
     inputs = steps[:, None]
     targets = np.concatenate([steps[1:], [np.nan]])[:, None]
-    x, y, w = stateful_batches(inputs, targets, batch_size=4, chunk=5)
-    x = x.reshape(5, 4, 5)  # (batch, lane, step)
-    for lane in range(4):
-        np.testing.assert_array_equal(x[:, lane].reshape(-1), np.arange(25) + 25 * lane)
-    assert w.min() == 1.0 and y.shape == (20, 5, 1)
+    layout = stateful_layout([(0, 103)], chunk=5, max_lanes=4)
+    x, _, w = stateful_batches(inputs, targets, np.ones(103), layout, chunk=5)
+    assert layout.lanes == 1  # 21 chunks give fewer than 32 batches per lane already
+    np.testing.assert_array_equal(x[:, :, 0].reshape(-1)[:103], np.arange(103))
+    assert w.reshape(-1)[:102].min() == 1.0  # every known target is learnt
+    assert w.reshape(-1)[102:].max() == 0.0  # the unknown last target and the padding are not

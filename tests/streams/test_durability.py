@@ -23,9 +23,11 @@ def reference_state(artifact: Path, readings: int) -> dict[str, Any]:
     """What one sequential server ends with: warmed over WARM readings, then one at a time."""
     forecaster = Forecaster.load(artifact)
     stamps, values = hourly_values()
-    state = forecaster.warm(values[:WARM], stamps[:WARM], forecaster.initial_state("load"))
+    seasonal = forecaster.history_seasonal(values, stamps) if forecaster.needs_seasonal else None
+    state = forecaster.warm(values[:WARM], stamps[:WARM], forecaster.initial_state("load"),
+                            seasonal=seasonal)
     for i in range(WARM, readings):
-        state = forecaster.warm(values[i:i + 1], stamps[i:i + 1], state)
+        state = forecaster.warm(values[i:i + 1], stamps[i:i + 1], state, seasonal=seasonal)
     return state
 
 

@@ -1,15 +1,19 @@
 """Streams through the HTTP API: ground truth against Keras, exactly-once, gaps, models."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from app.ml.artifacts import KERAS_FILE, load_meta
-from app.ml.features import FeatureConfig, calendar, stream_inputs, to_values
+from app.ml.features import FeatureConfig, calendar
+from app.ml.forecaster import Forecaster
 from app.ml.spec import ResolvedSpec
+from app.ml.stream_seasonal import NO_SEASON, boundaries, change_inputs, seasonal_ahead, seasonal_at
 from tests.api.helpers import assert_problem, count_rows
 from tests.streams.conftest import hourly_values, install_model, load_series
 
@@ -29,10 +33,17 @@ def keras_stateful_forecasts(artifact: Path, values: np.ndarray, stamps: object)
     trained = keras.saving.load_model(artifact / KERAS_FILE, compile=False)
     stepper = build_network(spec, features.n_inputs, batch_size=1, stateful=True)
     stepper.set_weights(trained.get_weights())
-    x = stream_inputs(values / scale, calendar(stamps, features))  # type: ignore[arg-type]
-    outputs = [np.asarray(stepper(x[None, i:i + 1], training=False))[0, -1]
+    # Each reading minus the seasonal fit made before its day (none for a raw stream model).
+    forecaster = Forecaster.load(artifact)
+    source = forecaster.history_seasonal(values, stamps) if forecaster.needs_seasonal else NO_SEASON
+    step = stamps[1] - stamps[0]  # type: ignore[index]
+    seasonal, _ = seasonal_at(source, stamps, boundaries(stamps, spec.steps_per_day), step)
+    ahead, _ = seasonal_ahead(source, stamps, step, spec.horizon, spec.steps_per_day)
+    z = values - seasonal
+    x = np.concatenate([change_inputs(z, scale, None)[:, None], calendar(stamps, features)], axis=1)
+    outputs = [np.asarray(stepper(x[None, i:i + 1].astype(np.float32), training=False))[0, -1]
                for i in range(len(x))]
-    return to_values(np.array(outputs), values, scale)
+    return values[:, None] + ahead + scale * np.array(outputs, dtype=np.float64)
 
 
 def post(client: TestClient, auth: dict[str, str], stream: str, readings: list[tuple[str, float]],
@@ -205,3 +216,43 @@ def test_stream_readings_follow_the_upload_rules(client: TestClient, auth: dict[
     problem = assert_problem(post(client, auth, "r", [(t, 1.0), (t, 1.0)]), 422, "readings[1].ts")
     assert "repeat" in problem["detail"]
     assert count_rows(settings.database_url, "readings") == WARM
+
+
+def test_stream_rows_hold_only_the_state_and_share_one_seasonal_fit_a_day(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    """Two streams on one series: each row holds h, c and the last reading (no history), and the
+    seasonal fits their readings are read against are made once per day and shared."""
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifacts["lstm_stateful"], sid)
+    for name in ("a", "b"):
+        created = client.post("/v1/streams", json={"series_id": sid, "stream_id": name},
+                              headers=auth)
+        assert created.status_code == 201, created.text
+    fits_after_warm = count_rows(settings.database_url, "seasonal_fits")
+    days_warmed = len({t.floor("D") for t in hourly_values()[0][:WARM]})
+    assert fits_after_warm == days_warmed  # one fit per day, made once for both streams
+    stamps, values = hourly_values()
+    for i in range(WARM, WARM + 30):  # across a midnight: one new fit, for both streams
+        for name in ("a", "b"):
+            response = post(client, auth, name, [(stamps[i].isoformat(), float(values[i]))])
+            assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    new_days = len({t.floor("D") for t in stamps[WARM:WARM + 31]}) - 1
+    assert count_rows(settings.database_url, "seasonal_fits") == fits_after_warm + new_days
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT state, next_forecast, accuracy FROM streams")).all()
+    engine.dispose()
+    for state, next_forecast, accuracy in rows:
+        state = state if isinstance(state, dict) else json.loads(state)
+        assert set(state) == {"kind", "series", "network", "last_value", "last_z",
+                              "last_timestamp", "readings"}
+        size = sum(len(v if isinstance(v, str) else json.dumps(v))
+                   for v in (state, next_forecast, accuracy))
+        assert size < 4096
+    # A changed reading before a fit's day drops the fits that read it.
+    changed = {"readings": [{"ts": stamps[WARM - 30].isoformat(), "value": 500.0}]}
+    assert client.post(f"/v1/series/{sid}/readings?on_conflict=replace", json=changed,
+                       headers=auth).status_code == 200
+    assert count_rows(settings.database_url, "seasonal_fits") < fits_after_warm

@@ -13,6 +13,7 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series
 from app.errors import Conflict, Invalid, field_error
 from app.streams.history import history_state
+from app.streams.seasonal_fits import seasonal_source
 from app.streams.service import points, run_forecast
 
 router = APIRouter(tags=["forecasts"])
@@ -58,6 +59,8 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     forecaster = cache.get(model.id, model.ready_at)
     state = history_state(session=session, forecaster=forecaster, model_id=model.id,
                           series=series, max_steps=settings.stream_warm_steps)
-    forecast = run_forecast(forecaster, state, horizon, tuple(level))
+    seasonal = seasonal_source(session=session, series=series, model_id=model.id,
+                               forecaster=forecaster)
+    forecast = run_forecast(forecaster, state, horizon, tuple(level), seasonal)
     session.commit()
     return forecast_out(series, model, points(forecast))

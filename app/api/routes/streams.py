@@ -28,6 +28,7 @@ from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy
 from app.streams import service as streams
+from app.streams.seasonal_fits import seasonal_source
 from app.timegrid import NS_PER_S, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
@@ -107,15 +108,15 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
     batch = _batch(body, series.freq)
     applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
                                                  stream=stream, batch=batch, rewarm=rewarm)
-    # A window model needs a full window before it forecasts: until then the readings are
-    # applied and stored all the same, and the answer's forecast is empty.
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     forecast: list[dict[str, object]] = []
-    if stream.state is not None:
+    if stream.state is not None and stream.model_id is not None:
+        seasonal = seasonal_source(session=session, series=series, model_id=stream.model_id,
+                                   forecaster=forecaster)
         with contextlib.suppress(Conflict):
             forecast = streams.points(streams.run_forecast(forecaster, stream.state, horizon,
-                                                           tuple(level)))
+                                                           tuple(level), seasonal))
     session.commit()
     STREAM_READINGS.inc(len(applied.applied))
     return StreamPosted(

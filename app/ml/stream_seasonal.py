@@ -1,0 +1,178 @@
+"""Deseasonalised stream models: every reading is read against a seasonal fit made before its day.
+
+A stream (stateful) model steps once per reading, so whatever it reads must be known when the
+reading arrives. Its input is the change of the deseasonalised series z = y - s, where s comes
+from the MSTL fit on the readings before the start of the reading's day (daily data: before the
+reading itself). That is one fit per series and day, which serving makes once and every stream
+of the series shares.
+
+The forecast at origin t is `y_t + (S(t+k) - S(t)) + scale * output_k`: the network forecasts
+the change of z, and S, the fit whose boundary is the day of the first forecast step, puts the
+seasonal profile back. Training builds inputs and targets with exactly these fits (`stream_arrays`),
+so the network learns what serving will ask of it.
+
+Never imports TensorFlow: the forecaster uses it at serving time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+
+
+def boundaries(timestamps: pd.DatetimeIndex, steps_per_day: float) -> pd.DatetimeIndex:
+    """The boundary of the fit each timestamp is read against: its day's start (daily: itself)."""
+    return timestamps.floor("D") if steps_per_day > 1 else timestamps
+
+
+def offsets(timestamps: pd.DatetimeIndex, bounds: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
+    """Steps from each boundary to its timestamp."""
+    return ((timestamps.asi8 - bounds.asi8) // step.value).astype(np.int64)
+
+
+class SeasonalSource(Protocol):
+    """Where the seasonal fits come from: the history at hand, or fits stored per series and day."""
+
+    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
+        """The fit on the readings before `boundary`."""
+        ...
+
+
+class _NoSeason:
+    """The seasonal source of a raw stream model: no seasonal component at all."""
+
+    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
+        return SeasonalCycles(())
+
+
+NO_SEASON: SeasonalSource = _NoSeason()
+
+
+class HistorySeasonal:
+    """Fits made from a block of history on the grid (training, and forecasts from history)."""
+
+    def __init__(self, values: np.ndarray, timestamps: pd.DatetimeIndex, fitter: SeasonalFitter) -> None:
+        self.values = np.asarray(values, dtype=np.float64)
+        self.ns = pd.DatetimeIndex(timestamps).asi8
+        self.fitter = fitter
+        self._fits: dict[int, SeasonalCycles] = {}
+
+    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
+        key = boundary.value
+        fit = self._fits.get(key)
+        if fit is None:
+            stop = int(np.searchsorted(self.ns, key, side="left"))
+            fit = self._fits[key] = self.fitter.cycles_before(self.values, stop)
+        return fit
+
+
+def seasonal_at(
+    source: SeasonalSource, timestamps: pd.DatetimeIndex, bounds: pd.DatetimeIndex, step: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray]:
+    """The component at each timestamp from the fit of its boundary, and how many periods it had."""
+    out = np.empty(len(timestamps))
+    periods = np.empty(len(timestamps), dtype=np.int64)
+    codes, unique = pd.factorize(bounds)
+    steps = offsets(timestamps, bounds, step)
+    for code, boundary in enumerate(unique):
+        mine = codes == code
+        fit = source.cycles(pd.Timestamp(boundary))
+        out[mine] = fit.at(steps[mine])
+        periods[mine] = len(fit.cycles)
+    return out, periods
+
+
+def seasonal_ahead(
+    source: SeasonalSource,
+    timestamps: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    horizon: int,
+    steps_per_day: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """S(t+k) - S(t) for k = 1..horizon at each origin t, with S the fit of t's first forecast
+    step; and how many periods that fit had. Shapes (T, horizon) and (T,)."""
+    bounds = boundaries(timestamps + step, steps_per_day)
+    out = np.empty((len(timestamps), horizon))
+    periods = np.empty(len(timestamps), dtype=np.int64)
+    codes, unique = pd.factorize(bounds)
+    steps = offsets(timestamps, bounds, step)
+    ahead = np.arange(horizon + 1)
+    for code, boundary in enumerate(unique):
+        mine = codes == code
+        fit = source.cycles(pd.Timestamp(boundary))
+        path = fit.at(steps[mine][:, None] + ahead[None, :])
+        out[mine] = path[:, 1:] - path[:, :1]
+        periods[mine] = len(fit.cycles)
+    return out, periods
+
+
+@dataclass(frozen=True)
+class StreamArrays:
+    """What a deseasonalised stream model reads and learns at every position of one series.
+
+    Attributes:
+        z: the deseasonalised readings (NaN where unknown).
+        ahead: S(t+k) - S(t), (T, horizon), in the series' units.
+        targets: (y[t+k] - y[t] - ahead) / scale, NaN past the end or over missing readings.
+        usable: positions whose reading and both fits are known, with every period the
+            training part supports (earlier fits, on less history, see a different profile).
+    """
+
+    z: np.ndarray
+    ahead: np.ndarray
+    targets: np.ndarray
+    usable: np.ndarray
+
+
+def stream_arrays(
+    values: np.ndarray,
+    timestamps: pd.DatetimeIndex,
+    scale: float,
+    horizon: int,
+    steps_per_day: float,
+    source: SeasonalSource,
+    min_periods: int,
+) -> StreamArrays:
+    """Inputs and targets at every position, each reading against the fit made before its day:
+    exactly what serving computes, reading by reading."""
+    step = timestamps[1] - timestamps[0]
+    s, periods_in = seasonal_at(source, timestamps, boundaries(timestamps, steps_per_day), step)
+    ahead, periods_out = seasonal_ahead(source, timestamps, step, horizon, steps_per_day)
+    usable = ~np.isnan(values) & (periods_in >= min_periods) & (periods_out >= min_periods)
+    return _arrays(values, s, ahead, scale, usable)
+
+
+def in_sample_arrays(values: np.ndarray, seasonal: np.ndarray, scale: float, horizon: int) -> StreamArrays:
+    """Inputs and targets against one seasonal path over the whole series (a fit on the training
+    part, extended past it): the cleanest deseasonalised series to learn from.
+
+    Learning from daily refits instead, as serving reads them, scored MASE 0.562 against 0.526 on
+    the half-hourly benchmark: the early refits see two or three weeks and add noise to z.
+    """
+    padded = np.concatenate([seasonal, np.full(horizon, np.nan)])
+    ahead = _following(padded, horizon, len(values)) - seasonal[:, None]
+    return _arrays(values, seasonal, ahead, scale, ~np.isnan(values))
+
+
+def _following(padded: np.ndarray, horizon: int, n: int) -> np.ndarray:
+    """(n, horizon): the `horizon` values after each of the first n positions."""
+    return np.lib.stride_tricks.sliding_window_view(padded[1:], horizon)[:n]
+
+
+def _arrays(
+    values: np.ndarray, seasonal: np.ndarray, ahead: np.ndarray, scale: float, usable: np.ndarray
+) -> StreamArrays:
+    horizon = ahead.shape[1]
+    future = _following(np.concatenate([values, np.full(horizon, np.nan)]), horizon, len(values))
+    targets = (future - values[:, None] - ahead) / scale
+    return StreamArrays(z=values - seasonal, ahead=ahead, targets=targets.astype(np.float32), usable=usable)
+
+
+def change_inputs(z: np.ndarray, scale: float, previous: float | None) -> np.ndarray:
+    """Each reading's change of z since the previous one, scaled; 0 for a stream's first."""
+    return np.diff(z / scale, prepend=(z[0] if previous is None else previous) / scale)

@@ -1,0 +1,72 @@
+"""Seasonal fits of deseasonalised stream models, made once per series, model and day, stored.
+
+Every reading of such a model is read against the MSTL fit on the readings before its day
+(`app/ml/stream_seasonal.py`). The first request that needs a day's fit makes it from the stored
+readings and stores it in `seasonal_fits`; every stream of the series, on any replica, then
+reads it back with one primary-key lookup, so a stream's own row holds only its RNN state.
+"""
+
+import pandas as pd
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db.readings import fetch_readings
+from app.db.tables import SeasonalFit, Series
+from app.ml.forecaster import Forecaster
+from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+from app.ml.stream_seasonal import SeasonalSource
+from app.timegrid import NS_PER_S, on_grid, step_seconds
+
+
+class StoredSeasonal:
+    """The `SeasonalSource` of one series and model, backed by the `seasonal_fits` table."""
+
+    def __init__(self, *, session: Session, series: Series, model_id: int,
+                 forecaster: Forecaster) -> None:
+        self.session, self.series, self.model_id = session, series, model_id
+        self.fit_steps = forecaster.features.fit_steps
+        self.fitter = forecaster.fitter or SeasonalFitter(forecaster.features.seasonal())
+        self._fits: dict[int, SeasonalCycles] = {}
+
+    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
+        boundary_s = int(boundary.value // NS_PER_S)
+        fit = self._fits.get(boundary_s)
+        if fit is None:
+            fit = self._fits[boundary_s] = self._load(boundary_s) or self._fit(boundary_s)
+        return fit
+
+    def _load(self, boundary_s: int) -> SeasonalCycles | None:
+        row = self.session.get(SeasonalFit, (self.series.id, self.model_id, boundary_s))
+        return None if row is None else SeasonalCycles.from_lists(row.cycles)
+
+    def _fit(self, boundary_s: int) -> SeasonalCycles:
+        step_s = step_seconds(self.series.freq)
+        assert step_s is not None, "stream models train on fixed frequencies only"
+        ts, values = fetch_readings(session=self.session, series_id=self.series.id,
+                                    start_s=boundary_s - self.fit_steps * step_s,
+                                    end_s=boundary_s - 1)
+        _, history = on_grid(ts, values, self.series.freq)
+        fit = self.fitter.cycles_before(history, len(history))
+        try:
+            with self.session.begin_nested():
+                self.session.add(SeasonalFit(series_id=self.series.id, model_id=self.model_id,
+                                             boundary_ts=boundary_s, cycles=fit.to_lists()))
+        except IntegrityError:
+            pass  # another request stored the same fit first
+        return fit
+
+
+def seasonal_source(*, session: Session, series: Series, model_id: int,
+                    forecaster: Forecaster) -> SeasonalSource | None:
+    """The fits a model's stream steps read, or None for models that read none."""
+    if not forecaster.needs_seasonal:
+        return None
+    return StoredSeasonal(session=session, series=series, model_id=model_id,
+                          forecaster=forecaster)
+
+
+def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:
+    """Drop fits that read a reading at or after `first_changed_ts`."""
+    session.execute(delete(SeasonalFit).where(SeasonalFit.series_id == series_id,
+                                              SeasonalFit.boundary_ts > first_changed_ts))
