@@ -289,9 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         return make
 
     run("MSTL + last remainder (the stream model's start)", lambda s: mstl_last_remainder(p))
-    run("statecast default", method("statecast default", {}), args.seeds)
-    run("statecast stateful", method("statecast stateful", {"stateful": True}), args.seeds)
-    run("statecast window", method("statecast window", {"stateful": False}), args.seeds)
+    run("statecast stateful (the default)", method("statecast default", {}), args.seeds)
+    run("statecast window (stateful: false)", method("statecast window", {"stateful": False}), args.seeds)
     auto_name = f"statecast auto (budget {args.auto_budget_s} s)"
     run(auto_name, method(auto_name, {"auto": True, "budget_s": args.auto_budget_s}), args.seeds)
 
@@ -306,6 +305,34 @@ def main(argv: list[str] | None = None) -> int:
     plot(p, shown, bands_default, png)
     write_report(docs / "accuracy.md", args, p, rows, cover, auto_records, png.name, live)
     return 0
+
+
+# How the stream model got here (issue 9), measured on this protocol with `train`'s own test
+# metrics; kept in the report so that a rerun does not lose it.
+STREAM_MODEL_NOTES = [
+    "## Stream models: what was measured on the way",
+    "",
+    "Before: a stateful model read the raw series, trained on one batch per epoch and stopped early "
+    "on MSE while training on MAE: MASE 8.6. Each step below changed one thing (test MASE on this "
+    "protocol, one value per seed):",
+    "",
+    "| stream model | MASE |",
+    "|---|---|",
+    "| MSTL-deseasonalised inputs learnt from the daily refits serving reads, lanes with >= 32 "
+    "batches an epoch, MAE early stopping | 0.566, 0.563, 0.565 |",
+    "| the same with the head started at zero (from the seasonal fit plus the last level) | 0.567, 0.557 |",
+    "| learnt from one in-sample MSTL fit on the training part instead (the default) | 0.526, 0.526 |",
+    "| the default with calendar inputs | 0.523, 0.525 |",
+    "",
+    "Learning from the daily refits costs accuracy because the early refits see only two or three "
+    "weeks of data and add noise to the deseasonalised series; forecasts at validation and test "
+    "origins always read the refits, as serving does. Calendar inputs changed nothing beyond seed "
+    "noise and stay off for deseasonalised models. On this series the network's learnt correction "
+    "is close to zero: the stream model scores what the seasonal fit plus the last deseasonalised "
+    "level scores, and so does the window model. The stretch goal, below MSTL + AutoETS, is not met "
+    "(a tie at 0.525).",
+    "",
+]
 
 
 def write_report(
@@ -412,6 +439,7 @@ def write_report(
                 f"{record['seconds']} | {'yes' if record.get('chosen') else ''} |"
             )
         lines.append("")
+    lines += STREAM_MODEL_NOTES
     lines += [f"![forecasts at three origins with the default's 80% and 95% bands]({png})", ""]
     path.write_text("\n".join(lines))
 

@@ -40,16 +40,16 @@ TINY = {"units": 6, "epochs": 2, "window": 8, "batch_size": 16, "seed": 3, "dese
 
 # name -> spec of every model kind the forecaster must reproduce.
 CASES = {
-    "lstm_window": ModelSpec(cell="lstm", horizon=3, **TINY),
-    "gru_window": ModelSpec(cell="gru", layers=2, dropout=0.1, **TINY),
-    "simple_rnn_window": ModelSpec(cell="simple_rnn", calendar=False, **TINY),
+    "lstm_window": ModelSpec(cell="lstm", stateful=False, horizon=3, **TINY),
+    "gru_window": ModelSpec(cell="gru", stateful=False, layers=2, dropout=0.1, **TINY),
+    "simple_rnn_window": ModelSpec(cell="simple_rnn", stateful=False, calendar=False, **TINY),
     # 4 lanes of 12 steps: 480 readings leave no tail, so a planted leak would be fitted.
     "lstm_stateful": ModelSpec(cell="lstm", stateful=True, horizon=2, chunk=12, **{**TINY, "batch_size": 4}),
     "gru_stateful": ModelSpec(cell="gru", stateful=True, layers=2, chunk=12, **TINY),
     "simple_rnn_stateful": ModelSpec(cell="simple_rnn", stateful=True, chunk=12, **TINY),
     "gru_bidirectional": ModelSpec(cell="gru", bidirectional=True, horizon=2, **TINY),
     # The default recipe's inputs: the series minus its MSTL seasonal component.
-    "gru_mstl": ModelSpec(cell="gru", horizon=4, **{**TINY, "deseasonalize": "mstl"}),
+    "gru_mstl": ModelSpec(cell="gru", stateful=False, horizon=4, **{**TINY, "deseasonalize": "mstl"}),
     # A stream model over the same: each reading against the fit made before its day.
     "gru_stream_mstl": ModelSpec(
         cell="gru", stateful=True, horizon=4, chunk=12, **{**TINY, "deseasonalize": "mstl"}

@@ -9,13 +9,16 @@ from app.ml.spec import ModelSpec, resolve_spec
 def test_defaults() -> None:
     spec = ModelSpec()
     assert (spec.cell, spec.units, spec.layers, spec.dropout) == ("gru", 16, 1, 0.0)
-    assert (spec.stateful, spec.bidirectional, spec.horizon, spec.calendar) == (False, False, None, None)
+    assert (spec.stateful, spec.bidirectional, spec.horizon, spec.calendar) == (None, False, None, None)
+    # A stream model unless bidirectional: the model every stream's state belongs to.
+    assert spec.is_stream and not ModelSpec(bidirectional=True).is_stream
+    assert resolve_spec(spec, "30min").stateful and resolve_spec(spec, "30min").deseasonalize == "mstl"
     assert (spec.epochs, spec.patience, spec.window, spec.batch_size) == (40, 8, None, 64)
     assert (spec.deseasonalize, spec.loss, spec.auto, spec.budget_s) == ("mstl", "mae", False, None)
     resolved = resolve_spec(spec, "30min")
     assert (resolved.window, resolved.horizon, resolved.calendar) == (48, 48, False)
     stream = resolve_spec(ModelSpec(stateful=True), "30min")
-    assert (stream.deseasonalize, stream.calendar) == ("none", True)
+    assert (stream.deseasonalize, stream.calendar) == ("mstl", False)
     with pytest.raises(ValidationError, match="`budget_s` only with `auto=True`"):
         ModelSpec(budget_s=10)
 
@@ -46,7 +49,7 @@ def test_resolve_keeps_explicit_window_and_defaults_chunk_to_it() -> None:
         ({"stateful": "yes"}, ["`stateful`", "true or false", "got 'yes'"]),
         ({"test_fraction": 0.7}, ["`test_fraction`", "(0, 0.5)", "got 0.7"]),
         ({"horizon": 2.5}, ["`horizon`", "positive integer", "got 2.5"]),
-        ({"chunk": 10}, ["`chunk=10`", "stateful=False", "only for stateful"]),
+        ({"chunk": 10, "stateful": False}, ["`chunk=10`", "stateful=False", "only for stateful"]),
         (
             {"stateful": True, "bidirectional": True},
             ["`stateful=True`", "`bidirectional=True`", "at most one"],

@@ -23,7 +23,7 @@ TINY = {"units": 6, "epochs": 2, "batch_size": 16, "seed": 3, "window": 12}
 SPECS = {
     "lstm_stateful": ModelSpec(cell="lstm", stateful=True, horizon=3, chunk=24,
                                **{**TINY, "batch_size": 4}),
-    "gru_window": ModelSpec(cell="gru", horizon=2, **TINY),
+    "gru_window": ModelSpec(cell="gru", stateful=False, horizon=2, **TINY),
 }
 
 

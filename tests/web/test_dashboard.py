@@ -83,7 +83,7 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     # The train form starts from the spec's defaults; a tiny network keeps the test fast.
     assert page.input_value("#train-form [name=units]") == "16"
     assert page.input_value("#train-form [name=cell]") == "gru"
-    assert not page.is_checked("#train-form [name=stateful]")
+    assert page.input_value("#train-form [name=stateful]") == "auto"  # the server's default
     page.fill("#train-form [name=units]", "4")
     page.fill("#train-form [name=epochs]", "2")
     page.click("#train-form button[type=submit]")
