@@ -448,10 +448,8 @@ class Forecaster:
         a later day's fit would read readings that do not exist yet.
         """
         block = self._stream_head(state, source)
-        first = pd.Timestamp(state["last_timestamp"]) + self.offset
-        frozen = _FrozenSeasonal(
-            source, boundaries(pd.DatetimeIndex([first]), self.spec.steps_per_day)[0], self.step_size
-        )
+        first = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"]) + self.offset])
+        frozen = _FrozenSeasonal(source, int(boundaries(first, self.spec.steps_per_day)[0]), self.step_size)
         mean = [block]
         covered = len(block)
         while covered < horizon:
@@ -538,11 +536,11 @@ class Forecaster:
 class _FrozenSeasonal:
     """One fit standing in for every later day's (a rollout has no readings for their fits)."""
 
-    def __init__(self, source: SeasonalSource, boundary: pd.Timestamp, step: pd.Timedelta) -> None:
-        self.fit = source.cycles(boundary)
-        self.boundary = boundary
-        self.step = step
+    def __init__(self, source: SeasonalSource, boundary_ns: int, step: pd.Timedelta) -> None:
+        self.fit = source.cycles(boundary_ns)
+        self.boundary_ns = boundary_ns
+        self.step_ns = step.value
 
-    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
-        shift = int((boundary - self.boundary) // self.step)
+    def cycles(self, boundary_ns: int) -> SeasonalCycles:
+        shift = (boundary_ns - self.boundary_ns) // self.step_ns
         return SeasonalCycles(tuple(np.roll(cycle, -shift) for cycle in self.fit.cycles))

@@ -6,7 +6,6 @@ readings and stores it in `seasonal_fits`; every stream of the series, on any re
 reads it back with one primary-key lookup, so a stream's own row holds only its RNN state.
 """
 
-import pandas as pd
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,8 +28,8 @@ class StoredSeasonal:
         self.fitter = forecaster.fitter or SeasonalFitter(forecaster.features.seasonal())
         self._fits: dict[int, SeasonalCycles] = {}
 
-    def cycles(self, boundary: pd.Timestamp) -> SeasonalCycles:
-        boundary_s = int(boundary.value // NS_PER_S)
+    def cycles(self, boundary_ns: int) -> SeasonalCycles:
+        boundary_s = boundary_ns // NS_PER_S
         fit = self._fits.get(boundary_s)
         if fit is None:
             fit = self._fits[boundary_s] = self._load(boundary_s) or self._fit(boundary_s)

@@ -214,3 +214,20 @@ def test_deseasonalized_forecast_matches_keras(trained_models: dict, series: Ser
         want = seasonal[window:] + z[-1] + scale * _keras(trained.network, x)[0].astype(np.float64)
         got = forecaster.forecast(series.values[: end + 1], series.timestamps[: end + 1], horizon)
         np.testing.assert_allclose(got.mean, want, atol=ATOL * scale)
+
+
+def test_stream_states_stored_before_last_z_existed_still_step(
+    trained_models: dict, series: SeriesData
+) -> None:
+    """A raw stream model's state saved with its forecast ("output") and no "last_z" steps on
+    exactly as the state of today."""
+    forecaster = Forecaster.load(trained_models["lstm_stateful"][1])
+    state = forecaster.warm(series.values[:200], series.timestamps[:200], forecaster.initial_state())
+    old = {k: v for k, v in state.items() if k != "last_z"}
+    old["output"] = _output(forecaster, state).tolist()
+    np.testing.assert_allclose(
+        forecaster.forecast_from_state(old, 5).mean, forecaster.forecast_from_state(state, 5).mean
+    )
+    assert forecaster.step(old, 101.5, series.timestamps[200]) == forecaster.step(
+        state, 101.5, series.timestamps[200]
+    )
