@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import problems
 from app.api.limits import BodyLimitMiddleware
-from app.api.routes import events, forecast_models, forecasts, health, jobs, series, streams
+from app.api.routes import docs, events, forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
 from app.observability.middleware import MetricsMiddleware
@@ -37,8 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
+    # /docs and /redoc come from the docs router, which serves their files itself (no CDN).
     app = FastAPI(title="statecast", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
@@ -52,5 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(metrics_router)
+    app.include_router(docs.router)
     app.include_router(web_router)
     return app
