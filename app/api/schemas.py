@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.params import Id
-from app.ml.spec import ModelSpec
+from app.ml import spec as ml_spec
 from app.timegrid import canonical_freq
 
 T = TypeVar("T")
@@ -18,7 +18,9 @@ class Page(BaseModel, Generic[T]):
 
 
 class SeriesCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "ew-demand", "freq": "30min", "unit": "MW",
+         "description": "England and Wales electricity demand"}]})
 
     name: str = Field(min_length=1, max_length=200, examples=["building-7"])
     freq: str = Field(description="A pandas offset alias: 15min, 30min, h, D, W-SUN...",
@@ -69,10 +71,45 @@ class UploadResult(BaseModel):
     last_ts: datetime
 
 
+# What the spec's fields without a description of their own mean in the API reference; a test
+# checks that every field of the spec is described, by app/ml/spec.py or here.
+SPEC_FIELD_DESCRIPTIONS = {
+    "units": "Units per recurrent layer.",
+    "layers": "Stacked recurrent layers.",
+    "dropout": "Dropout between recurrent layers, in [0, 1).",
+    "bidirectional": "Read each input window both ways (window models only, not `stateful`).",
+    "epochs": "Most passes over the training data; early stopping may end sooner.",
+    "batch_size": "Windows (or stateful segments) per gradient step.",
+    "learning_rate": "Adam's learning rate.",
+    "seed": "Random seed of weights and shuffling: the same spec and data train the same model.",
+    "chunk": "Truncated backpropagation steps of a `stateful` model (default: its `window`).",
+    "validation_fraction": "Share of each series, before the test part, held out for early "
+                           "stopping and model choice.",
+    "test_fraction": "Share at the end of each series held out for the test metrics.",
+}
+
+
+def _describe_spec_fields(schema: dict[str, Any]) -> None:
+    for name, field in schema.get("properties", {}).items():
+        if "description" not in field and name in SPEC_FIELD_DESCRIPTIONS:
+            field["description"] = SPEC_FIELD_DESCRIPTIONS[name]
+
+
+class ModelSpec(ml_spec.ModelSpec):
+    __doc__ = ml_spec.ModelSpec.__doc__
+
+    # The ML core's spec as the API documents it: the same fields and checks, with a description
+    # for each field (kept here so that app/ml stays free of API wording).
+    model_config = ConfigDict(json_schema_extra=_describe_spec_fields)
+
+
 class ModelCreate(BaseModel):
     """Train a model: one series, or several of one frequency for one global model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"series_ids": [1], "spec": {"epochs": 5}},
+        {"series_ids": [1], "spec": {"cell": "lstm", "units": 32, "stateful": True}},
+        {"series_ids": [1, 2], "spec": {"auto": True, "budget_s": 300}}]})
 
     series_ids: list[Id] = Field(min_length=1, max_length=100, examples=[[1]])
     spec: ModelSpec = Field(default_factory=ModelSpec,
@@ -138,7 +175,9 @@ class ReadingIn(BaseModel):
 
 
 class ReadingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"readings": [{"ts": "2000-08-28T00:00:00Z", "value": 23100},
+                      {"ts": "2000-08-28T00:30:00Z", "value": 22870.5}]}]})
 
     readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
 
@@ -164,7 +203,8 @@ class ForecastOut(BaseModel):
 
 
 class StreamCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"series_id": 1, "stream_id": "meter-1"}, {"series_id": 1, "model_id": 3}]})
 
     series_id: Id
     model_id: Id | None = Field(

@@ -42,7 +42,9 @@ UPLOAD_BODY = {
                 "properties": {"readings": {"type": "array", "items": {
                     "type": "object", "required": ["ts", "value"],
                     "properties": {"ts": {"type": "string", "format": "date-time"},
-                                   "value": {"type": ["number", "null"]}}}}}}},
+                                   "value": {"type": ["number", "null"]}}}}}},
+                "example": {"readings": [{"ts": "2024-01-01T00:00:00Z", "value": 1.5},
+                                         {"ts": "2024-01-01T00:30:00Z", "value": None}]}},
             "text/csv": {"schema": {"type": "string"},
                          "example": "timestamp,value\n2024-01-01 00:00,1.5\n"},
         },
