@@ -15,6 +15,8 @@ from app.observability.context import (
 from app.observability.routing import route_template
 
 access_logger = logging.getLogger("statecast.access")
+# Probes that orchestrators send every few seconds: logged at debug, so info stays readable.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestIdMiddleware:
@@ -49,8 +51,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             duration_ms = round(1000 * (time.perf_counter() - started_s), 2)
-            access_logger.info(
-                "%s %s %s", scope["method"], scope["path"], status,
+            level = logging.DEBUG if scope["path"] in PROBE_PATHS and status < 400 else logging.INFO
+            access_logger.log(
+                level, "%s %s %s", scope["method"], scope["path"], status,
                 extra={"action": "http_request", "method": scope["method"],
                        "path": scope["path"], "route": route_template(scope), "status": status,
                        "duration_ms": duration_ms})

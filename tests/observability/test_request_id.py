@@ -115,3 +115,15 @@ def test_a_text_format_gets_a_placeholder_outside_requests() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == ["WARNING [-] outside", "WARNING [r-1] inside"]
+
+
+def test_health_probes_log_below_info(logging_client: TestClient, log_lines: io.StringIO) -> None:
+    """Orchestrators probe /healthz every few seconds; those lines must not flood an info log."""
+    assert logging_client.get("/healthz").status_code == 200
+    logging_client.get("/_log")
+    messages = [r["message"] for r in lines(log_lines)]
+    assert "GET /healthz 200" not in messages
+    assert "GET /_log 200" in messages
+    logging.getLogger("statecast").setLevel(logging.DEBUG)
+    logging_client.get("/healthz")
+    assert [r["level"] for r in lines(log_lines) if r["message"] == "GET /healthz 200"] == ["debug"]
