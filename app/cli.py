@@ -8,7 +8,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from app.client.commands import add_global_options
 from app.client.commands import register as register_client
+from app.client.credentials import write_user_config
 from app.config import Settings, get_settings
 from app.logs import configure_logging
 
@@ -37,6 +39,12 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def client_url(settings: Settings) -> str:
+    """The address a client on this host uses to reach `statecast serve`."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
 def bootstrap_key(settings: Settings) -> None:
     """First start of the embedded default: make a key so the README's curl lines just work."""
     from app.db.engine import create_db_engine, create_session_factory, is_sqlite, transaction
@@ -58,8 +66,11 @@ def bootstrap_key(settings: Settings) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
         os.chmod(path, 0o600)
+        # The command line finds the key there from any directory (app/client/credentials.py).
+        config = write_user_config(url=client_url(settings), key=key)
         print(f"Created tenant {DEFAULT_TENANT!r} with API key {key}\n"
-              f"The key is saved in {path.resolve()} (mode 0600).", flush=True)
+              f"The key is saved in {path.resolve()} and, for the `statecast` command, in "
+              f"{config} (both mode 0600).", flush=True)
     elif path.exists():
         print(f"API key of tenant {DEFAULT_TENANT!r}: see {path.resolve()}", flush=True)
 
@@ -113,6 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="statecast", description=__doc__)
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the API (and the embedded default's worker)")

@@ -24,6 +24,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(autouse=True)
+def user_config_home(tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The command line's config folder, new for each test: none reads or writes the real one.
+
+    Subprocesses inherit it: tests/test_cli.py's cli_env copies this process's environment.
+    """
+    path = tmp_path_factory.mktemp("xdg-config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str | None:
     return postgres_admin_url()

@@ -1,15 +1,17 @@
-"""The client subcommands of `statecast`: series, upload, train, models, job, forecast, stream.
+"""The client subcommands of `statecast`: login, series, upload, train, models, job, forecast,
+stream.
 
-Each talks to a running API over HTTP (`--url`, `--key`, or STATECAST_URL / STATECAST_API_KEY),
-prints results on stdout and progress on stderr, and turns an API error into one line on stderr
-with exit status 1.
+Each talks to a running API over HTTP (`--url` and `--key` before or after the subcommand, else
+STATECAST_URL / STATECAST_API_KEY, else the user config file: app/client/credentials.py), prints
+results on stdout and progress on stderr, and turns an API error into one line on stderr with
+exit status 1.
 """
 
 import argparse
 import csv
 import functools
+import getpass
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from app.client.api import DEFAULT_URL, ApiClient, ClientError
+from app.client.credentials import (
+    KEY_ENV,
+    URL_ENV,
+    resolve_key,
+    resolve_url,
+    write_user_config,
+)
 from app.client.output import cell, metrics_table, table
 from app.client.progress import ProgressBar, format_bytes, format_duration
 from app.config import Settings
 
-URL_ENV = "STATECAST_URL"
-KEY_ENV = "STATECAST_API_KEY"
 POLL_INTERVAL_S = 0.5
+# A job still queued after this long is probably waiting for a worker that is not running.
+UNCLAIMED_WARNING_S = 30.0
 SERIES_PAGE_LIMIT = 1000
 FINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
 EXIT_FAILED = 1
@@ -67,13 +76,29 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+URL_HELP = f"the API's address (else {URL_ENV}, the saved config, or {DEFAULT_URL})"
+KEY_HELP = (f"API key (else {KEY_ENV}, the config `statecast login` or `statecast serve` saved, "
+            "or STATECAST_KEY_FILE)")
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """--url and --key before the subcommand; the subcommands accept them after it too."""
+    parser.add_argument("--url", help=URL_HELP + "; client commands")
+    parser.add_argument("--key", help=KEY_HELP + "; client commands")
+
+
 def register(subparsers: Any) -> None:
     """Add the client subcommands to `statecast`'s subparsers."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help=f"the API's address ({URL_ENV}, default {DEFAULT_URL})")
-    common.add_argument("--key", help=f"API key ({KEY_ENV}, else the file `statecast serve` "
-                                      "wrote: STATECAST_KEY_FILE)")
+    # SUPPRESS: given after the subcommand they override the ones before it; not given, they
+    # leave those alone (a default here would overwrite them with None).
+    common.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
+    common.add_argument("--key", default=argparse.SUPPRESS, help=KEY_HELP)
     common.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+
+    login = subparsers.add_parser("login", parents=[common],
+                                  help="check a key against the API and save it (client)")
+    login.set_defaults(handler=login_command)
 
     def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help_text)
@@ -164,8 +189,12 @@ def register(subparsers: Any) -> None:
 
 def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
     """Connect, run one client command, and turn failures into one line and an exit status."""
-    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
-    client = connect(url, resolve_key(args.key, settings))
+    try:
+        key = resolve_key(args.key, settings.key_file).value
+    except ClientError as exc:
+        print(f"statecast: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    client = connect(resolve_url(args.url).value, key)
     try:
         return handler(client, args)
     except ClientError as exc:
@@ -178,16 +207,27 @@ def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
         client.close()
 
 
-def resolve_key(flag: str | None, settings: Settings) -> str | None:
-    """The key from --key, else STATECAST_API_KEY, else the key file `statecast serve` wrote."""
-    if flag:
-        return flag
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV]
+def login_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`statecast login`: check the key against the API, then save URL and key for later."""
+    url = resolve_url(args.url).value
+    key = args.key
+    if not key:
+        key = (getpass.getpass(f"API key for {url}: ") if sys.stdin.isatty()
+               else sys.stdin.readline()).strip()
+    if not key:
+        print("statecast: error: no key given (--key KEY, or type it when asked)", file=sys.stderr)
+        return EXIT_FAILED
+    client = connect(url, key)
     try:
-        return settings.key_file.read_text().strip() or None
-    except OSError:
-        return None
+        client.get("/v1/series", limit=1)
+    except ClientError as exc:
+        print(f"statecast: error: not saved: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        client.close()
+    path = write_user_config(url=url, key=key)
+    print(f"key for {url} saved in {path} (mode 0600); later commands use it from any directory")
+    return 0
 
 
 def emit(args: argparse.Namespace, body: Any, text: str) -> None:
@@ -306,15 +346,26 @@ def train_model(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def follow_job(client: ApiClient, args: argparse.Namespace, job_id: int) -> int:
-    """Poll a job with a progress bar until it ends; print the model's metrics if it succeeded."""
+    """Poll a job with a progress bar until it ends; print the model's metrics if it succeeded.
+
+    While the job waits in the queue the bar says so, and once it has waited longer than
+    UNCLAIMED_WARNING_S a line says that no worker has claimed it, and how to start one.
+    """
     bar = ProgressBar(1, label=f"job {job_id}")
+    started_s = time.monotonic()
+    warned = False
     try:
         while True:
             job = client.get(f"/v1/jobs/{job_id}")
+            waited_s = time.monotonic() - started_s
             progress = job.get("progress") or {}
             epochs = progress.get("epochs") or 1
-            epoch = epochs if job["status"] == "succeeded" else progress.get("epoch", 0)
-            bar.update(epoch, job_suffix(job), total=epochs)
+            epoch = epochs if job["status"] == "succeeded" else progress.get("epoch") or 0
+            if job["status"] == "queued" and waited_s >= UNCLAIMED_WARNING_S and not warned:
+                bar.update(epoch, job_suffix(job, waited_s=waited_s), total=epochs)
+                bar.interrupt(unclaimed_warning(job_id, waited_s))
+                warned = True
+            bar.update(epoch, job_suffix(job, waited_s=waited_s), total=epochs)
             if job["status"] in FINAL_JOB_STATUSES:
                 break
             time.sleep(POLL_INTERVAL_S)
@@ -332,15 +383,27 @@ def follow_job(client: ApiClient, args: argparse.Namespace, job_id: int) -> int:
     return 0
 
 
-def job_suffix(job: dict[str, Any]) -> str:
+def unclaimed_warning(job_id: int, waited_s: float) -> str:
+    return (f"warning: no worker has claimed job {job_id} in {format_duration(waited_s)}; is one "
+            "running? `statecast worker` starts one (`statecast serve` starts one beside the API "
+            "unless --workers 0); docker compose: `docker compose ps worker`")
+
+
+def job_suffix(job: dict[str, Any], *, waited_s: float | None = None) -> str:
+    """The job's state in a few words: waiting, starting, or epoch, loss and ETA."""
     progress = job.get("progress") or {}
-    if job["status"] == "queued" or not progress:
+    if job["status"] == "queued":
+        return ("queued, waiting for a worker" if waited_s is None
+                else f"queued, waiting for a worker ({format_duration(waited_s)})")
+    if job["status"] == "running" and (not progress or progress.get("phase") == "starting"):
+        return "starting: loading TensorFlow and the data"
+    if not progress or progress.get("epoch") is None:
         return job["status"]
     parts = [f"epoch {progress.get('epoch')}/{progress.get('epochs')}"]
     if progress.get("loss") is not None:
-        parts.append(f"loss {progress['loss']:.4g}")
+        parts.append(f"loss {cell(progress['loss'])}")
     if progress.get("val_loss") is not None:
-        parts.append(f"val {progress['val_loss']:.4g}")
+        parts.append(f"val {cell(progress['val_loss'])}")
     if job["status"] == "running":
         parts.append(f"ETA {format_duration(progress.get('eta_s'))}")
     else:
@@ -439,7 +502,7 @@ def require_matplotlib() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise ClientError("--plot draws with matplotlib, which is not installed "
-                          "(pip install matplotlib)")
+                          "(pip install 'statecast[plot]'; `make run` installs it)")
 
 
 def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> list[dict[str, Any]]:
