@@ -5,6 +5,9 @@ from collections.abc import Sequence
 from typing import Any
 
 METRIC_NAMES = ("mae", "rmse", "smape", "mase")
+SIGNIFICANT_DIGITS = 4
+# Past this many decimals a tiny value is as good as zero on a terminal.
+MAX_DECIMALS = 10
 
 
 def cell(value: Any) -> str:
@@ -13,10 +16,26 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
+        return plain_number(value)
     return str(value)
+
+
+def plain_number(value: float) -> str:
+    """About four significant digits in positional notation: `21770`, `0.5241`, never `2.177e+04`.
+
+    Whole digits are never cut (a reading of 21770.4 shows as `21770`, not `2.177e+04`); the
+    decimals shown are those that carry the first four significant digits.
+    """
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = min(max(SIGNIFICANT_DIGITS - 1 - magnitude, 0), MAX_DECIMALS)
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

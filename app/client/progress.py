@@ -44,6 +44,15 @@ class ProgressBar:
         parts = [self.label, f"[{bar}]", f"{100 * fraction:3.0f}%", self.suffix]
         return " ".join(p for p in parts if p)
 
+    def interrupt(self, line: str) -> None:
+        """Write a line of its own (a warning) and redraw the bar below it."""
+        if self.is_tty:
+            self.stream.write("\r" + " " * len(self._last_line) + "\r")
+        self.stream.write(line + "\n")
+        self._last_line = ""
+        self._draw()
+        self._drawn_at_s = time.monotonic()
+
     def close(self) -> None:
         self._draw()
         if self.is_tty:

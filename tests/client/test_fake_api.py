@@ -197,4 +197,28 @@ def test_plot_without_matplotlib_says_what_to_install(fake: dict[str, Route], tm
                      "--key", "k"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == ("statecast: error: --plot draws with matplotlib, which "
-                                         "is not installed (pip install matplotlib)")
+                                         "is not installed (pip install 'statecast[plot]'; "
+                                         "`make run` installs it)")
+
+
+def test_waiting_for_an_unclaimed_job_says_so(fake: dict[str, Route], monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A job nobody claims: the bar says it waits for a worker, then a warning says why."""
+    monkeypatch.setattr(commands, "UNCLAIMED_WARNING_S", 0.0)
+    states = iter([job("queued", 0), job("queued", 0), job("succeeded", 3)])
+    fake["GET /v1/jobs/5"] = lambda r: next(states)
+    fake["GET /v1/models/9"] = lambda r: {"id": 9, "status": "ready", "series_ids": [7],
+                                          "spec": {}, "metrics": None, "error": None}
+    assert cli.main(["job", "show", "5", "--wait", "--key", "k"]) == 0
+    err = capsys.readouterr().err
+    assert "queued, waiting for a worker" in err.splitlines()[0]
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1  # once, not at every poll
+    assert "no worker has claimed job 5" in warnings[0] and "statecast worker" in warnings[0]
+
+
+def test_a_job_that_just_started_reports_its_starting_phase(fake: dict[str, Route]) -> None:
+    starting = {"id": 5, "model_id": 9, "status": "running", "error": None,
+                "progress": {"phase": "starting", "epoch": 0, "epochs": 3}}
+    assert commands.job_suffix(starting) == "starting: loading TensorFlow and the data"
+    assert commands.job_suffix(job("running", 2)).startswith("epoch 2/3 loss 0.25")

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from app.client.api import problem_line
-from app.client.output import metrics_table, table
+from app.client.output import cell, metrics_table, table
 from app.client.progress import ProgressBar, format_bytes, format_duration
 
 
@@ -98,3 +98,11 @@ def test_durations(seconds: float | None, text: str) -> None:
 
 def test_sizes() -> None:
     assert [format_bytes(n) for n in (12, 2048, 5 * 1024 * 1024)] == ["12 B", "2.0 KiB", "5.0 MiB"]
+
+
+@pytest.mark.parametrize("value,shown", [(21770.0, "21770"), (21770.4, "21770"),
+                                         (123456789.0, "123456789"), (0.52413, "0.5241"), (12.3456, "12.35"), (1.5, "1.5"),
+                                         (-3.0, "-3"), (1.234e-5, "0.00001234"), (0.0, "0"),
+                                         (-1e-12, "0"), (float("nan"), "nan")])
+def test_numbers_are_plain_never_scientific(value: float, shown: str) -> None:
+    assert cell(value) == shown
