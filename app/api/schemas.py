@@ -1,7 +1,7 @@
 """Request and response bodies of the API."""
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -117,12 +117,15 @@ class ModelCreate(BaseModel):
 
 
 class JobProgress(BaseModel):
-    epoch: int
-    epochs: int
-    loss: float | None
-    val_loss: float | None
-    elapsed_s: float
-    eta_s: float
+    phase: Literal["starting", "training"] = Field(
+        "training", description="starting: the worker's training process is loading TensorFlow "
+                                "and the data; training: epochs are running.")
+    epoch: int = 0
+    epochs: int | None = None
+    loss: float | None = None
+    val_loss: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
     history: list[dict[str, float | None]] = []
 
 

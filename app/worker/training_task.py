@@ -25,6 +25,8 @@ from app.timegrid import on_grid, to_index
 logger = logging.getLogger("statecast.worker")
 # A cancel is noticed within this long; the database is asked no more often than this.
 CANCEL_CHECK_INTERVAL_S = 0.5
+# Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
+STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
 
 
 def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
@@ -57,6 +59,8 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     factory = create_session_factory(engine)
     log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
+    with transaction(factory) as session:
+        jobs.report_progress(session=session, job=job, progress=STARTING_PROGRESS)
     try:
         status, error = _train(settings, factory, job)
     except Exception as exc:  # a bug, not the data: record it rather than retry it forever
@@ -92,6 +96,7 @@ def _train(settings: Settings, factory: sessionmaker[Session],
                             "val_loss": progress.val_loss})
             with transaction(factory) as session:
                 jobs.report_progress(session=session, job=job, progress={
+                    "phase": "training",
                     "epoch": progress.epoch, "epochs": progress.epochs, "loss": progress.loss,
                     "val_loss": progress.val_loss, "elapsed_s": round(progress.elapsed_s, 3),
                     "eta_s": round(progress.eta_s, 3), "history": history})

@@ -111,3 +111,28 @@ def test_too_short_series_fails_with_a_sentence(client: TestClient, auth: dict[s
     error = job_status(client, auth, job_id)["error"]
     assert "Traceback" not in error and len(error) > 20
     worker.shutdown()
+
+
+def test_the_child_reports_a_starting_phase_before_tensorflow_loads(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    """The first progress a job shows is `starting`, written before the child imports Keras.
+
+    The series is too short to train on, so the job fails right after the imports and its last
+    progress is the one written before them.
+    """
+    from app.db import jobs
+    from app.db.engine import create_db_engine, create_session_factory, transaction
+    from app.worker.training_task import run_training_job
+
+    sid = series_with_data(client, auth, days=1)
+    job_id = train(client, auth, sid)["job"]["id"]
+    assert job_status(client, auth, job_id)["progress"] is None  # queued: nothing yet
+    engine = create_db_engine(settings.database_url)
+    with transaction(create_session_factory(engine), write=True) as session:
+        claimed = jobs.claim(session=session, worker_id="test", lease_s=60)
+    engine.dispose()
+    assert claimed is not None and claimed.id == job_id
+    run_training_job(settings.model_dump(), claimed)
+    job = job_status(client, auth, job_id)
+    assert job["status"] == "failed", job
+    assert job["progress"]["phase"] == "starting" and job["progress"]["epoch"] == 0
