@@ -84,13 +84,40 @@ function fmtDuration(seconds) {
 const fmtTs = (ts) => (ts ? ts.slice(0, 16).replace("T", " ") : "–");
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 
+// Good news fades; an error stays until it is dismissed (showError puts it beside what failed).
 function toast(message, isError = false) {
   const el = $("#toast");
-  el.textContent = message;
   el.className = isError ? "error" : "";
+  el.replaceChildren(h("span", {}, message),
+    isError ? h("button", { type: "button", class: "link dismiss", "aria-label": "Dismiss",
+      onclick: () => { el.hidden = true; } }, "×") : null);
   el.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { el.hidden = true; }, TOAST_MS);
+  if (!isError) toast.timer = setTimeout(() => { el.hidden = true; }, TOAST_MS);
+}
+
+// An error shown right after `where` (the form or button that failed), until dismissed or
+// replaced by the next error there; clearError(where) removes it when a retry succeeds.
+function showError(where, message) {
+  clearError(where);
+  const box = h("div", { class: "inline-error", role: "alert" },
+    h("span", {}, message),
+    h("button", { type: "button", class: "link dismiss", "aria-label": "Dismiss",
+      onclick: () => box.remove() }, "×"));
+  where.after(box);
+  return box;
+}
+
+function clearError(where) {
+  const next = where.nextElementSibling;
+  if (next && next.classList.contains("inline-error")) next.remove();
+}
+
+// A chart, or in its place a sentence saying why there is nothing to draw yet.
+function chartOrSentence(chart, sentenceEl, sentence) {
+  chart.hidden = Boolean(sentence);
+  sentenceEl.hidden = !sentence;
+  sentenceEl.textContent = sentence || "";
 }
 
 // ---- the API key and calls ----------------------------------------------------------------
@@ -242,13 +269,14 @@ async function seriesListView(view) {
     h("td", {}, h("a", { href: `#/series/${s.id}` }, s.name)),
     h("td", {}, s.freq), h("td", {}, s.unit || "–"), h("td", {}, fmtTs(s.created_at)),
     h("td", { class: "num" }, h("button", {
-      class: "small danger", type: "button", onclick: async () => {
+      class: "small danger", type: "button", onclick: async (event) => {
+        const button = event.currentTarget;
         if (!confirm(`Delete series "${s.name}" with all its readings and models?`)) return;
         try {
           await api(`/v1/series/${s.id}`, { method: "DELETE" });
           toast(`Deleted ${s.name}`);
           route();
-        } catch (error) { toast(error.message, true); }
+        } catch (error) { showError(button, error.message); }
       },
     }, "Delete"))));
   const table = list.data.length
@@ -270,26 +298,44 @@ async function seriesListView(view) {
       h("input", { name: "file", type: "file", accept: ".csv,text/csv" })),
     csvOptionFields(),
     h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Create"), status));
+  // A series and its CSV are created together or not at all: when the upload is refused, the
+  // new (empty) series is deleted again and the form stays filled in for a corrected retry.
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const f = form.elements;
+    const name = f.name.value.trim();
+    clearError(form);
     status.textContent = "Creating…";
+    let series;
     try {
-      const series = await api("/v1/series", { method: "POST", json: {
-        name: f.name.value.trim(), freq: f.freq.value.trim(), unit: f.unit.value.trim() || null } });
-      if (f.file.files.length) {
-        status.textContent = "Uploading…";
-        try {
-          toast(uploadSummary(await uploadCsv(series.id, form)));
-        } catch (error) {
-          toast(`Series created, upload refused: ${error.message}`, true);
-        }
-      }
-      location.hash = `#/series/${series.id}`;
+      series = await api("/v1/series", { method: "POST", json: {
+        name, freq: f.freq.value.trim(), unit: f.unit.value.trim() || null } });
     } catch (error) {
       status.textContent = "";
-      toast(error.message, true);
+      showError(form, `Nothing was created: ${error.message}`);
+      return;
     }
+    if (f.file.files.length) {
+      status.textContent = "Uploading…";
+      try {
+        toast(uploadSummary(await uploadCsv(series.id, form)));
+      } catch (error) {
+        status.textContent = "";
+        try {
+          await api(`/v1/series/${series.id}`, { method: "DELETE" });
+        } catch (cleanup) {
+          showError(form, `The CSV file was refused: ${error.message}. Series "${name}" exists ` +
+            `but has no readings (deleting it failed: ${cleanup.message}); open it to upload ` +
+            "a corrected file, or delete it.");
+          route();
+          return;
+        }
+        showError(form, `Nothing was created: the CSV file was refused: ${error.message}. ` +
+          "Correct the file or the CSV options, then create the series again.");
+        return;
+      }
+    }
+    location.hash = `#/series/${series.id}`;
   });
 
   view.append(
@@ -391,7 +437,7 @@ function trainForm(seriesId) {
       location.hash = `#/jobs/${accepted.job.id}`;
     } catch (error) {
       status.textContent = "";
-      toast(error.message, true);
+      showError(form, error.message);
     }
   });
   return form;
@@ -402,6 +448,7 @@ async function seriesView(view, seriesId) {
   setCrumbs(h("a", { href: "#/" }, "Series"), series.name);
 
   const chart = h("div", { class: "chart", id: "series-chart" });
+  const chartEmpty = h("p", { class: "empty", id: "series-chart-empty", hidden: true });
   const chartNote = h("p", { class: "note", id: "forecast-note" });
   const horizon = h("input", { type: "number", min: 1, value: DEFAULT_HORIZON, id: "horizon",
     style: "width: 6rem" });
@@ -418,12 +465,13 @@ async function seriesView(view, seriesId) {
     event.preventDefault();
     uploadStatus.textContent = "Uploading…";
     try {
+      clearError(uploadForm);
       const result = await uploadCsv(seriesId, uploadForm);
       uploadStatus.textContent = uploadSummary(result);
       await drawChart();
     } catch (error) {
       uploadStatus.textContent = "";
-      toast(error.message, true);
+      showError(uploadForm, error.message);
     }
   });
 
@@ -431,7 +479,7 @@ async function seriesView(view, seriesId) {
     try {
       const stream = await api("/v1/streams", { method: "POST", json: { series_id: seriesId } });
       location.hash = `#/streams/${encodeURIComponent(stream.id)}`;
-    } catch (error) { toast(error.message, true); }
+    } catch (error) { showError($("#streams"), error.message); }
   } }, "Open a stream");
 
   view.append(
@@ -446,7 +494,7 @@ async function seriesView(view, seriesId) {
       h("div", { class: "page-head" }, h("h2", {}, "History and forecast"),
         h("label", { class: "check" }, "horizon", horizon,
           h("button", { type: "button", class: "small", onclick: () => drawChart() }, "Forecast"))),
-      chart, chartNote),
+      chart, chartEmpty, chartNote),
     h("section", { class: "card" }, h("h2", {}, "Models"), modelsBox),
     h("div", { class: "grid-2" },
       h("section", { class: "card" }, h("h2", {}, "Train a model"), trainForm(seriesId)),
@@ -484,9 +532,13 @@ async function seriesView(view, seriesId) {
           ? `No forecast yet: ${error.message}` : `Forecast failed: ${error.message}`;
       }
     } else {
-      chartNote.textContent = "No readings yet: upload a CSV file below.";
+      chartNote.textContent = "";
     }
     chart.dataset.forecastPoints = forecast ? forecast.points.length : 0;
+    chartOrSentence(chart, chartEmpty, readings.data.length ? "" :
+      "No readings yet, so nothing to draw: upload a CSV file of readings below, or post them " +
+      "to the API. The history and its forecast appear here.");
+    if (!readings.data.length) return;
     const layout = chartLayout("", series.unit);
     const data = readings.data;
     if (data.length && Date.parse(data[data.length - 1].ts) - Date.parse(data[0].ts) > 2 * INITIAL_VIEW_DAYS * DAY_MS) {
@@ -519,12 +571,13 @@ async function seriesView(view, seriesId) {
         h("td", {}, job ? h("a", { href: `#/jobs/${job.id}` }, `job ${job.id}`) : "–"),
         h("td", { class: "num" }, h("button", {
           type: "button", class: "small", disabled: m.status !== "ready" || m.is_default,
-          onclick: async () => {
+          onclick: async (event) => {
+            const button = event.currentTarget;
             try {
               await api(`/v1/models/${m.id}/promote`, { method: "POST" });
               toast(`Model ${m.id} is now the default`);
               await Promise.all([drawModels(), drawChart()]);
-            } catch (error) { toast(error.message, true); }
+            } catch (error) { showError(button, error.message); }
           } }, "Promote")));
     });
     modelsBox.replaceChildren(h("table", { id: "models-table" },
@@ -586,10 +639,14 @@ async function jobView(view, jobId) {
     "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
   const statusLine = h("p", { id: "job-status" });
   const figures = h("div", { class: "figures" });
-  const chart = h("div", { class: "chart small", id: "loss-chart" });
+  const chart = h("div", { class: "chart small", id: "loss-chart", hidden: true });
+  const lossEmpty = h("p", { class: "empty", id: "loss-empty" });
   const result = h("div", { id: "job-result" });
   const cancel = h("button", { type: "button", class: "danger", onclick: async () => {
-    try { render(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" })); } catch (error) { toast(error.message, true); }
+    try {
+      clearError(cancel);
+      render(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" }));
+    } catch (error) { showError(cancel, error.message); }
   } }, "Cancel");
   const live = h("span", { class: "note", id: "job-live" });
 
@@ -597,15 +654,20 @@ async function jobView(view, jobId) {
     h("section", { class: "card" },
       h("div", { class: "page-head" }, h("h1", {}, `Training job ${jobId}`), h("div", { class: "actions" }, live, cancel)),
       statusLine, barBox, figures),
-    h("section", { class: "card" }, h("h2", {}, "Loss per epoch"), chart),
+    h("section", { class: "card" }, h("h2", {}, "Loss per epoch"), chart, lossEmpty),
     result);
-  await Plotly.newPlot(chart, [
-    { x: [], y: [], name: "training loss", mode: "lines+markers", line: { color: COLORS.forecast } },
-    { x: [], y: [], name: "validation loss", mode: "lines+markers", line: { color: COLORS.val } },
-  ], { ...chartLayout("", "loss"), xaxis: { title: { text: "epoch" }, dtick: 1 } }, PLOT_CONFIG);
 
   const history = new Map();
   let finished = false;
+  let plotted = false;
+
+  // Why the loss chart is still empty, in words: an empty plot's axes (epoch -1 to 6) mislead.
+  function lossSentence(status, phase) {
+    if (status === "queued") return "Waiting for a worker to claim this job; the loss of each epoch appears here once training runs.";
+    if (status === "running" && phase === "starting") return "Starting: the worker is loading TensorFlow and the data (about 20 s); the first epoch's loss appears here when it ends.";
+    if (status === "running") return "Training: the first epoch's loss appears here when it ends.";
+    return `No epoch finished (${status}).`;
+  }
 
   function render(next) {
     if (next.job) next = next.job; // an event may wrap the job
@@ -618,8 +680,10 @@ async function jobView(view, jobId) {
     barBox.dataset.percent = percent;
     barBox.setAttribute("aria-valuenow", percent);
     barBox.classList.toggle("done", done);
-    statusLine.replaceChildren(badge(job.status), " ",
-      p.epochs ? `epoch ${p.epoch} of ${p.epochs}` : job.status === "queued" ? "waiting for a worker" : "",
+    const starting = job.status === "running" && (!job.progress || p.phase === "starting");
+    statusLine.replaceChildren(badge(starting ? "starting" : job.status), " ",
+      starting ? "loading TensorFlow and the data" : p.epochs ? `epoch ${p.epoch} of ${p.epochs}`
+        : job.status === "queued" ? "waiting for a worker" : "",
       job.error ? h("span", { class: "error" }, ` — ${job.error}`) : "");
     const figure = (label, value) => h("div", { class: "figure" },
       h("span", { class: "value" }, value), h("span", { class: "label" }, label));
@@ -628,12 +692,21 @@ async function jobView(view, jobId) {
       figure("remaining", FINAL_STATUSES.includes(job.status) ? "–" : fmtDuration(p.eta_s)));
     cancel.disabled = FINAL_STATUSES.includes(job.status);
     for (const point of p.history || []) history.set(point.epoch, point);
-    if (p.epoch !== undefined) history.set(p.epoch, { epoch: p.epoch, loss: p.loss, val_loss: p.val_loss });
+    if (p.epoch) history.set(p.epoch, { epoch: p.epoch, loss: p.loss, val_loss: p.val_loss });
     const epochs = [...history.keys()].sort((a, b) => a - b);
-    Plotly.restyle(chart, {
-      x: [epochs, epochs],
-      y: [epochs.map((e) => history.get(e).loss), epochs.map((e) => history.get(e).val_loss)],
-    });
+    chartOrSentence(chart, lossEmpty, epochs.length ? "" : lossSentence(job.status, starting ? "starting" : p.phase));
+    if (epochs.length) {
+      const traces = [
+        { x: epochs, y: epochs.map((e) => history.get(e).loss), name: "training loss",
+          mode: "lines+markers", line: { color: COLORS.forecast } },
+        { x: epochs, y: epochs.map((e) => history.get(e).val_loss), name: "validation loss",
+          mode: "lines+markers", line: { color: COLORS.val } },
+      ];
+      const layout = { ...chartLayout("", "loss"), xaxis: { title: { text: "epoch" }, dtick: 1 } };
+      if (!plotted) Plotly.newPlot(chart, traces, layout, PLOT_CONFIG);
+      else Plotly.react(chart, traces, layout, PLOT_CONFIG);
+      plotted = true;
+    }
     if (FINAL_STATUSES.includes(job.status) && !finished) {
       finished = true;
       live.textContent = "";
@@ -676,6 +749,22 @@ async function jobView(view, jobId) {
 
 // ---- a stream -----------------------------------------------------------------------------
 
+// What each figure on the stream page means; the seasonal naive (the reading one season
+// earlier) is the baseline of the model table too.
+const STREAM_FIGURE_HELP = {
+  "readings applied": "Readings that have moved this stream's hidden state since it was opened.",
+  "next forecast": "The model's forecast for the next reading, made from the state after the last one.",
+  "MAE": "Mean absolute error of the one-step forecasts over the judged readings, in the series' unit.",
+  "MASE model / naive": "Mean absolute scaled error: each MAE divided by the seasonal naive's MAE on " +
+    "the training data, the scale the model table's MASE uses. The model's, then the seasonal " +
+    "naive's on these same readings; below 1 beats the naive's typical error.",
+  "MAE ÷ naive MAE": "This stream's MAE divided by the seasonal naive's MAE on the same readings: " +
+    "below 1, the model beats the naive here; 2 means twice its error. Over few readings it swings widely.",
+  "80% coverage": "Share of judged readings that fell inside the 80% interval forecast for them (about 80% when calibrated).",
+  "95% coverage": "Share of judged readings that fell inside the 95% interval forecast for them (about 95% when calibrated).",
+  "judged": "Readings that had a forecast to compare with, since the stream was last (re)warmed.",
+};
+
 // Seconds between readings for the common pandas aliases; null for the rest (all history read).
 function freqSeconds(freq) {
   const m = /^(\d*)(s|min|h|D)$/.exec(freq);
@@ -713,14 +802,17 @@ async function streamView(view, streamId) {
         json: { readings: [{ ts: tsInput.value.trim(), value: Number(valueInput.value) }] } });
       valueInput.value = "";
       tsInput.dataset.auto = "";
+      clearError(form);
       await refresh();
-    } catch (error) { toast(error.message, true); }
+    } catch (error) { showError(form, error.message); }
   });
 
   view.append(
     h("section", { class: "card" },
       h("h1", {}, `Stream ${streamId}`), h("p", { class: "muted" }, "on series ", series.name), facts),
     h("section", { class: "card" }, h("h2", {}, "Readings and next-step forecasts"), figures, chart,
+      h("dl", { class: "figure-help", id: "stream-figure-help" },
+        Object.entries(STREAM_FIGURE_HELP).flatMap(([label, help]) => [h("dt", {}, label), h("dd", {}, help)])),
       h("p", { class: "note" }, "Each reading moves the model's hidden state one step. The dotted " +
         "line is what the stream forecast for each step before its reading arrived (as this page " +
         "saw it); the bar on the next step is its 95% interval. The figures count every reading " +
@@ -731,7 +823,8 @@ async function streamView(view, streamId) {
   const stepForecasts = new Map();
   const step = freqSeconds(series.freq);
   const span = 3 * ((step && 86400 / step) || 48); // three days of readings, or 144 of them
-  const figure = (label, value) => h("div", { class: "figure" },
+  // Each figure carries its explanation as a tooltip, and the same words stand below the figures.
+  const figure = (label, value) => h("div", { class: "figure", title: STREAM_FIGURE_HELP[label] || "" },
     h("span", { class: "value" }, value), h("span", { class: "label" }, label));
   const percent = (share) => (share === null || share === undefined ? "–" : `${Math.round(100 * share)}%`);
   let drawn = false;
@@ -749,10 +842,15 @@ async function streamView(view, streamId) {
       h("span", {}, "last reading ", h("b", {}, fmtTs(stream.last_ts))),
       h("span", {}, "updated ", h("b", {}, fmtTs(stream.updated_at))));
     const next = stream.next_forecast;
+    // The naive's MASE on the same scale as the model's (the training data's seasonal-naive
+    // MAE), so the pair reads like the model table's "model / naive" columns.
+    const scale = a.mae && a.mase ? a.mae / a.mase : null;
+    const naiveMase = scale && a.naive_mae !== null && a.naive_mae !== undefined ? a.naive_mae / scale : null;
+    const nextFigure = figure("next forecast", next ? fmt(next.mean) : "–");
+    if (next) nextFigure.querySelector(".label").textContent = `next forecast (${fmtTs(next.ts)})`;
     figures.replaceChildren(
-      figure("readings applied", stream.readings_applied),
-      figure(next ? `forecast for ${fmtTs(next.ts)}` : "next forecast", next ? fmt(next.mean) : "–"),
-      figure("MAE", fmt(a.mae)), figure("MASE", fmt(a.mase)),
+      figure("readings applied", stream.readings_applied), nextFigure,
+      figure("MAE", fmt(a.mae)), figure("MASE model / naive", `${fmt(a.mase)} / ${fmt(naiveMase)}`),
       figure("MAE ÷ naive MAE", fmt(a.relative_mae, 3)),
       figure("80% coverage", percent(a.coverage_80)), figure("95% coverage", percent(a.coverage_95)),
       figure("judged", a.judged ?? 0));
@@ -797,7 +895,7 @@ async function streamView(view, streamId) {
     busy = true;
     try {
       do { again = false; await refresh(); } while (again);
-    } catch (error) { toast(error.message, true); } finally { busy = false; }
+    } catch (error) { showError(chart, error.message); } finally { busy = false; }
   }
   const controller = new AbortController();
   let timer = null;

@@ -92,6 +92,7 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     page.wait_for_selector("#job-result table")
     assert "succeeded" in page.inner_text("#job-status")
     assert chart_traces(page, "loss-chart")[0]["n"] == 2  # one loss per epoch
+    assert not page.is_visible("#loss-empty")
 
     # Back on the series page: the forecast with its 80% and 95% bands, and the model listed.
     page.click("#job-result a")
@@ -121,6 +122,11 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     page.wait_for_selector("#stream-chart[data-readings='2']")
     figures = page.inner_text("#stream-figures")
     assert "judged" in figures and "MAE" in figures
+    # Every figure is explained, as a tooltip and in the list below the figures.
+    labels = page.eval_on_selector_all("#stream-figures .figure", "nodes => nodes.map(n => n.title)")
+    assert len(labels) == 8 and all(labels), labels
+    explained = page.inner_text("#stream-figure-help")
+    assert "MASE model / naive" in explained and "seasonal naive" in explained
     names = [t["name"] for t in chart_traces(page, "stream-chart")]
     assert names == ["readings", "step forecasts", "next step"]
 
@@ -143,3 +149,37 @@ def test_the_page_sees_only_its_keys_tenant(server: ServerProcess, page: Any,
     # A reload keeps the key for this tab only.
     page.reload()
     page.wait_for_selector("#series-table >> text=alices")
+
+
+def test_a_refused_csv_creates_no_series_and_the_error_stays_by_the_form(
+        server: ServerProcess, page: Any, auth: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,kwh\n2024-03-01 00:00,1\n2024-03-01 00:10,2\n")  # off the 30min grid
+    page.goto(server.url + "/")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("text=No series yet")
+    page.fill("#new-series input[name=name]", "meter-bad")
+    page.set_input_files("#new-series input[name=file]", str(bad))
+    page.click("#new-series button[type=submit]")
+    error = page.wait_for_selector("#new-series + .inline-error")
+    text = error.inner_text()
+    assert "Nothing was created" in text and "not on the 30min grid" in text
+    assert httpx.get(f"{server.url}/v1/series", headers=auth).json()["count"] == 0
+    assert page.input_value("#new-series input[name=name]") == "meter-bad"  # ready for a retry
+    # It stays until dismissed, whatever else happens on the page meanwhile.
+    page.click("#new-series summary")
+    assert page.is_visible("#new-series + .inline-error")
+    page.click("#new-series + .inline-error button.dismiss")
+    assert page.query_selector("#new-series + .inline-error") is None
+
+
+def test_a_series_without_readings_says_so_instead_of_an_empty_chart(
+        server: ServerProcess, page: Any, auth: dict[str, str]) -> None:
+    created = httpx.post(f"{server.url}/v1/series", headers=auth,
+                         json={"name": "empty", "freq": "30min"}).json()
+    page.goto(f"{server.url}/#/series/{created['id']}")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#series-chart-empty:not([hidden])")
+    assert "No readings yet" in page.inner_text("#series-chart-empty")
+    assert not page.is_visible("#series-chart")
+    assert page.query_selector("#series-chart .main-svg") is None  # no placeholder axes

@@ -27,16 +27,33 @@ EPOCHS = 3
 EVENT_GAP_S = 0.3
 
 
-def progress_event(job: dict[str, Any], status: str, epoch: int) -> str:
-    progress = {"epoch": epoch, "epochs": EPOCHS, "loss": 1.0 / epoch, "val_loss": 1.2 / epoch,
-                "elapsed_s": float(epoch), "eta_s": float(EPOCHS - epoch)}
+def epoch_progress(epoch: int) -> dict[str, Any]:
+    return {"phase": "training", "epoch": epoch, "epochs": EPOCHS, "loss": 1.0 / epoch,
+            "val_loss": 1.2 / epoch, "elapsed_s": float(epoch), "eta_s": float(EPOCHS - epoch)}
+
+
+# What the stand-in streams by default: three epochs, the last one succeeded.
+EPOCH_SCRIPT = [("succeeded" if epoch == EPOCHS else "running", epoch_progress(epoch))
+                for epoch in range(1, EPOCHS + 1)]
+# A job whose worker is still loading TensorFlow: the stream stays open after this one event.
+STARTING_SCRIPT = [("running", {"phase": "starting", "epoch": 0})]
+
+
+def progress_event(job: dict[str, Any], status: str, progress: dict[str, Any]) -> str:
     body = json.dumps({**job, "status": status, "progress": progress})
     # CRLF line ends, a comment and an event name: what a server may send, all to be tolerated.
     return f": keep-alive\r\nevent: progress\r\ndata: {body}\r\n\r\n"
 
 
 @pytest.fixture
-def served(settings: Settings, auth: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def script() -> list[tuple[str, dict[str, Any]]]:
+    """(status, progress) of each event the stand-in sends; a test may replace the contents."""
+    return list(EPOCH_SCRIPT)
+
+
+@pytest.fixture
+def served(settings: Settings, auth: dict[str, str],
+           script: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The app with a stand-in events route, served by uvicorn in a thread; and a queued job."""
     require_chromium()
     app = create_app(settings)
@@ -47,10 +64,12 @@ def served(settings: Settings, auth: dict[str, str]) -> Iterator[tuple[str, dict
             return StreamingResponse(iter([]), status_code=401)
 
         async def events() -> AsyncIterator[str]:
-            for epoch in range(1, EPOCHS + 1):
+            for status, progress in script:
                 await asyncio.sleep(EVENT_GAP_S)
-                status = "succeeded" if epoch == EPOCHS else "running"
-                yield progress_event(jobs[job_id], status, epoch)
+                yield progress_event(jobs[job_id], status, progress)
+            if script[-1][0] in ("queued", "running"):  # held open, as while a real job waits
+                while not await request.is_disconnected():
+                    await asyncio.sleep(EVENT_GAP_S)
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -95,3 +114,33 @@ def test_progress_and_loss_curve_follow_the_event_stream(served: tuple[str, dict
         assert "succeeded" in page.inner_text("#job-status")
         page.wait_for_selector("#job-result")
     assert len(polls) == 1  # the first read only: the events carried the rest, no polling
+
+
+def test_a_job_loading_tensorflow_shows_it_is_starting(served: tuple[str, dict[str, Any]],
+                                                      script: list[tuple[str, dict[str, Any]]],
+                                                      auth: dict[str, str]) -> None:
+    """Before its first epoch a job says what it is doing, and draws no empty loss chart."""
+    script[:] = STARTING_SCRIPT
+    url, job = served
+    with chromium_page() as page:
+        page.goto(f"{url}/#/jobs/{job['id']}")
+        page.fill("#key-input", auth["Authorization"].removeprefix("Bearer "))
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#job-status >> text=starting")
+        assert "loading TensorFlow" in page.inner_text("#job-status")
+        assert "loading TensorFlow" in page.inner_text("#loss-empty")
+        assert not page.is_visible("#loss-chart")
+        assert page.query_selector("#loss-chart .main-svg") is None
+
+
+def test_a_queued_job_says_it_waits_for_a_worker(served: tuple[str, dict[str, Any]],
+                                                 script: list[tuple[str, dict[str, Any]]],
+                                                 auth: dict[str, str]) -> None:
+    script[:] = [("queued", {})]
+    url, job = served
+    with chromium_page() as page:
+        page.goto(f"{url}/#/jobs/{job['id']}")
+        page.fill("#key-input", auth["Authorization"].removeprefix("Bearer "))
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#loss-empty >> text=Waiting for a worker")
+        assert not page.is_visible("#loss-chart")
