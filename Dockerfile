@@ -15,7 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    TF_ENABLE_ONEDNN_OPTS=0
 
 RUN groupadd --system --gid "${APP_UID}" statecast \
     && useradd --system --uid "${APP_UID}" --gid statecast --no-create-home \
@@ -25,15 +26,16 @@ WORKDIR /srv/statecast
 
 # Dependencies first, from pyproject.toml alone, so editing the code does not reinstall
 # TensorFlow. The tensorflow-cpu requirement keeps its version bound but takes the package
-# chosen by TENSORFLOW_PACKAGE.
-COPY pyproject.toml ./
+# chosen by TENSORFLOW_PACKAGE. constraints.txt pins every package (dependencies of
+# dependencies too) to the versions last tested; `make constraints` refreshes it.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import os, tomllib; \
 deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 tf = os.environ['TENSORFLOW_PACKAGE']; \
 print('\n'.join(tf + d[len('tensorflow-cpu'):] if d.startswith('tensorflow-cpu') else d for d in deps))" \
         > /tmp/requirements.txt \
     && cat /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt -c constraints.txt \
     && rm /tmp/requirements.txt
 
 # The whole source tree stays in place and the package is installed editable: app/db/migrations.py

@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench-ingest clean
+.PHONY: run test lint bench-ingest constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[plot]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -27,6 +27,10 @@ test: lint
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench scripts migrations
 	$(BIN)/mypy
+
+# Re-pin what the Docker image installs (constraints.txt) to the newest versions pyproject allows.
+constraints: | $(BIN)/python
+	$(BIN)/python scripts/constraints.py
 
 bench-ingest: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ingest

@@ -1,8 +1,9 @@
 """docker-compose.yml names only real commands and settings, and its topology runs natively.
 
-No Docker engine runs where the suite does, so the file is checked by reading it, and the
-topology (migrate once, then serve with auto-migrate off, keys from the command line) is run
-as plain processes against a fresh PostgreSQL database with the api service's environment.
+Here the file is checked by reading it, and the topology (migrate once, then serve with
+auto-migrate off, keys from the command line) is run as plain processes against a fresh
+PostgreSQL database with the api service's environment: fast, and without Docker.
+tests/deploy/ runs the file itself on a real Docker engine where one answers (and always in CI).
 """
 
 import argparse
@@ -72,6 +73,45 @@ def test_compose_runs_the_statecast_image_for_migrate_api_and_worker() -> None:
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
     # Training belongs to the worker service: API replicas start no workers of their own.
     assert environment(services["api"])["STATECAST_EMBEDDED_WORKERS"] == "0"
+
+
+def test_the_image_is_built_once() -> None:
+    """One service builds statecast:latest; the others run it by name instead of rebuilding it."""
+    services = statecast_services()
+    builders = [name for name, spec in services.items() if "build" in spec]
+    assert builders == ["migrate"]
+    assert {spec["image"] for spec in services.values()} == {"statecast:latest"}
+
+
+def test_the_api_is_published_on_loopback_by_default() -> None:
+    ports = [interpolate(p) for p in statecast_services()["api"]["ports"]]
+    assert ports == ["127.0.0.1:8000:8000"]
+
+
+def test_the_image_installs_pinned_versions() -> None:
+    """Every dependency in pyproject.toml has a pin in constraints.txt, which the image uses."""
+    import tomllib
+
+    from scripts.constraints import canonical
+
+    pins = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonical(name)] = version
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "dependencies"]
+    names = {canonical(re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0]) for d in dependencies}
+    assert names - set(pins) == set(), "run `make constraints` after editing the dependencies"
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "-c constraints.txt" in dockerfile
+
+
+def test_the_image_keeps_tensorflow_quiet_and_ships_no_placeholder_models() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "TF_ENABLE_ONEDNN_OPTS=0" in dockerfile and "TF_CPP_MIN_LOG_LEVEL=2" in dockerfile
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert "models" in ignored and "!models/.gitkeep" not in ignored
 
 
 @pytest.mark.parametrize("service", ["migrate", "api", "worker"])
