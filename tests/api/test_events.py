@@ -116,8 +116,8 @@ def queued_job(http: httpx.Client, auth: dict[str, str]) -> dict[str, Any]:
 
 
 def progress(epoch: int, epochs: int = 3) -> dict[str, Any]:
-    return {"epoch": epoch, "epochs": epochs, "loss": 1.0 / epoch, "val_loss": 1.5 / epoch,
-            "elapsed_s": 0.5 * epoch, "eta_s": 0.5 * (epochs - epoch),
+    return {"phase": "training", "epoch": epoch, "epochs": epochs, "loss": 1.0 / epoch,
+            "val_loss": 1.5 / epoch, "elapsed_s": 0.5 * epoch, "eta_s": 0.5 * (epochs - epoch),
             "history": [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.5 / e}
                         for e in range(1, epoch + 1)]}
 
