@@ -552,7 +552,7 @@ def stream_text(stream: dict[str, Any]) -> str:
         coverage = ", ".join(f"{level}% -> {100 * accuracy[f'coverage_{level}']:.0f}%"
                              for level in (80, 95) if accuracy.get(f"coverage_{level}") is not None)
         lines.append(f"accuracy over {accuracy['judged']} readings: MAE {cell(accuracy.get('mae'))}, "
-                     f"MASE {cell(accuracy.get('mase'))}, vs naive "
+                     f"MASE {cell(accuracy.get('mase'))}, MAE / seasonal-naive MAE "
                      f"{cell(accuracy.get('relative_mae'))}" + (f"; coverage {coverage}"
                                                                 if coverage else ""))
     return "\n".join(lines)

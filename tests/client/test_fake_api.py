@@ -166,8 +166,8 @@ def test_stream_commands(fake: dict[str, Route], tmp_path: Path,
                                    {"ts": "2024-01-02T01:00:00Z", "value": None}]}
     capsys.readouterr()
     assert cli.main(["stream", "show", "meter:1", "--key", "k"]) == 0
-    assert ("accuracy over 3 readings: MAE 0.25, MASE 0.5, vs naive 0.8; coverage 80% -> 67%, "
-            "95% -> 100%") in capsys.readouterr().out
+    assert ("accuracy over 3 readings: MAE 0.25, MASE 0.5, MAE / seasonal-naive MAE 0.8; "
+            "coverage 80% -> 67%, 95% -> 100%") in capsys.readouterr().out
     assert cli.main(["stream", "forecast", "meter:1", "--key", "k"]) == 0
     assert "2024-01-02T00:00:00Z" in capsys.readouterr().out
     assert cli.main(["stream", "push", "meter:1", "--key", "k"]) == 1
