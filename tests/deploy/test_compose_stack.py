@@ -34,6 +34,7 @@ COMMAND_TIMEOUT_S = 300.0
 READY_TIMEOUT_S = 180.0
 TRAIN_TIMEOUT_S = 400.0
 POLL_S = 1.0
+IMAGE = "statecast:latest"  # as docker-compose.yml names it
 FIRST_STREAM_TS = "2000-08-28T00:00:00Z"
 
 
@@ -56,6 +57,12 @@ def engine_problem() -> str | None:
         if done.returncode != 0:
             return f"{needs} does not answer: {done.stderr.strip()[:300]}"
     return None
+
+
+def image_id(name: str, env: dict[str, str]) -> str | None:
+    done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 class Stack:
@@ -111,7 +118,12 @@ def stack() -> Iterator[Stack]:
         pytest.fail(f"{TAYLOR_CSV} is missing: shared/ must lie beside the repository")
     stack = Stack()
     try:
+        before = image_id(IMAGE, stack.env)
         stack.compose("build", timeout_s=BUILD_TIMEOUT_S)
+        if before and before != image_id(IMAGE, stack.env):
+            # The image this build replaced is left untagged (2 GB); remove it unless in use.
+            subprocess.run(["docker", "image", "rm", before], env=stack.env, capture_output=True,
+                           timeout=COMMAND_TIMEOUT_S, check=False)
         stack.compose("up", "-d")
         stack.wait_ready()
         yield stack
