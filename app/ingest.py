@@ -6,17 +6,23 @@ validated arrays, and every problem is reported with its row so a client can fix
 
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from app.errors import Invalid, field_error
 from app.timegrid import NS_PER_S, off_grid
 
 MAX_REPORTED_ROWS = 20
+# Separators a file sent without `sep` is checked for, to suggest the right one.
+OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# Distinct timestamps tried when inferring the column's format (a first row may be odd).
+FORMAT_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,20 @@ class ReadingsBatch:
 
     def __len__(self) -> int:
         return len(self.ts_s)
+
+
+@dataclass(frozen=True)
+class TimestampFormat:
+    """How timestamps are read: ISO 8601, else one format inferred for (or given to) the column.
+
+    Attributes:
+        ts_format: a strftime format every timestamp follows, e.g. `%d/%m/%Y %H:%M`.
+        dayfirst: True reads `12/08/2000` as 12 August, False as December 8; None infers it
+            and refuses a column that reads both ways.
+    """
+
+    ts_format: str | None = None
+    dayfirst: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
     if options.sep == options.decimal:
         raise Invalid("`sep` and `decimal` must differ",
                       errors=[field_error("decimal", options.decimal, "same character as `sep`")])
+    _check_layout(body, options)
     try:
         frame = pd.read_csv(io.BytesIO(body), sep=options.sep, decimal=options.decimal,
                             keep_default_na=False, na_values=[""], dtype={0: str},
@@ -58,6 +79,33 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
             raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
                           errors=[field_error(name, col, f"not one of the columns {columns}")])
     return frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col]
+
+
+def _check_layout(body: bytes, options: CsvOptions) -> None:
+    """Refuse, with the fix, the two files that parse as nonsense: a body whose line breaks were
+    stripped (`curl -d @file` does that) and one separated by another character than `sep`."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if text and "\n" not in text and "\r" not in text:
+        raise Invalid(
+            "The body is a single line: a CSV upload needs a header line and one line per reading. "
+            "If you sent a file with `curl -d @file`, which strips line breaks, send it with "
+            "`curl --data-binary @file`",
+            errors=[field_error("body", text[:80], "no line breaks")])
+    lines = text.splitlines()
+    header = lines[0]
+    if options.sep in header:
+        return
+    for sep, name in OTHER_SEPARATORS.items():
+        if sep in header:
+            fix = f"`sep={sep}`" if sep != "\t" else "`sep=%09` (a tab)"
+            first_row = lines[1] if len(lines) > 1 else ""
+            if options.decimal == "." and re.search(r"\d,\d", first_row):
+                fix += " and `decimal=,`"
+            raise Invalid(
+                f"The header {header!r} has no {options.sep!r} but looks {name}-separated: "
+                f"send {fix}",
+                errors=[field_error("sep", options.sep, f"the file looks {name}-separated; "
+                                    f"send {fix}")])
 
 
 def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
@@ -107,14 +155,17 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
 
 
 def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = 0,
-             ts_field: str = "ts", value_field: str = "value") -> ReadingsBatch:
+             ts_field: str = "ts", value_field: str = "value",
+             ts_format: TimestampFormat = TimestampFormat()) -> ReadingsBatch:
     """Validate raw columns against the series' grid; raise Invalid naming the rows at fault.
 
     Timestamps without a zone are UTC. A missing value (empty or null) is kept as NaN;
-    NaN/inf spelled out, non-numbers, unparsable or duplicated timestamps are errors.
+    NaN/inf spelled out, non-numbers, unparsable or duplicated timestamps are errors, and so is
+    a column whose timestamps are written in more than one format or read two ways.
     """
     n = len(ts_raw)
-    ts = _parse_timestamps(ts_raw)
+    ts = _parse_timestamps(ts_raw, ts_format, lambda mask, message: _rows(
+        mask, ts_raw, ts_field, message, row_base))
     values = pd.to_numeric(value_raw, errors="coerce").to_numpy(dtype=float)
     explicit_missing = value_raw.isna().to_numpy()
     bad_value = (np.isnan(values) & ~explicit_missing) | np.isinf(values)
@@ -159,7 +210,7 @@ def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,
 ZONE_SUFFIX = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _parse_timestamps(raw: pd.Series) -> pd.Series:
+def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
     """Naive UTC datetimes (NaT where unparsable).
 
     Zoned and zone-less stamps are parsed apart: given both at once, pandas applies the first
@@ -168,18 +219,81 @@ def _parse_timestamps(raw: pd.Series) -> pd.Series:
     text = raw.astype(str).str.strip()
     zoned = text.str.contains(ZONE_SUFFIX, regex=True).to_numpy()
     if zoned.all() or not zoned.any():
-        return _parse_uniform(text)
+        return _parse_uniform(text, ts_format, report)
     parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    parsed[zoned] = _parse_uniform(text[zoned])
-    parsed[~zoned] = _parse_uniform(text[~zoned])
+
+    def report_within(part: np.ndarray) -> Report:
+        def within(mask: np.ndarray, message: str) -> list[dict[str, Any]]:
+            full = np.zeros(len(text), dtype=bool)
+            full[np.flatnonzero(part)[mask]] = True
+            return report(full, message)
+        return within
+
+    parsed[zoned] = _parse_uniform(text[zoned], ts_format, report_within(zoned))
+    parsed[~zoned] = _parse_uniform(text[~zoned], ts_format, report_within(~zoned))
     return parsed
 
 
-def _parse_uniform(text: pd.Series) -> pd.Series:
-    try:
-        parsed = pd.to_datetime(text, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
+def _parse_uniform(text: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
+    """One format for the whole column: `ts_format`, ISO 8601, or one inferred from its values.
+
+    Never row by row: pandas' `format="mixed"` reads `12/08/2000` as 8 December and
+    `13/08/2000` as 13 August in the same column.
+    """
+    if ts_format.ts_format is not None:
+        return _naive(pd.to_datetime(text, utc=True, format=ts_format.ts_format, errors="coerce"))
+    if ts_format.dayfirst is None:
+        try:
+            return _naive(pd.to_datetime(text, utc=True, format="ISO8601"))
+        except (ValueError, TypeError):
+            pass
+    formats = _candidate_formats(text, ts_format.dayfirst)
+    if not formats:
+        return _naive(pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]"))
+    present = (text != "").to_numpy()
+    parsed = {f: pd.to_datetime(text, utc=True, format=f, errors="coerce") for f in formats}
+    complete = [f for f in formats if parsed[f].notna().to_numpy()[present].all()]
+    if len(complete) > 1 and not parsed[complete[0]].equals(parsed[complete[1]]):
+        example = text[present].iloc[0]
+        readings = " or ".join(f"{f} ({parsed[f][present].iloc[0]:%Y-%m-%d})" for f in complete)
+        raise Invalid(
+            f"The timestamps read two ways: {example!r} may be {readings}. Send `dayfirst=true` "
+            "(day before month), `dayfirst=false` (month before day) or the exact `ts_format`",
+            errors=[field_error("dayfirst", None, "ambiguous day and month order; set "
+                                "`dayfirst` or `ts_format`")])
+    best = complete[0] if complete else max(formats, key=lambda f: int(parsed[f].notna().sum()))
+    chosen = parsed[best]
+    failed = (chosen.isna().to_numpy() & present)
+    if failed.any():
+        readable = pd.to_datetime(text[failed], utc=True, format="mixed", errors="coerce")
+        mixed = np.zeros(len(text), dtype=bool)
+        mixed[np.flatnonzero(failed)[readable.notna().to_numpy()]] = True
+        if mixed.any():
+            raise Invalid(
+                f"{int(mixed.sum())} timestamp(s) are written in another format than the rest of "
+                f"the column ({best}); write them all one way, or send `ts_format`",
+                errors=report(mixed, f"not in the column's format {best}")[:MAX_REPORTED_ROWS])
+    return _naive(chosen)
+
+
+def _candidate_formats(text: pd.Series, dayfirst: bool | None) -> list[str]:
+    """Formats guessed from the first few distinct values: month-first and day-first readings
+    of `12/08/2000` both, unless `dayfirst` says which. Year-first dates are not ambiguous."""
+    for sample in text[text != ""].drop_duplicates().head(FORMAT_SAMPLES):
+        month_first = guess_datetime_format(sample, dayfirst=False)
+        day_first = guess_datetime_format(sample, dayfirst=True)
+        if month_first is None and day_first is None:
+            continue
+        if month_first is not None and month_first.startswith("%Y"):
+            return [month_first]
+        if dayfirst is not None:
+            chosen = day_first if dayfirst else month_first
+            return [chosen] if chosen is not None else []
+        return list(dict.fromkeys(f for f in (month_first, day_first) if f is not None))
+    return []
+
+
+def _naive(parsed: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 

@@ -135,3 +135,36 @@ def test_body_over_limit_is_413(settings: Settings, auth: dict[str, str]) -> Non
         rows = "".join(f"2024-01-01 {h:02d}:00,{h}\n" for h in range(20))
         assert_problem(post_csv(client, auth, sid, "ts,value\n" + rows), 413)
         assert readings(client, auth, sid) == []
+
+
+def test_day_first_dates_are_stored_right_or_refused(client: TestClient,
+                                                     auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    body = "".join(f"{d}/08/2000 22:00,{d}\n" for d in range(10, 15))
+    response = post_csv(client, auth, sid, "ts,value\n" + body)
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    assert [r["ts"] for r in readings(client, auth, sid)] == [
+        f"2000-08-{d}T22:00:00Z" for d in range(10, 15)]
+    ambiguous = "ts,value\n01/02/2001 00:00,1\n02/02/2001 00:00,2\n"
+    problem = assert_problem(post_csv(client, auth, sid, ambiguous), 422, "dayfirst")
+    assert "ts_format" in problem["detail"]
+    month_first = post_csv(client, auth, sid, ambiguous, "?dayfirst=false")
+    assert month_first.status_code == 200, month_first.text  # type: ignore[attr-defined]
+    assert month_first.json()["first_ts"] == "2001-01-02T00:00:00Z"  # type: ignore
+    mixed = "ts,value\n2001-03-01 00:00,1\n02/03/2001 00:00,2\n"
+    problem = assert_problem(post_csv(client, auth, sid, mixed), 422, "ts")
+    assert [e["row"] for e in problem["errors"]] == [2]
+
+
+def test_upload_hints_for_separator_and_stripped_newlines(client: TestClient,
+                                                          auth: dict[str, str]) -> None:
+    sid = create_series(client, auth)["id"]
+    problem = assert_problem(post_csv(client, auth, sid, "timestamp;load\n2000-08-28 00:00;23100,5\n"),
+                             422, "sep")
+    assert "sep=;" in problem["detail"] and "decimal=," in problem["detail"]
+    problem = assert_problem(post_csv(client, auth, sid, "timestamp,load2000-08-28 00:00,23100"),
+                             422, "body")
+    assert "--data-binary" in problem["detail"]
+    assert_problem(post_csv(client, auth, sid, "ts,value\n2024-01-01 00:00,1\n",
+                            "?ts_format=nope"), 422, "query.ts_format")
+    assert readings(client, auth, sid) == []

@@ -26,7 +26,7 @@ from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
 from app.errors import ServiceError
-from app.ingest import CsvOptions, parse_csv, parse_json, to_batch
+from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
 from app.model_files import remove_model_files
 from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
@@ -121,6 +121,12 @@ async def upload_readings(
     sep: Annotated[str, Query(min_length=1, max_length=1, description="CSV field separator")
                    ] = ",",
     decimal: Annotated[Literal[".", ","], Query(description="CSV decimal mark")] = ".",
+    ts_format: Annotated[str | None, Query(
+        min_length=2, pattern="%", description="strftime format of every timestamp, e.g. "
+        "%d/%m/%Y %H:%M (default: ISO 8601, else one format inferred for the column)")] = None,
+    dayfirst: Annotated[bool | None, Query(
+        description="true: 12/08/2000 is 12 August; false: December 8 (default: inferred, "
+        "and an ambiguous column is refused)")] = None,
 ) -> UploadResult:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "text/csv", "application/csv"):
@@ -129,23 +135,26 @@ async def upload_readings(
             errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
     body = await request.body()
     options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
+    formats = TimestampFormat(ts_format=ts_format, dayfirst=dayfirst)
     return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
-                                   options, on_conflict)
+                                   options, formats, on_conflict)
 
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
-            body: bytes, options: CsvOptions, on_conflict: Literal["error", "replace"],
-            ) -> UploadResult:
+            body: bytes, options: CsvOptions, formats: TimestampFormat,
+            on_conflict: Literal["error", "replace"]) -> UploadResult:
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
         if media_type == "application/json":
-            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value")
+            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value",
+                             ts_format=formats)
         else:
             ts_raw, value_raw = parse_csv(body, options)
             # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
             batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
-                             ts_field=str(ts_raw.name), value_field=str(value_raw.name))
+                             ts_field=str(ts_raw.name), value_field=str(value_raw.name),
+                             ts_format=formats)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
