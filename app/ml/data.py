@@ -9,6 +9,7 @@ import pandas as pd
 
 from app.ml.evaluation import mase_scale
 from app.ml.spec import freq_seconds
+from app.timegrid import parse_freq
 
 # Gaps up to this many missing readings are filled by linear interpolation; longer gaps cut the
 # series into segments, because inventing an hour of electricity demand would teach the model
@@ -44,12 +45,12 @@ class SeriesData:
                 "timestamps; expected one timestamp per reading."
             )
         if len(values) > 1:
-            step_s = np.diff(self.timestamps.asi8) / 1e9
-            expected_s = freq_seconds(self.freq)
-            if not np.all(step_s == expected_s):
+            freq_seconds(self.freq)  # a frequency training knows, else ValueError
+            expected = pd.date_range(self.timestamps[0], periods=len(values), freq=parse_freq(self.freq))
+            if not np.array_equal(self.timestamps.asi8, expected.asi8):
                 raise TrainingDataError(
                     f"Series {self.name!r} is not on a regular {self.freq} grid; expected one "
-                    f"reading every {expected_s:g} s with NaN for missing readings."
+                    f"reading every {self.freq} step with NaN for missing readings."
                 )
 
 

@@ -54,6 +54,29 @@ def mase_scale(train_values: np.ndarray, period: int) -> float:
     return float(np.nanmean(errors)) if np.isfinite(errors).any() else float("nan")
 
 
+def choose_baseline(train_parts: list[np.ndarray], lags: tuple[int, ...]) -> int:
+    """The stronger seasonal naive on the training parts: the lag with the lowest in-sample MAE.
+
+    Lags are compared on the same targets (those at least the longest usable lag in), each
+    series' error relative to its own spread so that no series outweighs another. A lag is usable
+    when every training part covers it twice; the first lag always is.
+    """
+    shortest = min(len(t) for t in train_parts)
+    usable = [lag for i, lag in enumerate(lags) if i == 0 or 2 * lag <= shortest]
+    first_target = max(usable)
+    best, best_error = usable[0], np.inf
+    for lag in usable:
+        error = 0.0
+        for train in train_parts:
+            diffs = np.abs(train[first_target:] - train[first_target - lag : len(train) - lag])
+            spread = np.nanstd(train)
+            if np.isfinite(diffs).any() and spread > 0:
+                error += float(np.nanmean(diffs)) / spread
+        if error < best_error:
+            best, best_error = lag, error
+    return best
+
+
 def actuals(values: np.ndarray, ends: np.ndarray, horizon: int) -> np.ndarray:
     """Readings 1..horizon steps after each origin, (n, H)."""
     return values[ends[:, None] + np.arange(1, horizon + 1)[None, :]]
@@ -142,6 +165,8 @@ def report(
         "validation_origins": int(validation_origins),
         "horizon": int(horizon),
         "seasonal_period": int(seasonal_period),
+        # The baseline every "seasonal_naive" figure and the MASE scale refer to.
+        "baseline": {"name": "seasonal_naive", "lag": int(seasonal_period)},
         "one_step": both(slice(0, 1)),
         "full_horizon": both(slice(0, horizon)),
         "interval_coverage": coverage(test, quantiles, REPORTED_COVERAGE_LEVELS),

@@ -60,7 +60,8 @@ class FeatureConfig:
             stream=spec.stateful,
             # Daily readings all share one time of day: that input would be a constant.
             time_of_day=spec.calendar and spec.steps_per_day > 1,
-            day_of_week=spec.calendar,
+            # Weekly and longer steps: every reading falls on the same weekday.
+            day_of_week=spec.calendar and spec.steps_per_day >= 1,
             seasonal_periods=periods,
             fit_steps=max(FIT_SEASONS * max(periods), spec.window) if periods else 0,
             steps_per_day=spec.steps_per_day,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.timegrid import NS_PER_S, parse_freq, step_seconds
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Deseasonalize = Literal["mstl", "none"]
@@ -20,6 +23,8 @@ DEFAULT_AUTO_BUDGET_S = 600
 # Daily data has no within-day pattern; its season is the week.
 DAYS_PER_WEEK = 7
 SECONDS_PER_DAY = 86_400
+DAYS_PER_YEAR = 365
+DAYS_PER_YEAR_MEAN = 365.25
 
 
 def _invalid(name: str, expected: str, got: Any) -> ValueError:
@@ -250,31 +255,55 @@ class ResolvedSpec:
 
 
 def freq_seconds(freq: str) -> float:
-    """Seconds between readings for a pandas offset alias ("15min", "h", "D", ...)."""
+    """Seconds between readings for a pandas offset alias ("15min", "h", "D", "W-SAT", "MS"...);
+    the mean step for calendar frequencies (a month: 365.25 / 12 days)."""
     try:
         with warnings.catch_warnings():
             # pandas warns on deprecated spellings ("H", "T"); accept only current aliases.
             warnings.simplefilter("error", FutureWarning)
-            offset = pd.tseries.frequencies.to_offset(freq)
-        seconds = pd.Timedelta(offset).total_seconds()
+            pd.tseries.frequencies.to_offset(freq)
+        parse_freq(freq)  # and a grid of whole seconds
     except (ValueError, TypeError, FutureWarning):
         raise _invalid(
-            "freq", "a fixed pandas offset alias such as '15min', '30min', 'h' or 'D'", freq
+            "freq", "a pandas offset alias such as '15min', '30min', 'h', 'D', 'W-SUN' or 'MS'", freq
         ) from None
-    if seconds <= 0 or seconds > SECONDS_PER_DAY:
-        raise _invalid("freq", "a frequency of one day or shorter", freq)
-    return seconds
+    step_s = step_seconds(freq)
+    return float(step_s) if step_s is not None else _mean_step_s(freq)
+
+
+@lru_cache(maxsize=64)
+def _mean_step_s(freq: str) -> float:
+    # Any 400 years hold 97 leap days: the mean of a calendar step over them is its true mean.
+    stamps = pd.date_range("1850-01-01", "2249-12-31", freq=parse_freq(freq))
+    span_ns = int(stamps.asi8[-1]) - int(stamps.asi8[0])  # 400 years overflow int64 ns
+    return span_ns / NS_PER_S / (len(stamps) - 1)
 
 
 def seasonal_period(freq: str) -> int:
-    """Readings per season: one day for sub-daily data, one week for daily data."""
+    """Readings per season: one day for sub-daily data, one week for daily data, one year for
+    longer steps (weekly: 52, monthly: 12, quarterly: 4; 1, no season, for yearly data)."""
     step_s = freq_seconds(freq)
-    if step_s >= SECONDS_PER_DAY:
+    if step_s > SECONDS_PER_DAY:
+        return max(1, round(DAYS_PER_YEAR_MEAN * SECONDS_PER_DAY / step_s))
+    if step_s == SECONDS_PER_DAY:
         return DAYS_PER_WEEK
     per_day = SECONDS_PER_DAY / step_s
     if per_day != int(per_day):
         raise _invalid("freq", "a frequency that divides one day evenly", freq)
     return int(per_day)
+
+
+def baseline_lags(freq: str) -> tuple[int, ...]:
+    """Lags of the seasonal naives the baseline is chosen from (`evaluation.choose_baseline`):
+    one day and one week of readings for sub-daily data, a week and a year for daily data, the
+    year for longer steps."""
+    step_s = freq_seconds(freq)
+    if step_s > SECONDS_PER_DAY:
+        return (seasonal_period(freq),)
+    if step_s == SECONDS_PER_DAY:
+        return (DAYS_PER_WEEK, DAYS_PER_YEAR)
+    per_day = seasonal_period(freq)
+    return (per_day, DAYS_PER_WEEK * per_day)
 
 
 def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:

@@ -1,7 +1,8 @@
 """Live accuracy of a stream: each one-step forecast judged when its reading arrives.
 
 Running sums since the stream was (re)warmed: the model's absolute error, the seasonal naive's
-(the reading one season earlier) over the same steps, and how often the 80% and 95% intervals
+(the reading one baseline lag earlier: the stronger of one day or one week on the model's training
+part, its spec's `seasonal_period`) over the same steps, and how often the 80% and 95% intervals
 held the reading. MASE divides the model's MAE by the seasonal naive's in-sample MAE from
 training, as the model's test metrics do; `relative_mae` compares it with the naive live.
 """

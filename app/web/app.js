@@ -385,11 +385,13 @@ function metricCells(metrics) {
   const full = (metrics && metrics.full_horizon) || {};
   const model = full.model || {};
   const naive = full.seasonal_naive || {};
+  const lag = metrics && metrics.baseline ? metrics.baseline.lag : undefined;
+  const naiveTitle = lag === undefined ? "seasonal naive" : `seasonal naive, lag ${lag} readings`;
   return ["mae", "rmse", "smape", "mase"].map((name) => {
     const better = model[name] !== undefined && naive[name] !== undefined && model[name] < naive[name];
     return h("td", { class: "num" },
       h("span", { class: model[name] === undefined ? "" : better ? "good" : "warn" }, fmt(model[name])),
-      h("span", { class: "muted" }, ` / ${fmt(naive[name])}`));
+      h("span", { class: "muted", title: naiveTitle }, ` / ${fmt(naive[name])}`));
   });
 }
 
@@ -586,7 +588,8 @@ async function seriesView(view, seriesId) {
         h("th", { class: "num" }, "Coverage"), h("th", {}, "Job"), h("th", {}))),
       h("tbody", {}, rows)),
     h("p", { class: "note" }, "Test-part errors over the full horizon, the model's beside the " +
-      "seasonal naive's (lower is better); coverage is the share of test readings inside each interval."));
+      "seasonal naive's (the stronger of the same time one day or one week earlier on the training part; " +
+      "hover for its lag; MASE is scaled by its in-sample error; lower is better); coverage is the share of test readings inside each interval."));
   }
 
   await Promise.all([drawChart(), drawModels().catch((error) => {

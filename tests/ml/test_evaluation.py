@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from app.ml.evaluation import Forecasts, conformal_quantiles, report, seasonal_naive
+from app.ml.evaluation import Forecasts, choose_baseline, conformal_quantiles, report, seasonal_naive
 
 
 def test_seasonal_naive_uses_only_readings_up_to_the_origin() -> None:
@@ -41,3 +41,13 @@ def test_report_is_json_and_compares_with_seasonal_naive() -> None:
     assert metrics["full_horizon"]["model"]["mase"] == 0.75
     assert metrics["full_horizon"]["seasonal_naive"]["mase"] == 1.0
     assert metrics["interval_coverage"] == {"80": 0.75, "95": 1.0}
+
+
+def test_baseline_is_the_stronger_seasonal_naive() -> None:
+    rng = np.random.default_rng(0)
+    week = np.tile(rng.normal(0, 20, 168), 6) + rng.normal(0, 0.5, 6 * 168)
+    day = np.tile(rng.normal(0, 20, 24), 42) + rng.normal(0, 0.5, 42 * 24)
+    assert choose_baseline([week], (24, 168)) == 168
+    assert choose_baseline([day], (24, 168)) == 24
+    # A lag the training part does not cover twice is never chosen.
+    assert choose_baseline([week[:300]], (24, 168)) == 24

@@ -27,7 +27,12 @@ def _series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_periods_follow_the_frequency_and_the_data_length() -> None:
     assert candidate_periods(48.0) == (48, 336)
-    assert candidate_periods(1.0) == (7,)
+    assert candidate_periods(1.0) == (7, 365)
+    assert candidate_periods(1 / 7) == (52,)  # weekly: the year
+    assert candidate_periods(12 / 365.25) == (12,)  # monthly
+    assert candidate_periods(4 / 365.25) == (4,)  # quarterly
+    assert candidate_periods(1 / 365.25) == ()  # yearly: no season
+    assert usable_periods((7, 365), 729) == (7,)  # daily: the year only from two years on
     assert usable_periods((DAY, WEEK), 2 * WEEK - 1) == (DAY,)
     assert usable_periods((DAY, WEEK), 2 * WEEK) == (DAY, WEEK)
 

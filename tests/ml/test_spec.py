@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.ml.spec import ModelSpec, resolve_spec
+from app.ml.spec import ModelSpec, baseline_lags, freq_seconds, resolve_spec
 
 
 def test_defaults() -> None:
@@ -25,7 +25,8 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("freq", "window", "period"),
-    [("15min", 96, 96), ("30min", 48, 48), ("h", 24, 24), ("D", 14, 7), ("2h", 12, 12)],
+    [("15min", 96, 96), ("30min", 48, 48), ("h", 24, 24), ("D", 14, 7), ("2h", 12, 12),
+     ("W-SAT", 104, 52), ("MS", 24, 12), ("QS", 8, 4)],
 )
 def test_resolve_spec_fills_frequency_defaults(freq: str, window: int, period: int) -> None:
     resolved = resolve_spec(ModelSpec(), freq)
@@ -69,7 +70,16 @@ def test_unknown_field_is_rejected() -> None:
         ModelSpec(unit=4)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("freq", ["W", "7min", "nonsense", "H"])
+@pytest.mark.parametrize("freq", ["7min", "nonsense", "H"])
 def test_resolve_rejects_unusable_frequency(freq: str) -> None:
     with pytest.raises(ValueError, match="`freq`"):
         resolve_spec(ModelSpec(), freq)
+
+
+def test_baselines_follow_the_frequency() -> None:
+    assert baseline_lags("30min") == (48, 336)
+    assert baseline_lags("D") == (7, 365)
+    assert baseline_lags("W-SAT") == (52,)
+    assert baseline_lags("MS") == (12,)
+    assert freq_seconds("W-SUN") == 7 * 86_400
+    assert freq_seconds("MS") == pytest.approx(365.2425 / 12 * 86_400, rel=1e-4)
