@@ -75,6 +75,14 @@ def grid_between(first_ts_s: int, last_ts_s: int, freq: str) -> np.ndarray:
     return (stamps.asi8 // NS_PER_S).astype(np.int64)
 
 
+def grid_steps(first_ts_s: int, last_ts_s: int, freq: str) -> int:
+    """How many grid timestamps lie from first to last inclusive (missing readings count)."""
+    step_s = step_seconds(freq)
+    if step_s is not None:
+        return (last_ts_s - first_ts_s) // step_s + 1
+    return len(grid_between(first_ts_s, last_ts_s, freq))
+
+
 def to_iso(ts_s: int) -> str:
     """Unix seconds as ISO 8601 UTC, e.g. 2024-01-01T00:30:00Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts_s)))

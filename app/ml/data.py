@@ -108,6 +108,35 @@ def fit_scale(train_values: np.ndarray, name: str) -> float:
     return scale
 
 
+def min_readings(
+    *, window: int, horizon: int, period: int, validation_fraction: float, test_fraction: float
+) -> int:
+    """The fewest readings (grid steps, missing ones included) `prepare_series` accepts."""
+    min_part = max(period, horizon)
+    min_train = window + horizon + MIN_TRAIN_WINDOWS
+    kept = 1 - validation_fraction - test_fraction
+    n = max(min_train + 2 * min_part, int(min_train / kept) - 2)
+    while chronological_split(n, min_part, validation_fraction, test_fraction).val_start < min_train:
+        n += 1
+    return n
+
+
+def too_short_message(
+    name: str, n: int, *, window: int, horizon: int, period: int, validation_fraction: float,
+    test_fraction: float
+) -> str:
+    """Why a series of `n` readings cannot fill the spec, with the length it needs."""
+    needed = min_readings(window=window, horizon=horizon, period=period,
+                          validation_fraction=validation_fraction, test_fraction=test_fraction)
+    return (
+        f"Series {name!r} spans {n} readings; this model needs at least {needed}: "
+        f"{window + horizon + MIN_TRAIN_WINDOWS} to train on (a window of {window}, a horizon of "
+        f"{horizon} and {MIN_TRAIN_WINDOWS} windows) plus validation and test parts of at least "
+        f"{max(period, horizon)} readings each ({validation_fraction:g} and {test_fraction:g} of "
+        "the series)."
+    )
+
+
 @dataclass(frozen=True)
 class PreparedSeries:
     """A series ready for features: short gaps filled, split, and its training scale."""
@@ -145,15 +174,10 @@ def prepare_series(
         raise TrainingDataError(f"Series {series.name!r} has no readings.")
     min_part = max(period, horizon)
     split = chronological_split(n, min_part, validation_fraction, test_fraction)
-    min_train = window + horizon + MIN_TRAIN_WINDOWS
-    if split.val_start < min_train:
-        needed = n - split.val_start + min_train
-        raise TrainingDataError(
-            f"Series {series.name!r} has {n} readings; this model needs at least about {needed}: "
-            f"{min_train} to train on (a window of {window}, a horizon of {horizon} and "
-            f"{MIN_TRAIN_WINDOWS} windows) plus validation and test parts of at least "
-            f"{min_part} readings each."
-        )
+    if split.val_start < window + horizon + MIN_TRAIN_WINDOWS:
+        raise TrainingDataError(too_short_message(
+            series.name, n, window=window, horizon=horizon, period=period,
+            validation_fraction=validation_fraction, test_fraction=test_fraction))
     values = interpolate_short_gaps(series.values, max_gap_steps)
     train = values[: split.val_start]
     return PreparedSeries(

@@ -57,7 +57,7 @@ def test_scale_is_fitted_on_the_training_part_only() -> None:
     [
         (np.full(480, np.nan), "has no readings"),
         (np.full(480, 5.0), "is constant (5) in its training part"),
-        (np.arange(60, dtype=float), "has 60 readings; this model needs at least about"),
+        (np.arange(60, dtype=float), "spans 60 readings; this model needs at least"),
     ],
 )
 def test_unusable_series_raise_a_sentence(values: np.ndarray, fragment: str) -> None:

@@ -10,10 +10,12 @@ from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, 
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
-from app.db.tables import ForecastModel
+from app.db.tables import ForecastModel, Series
 from app.errors import Invalid, field_error
-from app.ml.spec import resolve_spec
+from app.ml.data import min_readings, too_short_message
+from app.ml.spec import ResolvedSpec, resolve_spec
 from app.model_files import remove_model_files
+from app.timegrid import grid_steps
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -42,15 +44,35 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
                       errors=[field_error("series_ids", body.series_ids,
                                           f"frequencies differ: {sorted(freqs)}")])
     try:
-        resolve_spec(body.spec, series[0].freq)
+        resolved = resolve_spec(body.spec, series[0].freq)
     except ValueError as exc:
         raise Invalid(str(exc), errors=[field_error("spec", body.spec.model_dump(), str(exc))]
                       ) from None
+    _check_length(session, series, resolved)
     model, job = models_db.create_with_job(
         session=session, tenant_id=tenant.id, series=series,
         spec=body.spec.model_dump(mode="json"), max_attempts=settings.job_max_attempts)
     session.commit()
     return ModelAccepted(model=to_public(session, model), job=JobPublic.model_validate(job))
+
+
+def _check_length(session: SessionDep, series: list[Series], spec: ResolvedSpec) -> None:
+    """Refuse now, not in a failed job, a series too short for the spec's parts."""
+    for s in series:
+        _, first_s, last_s = series_db.reading_stats(session=session, series_id=s.id)
+        steps = 0 if first_s is None or last_s is None else grid_steps(first_s, last_s, s.freq)
+        needed = min_readings(window=spec.window, horizon=spec.horizon,
+                              period=spec.seasonal_period,
+                              validation_fraction=spec.validation_fraction,
+                              test_fraction=spec.test_fraction)
+        if steps < needed:
+            message = too_short_message(
+                s.name, steps, window=spec.window, horizon=spec.horizon,
+                period=spec.seasonal_period, validation_fraction=spec.validation_fraction,
+                test_fraction=spec.test_fraction)
+            raise Invalid(message, errors=[field_error(
+                "series_ids", s.id, f"spans {steps} readings, needs at least {needed}",
+                needed=needed)])
 
 
 @router.get("", response_model=Page[ModelPublic], summary="List models, newest first")
