@@ -3,6 +3,7 @@
 import time
 import warnings
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,15 @@ def parse_freq(freq: str) -> BaseOffset:
     if isinstance(offset, Tick) and (offset.nanos < NS_PER_S or offset.nanos % NS_PER_S):
         raise ValueError(f"'{freq}' is not a whole number of seconds; readings are stored per second")
     return offset
+
+
+def checked_timezone(name: str) -> str:
+    """`name` if it is an IANA time zone such as `Europe/London` (or `UTC`), else ValueError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{name}' is not an IANA time zone such as Europe/London or UTC") from None
+    return name
 
 
 def canonical_freq(freq: str) -> str:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.params import Id
 from app.ml import spec as ml_spec
-from app.timegrid import canonical_freq
+from app.timegrid import canonical_freq, checked_timezone
 
 T = TypeVar("T")
 
@@ -25,6 +25,9 @@ class SeriesCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["building-7"])
     freq: str = Field(description="A pandas offset alias: 15min, 30min, h, D, W-SUN...",
                       examples=["30min"])
+    timezone: str = Field(default="UTC", max_length=64, examples=["Europe/London"],
+                          description="IANA zone of the series' local time: calendar inputs, "
+                          "daily seasons and the dashboard follow it; readings are stored in UTC.")
     unit: str | None = Field(default=None, max_length=64, examples=["kWh"])
     description: str | None = Field(default=None, max_length=10_000)
 
@@ -33,6 +36,11 @@ class SeriesCreate(BaseModel):
     def _known_freq(cls, value: str) -> str:
         return canonical_freq(value)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return checked_timezone(value)
+
 
 class SeriesPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -40,6 +48,7 @@ class SeriesPublic(BaseModel):
     id: int
     name: str
     freq: str
+    timezone: str
     unit: str | None
     description: str | None
     created_at: datetime

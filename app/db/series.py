@@ -11,8 +11,10 @@ from app.errors import Conflict, NotFound
 
 
 def create_series(*, session: Session, tenant_id: int, name: str, freq: str,
-                  unit: str | None = None, description: str | None = None) -> Series:
-    series = Series(tenant_id=tenant_id, name=name, freq=freq, unit=unit, description=description)
+                  timezone: str = "UTC", unit: str | None = None,
+                  description: str | None = None) -> Series:
+    series = Series(tenant_id=tenant_id, name=name, freq=freq, timezone=timezone, unit=unit,
+                    description=description)
     try:
         with session.begin_nested():
             session.add(series)

@@ -78,6 +78,8 @@ class Series(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     freq: Mapped[str] = mapped_column(String(32))
+    # IANA zone of the series' local time (calendar inputs, daily seasons); readings stay UTC.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     unit: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -31,6 +31,7 @@ class SeriesData:
     timestamps: pd.DatetimeIndex
     freq: str
     name: str = "series"
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float64)
@@ -46,8 +47,10 @@ class SeriesData:
             )
         if len(values) > 1:
             freq_seconds(self.freq)  # a frequency training knows, else ValueError
-            expected = pd.date_range(self.timestamps[0], periods=len(values), freq=parse_freq(self.freq))
-            if not np.array_equal(self.timestamps.asi8, expected.asi8):
+            # On the UTC grid readings are stored on, whatever zone the index is shown in.
+            utc = self.timestamps.tz_convert(None) if self.timestamps.tz is not None else self.timestamps
+            expected = pd.date_range(utc[0], periods=len(values), freq=parse_freq(self.freq))
+            if not np.array_equal(utc.asi8, expected.asi8):
                 raise TrainingDataError(
                     f"Series {self.name!r} is not on a regular {self.freq} grid; expected one "
                     f"reading every {self.freq} step with NaN for missing readings."

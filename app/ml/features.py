@@ -27,7 +27,16 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from app.ml.seasonal import FIT_SEASONS, SeasonalConfig, SeasonalFitter, candidate_periods, decompose, extend
+from app.ml.seasonal import (
+    FIT_SEASONS,
+    SeasonalConfig,
+    SeasonalFitter,
+    candidate_periods,
+    decompose,
+    extend,
+    on_wall_clock,
+    wall_slots,
+)
 from app.ml.seasonal import usable_periods as _usable_periods
 from app.ml.spec import ResolvedSpec
 
@@ -50,6 +59,8 @@ class FeatureConfig:
     seasonal_periods: tuple[int, ...] = ()
     fit_steps: int = 0
     steps_per_day: float = 1.0
+    # IANA zone of the series' local time: calendar inputs and daily seasons follow its clock.
+    timezone: str = "UTC"
 
     @classmethod
     def from_spec(cls, spec: ResolvedSpec) -> FeatureConfig:
@@ -72,7 +83,7 @@ class FeatureConfig:
         return bool(self.seasonal_periods)
 
     def seasonal(self) -> SeasonalConfig:
-        return SeasonalConfig(self.seasonal_periods, self.fit_steps, self.steps_per_day)
+        return SeasonalConfig(self.seasonal_periods, self.fit_steps, self.steps_per_day, self.timezone)
 
     @property
     def context_steps(self) -> int:
@@ -103,9 +114,12 @@ class FeatureConfig:
 
 
 def calendar(timestamps: pd.DatetimeIndex, config: FeatureConfig) -> np.ndarray:
-    """Sine/cosine of time of day and day of week, shape (T, C); C may be 0."""
-    # Wall-clock time: demand follows local hours, so a tz-aware index is read in its own zone.
-    ns = timestamps.tz_localize(None).asi8 if timestamps.tz is not None else timestamps.asi8
+    """Sine/cosine of time of day and day of week, shape (T, C); C may be 0.
+
+    Read on the series' local wall clock (`config.timezone`; a naive index is UTC): demand follows
+    local hours, so 08:00 in winter and 08:00 in summer get the same input across a DST change.
+    """
+    ns = local_wall_ns(timestamps, config.timezone)
     columns = []
     if config.time_of_day:
         angle = 2 * np.pi * (ns % NS_PER_DAY) / NS_PER_DAY
@@ -116,6 +130,15 @@ def calendar(timestamps: pd.DatetimeIndex, config: FeatureConfig) -> np.ndarray:
     if not columns:
         return np.zeros((len(ns), 0))
     return np.stack(columns, axis=1)
+
+
+def local_wall_ns(timestamps: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Nanoseconds of each timestamp's wall-clock time in `timezone` (a naive index is UTC)."""
+    if timestamps.tz is None:
+        if timezone == "UTC":
+            return timestamps.asi8
+        timestamps = timestamps.tz_localize("UTC")
+    return timestamps.tz_convert(timezone).tz_localize(None).asi8
 
 
 def window_batch(
@@ -171,12 +194,21 @@ def to_values(relative: np.ndarray, last_value: np.ndarray | float, scale: float
     return np.asarray(last_value, dtype=np.float64)[..., None] + scale * relative.astype(np.float64)
 
 
-def training_seasonal(values: np.ndarray, train_stop: int, config: FeatureConfig) -> np.ndarray:
+def training_seasonal(
+    values: np.ndarray, train_stop: int, config: FeatureConfig, timestamps: pd.DatetimeIndex | None = None
+) -> np.ndarray:
     """Seasonal component of a whole series from one MSTL fit on its training part, extended.
 
     Training windows read the in-sample fit (the cleanest deseasonalised series to learn from);
     the validation loss reads its extension, which is cheap and blind to the validation part.
+    Sub-daily series of a local time zone are fitted on their wall-clock grid, as serving does.
     """
+    if config.timezone != "UTC" and config.steps_per_day > 1 and timestamps is not None and len(values) > 1:
+        step_ns = int(timestamps.asi8[1] - timestamps.asi8[0])
+        slots = wall_slots(int(timestamps.asi8[0]), step_ns, len(values), config.timezone)
+        local, ahead = on_wall_clock(values[:train_stop], slots)
+        periods = _usable_periods(config.seasonal_periods, len(local))
+        return extend(decompose(local, periods), periods, ahead)[slots]
     periods = _usable_periods(config.seasonal_periods, train_stop)
     components = decompose(values[:train_stop], periods)
     return extend(components, periods, len(values) - train_stop)

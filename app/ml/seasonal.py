@@ -113,6 +113,29 @@ def extend(components: np.ndarray, periods: tuple[int, ...], ahead: int) -> np.n
     return out
 
 
+def wall_slots(first_ns: int, step_ns: int, n: int, timezone: str) -> np.ndarray:
+    """Position of each of `n` readings every `step_ns` from `first_ns` (UTC) on the local
+    wall-clock grid of `timezone`: the spring-forward hour skips slots, the repeated autumn hour
+    lands on the slots it repeats."""
+    utc = pd.DatetimeIndex(first_ns + step_ns * np.arange(n, dtype=np.int64), tz="UTC")
+    wall = utc.tz_convert(timezone).tz_localize(None).asi8
+    return (wall - wall[0]) // step_ns
+
+
+def on_wall_clock(history: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, int]:
+    """`history` laid on its wall-clock slots (the mean where an hour repeats, NaN where one is
+    skipped, which `decompose` interpolates), and how many slots the rest of `slots` reaches past
+    it. A daily season fitted there keeps 08:00 at 08:00 across a daylight-saving change."""
+    n = len(history)
+    known = ~np.isnan(history)
+    size = int(slots[:n].max()) + 1
+    sums = np.bincount(slots[:n][known], weights=history[known], minlength=size)
+    counts = np.bincount(slots[:n][known], minlength=size)
+    local = np.full(size, np.nan)
+    local[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    return local, max(0, int(slots.max()) + 1 - size)
+
+
 @dataclass(frozen=True)
 class SeasonalConfig:
     """How a window model deseasonalises: the periods it fits and how much history a fit reads."""
@@ -120,6 +143,7 @@ class SeasonalConfig:
     periods: tuple[int, ...]
     fit_steps: int
     steps_per_day: float
+    timezone: str = "UTC"
 
     @property
     def refit_steps(self) -> int:
@@ -184,7 +208,11 @@ class SeasonalFitter:
             return end + 1
         step = timestamps[1] - timestamps[0] if len(timestamps) > 1 else pd.Timedelta(0)
         first_forecast = timestamps[end] + step
-        boundary = first_forecast.floor("D")
+        if first_forecast.tz is None:
+            first_forecast = first_forecast.tz_localize("UTC")
+        # The day of the series' local clock: a refit at local midnight, also across DST.
+        boundary = first_forecast.tz_convert(self.config.timezone).floor("D", ambiguous=True,
+                                                                         nonexistent="shift_forward")
         return int(min(end + 1, np.searchsorted(timestamps.asi8, boundary.value, side="left")))
 
     def around(
@@ -198,7 +226,12 @@ class SeasonalFitter:
                 f"Received a window of {before} readings, expected at most the {self.config.fit_steps} "
                 "readings a seasonal fit reads."
             )
-        path = self._path(values[start:stop], end + ahead + 1 - stop)
+        slots = None
+        if self.config.timezone != "UTC" and self.config.refit_steps > 1 and len(timestamps) > 1:
+            step_ns = int(timestamps.asi8[1] - timestamps.asi8[0])
+            slots = wall_slots(int(timestamps.asi8[start]), step_ns, end + ahead + 1 - start,
+                               self.config.timezone)
+        path = self._path(values[start:stop], end + ahead + 1 - stop, slots)
         return path[end - before + 1 - start :]
 
     def cycles_before(self, values: np.ndarray, stop: int) -> SeasonalCycles:
@@ -212,7 +245,12 @@ class SeasonalFitter:
             )
         )
 
-    def _path(self, history: np.ndarray, ahead: int) -> np.ndarray:
+    def _path(self, history: np.ndarray, ahead: int, slots: np.ndarray | None = None) -> np.ndarray:
+        """The seasonal path over `history` and `ahead` steps; with `slots`, fitted on the local
+        wall-clock grid (`on_wall_clock`)."""
+        if slots is not None:
+            local, ahead_local = on_wall_clock(history, slots)
+            return self._path(local, ahead_local)[slots]
         components, periods = self._components(history)
         return extend(components, periods, ahead)
 

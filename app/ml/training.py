@@ -112,7 +112,8 @@ def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Ta
         # Training and validation-loss windows read one fit on the training part; forecasts at
         # evaluation origins refit, as serving does (`_origin_forecasts`).
         scaled = [
-            (s.values - training_seasonal(s.values, s.split.val_start, features)) / s.scale for s in prepared
+            (s.values - training_seasonal(s.values, s.split.val_start, features, s.timestamps)) / s.scale
+            for s in prepared
         ]
     else:
         scaled = [s.scaled for s in prepared]
@@ -507,6 +508,12 @@ def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, li
             f"The series have different frequencies ({', '.join(freqs)}); one model is trained "
             "on series of one frequency."
         )
+    zones = sorted({s.timezone for s in series})
+    if len(zones) > 1:
+        raise TrainingDataError(
+            f"The series have different time zones ({', '.join(zones)}); one model is trained "
+            "on series of one local clock."
+        )
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         raise TrainingDataError(f"Series names must be unique, got {names}.")
@@ -573,7 +580,7 @@ def train(
             spec, lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop)
         )
     resolved, prepared = prepare(spec, series)
-    features = FeatureConfig.from_spec(resolved)
+    features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
     table = _build_table(prepared, features)
     if not resolved.stateful and len(table.ends("validation", resolved)) == 0:
         raise TrainingDataError(

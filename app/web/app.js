@@ -82,6 +82,14 @@ function fmtDuration(seconds) {
 
 // Timestamps are UTC throughout; minutes are the finest grid a series has.
 const fmtTs = (ts) => (ts ? ts.slice(0, 16).replace("T", " ") : "–");
+// A UTC timestamp as the wall-clock time of the series' zone ("2024-03-31 02:00:00"), so that the
+// daily profile stays where it is across a daylight-saving change.
+function wallClock(zone) {
+  if (!zone || zone === "UTC") return (ts) => ts;
+  const format = new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  return (ts) => format.format(new Date(Date.parse(ts)));
+}
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 
 // Good news fades; an error stays until it is dismissed (showError puts it beside what failed).
@@ -293,7 +301,9 @@ async function seriesListView(view) {
       h("label", {}, "Frequency", h("input", { name: "freq", required: true, value: "30min",
         list: "freqs" })),
       h("datalist", { id: "freqs" }, FREQS.map((f) => h("option", { value: f }))),
-      h("label", {}, "Unit", h("input", { name: "unit", placeholder: "kWh" }))),
+      h("label", {}, "Unit", h("input", { name: "unit", placeholder: "kWh" })),
+      h("label", {}, "Time zone", h("input", { name: "timezone", value: "UTC",
+        placeholder: "Europe/London" }))),
     h("label", {}, "Readings (CSV with a header row, optional)",
       h("input", { name: "file", type: "file", accept: ".csv,text/csv" })),
     csvOptionFields(),
@@ -309,7 +319,8 @@ async function seriesListView(view) {
     let series;
     try {
       series = await api("/v1/series", { method: "POST", json: {
-        name, freq: f.freq.value.trim(), unit: f.unit.value.trim() || null } });
+        name, freq: f.freq.value.trim(), unit: f.unit.value.trim() || null,
+        timezone: f.timezone.value.trim() || "UTC" } });
     } catch (error) {
       status.textContent = "";
       showError(form, `Nothing was created: ${error.message}`);
@@ -489,6 +500,7 @@ async function seriesView(view, seriesId) {
       h("div", {}, h("h1", {}, series.name),
         h("div", { class: "facts" },
           h("span", {}, "every ", h("b", {}, series.freq)),
+          h("span", {}, "local time ", h("b", {}, series.timezone || "UTC")),
           h("span", {}, h("b", { id: "reading-count" }, series.readings), " readings"),
           h("span", {}, fmtTs(series.first_ts), " – ", fmtTs(series.last_ts)),
           series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null))),
@@ -516,7 +528,8 @@ async function seriesView(view, seriesId) {
     const [readings, detail] = await Promise.all([
       api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
     $("#reading-count").textContent = detail.readings;
-    const traces = [{ x: readings.data.map((r) => r.ts), y: readings.data.map((r) => r.value),
+    const local = wallClock(series.timezone);
+    const traces = [{ x: readings.data.map((r) => local(r.ts)), y: readings.data.map((r) => r.value),
       type: "scatter", mode: "lines", name: "history", line: { color: COLORS.history, width: 1.2 },
       connectgaps: false }];
     let forecast = null;
@@ -525,7 +538,7 @@ async function seriesView(view, seriesId) {
       for (const level of LEVELS) query.append("level", level);
       try {
         forecast = await api(`/v1/series/${seriesId}/forecast?${query}`);
-        traces.push(...forecastTraces(forecast.points));
+        traces.push(...forecastTraces(forecast.points.map((p) => ({ ...p, ts: local(p.ts) }))));
         chartNote.textContent = `Forecast by model ${forecast.model_id}, with its 80% and 95% ` +
           "prediction intervals." + (forecast.warning ? ` ${forecast.warning}` : "");
         chartNote.classList.toggle("warn", Boolean(forecast.warning));
@@ -544,8 +557,8 @@ async function seriesView(view, seriesId) {
     const layout = chartLayout("", series.unit);
     const data = readings.data;
     if (data.length && Date.parse(data[data.length - 1].ts) - Date.parse(data[0].ts) > 2 * INITIAL_VIEW_DAYS * DAY_MS) {
-      const end = forecast && forecast.points.length ? forecast.points[forecast.points.length - 1].ts : data[data.length - 1].ts;
-      const start = new Date(Date.parse(data[data.length - 1].ts) - INITIAL_VIEW_DAYS * DAY_MS).toISOString();
+      const end = local(forecast && forecast.points.length ? forecast.points[forecast.points.length - 1].ts : data[data.length - 1].ts);
+      const start = local(new Date(Date.parse(data[data.length - 1].ts) - INITIAL_VIEW_DAYS * DAY_MS).toISOString());
       layout.xaxis = { ...layout.xaxis, range: [start, end] };
       layout.yaxis = { ...layout.yaxis, autorange: true };
     }

@@ -47,7 +47,7 @@ def load_series_data(session: Session, model_id: int) -> list[Any]:
         assert series is not None
         grid, full = on_grid(*fetch_readings(session=session, series_id=series_id), series.freq)
         result.append(SeriesData(values=full, timestamps=to_index(grid), freq=series.freq,
-                                 name=series.name))
+                                 name=series.name, timezone=series.timezone))
     return result
 
 

@@ -24,6 +24,7 @@ def test_create_and_read(client: TestClient, auth: dict[str, str], freq: str,
     ({"name": "", "freq": "h"}, "name"),
     ({"freq": "h"}, "name"),
     ({"name": "x", "freq": "h", "colour": "red"}, "colour"),
+    ({"name": "x", "freq": "h", "timezone": "Europe/Atlantis"}, "timezone"),
 ])
 def test_bad_series_is_422_and_creates_nothing(client: TestClient, auth: dict[str, str],
                                                body: dict[str, str], field: str) -> None:
@@ -67,3 +68,17 @@ def test_delete_removes_readings(client: TestClient, auth: dict[str, str],
 def test_out_of_range_ids_are_422_not_500(client: TestClient, auth: dict[str, str],
                                           path: str) -> None:
     assert_problem(client.get(path, headers=auth), 422)
+
+
+def test_timezone_is_kept_and_readings_stay_utc(client: TestClient, auth: dict[str, str]) -> None:
+    assert create_series(client, auth, name="utc")["timezone"] == "UTC"
+    created = client.post("/v1/series", json={"name": "london", "freq": "h",
+                                              "timezone": "Europe/London"}, headers=auth).json()
+    assert created["timezone"] == "Europe/London"
+    body = "ts,value\n2024-03-31T00:00:00+00:00,1\n2024-03-31T03:00:00+01:00,2\n"
+    assert client.post(f"/v1/series/{created['id']}/readings", content=body.encode(),
+                       headers={**auth, **CSV}).status_code == 200
+    data = client.get(f"/v1/series/{created['id']}/readings", headers=auth).json()["data"]
+    assert [r["ts"] for r in data] == ["2024-03-31T00:00:00Z", "2024-03-31T02:00:00Z"]
+    assert client.get(f"/v1/series/{created['id']}", headers=auth).json()["timezone"] == (
+        "Europe/London")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -69,3 +71,17 @@ def test_to_values_inverts_the_target_transform() -> None:
     )
     assert y is not None
     np.testing.assert_allclose(to_values(y, values[[4]], scale), [values[5:8]], atol=1e-5)
+
+
+def test_calendar_follows_local_time_across_a_dst_change() -> None:
+    # 08:00 in London is 08:00 UTC before 31 March 2024 and 07:00 UTC after it.
+    ts = pd.DatetimeIndex(["2024-03-29 08:00", "2024-04-02 07:00", "2024-04-02 08:00"])
+    local = calendar(ts, dataclasses.replace(CONFIG, timezone="Europe/London"))
+    np.testing.assert_allclose(local[0, :2], local[1, :2], atol=1e-12)
+    assert not np.allclose(local[0, :2], local[2, :2])
+    utc = calendar(ts, CONFIG)
+    np.testing.assert_allclose(utc[0, :2], utc[2, :2], atol=1e-12)
+    assert FeatureConfig.from_dict({**CONFIG.to_dict(), "timezone": "Europe/London"}).timezone == (
+        "Europe/London")
+    assert FeatureConfig.from_dict({k: v for k, v in CONFIG.to_dict().items()
+                                    if k != "timezone"}).timezone == "UTC"  # older models

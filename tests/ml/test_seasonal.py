@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from app.ml.features import FeatureConfig, training_seasonal
 from app.ml.seasonal import (
     SeasonalConfig,
     SeasonalFitter,
@@ -70,3 +71,37 @@ def test_fits_are_shared_within_a_day() -> None:
     b = fitter.around(values[: 3 * WEEK + 10], stamps[: 3 * WEEK + 10], 3 * WEEK + 5, 8, 4)
     np.testing.assert_array_equal(a, b)  # later readings of the same day do not move the fit
     assert len(fitter._cache) == 1 and len(a) == 12
+
+
+def _local_spike(tz: str, start: str, end: str) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Hourly readings (naive UTC) that peak at 08:00 local time every day."""
+    stamps = pd.date_range(start, end, freq="h")
+    local_hour = stamps.tz_localize("UTC").tz_convert(tz).hour
+    noise = np.random.default_rng(0).normal(0, 0.5, len(stamps))
+    return 100 + 50 * (local_hour == 8) + noise, stamps
+
+
+def test_daily_season_keeps_local_hours_across_a_dst_change() -> None:
+    # Four weeks of GMT, then a forecast into the first days of British Summer Time.
+    values, stamps = _local_spike("Europe/London", "2024-03-03 00:00", "2024-03-30 23:00")
+    ahead = 48  # 31 March and 1 April (UTC)
+    future = pd.date_range(stamps[-1], periods=ahead + 1, freq="h")[1:]
+    all_stamps = stamps.append(future)
+    for tz, peak_utc_hour in (("Europe/London", 7), ("UTC", 8)):
+        fitter = SeasonalFitter(SeasonalConfig((DAY, WEEK), 12 * WEEK, 24.0, tz))
+        padded = np.concatenate([values, np.full(ahead, np.nan)])
+        path = fitter.around(padded, all_stamps, len(values) - 1, DAY, ahead)
+        april_first = path[DAY + DAY:]  # the forecast's second day, wholly in summer time
+        assert int(np.argmax(april_first)) == peak_utc_hour, tz
+
+
+def test_training_fit_on_the_wall_clock_matches_serving_shape() -> None:
+    values, stamps = _local_spike("Europe/London", "2024-03-03 00:00", "2024-04-13 23:00")
+    config = FeatureConfig(window=DAY, horizon=DAY, stream=False, time_of_day=False,
+                           day_of_week=False, seasonal_periods=(DAY, WEEK), fit_steps=12 * WEEK,
+                           steps_per_day=24.0, timezone="Europe/London")
+    seasonal = training_seasonal(values, 4 * WEEK, config, stamps)
+    assert seasonal.shape == values.shape
+    # After the change the in-sample fit and its extension peak at 07:00 UTC (08:00 BST).
+    last_day = seasonal[-DAY:]
+    assert int(np.argmax(last_day)) == 7

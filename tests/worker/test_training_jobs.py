@@ -218,3 +218,27 @@ def test_weekly_series_with_gaps_trains_and_forecasts(client: TestClient, auth: 
     error = np.abs(np.array([p["mean"] for p in points]) - truth(week[known:]))
     # The yearly cycle alone swings 400; a forecast that follows trend and season is far closer.
     assert float(np.mean(error)) < 60, error
+
+
+def test_local_daily_profile_stays_aligned_across_a_dst_change(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    # Readings peak at 08:00 London time: 08:00 UTC in March, 07:00 UTC from 31 March on.
+    stamps = pd.date_range("2024-02-18 00:00", "2024-03-30 23:00", freq="h")
+    local_hour = stamps.tz_localize("UTC").tz_convert("Europe/London").hour
+    values = 500 + 100 * (local_hour == 8) + np.random.default_rng(3).normal(0, 1, len(stamps))
+    csv = "ts,value\n" + "".join(f"{t:%Y-%m-%dT%H:%M}Z,{v:.3f}\n"
+                                 for t, v in zip(stamps, values, strict=True))
+    sid = client.post("/v1/series", json={"name": "london", "freq": "h",
+                                          "timezone": "Europe/London"}, headers=auth).json()["id"]
+    assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
+                       headers={**auth, "Content-Type": "text/csv"}).status_code == 200
+    accepted = train(client, auth, sid)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
+               ("succeeded", "failed"))
+    worker.shutdown()
+    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
+    points = client.get(f"/v1/series/{sid}/forecast?horizon=48", headers=auth).json()["points"]
+    second_day = points[24:]  # 1 April (UTC), wholly in British Summer Time
+    peak = max(second_day, key=lambda p: p["mean"])
+    assert peak["ts"] == "2024-04-01T07:00:00Z"

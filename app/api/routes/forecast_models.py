@@ -48,6 +48,11 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
     except ValueError as exc:
         raise Invalid(str(exc), errors=[field_error("spec", body.spec.model_dump(), str(exc))]
                       ) from None
+    zones = {s.timezone for s in series}
+    if len(zones) > 1:
+        raise Invalid("All series of one model must share a time zone",
+                      errors=[field_error("series_ids", body.series_ids,
+                                          f"time zones differ: {sorted(zones)}")])
     _check_length(session, series, resolved)
     model, job = models_db.create_with_job(
         session=session, tenant_id=tenant.id, series=series,

@@ -72,7 +72,8 @@ def _to_seconds(value: datetime | None) -> int | None:
 @router.post("", status_code=201, response_model=SeriesPublic, summary="Create a series")
 def create_series(body: SeriesCreate, tenant: TenantDep, session: SessionDep) -> SeriesPublic:
     series = series_db.create_series(session=session, tenant_id=tenant.id, name=body.name,
-                                     freq=body.freq, unit=body.unit, description=body.description)
+                                     freq=body.freq, timezone=body.timezone, unit=body.unit,
+                                     description=body.description)
     session.commit()
     return SeriesPublic.model_validate(series)
 
