@@ -65,6 +65,12 @@ class Split:
     val_start: int
     test_start: int
 
+    @property
+    def calibration_start(self) -> int:
+        """Where the validation part's second half begins: early stopping and `auto` select on
+        the first half, conformal intervals calibrate on this one, which no selection has seen."""
+        return self.val_start + (self.test_start - self.val_start) // 2
+
 
 def interpolate_short_gaps(values: np.ndarray, max_gap_steps: int = MAX_INTERPOLATED_GAP_STEPS) -> np.ndarray:
     """Linearly fill runs of at most `max_gap_steps` NaNs that have readings on both sides."""

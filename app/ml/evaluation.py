@@ -114,6 +114,19 @@ def _point(actual: np.ndarray, forecast: np.ndarray, mase_rows: np.ndarray) -> d
     }
 
 
+def coverage_by_step(
+    test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[int, ...]
+) -> dict[str, list[float]]:
+    """Share of test readings inside each conformal interval, per horizon step."""
+    abs_error = np.abs(test.model - test.actual)
+    return {
+        str(level): np.mean(
+            abs_error <= np.asarray(quantiles[str(level)])[None, :] * test.scale[:, None], axis=0
+        ).tolist()
+        for level in levels
+    }
+
+
 def coverage(test: Forecasts, quantiles: dict[str, list[float]], levels: tuple[int, ...]) -> dict[str, float]:
     """Share of test readings inside each conformal interval."""
     abs_error = np.abs(test.model - test.actual)
@@ -170,4 +183,5 @@ def report(
         "one_step": both(slice(0, 1)),
         "full_horizon": both(slice(0, horizon)),
         "interval_coverage": coverage(test, quantiles, REPORTED_COVERAGE_LEVELS),
+        "interval_coverage_by_step": coverage_by_step(test, quantiles, REPORTED_COVERAGE_LEVELS),
     }

@@ -9,7 +9,8 @@ import numpy as np
 
 from app.ml.data import Split
 
-Part = Literal["train", "validation", "test"]
+# "selection" and "calibration" are the validation part's two halves.
+Part = Literal["train", "validation", "selection", "calibration", "test"]
 
 
 def part_bounds(split: Split, part: Part) -> tuple[int, int]:
@@ -18,6 +19,10 @@ def part_bounds(split: Split, part: Part) -> tuple[int, int]:
         return 0, split.val_start
     if part == "validation":
         return split.val_start, split.test_start
+    if part == "selection":
+        return split.val_start, split.calibration_start
+    if part == "calibration":
+        return split.calibration_start, split.test_start
     return split.test_start, split.n
 
 

@@ -62,6 +62,10 @@ def test_metrics_are_complete(trained_models: dict) -> None:
     assert set(metrics["interval_coverage"]) == {"80", "95"}
     # one origin per day in the 48-reading test part of the 480-reading series
     assert metrics["test_origins"] == 2 and metrics["horizon"] == 3
+    assert {k: len(v) for k, v in metrics["interval_coverage_by_step"].items()} == {"80": 3, "95": 3}
+    # Early stopping selects on the validation part's first half, the intervals calibrate on the
+    # second: 24 readings each, so 22 origins each whose 3 targets all lie in one half.
+    assert metrics["validation_origins"] == 22 and metrics["calibration_origins"] == 22
 
 
 def test_validation_metrics_and_mase_scales_are_stored(trained_models: dict, series: SeriesData) -> None:

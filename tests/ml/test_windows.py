@@ -64,3 +64,13 @@ def test_stateful_batch_arrays_follow_the_layout_and_weigh_out_padding() -> None
     np.testing.assert_array_equal(x[:, :, 0].reshape(-1)[:103], np.arange(103))
     assert w.reshape(-1)[:102].min() == 1.0  # every known target is learnt
     assert w.reshape(-1)[102:].max() == 0.0  # the unknown last target and the padding are not
+
+
+def test_selection_and_calibration_targets_never_overlap() -> None:
+    split = Split(n=200, val_start=120, test_start=160)
+    segments = [(0, 200)]
+    selection = window_ends(segments, split, "selection", window=8, horizon=5)
+    calibration = window_ends(segments, split, "calibration", window=8, horizon=5)
+    assert split.calibration_start == 140
+    assert selection.max() + 5 < 140 <= calibration.min() + 1
+    assert calibration.max() + 5 < 160
