@@ -61,6 +61,9 @@ class FeatureConfig:
     steps_per_day: float = 1.0
     # IANA zone of the series' local time: calendar inputs and daily seasons follow its clock.
     timezone: str = "UTC"
+    # Series with regular closed hours: missing readings stay missing (a zero input beside a
+    # `present` flag; no loss, metric or calibration on them) instead of cutting the windows.
+    masked: bool = False
 
     @classmethod
     def from_spec(cls, spec: ResolvedSpec) -> FeatureConfig:
@@ -97,6 +100,8 @@ class FeatureConfig:
             names += ["time_of_day_sin", "time_of_day_cos"]
         if self.day_of_week:
             names += ["day_of_week_sin", "day_of_week_cos"]
+        if self.masked:
+            names += ["present"]
         return names
 
     @property
@@ -165,9 +170,15 @@ def window_batch(
     last = scaled[ends][:, None]
     values = sliding_window_view(scaled, config.window)[first] - last
     x = np.empty((len(ends), config.window, config.n_inputs), dtype=np.float32)
-    x[:, :, 0] = values
+    if config.masked:
+        present = np.isfinite(values)
+        x[:, :, 0] = np.where(present, values, 0.0)
+        x[:, :, -1] = present
+    else:
+        x[:, :, 0] = values
     if cal.shape[1]:
-        x[:, :, 1:] = sliding_window_view(cal, config.window, axis=0)[first].transpose(0, 2, 1)
+        windows = sliding_window_view(cal, config.window, axis=0)[first]
+        x[:, :, 1 : 1 + cal.shape[1]] = windows.transpose(0, 2, 1)
     if not targets:
         return x, None
     y = sliding_window_view(scaled, config.horizon)[ends + 1] - last

@@ -470,8 +470,12 @@ class Forecaster:
         combined = np.concatenate([np.asarray(state["values"], dtype=np.float64), values])
         tail = max(0, len(combined) - self.context_steps)
         # Gaps too long to interpolate are filled with forecasts, as a stream model fills them;
-        # only the readings that stay in the held history matter.
-        for i in np.flatnonzero(np.isnan(combined[tail:])) + tail:
+        # only the readings that stay in the held history matter. A masked model (closed hours)
+        # reads missing readings as missing.
+        gaps = np.flatnonzero(np.isnan(combined[tail:])) + tail
+        if self.features.masked:
+            gaps = gaps[:0]
+        for i in gaps:
             history = combined[max(0, i - self.context_steps) : i]
             if len(history) < size or np.isnan(history[-size:]).any():
                 raise ValueError(

@@ -91,8 +91,20 @@ class _Table:
     # The part early stopping and `auto` select on: the validation part's first half when both
     # halves hold origins (the second calibrates the intervals), else all of it.
     selection: windows.Part = "validation"
+    # Regular closed hours: windows span missing readings, which are masked (`_masked`).
+    masked: bool = False
 
     def ends(self, part: windows.Part, spec: ResolvedSpec, every: int = 1) -> np.ndarray:
+        if self.masked:
+            return np.concatenate(
+                [
+                    windows.masked_window_ends(
+                        s.values, s.split, part, window=spec.window, horizon=spec.horizon, every=every
+                    )
+                    + offset
+                    for s, offset in zip(self.series, self.offsets, strict=True)
+                ]
+            ).astype(np.int64)
         return np.concatenate(
             [
                 windows.window_ends(
@@ -107,6 +119,19 @@ class _Table:
                 for s, offset in zip(self.series, self.offsets, strict=True)
             ]
         ).astype(np.int64)
+
+
+# Fewer complete training windows than this share of the training part marks a series with
+# regular closed hours (a shop read 07:00-21:00 on weekdays keeps none of a day-long window).
+MIN_COMPLETE_WINDOW_SHARE = 0.5
+
+
+def _has_closed_hours(table: _Table, spec: ResolvedSpec) -> bool:
+    """Whether gaps cut away most training windows, so they must be masked, not skipped."""
+    possible = sum(max(0, s.split.val_start - spec.window - spec.horizon + 1) for s in table.series)
+    if not any(np.isnan(s.values).any() for s in table.series) or possible == 0:
+        return False
+    return len(table.ends("train", spec)) < MIN_COMPLETE_WINDOW_SHARE * possible
 
 
 def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Table:
@@ -246,7 +271,21 @@ def _window_dataset(
         assert y is not None
         return x, y
 
-    def to_tensors(batch_ends: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def build_masked(batch_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Per-step targets (B, H, 1) so that Keras weighs each step: a missing target weighs 0.
+        x, y = build(batch_ends)
+        observed = np.isfinite(y)
+        return x, np.where(observed, y, 0.0)[..., None].astype(np.float32), observed.astype(np.float32)
+
+    def to_tensors(batch_ends: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        if features.masked:
+            x, y, w = tf.numpy_function(
+                build_masked, [batch_ends], (tf.float32, tf.float32, tf.float32), stateful=False
+            )
+            x.set_shape((None, features.window, features.n_inputs))
+            y.set_shape((None, features.horizon, 1))
+            w.set_shape((None, features.horizon))
+            return x, y, w
         x, y = tf.numpy_function(build, [batch_ends], (tf.float32, tf.float32), stateful=False)
         x.set_shape((None, features.window, features.n_inputs))
         y.set_shape((None, features.horizon))
@@ -278,8 +317,12 @@ def _fit_windows(
     train_ends = table.ends("train", spec)
     val_ends = table.ends(table.selection, spec)
     network = build_network(spec, features.n_inputs)
-    _compile(network, spec)
-    network.fit(
+    # Masked training fits a view with per-step outputs (B, H, 1) sharing the network's weights.
+    fitted = network
+    if features.masked:
+        fitted = keras.Sequential([network, keras.layers.Reshape((spec.horizon, 1))])
+    _compile(fitted, spec)
+    fitted.fit(
         _window_dataset(table, train_ends, features, spec.batch_size, spec.seed),
         validation_data=_window_dataset(table, val_ends, features, PREDICT_BATCH_WINDOWS, None),
         epochs=spec.epochs,
@@ -462,8 +505,10 @@ def _origin_forecasts(
             )
         )
     forecasts = evaluation.Forecasts.concat(parts)
-    # A seasonal-naive value may fall in a gap; judge both forecasters on the same origins.
-    keep = np.isfinite(forecasts.naive).all(axis=1)
+    # A seasonal-naive value may fall in a gap; judge both forecasters on the same origins, and
+    # only on readings that exist (closed hours are never scored).
+    observed = np.isfinite(forecasts.actual)
+    keep = (np.isfinite(forecasts.naive) | ~observed).all(axis=1) & observed.any(axis=1)
     return evaluation.Forecasts(
         *(getattr(forecasts, f)[keep] for f in evaluation.Forecasts.__dataclass_fields__)
     ), ends[keep]
@@ -585,6 +630,9 @@ def train(
     resolved, prepared = prepare(spec, series)
     features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
     table = _build_table(prepared, features)
+    if not resolved.stateful and _has_closed_hours(table, resolved):
+        features = dataclasses.replace(features, masked=True)
+        table = dataclasses.replace(_build_table(prepared, features), masked=True)
     if not resolved.stateful and len(table.ends("validation", resolved)) == 0:
         raise TrainingDataError(
             "The validation part has no complete window and horizon without missing readings."

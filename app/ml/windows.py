@@ -56,6 +56,38 @@ def window_ends(
     return np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
 
 
+def masked_window_ends(
+    values: np.ndarray,
+    split: Split,
+    part: Part,
+    *,
+    window: int,
+    horizon: int,
+    every: int = 1,
+) -> np.ndarray:
+    """Forecast origins of a series with regular closed hours: windows may span missing readings.
+
+    An origin is an observed reading with at least one observed target inside `part`; missing
+    inputs and targets are masked downstream. With `every` > 1, the last such origin of each block
+    of `every` steps from the start of the part (one per day: the day's last open reading).
+    """
+    lo, hi = part_bounds(split, part)
+    first_origin = lo - 1
+    e_min = max(window - 1, first_origin)
+    e_max = min(len(values), hi) - 1 - horizon
+    if e_max < e_min:
+        return np.zeros(0, dtype=np.int64)
+    present = np.isfinite(values)
+    counts = np.concatenate([[0], np.cumsum(present)])
+    ends = np.arange(e_min, e_max + 1)
+    observed_targets = counts[ends + 1 + horizon] - counts[ends + 1]
+    ends = ends[present[ends] & (observed_targets > 0)]
+    if every > 1 and len(ends):
+        block = (ends - first_origin) // every
+        ends = ends[np.concatenate([block[1:] != block[:-1], [True]])]
+    return ends.astype(np.int64)
+
+
 # A stream model's epoch is cut into at least this many batches, so that the state is carried
 # from batch to batch many times per epoch; series too short for that train on one lane.
 MIN_STATEFUL_BATCHES = 32

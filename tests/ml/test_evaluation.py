@@ -51,3 +51,17 @@ def test_baseline_is_the_stronger_seasonal_naive() -> None:
     assert choose_baseline([day], (24, 168)) == 24
     # A lag the training part does not cover twice is never chosen.
     assert choose_baseline([week[:300]], (24, 168)) == 24
+
+
+def test_missing_readings_are_never_scored_or_calibrated() -> None:
+    errors = np.array([[1.0, np.nan], [2.0, 4.0], [3.0, np.nan]])
+    assert conformal_quantiles(errors, levels=(50,)) == {"50": [2.0, 4.0]}
+    actual = np.array([[10.0, np.nan], [11.0, 13.0]])
+    forecasts = Forecasts(actual=actual, model=actual + 1.0, naive=actual + 2.0,
+                          scale=np.ones(2), mase_scale=np.full(2, 2.0))
+    metrics = report(forecasts, {"80": [1.0, 1.0], "95": [2.0, 2.0]}, seasonal_period=2,
+                     validation_origins=1)
+    assert metrics["full_horizon"]["model"]["mae"] == 1.0
+    assert metrics["full_horizon"]["seasonal_naive"]["mase"] == 1.0
+    assert metrics["interval_coverage"]["80"] == 1.0
+    assert metrics["interval_coverage_by_step"]["80"] == [1.0, 1.0]

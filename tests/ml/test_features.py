@@ -85,3 +85,13 @@ def test_calendar_follows_local_time_across_a_dst_change() -> None:
         "Europe/London")
     assert FeatureConfig.from_dict({k: v for k, v in CONFIG.to_dict().items()
                                     if k != "timezone"}).timezone == "UTC"  # older models
+
+
+def test_masked_windows_carry_a_presence_flag_and_keep_targets_missing() -> None:
+    config = FeatureConfig(window=3, horizon=2, stream=False, time_of_day=False,
+                           day_of_week=False, masked=True)
+    scaled = np.array([1.0, np.nan, 3.0, 4.0, np.nan, 6.0])
+    x, y = window_batch(scaled, np.zeros((6, 0)), np.array([3]), config)
+    assert config.input_names == ["value_minus_last", "present"]
+    np.testing.assert_array_equal(x[0], [[0.0, 0.0], [-1.0, 1.0], [0.0, 1.0]])
+    assert y is not None and np.isnan(y[0, 0]) and y[0, 1] == 2.0

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 
 from app.ml.data import Split
-from app.ml.windows import MIN_STATEFUL_BATCHES, stateful_batches, stateful_layout, window_ends
+from app.ml.windows import (
+    MIN_STATEFUL_BATCHES,
+    masked_window_ends,
+    stateful_batches,
+    stateful_layout,
+    window_ends,
+)
 
 SPLIT = Split(n=100, val_start=60, test_start=80)
 
@@ -74,3 +80,14 @@ def test_selection_and_calibration_targets_never_overlap() -> None:
     assert split.calibration_start == 140
     assert selection.max() + 5 < 140 <= calibration.min() + 1
     assert calibration.max() + 5 < 160
+
+
+def test_masked_origins_are_observed_readings_with_an_observed_target() -> None:
+    values = np.arange(40.0)
+    values[[20, 21, 22, 30, 31, 32, 33, 34, 35]] = np.nan
+    split = Split(n=40, val_start=24, test_start=36)
+    ends = masked_window_ends(values, split, "validation", window=8, horizon=3)
+    # Origins 23..32 whose targets lie in 24..35: observed ones with an observed target.
+    assert ends.tolist() == [23, 24, 25, 26, 27, 28]  # 29..32: all targets missing
+    daily = masked_window_ends(values, split, "validation", window=8, horizon=3, every=6)
+    assert daily.tolist() == [28]  # the last usable origin of each block of 6 from 23

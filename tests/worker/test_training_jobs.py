@@ -242,3 +242,37 @@ def test_local_daily_profile_stays_aligned_across_a_dst_change(
     second_day = points[24:]  # 1 April (UTC), wholly in British Summer Time
     peak = max(second_day, key=lambda p: p["mean"])
     assert peak["ts"] == "2024-04-01T07:00:00Z"
+
+
+def test_series_with_closed_hours_trains_on_the_readings_that_exist(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    # Twelve weeks read on weekdays 07:00-21:00 only; every hour of the week has its own level and
+    # the series drifts 0.01 an hour, so last week's reading is off by exactly 1.68 wherever a
+    # reading exists, and by something else wherever one would be invented.
+    stamps = pd.date_range("2024-01-01", periods=12 * 168, freq="h")
+    profile = np.random.default_rng(4).normal(100, 20, 168)
+    values = profile[np.arange(len(stamps)) % 168] + 0.01 * np.arange(len(stamps))
+    open_ = (stamps.dayofweek < 5) & (stamps.hour >= 7) & (stamps.hour <= 21)
+    csv = "ts,value\n" + "".join(f"{t:%Y-%m-%d %H:%M},{v:.4f}\n"
+                                 for t, v in zip(stamps[open_], values[open_], strict=True))
+    sid = client.post("/v1/series", json={"name": "shop", "freq": "h"}, headers=auth).json()["id"]
+    assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
+                       headers={**auth, "Content-Type": "text/csv"}).status_code == 200
+    accepted = train(client, auth, sid, horizon=24)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
+               ("succeeded", "failed"))
+    worker.shutdown()
+    job = job_status(client, auth, accepted["job"]["id"])
+    assert job["status"] == "succeeded", job
+    metrics = client.get(f"/v1/models/{accepted['model']['id']}", headers=auth).json()["metrics"]
+    assert metrics["baseline"] == {"name": "seasonal_naive", "lag": 168}
+    naive = metrics["full_horizon"]["seasonal_naive"]
+    assert naive["mae"] == pytest.approx(1.68, abs=1e-3) and naive["mase"] == pytest.approx(1.0)
+    assert np.isfinite(metrics["full_horizon"]["model"]["mae"])
+    assert all(0 <= c <= 1 for c in metrics["interval_coverage_by_step"]["95"])
+    points = client.get(f"/v1/series/{sid}/forecast?horizon=24", headers=auth).json()["points"]
+    last = stamps[open_][-1]
+    assert [p["ts"] for p in points] == [f"{t:%Y-%m-%dT%H:%M:%S}Z" for t in
+                                         pd.date_range(last, periods=25, freq="h")[1:]]
+    assert all(np.isfinite(p["mean"]) for p in points)
