@@ -116,6 +116,12 @@ def test_too_short_series_is_refused_with_the_length_it_needs(
     assert client.post("/v1/models", json={"series_ids": [sid], "spec": small},
                        headers=auth).status_code == 202
     assert count_rows(settings.database_url, "jobs") == 1
+    # A frequency whose days no seasonal period fits: refused before any job, naming it.
+    odd = client.post("/v1/series", json={"name": "odd", "freq": "7min"}, headers=auth).json()["id"]
+    problem = assert_problem(client.post("/v1/models", json={"series_ids": [odd]}, headers=auth),
+                             422, "spec")
+    assert "7min" in problem["detail"]
+    assert count_rows(settings.database_url, "jobs") == 1
 
 
 def test_untrainable_data_fails_the_job_with_a_sentence(client: TestClient, auth: dict[str, str],
