@@ -209,7 +209,10 @@ def test_weekly_series_with_gaps_trains_and_forecasts(client: TestClient, auth: 
                       headers=auth).json()["id"]
     assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
                        headers={**auth, "Content-Type": "text/csv"}).status_code == 200
-    accepted = train(client, auth, sid, window=26, horizon=13, epochs=3)
+    # Stream models step by a fixed duration: on weeks they are refused, naming the fix.
+    refused = client.post("/v1/models", json={"series_ids": [sid]}, headers=auth)
+    assert "stateful" in assert_problem(refused, 422, "spec.stateful")["detail"]
+    accepted = train(client, auth, sid, window=26, horizon=13, epochs=3, stateful=False)
     worker = fast_worker(settings)
     work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
                ("succeeded", "failed"))
@@ -238,7 +241,8 @@ def test_local_daily_profile_stays_aligned_across_a_dst_change(
                                           "timezone": "Europe/London"}, headers=auth).json()["id"]
     assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
                        headers={**auth, "Content-Type": "text/csv"}).status_code == 200
-    accepted = train(client, auth, sid)
+    # The window model's seasonal fit follows local time; the stream model's does not yet.
+    accepted = train(client, auth, sid, stateful=False)
     worker = fast_worker(settings)
     work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
                ("succeeded", "failed"))
@@ -264,7 +268,8 @@ def test_series_with_closed_hours_trains_on_the_readings_that_exist(
     sid = client.post("/v1/series", json={"name": "shop", "freq": "h"}, headers=auth).json()["id"]
     assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
                        headers={**auth, "Content-Type": "text/csv"}).status_code == 200
-    accepted = train(client, auth, sid, horizon=24)
+    # Window models mask closed hours; stream models do not yet (their path is being reworked).
+    accepted = train(client, auth, sid, horizon=24, stateful=False)
     worker = fast_worker(settings)
     work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
                ("succeeded", "failed"))

@@ -15,7 +15,7 @@ from app.errors import Invalid, field_error
 from app.ml.data import min_readings, too_short_message
 from app.ml.spec import ResolvedSpec, resolve_spec
 from app.model_files import remove_model_files
-from app.timegrid import grid_steps
+from app.timegrid import grid_steps, step_seconds
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -53,6 +53,11 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
         raise Invalid("All series of one model must share a time zone",
                       errors=[field_error("series_ids", body.series_ids,
                                           f"time zones differ: {sorted(zones)}")])
+    if resolved.stateful and step_seconds(resolved.freq) is None:
+        # Stream models step by a fixed duration; weeks, months and quarters are calendar steps.
+        message = (f"A stream (stateful) model needs a fixed step, and {resolved.freq} is a "
+                   "calendar frequency; send `\"stateful\": false` for a window model")
+        raise Invalid(message, errors=[field_error("spec.stateful", body.spec.stateful, message)])
     _check_length(session, series, resolved)
     model, job = models_db.create_with_job(
         session=session, tenant_id=tenant.id, series=series,
