@@ -44,3 +44,19 @@ def count_rows(database_url: str, table: str) -> int:
         count = int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
     engine.dispose()
     return count
+
+
+def fill_series(client: Any, auth: dict[str, str], series_id: int, freq: str = "h",
+                n: int = 300) -> None:
+    """Upload `n` readings of a daily sine, enough for the default spec's parts (POST /v1/models
+    refuses a series too short for them)."""
+    import numpy as np
+    import pandas as pd
+
+    stamps = pd.date_range("2024-01-01", periods=n, freq=freq)
+    values = 100 + 10 * np.sin(2 * np.pi * np.arange(n) / 24)
+    body = "ts,value\n" + "".join(f"{t:%Y-%m-%d %H:%M},{v:.3f}\n"
+                                  for t, v in zip(stamps, values, strict=True))
+    response = client.post(f"/v1/series/{series_id}/readings", content=body.encode(),
+                           headers={**auth, **CSV})
+    assert response.status_code == 200, response.text

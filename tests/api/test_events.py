@@ -23,7 +23,7 @@ from app.config import Settings
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.tables import Job, Reading, Series, Stream, utcnow
 from app.main import create_app
-from tests.api.helpers import assert_problem, create_series
+from tests.api.helpers import assert_problem, create_series, fill_series
 from tests.server import free_port
 from tests.streams.conftest import artifacts, hourly_values, install_model, load_series
 
@@ -108,6 +108,7 @@ def next_event(stream: Iterator[Event | str]) -> Event:
 def queued_job(http: httpx.Client, auth: dict[str, str]) -> dict[str, Any]:
     """A job that stays queued: no worker runs beside this app, the test plays the worker."""
     series = create_series(http, auth)  # type: ignore[arg-type]
+    fill_series(http, auth, series["id"], freq="30min")
     accepted = http.post("/v1/models", headers=auth,
                          json={"series_ids": [series["id"]], "spec": {"units": 4}})
     assert accepted.status_code == 202, accepted.text
@@ -292,6 +293,7 @@ def test_stream_events_one_per_applied_reading(http: httpx.Client, auth: dict[st
 def test_stream_events_need_the_owners_key(http: httpx.Client, auth: dict[str, str],
                                            other_auth: dict[str, str], engine: Engine) -> None:
     series = create_series(http, auth)  # type: ignore[arg-type]
+    fill_series(http, auth, series["id"], freq="30min")
     bare_stream(engine, series["id"], "meter-1")
     assert_problem(http.get("/v1/streams/meter-1/events", headers=other_auth), 404)
     assert_problem(http.get("/v1/streams/nope/events", headers=auth), 404)

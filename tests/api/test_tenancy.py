@@ -2,12 +2,13 @@
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import assert_problem, create_series
+from tests.api.helpers import assert_problem, create_series, fill_series
 
 
 def test_another_tenants_models_and_jobs_are_404(client: TestClient, auth: dict[str, str],
                                                  other_auth: dict[str, str]) -> None:
     sid = create_series(client, auth, freq="h")["id"]
+    fill_series(client, auth, sid)
     accepted = client.post("/v1/models", json={"series_ids": [sid], "spec": {"units": 4}},
                            headers=auth)
     assert accepted.status_code == 202, accepted.text

@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 
 from app.observability import metrics
 from app.observability.routing import UNMATCHED_ROUTE
+from tests.api.helpers import fill_series
 
 
 def sample(name: str, **labels: str) -> float:
@@ -80,6 +81,7 @@ def test_openmetrics_when_the_scraper_asks_for_it(client: TestClient) -> None:
 def test_job_gauges_are_read_from_the_database_at_scrape_time(client: TestClient,
                                                               auth: dict[str, str]) -> None:
     series = client.post("/v1/series", json={"name": "s", "freq": "30min"}, headers=auth).json()
+    fill_series(client, auth, series["id"], freq="30min")
     for _ in range(2):
         accepted = client.post("/v1/models", json={"series_ids": [series["id"]],
                                                    "spec": {"units": 4}}, headers=auth)

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 
 from app.config import Settings
 from app.main import create_app
+from tests.api.helpers import fill_series
 from tests.server import free_port
 from tests.web.browser import chromium_page, require_chromium
 
@@ -86,6 +87,8 @@ def served(settings: Settings, auth: dict[str, str],
     try:
         series = httpx.post(f"{url}/v1/series", headers=auth,
                             json={"name": "s", "freq": "30min"}).json()
+        with httpx.Client(base_url=url) as http:
+            fill_series(http, auth, series["id"], freq="30min")
         accepted = httpx.post(f"{url}/v1/models", headers=auth,
                               json={"series_ids": [series["id"]], "spec": {"units": 4}})
         job = accepted.json()["job"]
