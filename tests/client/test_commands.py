@@ -150,8 +150,13 @@ def test_only_given_spec_flags_are_sent() -> None:
     ModelSpec(**commands.spec_from_args(args))  # the server accepts what is sent
 
 
-def test_train_without_wait_prints_how_to_follow(run: Run) -> None:
+def test_train_without_wait_prints_how_to_follow(run: Run, tmp_path: Path) -> None:
     run("series", "create", "t", "--freq", "30min")
+    csv = tmp_path / "t.csv"  # long enough for the default spec's parts
+    csv.write_text("ts,value\n" + "".join(
+        f"2024-01-{1 + i // 48:02d}T{i % 48 // 2:02d}:{30 * (i % 2):02d}:00Z,{i % 48}\n"
+        for i in range(300)))
+    assert run("upload", str(csv), "--series", "t")[0] == 0
     status, out, err = run("train", "--series", "t", "--units", "4", "--epochs", "2")
     assert status == 0, err
     assert "is training as job" in out and "statecast job show" in out
