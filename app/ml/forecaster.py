@@ -320,7 +320,7 @@ class Forecaster:
             means[ends - len(kept)] = to_values(y[:, :1], combined[ends], scale)[:, 0]
         new_state = {
             **state,
-            "values": combined[-self.context_steps :].tolist(),
+            "values": _json_values(combined[-self.context_steps :]),
             "last_timestamp": timestamps[-1].isoformat(),
             "readings": state["readings"] + len(values),
         }
@@ -486,7 +486,7 @@ class Forecaster:
             combined[i] = self._predict_window(history, history_end, state["series"])[0]
         return {
             **state,
-            "values": combined[tail:].tolist(),
+            "values": _json_values(combined[tail:]),
             "last_timestamp": timestamps[-1].isoformat(),
             "readings": state["readings"] + len(values),
         }
@@ -548,3 +548,9 @@ class _FrozenSeasonal:
     def cycles(self, boundary_ns: int) -> SeasonalCycles:
         shift = (boundary_ns - self.boundary_ns) // self.step_ns
         return SeasonalCycles(tuple(np.roll(cycle, -shift) for cycle in self.fit.cycles))
+
+
+def _json_values(values: np.ndarray) -> list[float | None]:
+    """Held readings as JSON allows them: a missing one (closed hours) is null, not NaN, which
+    PostgreSQL's json type refuses; `np.asarray(..., dtype=float)` reads null back as NaN."""
+    return [None if v != v else v for v in values.tolist()]
