@@ -424,10 +424,10 @@ def _fit_stream(
     targets = np.where(_targets_in(table, "train", spec.horizon)[:, None], stream.targets, np.nan)
     x, y, weights = windows.stateful_batches(inputs, targets, stream.usable, layout, spec.chunk)
 
-    # Validation: each piece from its start up to the test part; loss only at steps whose
-    # targets all lie in the validation part.
-    val_pieces = stream.pieces(table, "validation")
-    in_validation = _targets_in(table, "validation", spec.horizon)
+    # Validation: each piece from its start up to the end of the part that selects (early
+    # stopping); loss only at steps whose targets all lie in that part.
+    val_pieces = stream.pieces(table, table.selection)
+    in_validation = _targets_in(table, table.selection, spec.horizon)
     val_mask = np.zeros((len(val_pieces), max((b - a for a, b in val_pieces), default=0)), dtype=bool)
     for i, (a, b) in enumerate(val_pieces):
         known = ~np.isnan(stream.targets[a:b]).any(axis=1)
@@ -638,7 +638,7 @@ def train(
             "The validation part has no complete window and horizon without missing readings."
         )
     halves: tuple[windows.Part, ...] = ("selection", "calibration")
-    if not resolved.stateful and all(len(table.ends(h, resolved)) for h in halves):
+    if all(len(table.ends(h, resolved)) for h in halves):
         table = dataclasses.replace(table, selection="selection")
     calibration_part: windows.Part = "calibration" if table.selection == "selection" else "validation"
 
