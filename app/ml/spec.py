@@ -315,9 +315,13 @@ def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:
     window = spec.window if spec.window is not None else max(MIN_WINDOW_STEPS, default_window)
     chunk = spec.chunk if spec.chunk is not None else window
     deseasonalize = spec.deseasonalize
+    # A stream model steps by a fixed duration; weeks, months and quarters are calendar steps, so
+    # their default is a window model (asking for a stream model there is refused by the API).
+    fixed_step = isinstance(pd.tseries.frequencies.to_offset(freq), pd.offsets.Tick)
+    stateful = spec.is_stream if spec.stateful is not None else spec.is_stream and fixed_step
     fields = spec.model_dump()
     fields.update(
-        stateful=spec.is_stream,
+        stateful=stateful,
         window=window,
         chunk=chunk,
         # One season ahead: a day of readings, a week for daily data.

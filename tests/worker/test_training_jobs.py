@@ -209,16 +209,19 @@ def test_weekly_series_with_gaps_trains_and_forecasts(client: TestClient, auth: 
                       headers=auth).json()["id"]
     assert client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
                        headers={**auth, "Content-Type": "text/csv"}).status_code == 200
-    # Stream models step by a fixed duration: on weeks they are refused, naming the fix.
-    refused = client.post("/v1/models", json={"series_ids": [sid]}, headers=auth)
+    # Stream models step by a fixed duration: asked for on weeks they are refused, naming the
+    # fix; by default a weekly series gets a window model.
+    refused = client.post("/v1/models", json={"series_ids": [sid], "spec": {"stateful": True}},
+                          headers=auth)
     assert "stateful" in assert_problem(refused, 422, "spec.stateful")["detail"]
-    accepted = train(client, auth, sid, window=26, horizon=13, epochs=3, stateful=False)
+    accepted = train(client, auth, sid, window=26, horizon=13, epochs=3)
     worker = fast_worker(settings)
     work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
                ("succeeded", "failed"))
     worker.shutdown()
     assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
     model = client.get(f"/v1/models/{accepted['model']['id']}", headers=auth).json()
+    assert model["resolved_spec"]["stateful"] is False
     assert model["metrics"]["baseline"] == {"name": "seasonal_naive", "lag": 52}
     forecast = client.get(f"/v1/series/{sid}/forecast?horizon=13", headers=auth)
     assert forecast.status_code == 200, forecast.text
