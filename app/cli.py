@@ -4,15 +4,18 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from app.client.commands import add_global_options
 from app.client.commands import register as register_client
 from app.client.credentials import write_user_config
 from app.config import Settings, get_settings
 from app.logs import configure_logging
+
+if TYPE_CHECKING:
+    from app.worker.supervisor import Supervisor
 
 logger = logging.getLogger("statecast.cli")
 DEFAULT_TENANT = "default"
@@ -82,12 +85,15 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def start_embedded_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
-    """Worker processes beside the API (the embedded default): same settings, own processes."""
+def start_embedded_workers(settings: Settings, count: int) -> "Supervisor":
+    """Worker processes beside the API (the embedded default), restarted if they die."""
+    from app.worker.supervisor import Supervisor
+
     env = {**os.environ, **{f"STATECAST_{k.upper()}": str(v)
                             for k, v in settings.model_dump(mode="json").items()}}
-    return [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-            for _ in range(count)]
+    supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker"], count, env=env)
+    supervisor.start()
+    return supervisor
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,15 +116,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     workers = start_embedded_workers(settings, settings.embedded_workers)
     print(f"statecast serving on http://{settings.host}:{settings.port}"
-          f" with {len(workers)} worker process(es)", flush=True)
+          f" with {settings.embedded_workers} worker process(es)", flush=True)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=settings.log_level, access_log=False)
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait()
+        workers.stop()
     return 0
 
 

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
         default="sqlite:///./data/statecast.db",
         description="SQLAlchemy URL: the embedded SQLite file, or postgresql+psycopg://...",
     )
+    database_lock_timeout_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="How long a statement waits for another transaction's lock before the API "
+                    "answers 503 (SQLite busy timeout, PostgreSQL lock_timeout).",
+    )
     model_dir: Path = Field(default=Path("./models"), description="Where trained model files live.")
     host: str = Field(default="127.0.0.1", description="Address `statecast serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `statecast serve` listens on.")
@@ -55,6 +60,10 @@ class Settings(BaseSettings):
     )
     worker_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often an idle worker looks for queued jobs."
+    )
+    worker_stale_after_s: float = Field(
+        default=10.0, gt=0,
+        description="No worker polled the queue for this long while jobs wait: /readyz fails.",
     )
 
     model_cache_size: int = Field(

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url)
+        engine = create_db_engine(settings.database_url,
+                                  lock_timeout_s=settings.database_lock_timeout_s)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
         app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)

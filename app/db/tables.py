@@ -161,6 +161,16 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class WorkerBeat(Base):
+    """A worker's heartbeat: it polled the queue at `last_poll_at` (readiness, /metrics)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_poll_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Stream(Base):
     """A live feed of one series with the model's state carried between requests.
 

@@ -33,6 +33,22 @@ JOBS = Gauge(
 QUEUE_DEPTH = Gauge(
     "statecast_queue_depth", "Jobs waiting to be claimed (read at scrape time).",
     multiprocess_mode="livemax")
+WORKERS_ALIVE = Gauge(
+    "statecast_workers_alive",
+    "Workers that polled the queue within STATECAST_WORKER_STALE_AFTER_S (read at scrape time).",
+    multiprocess_mode="livemax")
+WORKER_LAST_POLL_AGE = Gauge(
+    "statecast_worker_last_poll_age_seconds",
+    "Seconds since any worker last polled the queue; -1 when none ever has (read at scrape time).",
+    multiprocess_mode="livemax")
+OLDEST_QUEUED_AGE = Gauge(
+    "statecast_oldest_queued_job_age_seconds",
+    "Age of the oldest job waiting to be claimed; 0 when none waits (read at scrape time).",
+    multiprocess_mode="livemax")
+QUEUE_STALLED = Gauge(
+    "statecast_queue_stalled",
+    "1 when jobs wait and no worker is alive (/readyz fails then), else 0.",
+    multiprocess_mode="livemax")
 JOBS_FINISHED = Counter(
     "statecast_jobs_finished", "Jobs that reached a final status, by status.", ["status"])
 TRAINING_SECONDS = Histogram(

@@ -28,7 +28,8 @@ def _registry() -> CollectorRegistry:
 def metrics(request: Request) -> Response:
     factory = getattr(request.app.state, "session_factory", None)
     if factory is not None:
-        refresh_job_gauges(factory)
+        refresh_job_gauges(factory,
+                           stale_after_s=request.app.state.settings.worker_stale_after_s)
     # The scraper's Accept header picks the classic text format or OpenMetrics.
     encode, media_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encode(_registry()), media_type=media_type)

@@ -13,9 +13,11 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from sqlalchemy import pool
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.config import Settings
-from app.db import jobs
+from app.db import jobs, workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobStatus
 from app.worker.training_task import run_training_job
@@ -23,6 +25,12 @@ from app.worker.training_task import run_training_job
 logger = logging.getLogger("statecast.worker")
 # A child asked to stop (time limit, shutdown) gets this long before it is killed.
 CHILD_STOP_GRACE_S = 5.0
+# After a database error the loop waits this long, doubling per failed round up to the cap: an
+# outage costs a few quiet retries, not a dead worker.
+DB_RETRY_FIRST_S = 0.5
+DB_RETRY_MAX_S = 10.0
+# What a worker survives: the database unreachable, restarting, or (SQLite) locked too long.
+TRANSIENT_DB_ERRORS = (DBAPIError, PoolTimeoutError)
 
 
 @dataclass
@@ -42,7 +50,8 @@ class Worker:
         self.settings = settings
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.engine = create_db_engine(settings.database_url, poolclass=pool.NullPool)
+        self.engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
+                                       lock_timeout_s=settings.database_lock_timeout_s)
         self.factory = create_session_factory(self.engine)
         self.running: dict[int, Running] = {}
         self.stopping = threading.Event()
@@ -57,8 +66,25 @@ class Worker:
         """Work until `stop()` (or SIGTERM/SIGINT); running jobs are stopped and requeued."""
         logger.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id,
                                              "concurrency": self.concurrency})
+        failing_since: float | None = None
+        retry_s = DB_RETRY_FIRST_S
         while not self.stopping.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except TRANSIENT_DB_ERRORS as exc:
+                if failing_since is None:  # once per episode, not once per retry
+                    failing_since = time.monotonic()
+                    logger.warning("database unavailable; retrying", extra={
+                        "action": "worker_db_error", "worker_id": self.worker_id,
+                        "error": str(exc).splitlines()[0][:300]})
+                self.stopping.wait(retry_s)
+                retry_s = min(retry_s * 2, DB_RETRY_MAX_S)
+                continue
+            if failing_since is not None:
+                logger.warning("database available again", extra={
+                    "action": "worker_db_recovered", "worker_id": self.worker_id,
+                    "outage_s": round(time.monotonic() - failing_since, 3)})
+                failing_since, retry_s = None, DB_RETRY_FIRST_S
             self.stopping.wait(self.settings.worker_poll_interval_s
                                if len(self.running) >= self.concurrency or not self._claimed_last
                                else 0)
@@ -73,6 +99,7 @@ class Worker:
             self._renew_leases()
             self._last_renewal = now
         with transaction(self.factory, write=True) as session:
+            workers.heartbeat(session=session, worker_id=self.worker_id)
             requeued = jobs.requeue_expired(session=session)
         if requeued:
             logger.warning("requeued jobs with expired leases",
@@ -100,14 +127,16 @@ class Worker:
             if entry.process.is_alive():
                 continue
             entry.process.join()
-            del self.running[job_id]
             code = entry.process.exitcode
             if code == 0:
+                del self.running[job_id]
                 continue
             reason = (f"the training process was killed by signal {-code}" if code and code < 0
                       else f"the training process exited with code {code}")
             with transaction(self.factory, write=True) as session:
                 outcome = jobs.retry_or_fail(session=session, job=entry.job, reason=reason)
+            # Forgotten only once recorded: a database error here is retried next round.
+            del self.running[job_id]
             logger.warning("training process died", extra={
                 "action": "job_crashed", "job_id": job_id, "exit_code": code,
                 "outcome": str(outcome)})
@@ -118,10 +147,10 @@ class Worker:
             if time.monotonic() - entry.started < limit_s:
                 continue
             self._stop_child(entry)
-            del self.running[job_id]
             with transaction(self.factory, write=True) as session:
                 jobs.finish(session=session, job=entry.job, status=JobStatus.FAILED,
                             error=f"the job ran past its time limit of {limit_s:g} s")
+            del self.running[job_id]
             logger.warning("job timed out", extra={"action": "job_timeout", "job_id": job_id})
 
     def _renew_leases(self) -> None:
@@ -144,8 +173,14 @@ class Worker:
         """Stop the children and hand their jobs back to the queue for another worker."""
         for entry in self.running.values():
             self._stop_child(entry)
+        try:
             with transaction(self.factory, write=True) as session:
-                jobs.release(session=session, job=entry.job)
+                for entry in self.running.values():
+                    jobs.release(session=session, job=entry.job)
+                workers.forget(session=session, worker_id=self.worker_id)
+        except TRANSIENT_DB_ERRORS:  # the leases expire and another worker requeues the jobs
+            logger.warning("could not release jobs at shutdown", extra={
+                "action": "worker_release_failed", "worker_id": self.worker_id})
         self.running.clear()
         self.engine.dispose()
         logger.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})

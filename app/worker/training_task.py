@@ -55,7 +55,8 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     """Entry point of the child process."""
     settings = Settings(**settings_data)
     configure_logging(settings.log_level, settings.log_format)
-    engine = create_db_engine(settings.database_url, poolclass=pool.NullPool)
+    engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
+                                   lock_timeout_s=settings.database_lock_timeout_s)
     factory = create_session_factory(engine)
     log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})

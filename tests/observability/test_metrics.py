@@ -108,7 +108,7 @@ def test_an_unreachable_database_leaves_the_gauges_and_logs_why(
     propagate, logger.propagate = logger.propagate, True
     try:
         with caplog.at_level(logging.WARNING, logger="statecast.metrics"):
-            refresh_job_gauges(broken_factory)  # type: ignore[arg-type]
+            refresh_job_gauges(broken_factory, stale_after_s=10)  # type: ignore[arg-type]
     finally:
         logger.propagate = propagate
     assert REGISTRY.get_sample_value("statecast_queue_depth") == 7.0
