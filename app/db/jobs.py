@@ -87,10 +87,14 @@ def report_progress(*, session: Session, job: ClaimedJob, progress: dict[str, An
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def cancel_requested(*, session: Session, job_id: int) -> bool:
-    """Whether the job should stop: cancel asked, or the job row is gone (model deleted)."""
-    row = session.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).first()
-    return row is None or bool(row[0]) or row[1] != JobStatus.RUNNING
+def is_current(*, session: Session, job: ClaimedJob) -> bool:
+    """Whether this attempt should go on: still running, still the job's latest attempt, no
+    cancel asked, row not gone (model deleted). Fenced on the attempt number, not the status:
+    a requeued job's next attempt is `running` too."""
+    row = session.execute(select(Job.cancel_requested, Job.status, Job.attempts)
+                          .where(Job.id == job.id)).first()
+    return (row is not None and not row[0] and row[1] == JobStatus.RUNNING
+            and row[2] == job.attempt)
 
 
 def finish(*, session: Session, job: ClaimedJob, status: JobStatus,

@@ -5,10 +5,15 @@ the system when it exits, and a crash or out-of-memory kill ends one job, not th
 """
 
 import logging
+import os
+import shutil
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import pool, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -18,7 +23,7 @@ from app.db.jobs import ClaimedJob, JobStatus
 from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, Series, utcnow
 from app.logs import configure_logging
-from app.model_files import model_path, remove_model_files
+from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
 
@@ -27,6 +32,8 @@ logger = logging.getLogger("statecast.worker")
 CANCEL_CHECK_INTERVAL_S = 0.5
 # Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
 STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
+PARENT_CHECK_INTERVAL_S = 0.5
+ORPHAN_EXIT_CODE = 75
 
 
 def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
@@ -51,19 +58,48 @@ def load_series_data(session: Session, model_id: int) -> list[Any]:
     return result
 
 
+class CurrentAttempt:
+    """`should_stop` for training: True once this attempt is no longer the job's current one
+    (cancelled, requeued to a newer attempt, model deleted). The database is asked at most every
+    CANCEL_CHECK_INTERVAL_S; while it cannot be reached the last answer stands."""
+
+    def __init__(self, factory: sessionmaker[Session], job: ClaimedJob) -> None:
+        self.factory = factory
+        self.job = job
+        self.checked_at = 0.0
+        self.stop = False
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self.checked_at >= CANCEL_CHECK_INTERVAL_S:
+            self.checked_at = now
+            try:
+                with self.factory() as session:
+                    self.stop = not jobs.is_current(session=session, job=self.job)
+            except DBAPIError:
+                pass
+        return self.stop
+
+
 def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     """Entry point of the child process."""
     settings = Settings(**settings_data)
     configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
-                                   lock_timeout_s=settings.database_lock_timeout_s)
+                              lock_timeout_s=settings.database_lock_timeout_s)
     factory = create_session_factory(engine)
     log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
+    watch_parent(log)
     with transaction(factory) as session:
         jobs.report_progress(session=session, job=job, progress=STARTING_PROGRESS)
     try:
         status, error = _train(settings, factory, job)
+    except DBAPIError:
+        # The database, not the job: exit non-zero and the worker retries the attempt.
+        logger.exception("training interrupted by a database error",
+                         extra={"action": "job_db_error", **log})
+        raise
     except Exception as exc:  # a bug, not the data: record it rather than retry it forever
         logger.exception("training failed", extra={"action": "job_error", **log})
         status, error = JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
@@ -73,6 +109,25 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     JOBS_FINISHED.labels(str(status)).inc()
     logger.info("training ended", extra={"action": "end_job", "status": str(status), **log})
     engine.dispose()
+
+
+def watch_parent(log: dict[str, Any]) -> None:
+    """End this process as soon as the worker that started it is gone.
+
+    The worker holds the job's lease; once it dies the job is requeued and another attempt
+    starts, so an orphan would only burn CPU beside it. It exits at once, without touching the
+    database: whatever it would record belongs to the next attempt now.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_INTERVAL_S)
+        logger.warning("worker process gone; training abandoned",
+                       extra={"action": "orphan_exit", "parent_pid": parent, **log})
+        os._exit(ORPHAN_EXIT_CODE)
+
+    threading.Thread(target=watch, name="statecast-parent-watch", daemon=True).start()
 
 
 def _train(settings: Settings, factory: sessionmaker[Session],
@@ -89,43 +144,49 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         spec = ModelSpec(**model.spec)
         series = load_series_data(session, job.model_id)
     target = model_path(settings.model_dir, job.model_id)
+    staged: Path | None = None
     if not (target / "meta.json").exists():  # else an earlier attempt wrote it all, then died
         history: list[dict[str, float]] = []
 
         def on_epoch(progress: EpochProgress) -> None:
             history.append({"epoch": progress.epoch, "loss": progress.loss,
                             "val_loss": progress.val_loss})
-            with transaction(factory) as session:
-                jobs.report_progress(session=session, job=job, progress={
-                    "phase": "training",
-                    "epoch": progress.epoch, "epochs": progress.epochs, "loss": progress.loss,
-                    "val_loss": progress.val_loss, "elapsed_s": round(progress.elapsed_s, 3),
-                    "eta_s": round(progress.eta_s, 3), "history": history})
+            try:
+                with transaction(factory) as session:
+                    jobs.report_progress(session=session, job=job, progress={
+                        "phase": "training",
+                        "epoch": progress.epoch, "epochs": progress.epochs,
+                        "loss": progress.loss, "val_loss": progress.val_loss,
+                        "elapsed_s": round(progress.elapsed_s, 3),
+                        "eta_s": round(progress.eta_s, 3), "history": history})
+            except DBAPIError:  # progress is a courtesy; the next epoch reports again
+                logger.warning("progress not recorded", extra={"action": "progress_db_error",
+                                                               "job_id": job.id})
 
-        last_check = [0.0, False]
-
-        def should_stop() -> bool:
-            now = time.monotonic()
-            if now - float(last_check[0]) >= CANCEL_CHECK_INTERVAL_S:
-                with factory() as session:
-                    last_check[:] = [now, jobs.cancel_requested(session=session, job_id=job.id)]
-            return bool(last_check[1])
-
+        current = CurrentAttempt(factory, job)
         started = time.monotonic()
         try:
-            trained = train(spec, series, on_epoch=on_epoch, should_stop=should_stop)
+            trained = train(spec, series, on_epoch=on_epoch, should_stop=current.should_stop)
         except TrainingDataError as exc:
             return JobStatus.FAILED, str(exc)
         except TrainingCancelled:
             return JobStatus.CANCELLED, None
         TRAINING_SECONDS.labels(spec.cell).observe(time.monotonic() - started)
-        save_artifacts(trained, target)
-    meta = load_meta(target)
+        staged = attempt_path(settings.model_dir, job.model_id, job.attempt)
+        shutil.rmtree(staged, ignore_errors=True)  # a released attempt's number comes back
+        save_artifacts(trained, staged)
     with transaction(factory, write=True) as session:
+        # The fence (the job row's lock, or SQLite's write lock) is held from here to the
+        # commit: only the current attempt moves its files into place.
         if not jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED):
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
             if session.get(ForecastModel, job.model_id) is None:  # deleted while it trained
                 remove_model_files(settings.model_dir, [job.model_id])
             return JobStatus.SUCCEEDED, None  # fenced off: another attempt owns the outcome
+        if staged is not None:
+            install_attempt(settings.model_dir, job.model_id, job.attempt)
+        meta = load_meta(target)
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
             status="ready", metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
             worse_than_naive=is_worse_than_naive(meta.get("metrics") or {}),
