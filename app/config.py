@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(
         default=16, ge=1, description="Loaded models kept per API process (least recently used go)."
     )
+    max_forecast_horizon_steps: int = Field(
+        default=1344, ge=1, le=10_000,
+        description="Largest forecast horizon in steps (422 above it); the default is four weeks "
+                    "of half-hours, four weekly seasons.",
+    )
     stream_warm_steps: int = Field(
         default=20_000, ge=1,
         description="Readings of stored history a new stream (or forecast state) is warmed over.",

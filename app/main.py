@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
+    app.add_middleware(problems.CatchAllMiddleware)
     app.include_router(health.router)
     app.include_router(series.router)
     app.include_router(forecast_models.router)

@@ -7,12 +7,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ServiceError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("statecast.api")
+# Errors that say "not now" rather than "wrong": the server unreachable or restarting, a lock
+# not granted within the lock timeout, a connection pool exhausted.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+RETRY_AFTER_S = 2
 
 
 def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
@@ -48,17 +55,72 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
                    headers=getattr(exc, "headers", None))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", extra={"action": "unhandled_error",
-                                               "path": request.url.path})
-    return problem(500, "Internal server error", "The server failed; the error is logged.")
+def internal_error() -> JSONResponse:
+    """The answer to a bug: nothing about it but that it is logged (with the request id)."""
+    # Connection: close tells a keep-alive client the server ends this connection, rather
+    # than leaving it to find a reset on its next request.
+    return problem(500, "Internal server error",
+                   "The server failed; the error is logged with this request's X-Request-ID.",
+                   headers={"Connection": "close"})
+
+
+def unavailable(detail: str, retry_after_s: int = RETRY_AFTER_S) -> JSONResponse:
+    return problem(503, "Service unavailable", detail,
+                   headers={"Retry-After": str(retry_after_s)})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database is down, restarting, or locked too long: retry later. Anything else a
+    driver raises is a bug here (bad input is refused before it reaches the database)."""
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        logger.warning("database unavailable", extra={
+            "action": "database_unavailable", "path": request.url.path,
+            "error": (str(exc).splitlines() or [""])[0][:300]})
+        return unavailable("The database is unavailable or busy; retry after the time in "
+                           "Retry-After.")
+    logger.error("database error", exc_info=exc, extra={"action": "database_error",
+                                                         "path": request.url.path})
+    return internal_error()
+
+
+class CatchAllMiddleware:
+    """Answers an unhandled error with a clean 500 instead of letting it reach the server.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn then drops the
+    keep-alive connection; caught here, the error is logged with the request id and answered
+    with `Connection: close`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # too late for a clean answer
+                raise
+            logger.exception("unhandled error", extra={"action": "unhandled_error",
+                                                       "path": scope.get("path")})
+            await internal_error()(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
 
 
 def _title(status: int) -> str:

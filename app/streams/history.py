@@ -5,8 +5,10 @@ request. The warmed state is stored in `series_states` (so every replica shares 
 over readings that arrived since, and dropped when older readings change.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,40 +33,104 @@ def warm_over(forecaster: Forecaster, state: dict, ts_s: np.ndarray, values: np.
         raise Conflict(f"The model cannot follow this series' history: {exc}") from None
 
 
-def history_state(*, session: Session, forecaster: Forecaster, model_id: int, series: Series,
-                  max_steps: int) -> dict:
-    """The model's state after the series' last stored reading (warmed from at most
-    `max_steps` readings, from a zero state), reusing and advancing the stored one.
+@dataclass(frozen=True)
+class HistoryRead:
+    """What a forecast read: the stored warmed state (if any) and the readings after it."""
+
+    series_id: int
+    model_id: int
+    freq: str
+    name: str
+    cached_state: dict | None
+    cached_last_ts: int | None
+    ts: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class WarmedHistory:
+    """The state after the last reading read; `changed` when it should be stored."""
+
+    state: dict
+    last_ts: int | None
+    changed: bool
+
+
+def read_history(*, session: Session, forecaster: Forecaster, model_id: int, series: Series,
+                 max_steps: int) -> HistoryRead:
+    """The stored state of `model_id` on `series` and the readings it still has to follow
+    (without one: the latest `max_steps` readings, to warm from a zero state).
 
     Deseasonalised stream models warm over at most `forecaster.stream_warm_steps` readings:
     each day costs a seasonal fit, and their small state forgets within days.
     """
-    seasonal = seasonal_source(session=session, series=series, model_id=model_id,
-                               forecaster=forecaster)
     cached = session.get(SeriesState, (series.id, model_id))
     if cached is not None:
         ts, values = fetch_readings(session=session, series_id=series.id,
                                     start_s=cached.last_ts + 1)
-        if len(ts) == 0:
-            return cached.state
-        state = warm_over(forecaster, cached.state, ts, values, series.freq, seasonal)
-        cached.state, cached.last_ts = state, int(ts[-1])
-        session.flush()
-        return state
-    if seasonal is not None:
-        max_steps = min(max_steps, forecaster.stream_warm_steps)
-    ts, values = fetch_readings(session=session, series_id=series.id, limit=max_steps,
-                                newest=True)
-    initial = forecaster.initial_state(series.name)
-    state = warm_over(forecaster, initial, ts, values, series.freq, seasonal)
-    if len(ts):
-        try:
-            with session.begin_nested():
-                session.add(SeriesState(series_id=series.id, model_id=model_id, state=state,
-                                        last_ts=int(ts[-1])))
-        except IntegrityError:
-            pass  # another request stored the same state first
-    return state
+    else:
+        if forecaster.needs_seasonal:
+            max_steps = min(max_steps, forecaster.stream_warm_steps)
+        ts, values = fetch_readings(session=session, series_id=series.id, limit=max_steps,
+                                    newest=True)
+    return HistoryRead(series_id=series.id, model_id=model_id, freq=series.freq,
+                       name=series.name, cached_state=cached.state if cached else None,
+                       cached_last_ts=cached.last_ts if cached else None, ts=ts, values=values)
+
+
+def warm_history(forecaster: Forecaster, read: HistoryRead,
+                 seasonal: SeasonalSource | None = None) -> WarmedHistory:
+    """The model's state after the readings read: computation only (the seasonal source, for
+    deseasonalised stream models, may read and store its fits)."""
+    start = read.cached_state if read.cached_state is not None else \
+        forecaster.initial_state(read.name)
+    if len(read.ts) == 0:
+        return WarmedHistory(state=start, last_ts=read.cached_last_ts, changed=False)
+    state = warm_over(forecaster, start, read.ts, read.values, read.freq, seasonal)
+    return WarmedHistory(state=state, last_ts=int(read.ts[-1]), changed=True)
+
+
+def store_state(*, session: Session, read: HistoryRead, warmed: WarmedHistory) -> bool:
+    """Store a warmed state if nothing it was computed from changed since it was read.
+
+    Call in a short write transaction of its own, after the computation: the stored row must
+    still be the one read (compare-and-set on its `last_ts`), and the readings warmed over must
+    be unchanged (a replaced value, a filled gap). Returns whether the state was stored; when
+    not, the next forecast warms again, which is only slower.
+    """
+    if not warmed.changed or warmed.last_ts is None:
+        return False
+    ts, values = fetch_readings(session=session, series_id=read.series_id,
+                                start_s=int(read.ts[0]), end_s=int(read.ts[-1]))
+    if not (np.array_equal(ts, read.ts) and np.array_equal(values, read.values, equal_nan=True)):
+        return False
+    key = (SeriesState.series_id == read.series_id) & (SeriesState.model_id == read.model_id)
+    if read.cached_last_ts is not None:
+        result = session.execute(update(SeriesState).where(
+            key & (SeriesState.last_ts == read.cached_last_ts)).values(
+            state=warmed.state, last_ts=warmed.last_ts))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+    try:
+        with session.begin_nested():
+            session.add(SeriesState(series_id=read.series_id, model_id=read.model_id,
+                                    state=warmed.state, last_ts=warmed.last_ts))
+    except IntegrityError:
+        return False  # another request stored a state first
+    return True
+
+
+def history_state(*, session: Session, forecaster: Forecaster, model_id: int, series: Series,
+                  max_steps: int) -> dict:
+    """The model's state after the series' last stored reading (warmed from at most
+    `max_steps` readings, from a zero state), reusing and advancing the stored one, all in the
+    caller's transaction (streams, which hold the stream's lock anyway)."""
+    seasonal = seasonal_source(session=session, series=series, model_id=model_id,
+                               forecaster=forecaster)
+    read = read_history(session=session, forecaster=forecaster, model_id=model_id,
+                        series=series, max_steps=max_steps)
+    warmed = warm_history(forecaster, read, seasonal)
+    store_state(session=session, read=read, warmed=warmed)
+    return warmed.state
 
 
 def forget_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

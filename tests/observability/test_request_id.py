@@ -127,3 +127,29 @@ def test_health_probes_log_below_info(logging_client: TestClient, log_lines: io.
     logging.getLogger("statecast").setLevel(logging.DEBUG)
     logging_client.get("/healthz")
     assert [r["level"] for r in lines(log_lines) if r["message"] == "GET /healthz 200"] == ["debug"]
+
+
+def test_an_unhandled_error_answers_cleanly_and_logs_the_request_id(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    app = client.app
+
+    @app.get("/_crash")  # type: ignore[attr-defined]
+    def crash() -> None:
+        raise RuntimeError("boom")
+
+    logger = logging.getLogger("statecast")
+    propagate, logger.propagate = logger.propagate, True
+    try:
+        with caplog.at_level(logging.ERROR, logger="statecast.api"):
+            # The default client re-raises what reaches the server: nothing may.
+            response = client.get("/_crash", headers={"X-Request-ID": "crash-1"})
+    finally:
+        logger.propagate = propagate
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["connection"] == "close"
+    assert response.headers["x-request-id"] == "crash-1"
+    assert "boom" not in response.text
+    assert any(getattr(r, "request_id", None) == "crash-1" and r.exc_info for r in caplog.records)

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery
 from app.api.schemas import ForecastOut
+from app.config import Settings
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series
 from app.errors import Conflict, Invalid, field_error
-from app.streams.history import history_state
+from app.streams.history import read_history, store_state, warm_history
 from app.streams.seasonal_fits import seasonal_source
 from app.streams.service import points, run_forecast
 
@@ -42,7 +43,10 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
                     model_id: Annotated[IdQuery, Query(
                         description="A model of this series (default: the series' default)")
                     ] = None) -> ForecastOut:
-    lock_for_write(session)  # the warmed state may be stored
+    check_horizon(horizon, settings)
+    # Read, then compute with no transaction open, then store the warmed state in a short
+    # write transaction guarded by what was read: on SQLite a write lock held across the
+    # computation (seconds for a long horizon) would stall every other writer.
     series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
     if model_id is not None:
         model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
@@ -57,10 +61,27 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
             raise Conflict("The series has no ready model yet: train one with POST /v1/models")
         model = default
     forecaster = cache.get(model.id, model.ready_at)
-    state = history_state(session=session, forecaster=forecaster, model_id=model.id,
-                          series=series, max_steps=settings.stream_warm_steps)
+    read = read_history(session=session, forecaster=forecaster, model_id=model.id,
+                        series=series, max_steps=settings.stream_warm_steps)
+    session.commit()  # ends the read transaction (nothing written; objects stay loaded)
+    # Deseasonalised stream models read, and the first time store, a seasonal fit per series
+    # and day through the session: a fit stored here holds SQLite's write lock until the
+    # commit below (once a day per series; every other forecast computes lock-free).
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
                                forecaster=forecaster)
-    forecast = run_forecast(forecaster, state, horizon, tuple(level), seasonal)
-    session.commit()
+    warmed = warm_history(forecaster, read, seasonal)
+    forecast = run_forecast(forecaster, warmed.state, horizon, tuple(level), seasonal)
+    session.commit()  # keeps any seasonal fit made above
+    if warmed.changed:
+        lock_for_write(session)
+        store_state(session=session, read=read, warmed=warmed)
+        session.commit()
     return forecast_out(series, model, points(forecast))
+
+
+def check_horizon(horizon: int, settings: Settings) -> None:
+    """Refuse horizons past the configured cap: the rollout's cost grows with each step."""
+    cap = settings.max_forecast_horizon_steps
+    if horizon > cap:
+        raise Invalid(f"horizon must be at most {cap} steps (STATECAST_MAX_FORECAST_HORIZON_STEPS)",
+                      errors=[field_error("horizon", horizon, f"above the cap of {cap} steps")])

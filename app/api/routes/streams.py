@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdQuery, Offset
-from app.api.routes.forecasts import HorizonQuery, LevelsQuery
+from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
 from app.api.schemas import (
     Page,
     ReadingsIn,
@@ -104,6 +104,7 @@ def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: 
                   rewarm: Annotated[bool, Query(
                       description="Restart from history when a gap is too long to fill")] = False,
                   ) -> StreamPosted:
+    check_horizon(horizon, settings)
     stream, series = locked_stream(session, tenant.id, stream_id)
     batch = _batch(body, series.freq)
     applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
@@ -141,9 +142,10 @@ def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
 
 @router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")
 def stream_forecast(stream_id: str, tenant: TenantDep, session: SessionDep,
-                    cache: ForecastersDep, horizon: HorizonQuery = 1,
+                    cache: ForecastersDep, settings: SettingsDep, horizon: HorizonQuery = 1,
                     level: LevelsQuery = [80, 95],  # noqa: B006
                     ) -> dict[str, object]:
+    check_horizon(horizon, settings)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     forecast = streams.forecast_stream(session=session, cache=cache, stream=stream,
                                        horizon=horizon, levels=tuple(level))
