@@ -19,6 +19,9 @@ from app.timegrid import to_iso
 OnConflict = Literal["error", "replace"]
 # COPY costs extra round trips to start and finish; a few rows (a stream's post) insert faster.
 COPY_MIN_ROWS = 64
+# First key of the series' advisory locks (the second is the series id): "sc" in ASCII, so they
+# cannot be confused with another application's locks on the same database.
+SERIES_LOCK_NAMESPACE = 0x7363
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,13 @@ def store_readings(*, session: Session, series_id: int, batch: ReadingsBatch,
                    stored: tuple[np.ndarray, np.ndarray] | None = None) -> StoreResult:
     """Insert new readings, skip identical ones; a changed value is a Conflict unless replaced.
 
-    The caller holds the series' write lock; all-or-nothing follows from its transaction.
-    `stored` may pass readings the caller already fetched over at least the batch's span.
+    All-or-nothing follows from the caller's transaction. `stored` may pass readings the caller
+    already fetched over at least the batch's span (used on SQLite, whose write lock the caller
+    holds from its first read).
     """
     ts, values = batch.ts_s, batch.values
+    if lock_series(session=session, series_id=series_id):
+        stored = None  # read before the lock: another writer may have stored since
     old_ts, old_values = stored if stored is not None else fetch_readings(
         session=session, series_id=series_id, start_s=int(ts[0]), end_s=int(ts[-1]))
     position = np.searchsorted(old_ts, ts)
@@ -70,6 +76,22 @@ def store_readings(*, session: Session, series_id: int, batch: ReadingsBatch,
         )
     return StoreResult(received=len(ts), inserted=int(new.sum()), updated=int(changed.sum()),
                        unchanged=int(same.sum()), first_ts=int(ts[0]), last_ts=int(ts[-1]))
+
+
+def lock_series(*, session: Session, series_id: int) -> bool:
+    """Serialise writers of one series' readings until the transaction ends; True if locked.
+
+    Two streams of one series, or an upload and a stream post, would otherwise both find a
+    timestamp free and both insert it, and the second would fail on the primary key. On
+    PostgreSQL this takes a transaction-scoped advisory lock (waiting at most the lock timeout);
+    on SQLite the caller's write lock already serialises every writer, so it does nothing.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)",
+                               (SERIES_LOCK_NAMESPACE, series_id))
+    return True
 
 
 # PostgreSQL's binary COPY format, built with numpy rather than formatted as text row by row
