@@ -37,6 +37,13 @@ class Unauthorized(ServiceError):
     title = "Unauthorized"
 
 
+class Unavailable(ServiceError):
+    """Something the request needs is missing on the server's side (model files, database)."""
+
+    status = 503
+    title = "Service unavailable"
+
+
 def field_error(field: str, value: Any, message: str, **where: Any) -> dict[str, Any]:
     """One entry of a problem's `errors`: which field, the value received, what is wrong."""
     return {"field": field, "value": value, "message": message, **where}

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -115,9 +116,13 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
         raise ValueError(f"{name} is not a number JSON allows")
 
     try:
-        document = json.loads(body, parse_constant=reject_constant)
+        # Integers become floats as they are read: a 400-digit one is then inf (refused with
+        # the row), not an OverflowError later.
+        document = json.loads(body, parse_constant=reject_constant, parse_int=float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"The body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise Invalid("The body is not valid JSON: nested too deeply") from None
     readings = document.get("readings") if isinstance(document, dict) else None
     if not isinstance(readings, list):
         raise Invalid("The body must be an object with a list `readings`",
@@ -173,8 +178,12 @@ def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: in
     problems = _rows(bad_ts, ts_raw, ts_field, "not a timestamp", row_base)
     problems += _rows(bad_value, value_raw, value_field,
                       "not a finite number (leave it empty or null for a missing reading)", row_base)
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > MAX_ABS_READING
+    problems += _rows(huge & ~bad_value, value_raw, value_field,
+                      f"magnitude above {MAX_ABS_READING:g}", row_base)
     if problems:
-        raise Invalid(f"{int(bad_ts.sum() + bad_value.sum())} row(s) have bad values",
+        raise Invalid(f"{int(bad_ts.sum() + (bad_value | huge).sum())} row(s) have bad values",
                       errors=problems[:MAX_REPORTED_ROWS])
     if n == 0:
         raise Invalid("The upload holds no readings", errors=[field_error("readings", [], "empty")])
@@ -184,6 +193,21 @@ def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: in
 
 
 Report = Callable[[np.ndarray, str], list[dict[str, Any]]]
+# Readings beyond this magnitude are refused: no meter reads 1e15 of anything, and squares and
+# sums of larger values (scaling, training losses, live accuracy) overflow to inf, which no
+# JSON column stores.
+MAX_ABS_READING = 1e15
+# Timestamps are held as nanoseconds in numpy and pandas: these are the bounds of that range.
+MIN_TIMESTAMP = pd.Timestamp.min.ceil("s").tz_localize("UTC").to_pydatetime()
+MAX_TIMESTAMP = pd.Timestamp.max.floor("s").tz_localize("UTC").to_pydatetime()
+
+
+def within_timestamp_range(value: datetime) -> datetime:
+    """`value` if readings can be dated at it (years 1677 to 2262), else ValueError."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if not MIN_TIMESTAMP <= aware <= MAX_TIMESTAMP:
+        raise ValueError(f"must be between {MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}")
+    return value
 
 
 def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,

@@ -24,7 +24,7 @@ def parse_freq(freq: str) -> BaseOffset:
         warnings.simplefilter("ignore")  # deprecated spellings ("H", "T") still mean their grid
         try:
             offset = to_offset(freq)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"'{freq}' is not a pandas offset alias such as 15min, h or D") from exc
     if offset is None:
         raise ValueError(f"'{freq}' is not a pandas offset alias such as 15min, h or D")

@@ -33,7 +33,8 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else \
+        {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
     return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers,
                    **exc.extra)
 
@@ -135,7 +136,10 @@ def _title(status: int) -> str:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN and inf are not JSON; say what was received all the same
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        # A lone surrogate cannot be written as UTF-8: show it escaped rather than fail.
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if value is None or isinstance(value, int | float | bool):
         return value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]

@@ -5,7 +5,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.params import Id
+from app.api.params import STREAM_ID_PATTERN, Id, Text
+from app.ingest import MAX_ABS_READING, within_timestamp_range
 from app.ml import spec as ml_spec
 from app.timegrid import canonical_freq, checked_timezone
 
@@ -22,14 +23,14 @@ class SeriesCreate(BaseModel):
         {"name": "ew-demand", "freq": "30min", "unit": "MW",
          "description": "England and Wales electricity demand"}]})
 
-    name: str = Field(min_length=1, max_length=200, examples=["building-7"])
-    freq: str = Field(description="A pandas offset alias: 15min, 30min, h, D, W-SUN...",
-                      examples=["30min"])
-    timezone: str = Field(default="UTC", max_length=64, examples=["Europe/London"],
-                          description="IANA zone of the series' local time: calendar inputs, "
-                          "daily seasons and the dashboard follow it; readings are stored in UTC.")
-    unit: str | None = Field(default=None, max_length=64, examples=["kWh"])
-    description: str | None = Field(default=None, max_length=10_000)
+    name: Text = Field(min_length=1, max_length=200, examples=["building-7"])
+    freq: str = Field(max_length=40, description="A pandas offset alias: 15min, 30min, h, D, "
+                      "W-SUN...", examples=["30min"])
+    timezone: Text = Field(default="UTC", max_length=64, examples=["Europe/London"],
+                           description="IANA zone of the series' local time: calendar inputs, "
+                           "daily seasons and the dashboard follow it; readings are stored in UTC.")
+    unit: Text | None = Field(default=None, max_length=64, examples=["kWh"])
+    description: Text | None = Field(default=None, max_length=10_000)
 
     @field_validator("freq")
     @classmethod
@@ -183,7 +184,13 @@ class ReadingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ts: datetime = Field(description="On the series' grid; UTC when no zone is given.")
-    value: float | None = Field(allow_inf_nan=False, description="null for a missing reading")
+    value: float | None = Field(allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
+                                description="null for a missing reading")
+
+    @field_validator("ts")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        return within_timestamp_range(value)
 
 
 class ReadingsIn(BaseModel):
@@ -221,7 +228,7 @@ class StreamCreate(BaseModel):
     series_id: Id
     model_id: Id | None = Field(
         default=None, description="Pin a model; without it the stream follows the series' default.")
-    stream_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+    stream_id: str | None = Field(default=None, pattern=STREAM_ID_PATTERN,
                                   description="Your own id for the stream (else one is made).")
 
 

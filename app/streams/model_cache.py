@@ -4,14 +4,18 @@ Entries are keyed by model id and the time the model became ready: a model delet
 never reused, or its files rewritten under a new ready time, can never be served stale.
 """
 
+import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 
+from app.errors import Unavailable
 from app.ml.forecaster import Forecaster
 from app.model_files import model_path
 from app.observability.metrics import MODEL_CACHE_HITS, MODEL_CACHE_MISSES
+
+logger = logging.getLogger("statecast.api")
 
 
 class ForecasterCache:
@@ -33,7 +37,15 @@ class ForecasterCache:
                 self.hits += 1
                 MODEL_CACHE_HITS.inc()
                 return entry[1]
-        forecaster = Forecaster.load(model_path(self.model_dir, model_id))
+        try:
+            forecaster = Forecaster.load(model_path(self.model_dir, model_id))
+        except Exception as exc:  # missing, truncated or foreign files: all mean "cannot serve"
+            logger.error("model files unreadable", exc_info=exc, extra={
+                "action": "model_load_failed", "model_id": model_id})
+            raise Unavailable(
+                f"Model {model_id}'s files are missing or unreadable on this server; "
+                "an operator must restore them (or retrain the model)", model_id=model_id,
+            ) from None
         with self._lock:
             self.misses += 1
             MODEL_CACHE_MISSES.inc()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
-from app.api.params import IdQuery, Offset
+from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
 from app.api.schemas import (
     Page,
@@ -81,7 +81,7 @@ def list_streams(tenant: TenantDep, session: SessionDep, cache: ForecastersDep,
 
 @router.get("/{stream_id}", response_model=StreamPublic,
             summary="A stream: its model, last reading and live accuracy")
-def read_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
+def read_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                 cache: ForecastersDep) -> StreamPublic:
     return to_public(session, cache, streams.get_stream(session=session, tenant_id=tenant.id,
                                                         name=stream_id))
@@ -98,7 +98,7 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
 
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
              summary="Append readings: stored in the series and applied to the state at once")
-def post_readings(stream_id: str, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
+def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
                   cache: ForecastersDep, settings: SettingsDep,
                   horizon: HorizonQuery = 1, level: LevelsQuery = [80, 95],  # noqa: B006
                   rewarm: Annotated[bool, Query(
@@ -141,7 +141,7 @@ def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
 
 
 @router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")
-def stream_forecast(stream_id: str, tenant: TenantDep, session: SessionDep,
+def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, settings: SettingsDep, horizon: HorizonQuery = 1,
                     level: LevelsQuery = [80, 95],  # noqa: B006
                     ) -> dict[str, object]:
@@ -154,14 +154,14 @@ def stream_forecast(stream_id: str, tenant: TenantDep, session: SessionDep,
 
 
 @router.get("/{stream_id}/state", summary="The stream's state arrays, for inspection")
-def stream_state(stream_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, object]:
+def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> dict[str, object]:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     return {"stream_id": stream.name, "model_id": stream.model_id, "state": stream.state}
 
 
 @router.post("/{stream_id}/reset", response_model=StreamPublic,
              summary="Re-warm from the stored history (optionally re-pinning a model)")
-def reset_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
+def reset_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                  cache: ForecastersDep, settings: SettingsDep,
                  model_id: Annotated[IdQuery, Query(description="Pin this model")] = None,
                  ) -> StreamPublic:
@@ -175,7 +175,7 @@ def reset_stream(stream_id: str, tenant: TenantDep, session: SessionDep,
 
 
 @router.delete("/{stream_id}", status_code=204, summary="Delete a stream (its readings stay)")
-def delete_stream(stream_id: str, tenant: TenantDep, session: SessionDep) -> Response:
+def delete_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     session.delete(stream)
     session.commit()
