@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import problems
+from app.api import openapi, problems
 from app.api.limits import BodyLimitMiddleware
 from app.api.routes import docs, events, forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
@@ -57,4 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(docs.router)
     app.include_router(web_router)
+    openapi.install(app)
     return app

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ForecastersDep, SessionFactoryDep, TenantDep
-from app.api.params import IdPath
+from app.api.params import IdPath, StreamIdPath
 from app.api.routes.jobs import get_job
 from app.api.routes.streams import to_public
 from app.api.schemas import JobPublic
@@ -222,7 +222,7 @@ STREAM_EXAMPLE = ('event: reading\ndata: {"stream_id":"meter-7","ts":"2024-03-11
         "`Authorization: Bearer ...`: read it with `fetch` or `curl -N`, not `EventSource`, "
         "which cannot send headers. Read `GET /v1/streams/{id}` first for the current state."),
     responses=_openapi(STREAM_EXAMPLE, "one applied reading as JSON"))
-async def read_stream_events(stream_id: str, tenant: TenantDep, factory: SessionFactoryDep,
+async def read_stream_events(stream_id: StreamIdPath, tenant: TenantDep, factory: SessionFactoryDep,
                              cache: ForecastersDep) -> StreamingResponse:
     start = await run_in_threadpool(_first_mark, factory, tenant.id, stream_id)
     return StreamingResponse(stream_events(factory, cache, tenant.id, stream_id, start),
