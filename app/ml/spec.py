@@ -18,6 +18,17 @@ Loss = Literal["mae", "mse"]
 
 MIN_WINDOW_STEPS = 8
 MAX_LAYERS = 4
+# Upper bounds of the numeric fields: far above any recipe that trains well here, low enough that
+# one job cannot take a worker for days or its memory with it.
+MAX_UNITS = 1024
+MAX_WINDOW_STEPS = 10_000
+MAX_HORIZON_STEPS = 10_000
+MAX_EPOCHS = 2_000
+MAX_PATIENCE = 2_000
+MAX_BATCH_SIZE = 8_192
+MAX_CHUNK_STEPS = 10_000
+MAX_BUDGET_S = 24 * 3600
+MAX_SEED = 2**31 - 1
 # Seconds an `auto` search may spend when the spec gives no `budget_s`.
 DEFAULT_AUTO_BUDGET_S = 600
 # Daily data has no within-day pattern; its season is the week.
@@ -44,7 +55,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cell: Cell = Field("gru", description="Recurrent cell: 'gru', 'lstm' or 'simple_rnn'.")
-    units: int = Field(16, description="Units per recurrent layer.")
+    units: int = Field(16, le=MAX_UNITS, description="Units per recurrent layer.")
     layers: int = 1
     dropout: float = 0.0
     stateful: bool | None = Field(
@@ -55,10 +66,12 @@ class ModelSpec(BaseModel):
     )
     bidirectional: bool = False
     window: int | None = Field(
-        None, description="Readings per input window (default: one day; daily data: two weeks)."
+        None, le=MAX_WINDOW_STEPS,
+        description="Readings per input window (default: one day; daily data: two weeks)."
     )
     horizon: int | None = Field(
-        None, description="Steps of the direct head (default: one day; daily data: one week)."
+        None, le=MAX_HORIZON_STEPS,
+        description="Steps of the direct head (default: one day; daily data: one week)."
     )
     calendar: bool | None = Field(
         None,
@@ -72,12 +85,14 @@ class ModelSpec(BaseModel):
         "adds back; 'none': the raw series.",
     )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
-    epochs: int = 40
-    patience: int = Field(8, description="Epochs without a better validation loss before stopping.")
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
-    chunk: int | None = None
+    epochs: int = Field(40, le=MAX_EPOCHS)
+    patience: int = Field(
+        8, le=MAX_PATIENCE, description="Epochs without a better validation loss before stopping."
+    )
+    batch_size: int = Field(64, le=MAX_BATCH_SIZE)
+    learning_rate: float = Field(1e-3, le=1.0)
+    seed: int = Field(0, le=MAX_SEED)
+    chunk: int | None = Field(None, le=MAX_CHUNK_STEPS)
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     auto: bool = Field(
@@ -87,7 +102,8 @@ class ModelSpec(BaseModel):
         "score is stored in the model's metrics. What to use when you do not know what to pick.",
     )
     budget_s: int | None = Field(
-        None, description=f"Seconds an `auto` search may spend (default {DEFAULT_AUTO_BUDGET_S})."
+        None, le=MAX_BUDGET_S,
+        description=f"Seconds an `auto` search may spend (default {DEFAULT_AUTO_BUDGET_S})."
     )
 
     @field_validator("cell", mode="before")

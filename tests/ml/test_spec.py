@@ -83,3 +83,20 @@ def test_baselines_follow_the_frequency() -> None:
     assert baseline_lags("MS") == (12,)
     assert freq_seconds("W-SUN") == 7 * 86_400
     assert freq_seconds("MS") == pytest.approx(365.2425 / 12 * 86_400, rel=1e-4)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("units", 100_000), ("window", 10**9), ("epochs", 10**9), ("patience", 10**6),
+    ("batch_size", 10**6), ("horizon", 10**6), ("learning_rate", 5.0), ("seed", 2**40),
+    ("budget_s", 10**7),
+])
+def test_every_numeric_field_has_an_upper_bound(field: str, value: object) -> None:
+    extra = {"auto": True} if field == "budget_s" else {}
+    with pytest.raises(ValidationError) as raised:
+        ModelSpec(**{field: value, **extra})
+    assert raised.value.errors()[0]["loc"] == (field,)
+
+
+def test_chunk_has_an_upper_bound() -> None:
+    with pytest.raises(ValidationError):
+        ModelSpec(stateful=True, chunk=10**9)

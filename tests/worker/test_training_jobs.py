@@ -93,7 +93,8 @@ def test_bad_specs_are_422_and_enqueue_nothing(client: TestClient, auth: dict[st
     for spec, field in [({"cell": "transformer"}, "spec.cell"), ({"units": 0}, "spec.units"),
                         ({"layers": 5}, "spec.layers"), ({"window": 3}, "spec.window"),
                         ({"stateful": True, "bidirectional": True}, "spec"),
-                        ({"colour": "red"}, "spec.colour")]:
+                        ({"colour": "red"}, "spec.colour"), ({"units": 100_000}, "spec.units"),
+                        ({"epochs": 10**9}, "spec.epochs"), ({"window": 10**9}, "spec.window")]:
         response = client.post("/v1/models", json={"series_ids": [sid], "spec": spec},
                                headers=auth)
         assert_problem(response, 422, field)
