@@ -66,6 +66,28 @@ class Settings(BaseSettings):
         description="No worker polled the queue for this long while jobs wait: /readyz fails.",
     )
 
+    tenant_requests_per_s: float = Field(
+        default=100.0, ge=0,
+        description="Requests a second one tenant may make, in bursts of twice that (429 above "
+                    "it; 0: no limit). Counted per API process.",
+    )
+    tenant_max_active_jobs: int = Field(
+        default=20, ge=1, description="Queued plus running jobs one tenant may have (429 above it).",
+    )
+    tenant_max_readings: int = Field(
+        default=100_000_000, ge=1,
+        description="Readings one tenant may store across its series (uploads past it get 429).",
+    )
+    large_upload_bytes: int = Field(
+        default=8 * MIB, gt=0,
+        description="Uploads at least this large count against max_large_uploads.",
+    )
+    max_large_uploads: int = Field(
+        default=2, ge=1,
+        description="Large uploads one API process parses at once; more get 503 with "
+                    "Retry-After (bounds the memory of concurrent large bodies).",
+    )
+
     model_cache_size: int = Field(
         default=16, ge=1, description="Loaded models kept per API process (least recently used go)."
     )

@@ -37,6 +37,13 @@ class Unauthorized(ServiceError):
     title = "Unauthorized"
 
 
+class TooManyRequests(ServiceError):
+    """A per-tenant limit was reached; `retry_after_s` says when to try again."""
+
+    status = 429
+    title = "Too many requests"
+
+
 class Unavailable(ServiceError):
     """Something the request needs is missing on the server's side (model files, database)."""
 

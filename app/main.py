@@ -1,5 +1,6 @@
 """The ASGI application: wiring only, no logic."""
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,6 +9,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import openapi, problems
 from app.api.limits import BodyLimitMiddleware
+from app.api.quotas import RateLimiter
 from app.api.routes import docs, events, forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
@@ -42,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="statecast", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.tenant_requests_per_s,
+                                         burst=max(1.0, 2 * settings.tenant_requests_per_s))
+    app.state.large_uploads = threading.BoundedSemaphore(settings.max_large_uploads)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
     app.add_middleware(problems.CatchAllMiddleware)

@@ -92,8 +92,10 @@ def empty_database_url(backend: str, pg_admin_url: str | None, tmp_path: Path) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # No request rate limit: tests fire requests as fast as they can (tests/api/test_quotas.py
+    # sets the limits it checks).
     return Settings(database_url=database_url, model_dir=tmp_path / "models",
-                    key_file=tmp_path / "api_key", auto_migrate=False)
+                    key_file=tmp_path / "api_key", auto_migrate=False, tenant_requests_per_s=0)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app.api.quotas import RateLimiter
 from app.config import Settings
 from app.db import tenants
 from app.db.tables import Tenant
@@ -56,7 +57,7 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_tenant(factory: SessionFactoryDep,
+async def get_tenant(request: Request, factory: SessionFactoryDep,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                      ) -> Tenant:
     """The key's tenant, looked up in a session of its own so the route's starts untouched.
@@ -69,11 +70,15 @@ async def get_tenant(factory: SessionFactoryDep,
     key_hash = tenants.hash_key(credentials.credentials)
     cached = _tenants.get(key_hash)
     if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    tenant = await run_in_threadpool(_lookup_tenant, factory, credentials.credentials)
-    if tenant is None:
-        raise Unauthorized("The API key is not valid")
-    _tenants[key_hash] = (time.monotonic() + TENANT_CACHE_TTL_S, tenant)
+        tenant = cached[1]
+    else:
+        found = await run_in_threadpool(_lookup_tenant, factory, credentials.credentials)
+        if found is None:
+            raise Unauthorized("The API key is not valid")
+        tenant = found
+        _tenants[key_hash] = (time.monotonic() + TENANT_CACHE_TTL_S, tenant)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(tenant.id)
     return tenant
 
 

@@ -33,8 +33,12 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else \
-        {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    headers = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif exc.status in (429, 503):
+        retry_after_s = exc.extra.get("retry_after_s", RETRY_AFTER_S)
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
     return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers,
                    **exc.extra)
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.db.tables import ForecastModel, Job, utcnow
 
@@ -54,10 +54,19 @@ def enqueue(*, session: Session, tenant_id: int, model_id: int, max_attempts: in
 
 
 def claim(*, session: Session, worker_id: str, lease_s: float) -> ClaimedJob | None:
-    """Take the oldest queued job, or None; the caller's transaction must hold the write lock."""
+    """Take the next queued job, or None; the caller's transaction must hold the write lock.
+
+    Fair across tenants: the oldest job of the tenant with the fewest running jobs, so a tenant
+    that queued fifty jobs does not make another's single job wait behind all of them.
+    """
+    running = aliased(Job)
+    running_of_tenant = (select(func.count()).where(running.tenant_id == Job.tenant_id,
+                                                    running.status == JobStatus.RUNNING)
+                         .correlate(Job).scalar_subquery())
     job = session.scalar(
-        select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
-        .with_for_update(skip_locked=True)
+        select(Job).where(Job.status == JobStatus.QUEUED)
+        .order_by(running_of_tenant, Job.id).limit(1)
+        .with_for_update(of=Job, skip_locked=True)
     )
     if job is None:
         return None

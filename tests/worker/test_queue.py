@@ -86,3 +86,28 @@ def test_concurrent_claimers_never_share_a_job(settings: Settings) -> None:
     assert sorted(claimed) == ids  # every job once, none twice
     assert sum(1 for mine in claims.values() if mine) > 1  # and the claimers really competed
     engine.dispose()
+
+
+def test_claims_are_fair_across_tenants(settings: Settings) -> None:
+    """A tenant's backlog does not hold back another tenant's job."""
+    busy = enqueue_jobs(settings, 5)  # tenant `t`
+    engine = create_db_engine(settings.database_url)
+    factory = create_session_factory(engine)
+    with transaction(factory, write=True) as session:
+        tenant, _ = create_key(session=session, tenant_name="other")
+        series = Series(tenant_id=tenant.id, name="s", freq="h")
+        session.add(series)
+        session.flush()
+        _, job = create_with_job(session=session, tenant_id=tenant.id, series=[series], spec={},
+                                 max_attempts=3)
+        other = job.id
+    order = []
+    for worker in ("w1", "w2", "w3"):
+        with transaction(factory, write=True) as session:
+            claimed = jobs.claim(session=session, worker_id=worker, lease_s=30)
+            assert claimed is not None
+            order.append(claimed.id)
+    # The busy tenant's oldest first (nobody runs anything), then the other tenant's single
+    # job ahead of the busy tenant's backlog, then the backlog again.
+    assert order == [busy[0], other, busy[1]]
+    engine.dispose()

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery, Offset
+from app.api.quotas import check_active_jobs
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
 from app.db import forecast_models as models_db
 from app.db import series as series_db
@@ -36,6 +37,7 @@ def to_public(session: SessionDep, model: ForecastModel) -> ModelPublic:
 def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
                  settings: SettingsDep) -> ModelAccepted:
     lock_for_write(session)
+    check_active_jobs(session=session, tenant_id=tenant.id, limit=settings.tenant_max_active_jobs)
     series = [series_db.get_series(session=session, tenant_id=tenant.id, series_id=sid)
               for sid in dict.fromkeys(body.series_ids)]
     freqs = {s.freq for s in series}

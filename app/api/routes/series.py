@@ -1,6 +1,7 @@
 """Series: create, list, read, delete; and their readings, uploaded as CSV or JSON."""
 
 import io
+import threading
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.params import IdPath, Offset
+from app.api.quotas import check_stored_readings
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -25,7 +27,7 @@ from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
-from app.errors import ServiceError
+from app.errors import ServiceError, Unavailable
 from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
 from app.model_files import remove_model_files
 from app.streams.history import forget_from
@@ -113,6 +115,7 @@ def delete_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
              summary="Upload readings as JSON or CSV (all or nothing)")
 async def upload_readings(
     series_id: IdPath, request: Request, tenant: TenantDep, factory: SessionFactoryDep,
+    settings: SettingsDep,
     on_conflict: Annotated[Literal["error", "replace"], Query(
         description="What to do with a stored timestamp sent with another value")] = "error",
     ts_col: Annotated[str | None, Query(description="CSV: timestamp column (default first)")
@@ -134,16 +137,28 @@ async def upload_readings(
         raise UnsupportedMediaType(
             f"Send readings as application/json or text/csv, not {media_type or 'no type'!r}",
             errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
-    body = await request.body()
     options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
     formats = TimestampFormat(ts_format=ts_format, dayfirst=dayfirst)
-    return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
-                                   options, formats, on_conflict)
+    declared = request.headers.get("content-length", "")
+    large = not declared.isdigit() or int(declared) >= settings.large_upload_bytes
+    # Each large body costs several times its size while it is parsed: only a few at a time.
+    slots: threading.BoundedSemaphore = request.app.state.large_uploads
+    if large and not slots.acquire(blocking=False):
+        raise Unavailable(f"{settings.max_large_uploads} large uploads are being processed; "
+                          "retry after Retry-After (STATECAST_MAX_LARGE_UPLOADS)")
+    try:
+        body = await request.body()
+        return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
+                                       options, formats, on_conflict,
+                                       settings.tenant_max_readings)
+    finally:
+        if large:
+            slots.release()
 
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
             body: bytes, options: CsvOptions, formats: TimestampFormat,
-            on_conflict: Literal["error", "replace"]) -> UploadResult:
+            on_conflict: Literal["error", "replace"], max_readings: int) -> UploadResult:
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
@@ -156,6 +171,8 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
             batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
                              ts_field=str(ts_raw.name), value_field=str(value_raw.name),
                              ts_format=formats)
+        check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
+                              limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
