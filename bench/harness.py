@@ -65,7 +65,9 @@ def server_env(database_url: str, workdir: Path, port: int, **settings: str) -> 
                 "STATECAST_MODEL_DIR": str(workdir / "models"),
                 "STATECAST_KEY_FILE": str(workdir / "api_key"), "STATECAST_LOG_LEVEL": "warning",
                 # Nothing else competes for the CPU unless a benchmark starts a worker itself.
-                "STATECAST_EMBEDDED_WORKERS": "0"})
+                "STATECAST_EMBEDDED_WORKERS": "0",
+                # A benchmark is one tenant going as fast as it can: no request rate limit.
+                "STATECAST_TENANT_REQUESTS_PER_S": "0"})
     env.update(settings)
     return env
 
