@@ -100,6 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrations import upgrade
+    from app.http_protocol import guarded_protocol
     from app.main import create_app
 
     if args.host:
@@ -119,7 +120,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
           f" with {settings.embedded_workers} worker process(es)", flush=True)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, access_log=False)
+                    log_level=settings.log_level, access_log=False,
+                    http=guarded_protocol(settings.header_timeout_s))
     finally:
         workers.stop()
     return 0

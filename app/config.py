@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=64 * MIB, gt=0, description="Largest request body accepted (413 above it)."
     )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="`statecast serve` closes a connection whose request head (line and headers) "
+                    "takes longer than this to arrive.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Longest wait for the next chunk of a request body (408 after it).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of log lines written."
     )

@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                          burst=max(1.0, 2 * settings.tenant_requests_per_s))
     app.state.large_uploads = threading.BoundedSemaphore(settings.max_large_uploads)
     problems.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes,
+                       body_timeout_s=settings.body_timeout_s)
     app.add_middleware(problems.CatchAllMiddleware)
     app.include_router(health.router)
     app.include_router(series.router)

@@ -23,7 +23,8 @@ def free_port() -> int:
 class ServerProcess:
     """`statecast serve` on a free port with the test's settings; stop() or kill() it."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, workers: int = 0) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, workers: int = 0,
+                 **extra_env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -32,7 +33,8 @@ class ServerProcess:
                       STATECAST_KEY_FILE=str(settings.key_file),
                       STATECAST_PORT=str(self.port), STATECAST_AUTO_MIGRATE="false",
                       STATECAST_EMBEDDED_WORKERS=str(workers),
-                      STATECAST_WORKER_POLL_INTERVAL_S="0.2", STATECAST_LOG_LEVEL="warning")
+                      STATECAST_WORKER_POLL_INTERVAL_S="0.2", STATECAST_LOG_LEVEL="warning",
+                      **extra_env)
         self._log = log_path.open("a")
         self.process = subprocess.Popen([*statecast_argv(), "serve"], env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT,

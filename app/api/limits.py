@@ -1,5 +1,10 @@
-"""A cap on request bodies, enforced while they stream in (413 past the limit)."""
+"""A cap on request bodies, enforced while they stream in (413 past the limit), and a bound on
+the wait for each of their chunks (408 after it: a client trickling its body cannot hold a
+connection and a worker thread forever)."""
 
+import asyncio
+
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem
@@ -9,10 +14,19 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTimedOut(HTTPException):
+    """An HTTPException so that FastAPI's body parsing passes it on (it turns others into 400)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"No part of the body arrived for {timeout_s:g} s "
+                              "(setting STATECAST_BODY_TIMEOUT_S)", headers={"Connection": "close"})
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,7 +41,10 @@ class BodyLimitMiddleware:
 
         async def counting_receive() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise BodyTimedOut(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
@@ -44,6 +61,11 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await self._reject(scope, receive, send)
+        except BodyTimedOut as exc:  # read outside FastAPI's handlers (uploads read it raw)
+            if not started:
+                response = problem(408, "Request timeout", str(exc.detail),
+                                   headers={"Connection": "close"})
+                await response(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(413, "Request body too large",

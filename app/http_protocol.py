@@ -1,0 +1,59 @@
+"""uvicorn's HTTP protocol with read timeouts, so slow clients cannot hold connections forever.
+
+uvicorn waits for a request's head as long as bytes trickle in, and its keep-alive timer only
+covers idle time between requests, so 400 "slowloris" connections that each sent a header line
+now and then were never closed. Here each request's head must arrive within `header_timeout_s`
+of its first byte (or of the connection opening); the body's chunks are bounded by the ASGI
+middleware in app.api.limits.
+"""
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """Closes a connection whose request head takes longer than `header_timeout_s`."""
+
+    header_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def guarded_protocol(header_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class for `uvicorn.run(http=...)` with this head timeout."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"header_timeout_s": header_timeout_s})
