@@ -64,18 +64,20 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     read = read_history(session=session, forecaster=forecaster, model_id=model.id,
                         series=series, max_steps=settings.stream_warm_steps)
     session.commit()  # ends the read transaction (nothing written; objects stay loaded)
-    # Deseasonalised stream models read, and the first time store, a seasonal fit per series
-    # and day through the session: a fit stored here holds SQLite's write lock until the
-    # commit below (once a day per series; every other forecast computes lock-free).
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
                                forecaster=forecaster)
+    if seasonal is not None:
+        # Deseasonalised stream models read, and the first time store, a seasonal fit per series
+        # and day through the session while they warm: SQLite cannot turn a read transaction
+        # into a write once another writer committed, so these hold the write lock throughout.
+        lock_for_write(session)
     warmed = warm_history(forecaster, read, seasonal)
     forecast = run_forecast(forecaster, warmed.state, horizon, tuple(level), seasonal)
-    session.commit()  # keeps any seasonal fit made above
     if warmed.changed:
-        lock_for_write(session)
+        if seasonal is None:
+            lock_for_write(session)
         store_state(session=session, read=read, warmed=warmed)
-        session.commit()
+    session.commit()
     return forecast_out(series, model, points(forecast))
 
 
