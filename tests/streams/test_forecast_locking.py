@@ -15,18 +15,12 @@ from tests.api.helpers import assert_problem, count_rows
 from tests.streams.conftest import install_model, load_series
 
 WARM = 300
-# Since main's deseasonalised models, a forecast stores the day's seasonal fit through the route's
-# session while it warms, so on SQLite it takes the write lock for the computation again (see
-# app/api/routes/forecasts.py). Moving the fits out of the computation is left to do.
-SEASONAL_FITS_HOLD_THE_LOCK = pytest.mark.xfail(
-    strict=True, reason="seasonal fits are stored during the computation (SQLite write lock)")
 
 
 def sqlite_path(settings: Settings) -> str:
     return settings.database_url.removeprefix("sqlite:///")
 
 
-@SEASONAL_FITS_HOLD_THE_LOCK
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_other_writers_proceed_while_a_forecast_computes(
         client: TestClient, auth: dict[str, str], settings: Settings,
@@ -60,10 +54,7 @@ def test_other_writers_proceed_while_a_forecast_computes(
 
 def test_a_state_warmed_over_readings_changed_meanwhile_is_not_stored(
         client: TestClient, auth: dict[str, str], settings: Settings,
-        artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest, backend: str) -> None:
-    if backend == "sqlite":
-        request.applymarker(SEASONAL_FITS_HOLD_THE_LOCK)
+        artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     sid = load_series(client, auth, WARM)
     install_model(settings, artifacts["gru_window"], sid)
     warm = forecasts.warm_history
