@@ -14,7 +14,6 @@ from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
 from app.ml.forecaster import Forecaster
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
-from app.ml.stream_seasonal import SeasonalSource
 from app.timegrid import NS_PER_S, on_grid, step_seconds
 
 
@@ -22,11 +21,15 @@ class StoredSeasonal:
     """The `SeasonalSource` of one series and model, backed by the `seasonal_fits` table."""
 
     def __init__(self, *, session: Session, series: Series, model_id: int,
-                 forecaster: Forecaster) -> None:
+                 forecaster: Forecaster, defer_writes: bool = False) -> None:
         self.session, self.series, self.model_id = session, series, model_id
         self.fit_steps = forecaster.features.fit_steps
         self.fitter = forecaster.fitter or SeasonalFitter(forecaster.features.seasonal())
         self._fits: dict[int, SeasonalCycles] = {}
+        # With `defer_writes`, new fits wait in `pending` for `store_pending`: a caller that
+        # computes outside any write transaction (a forecast on SQLite) stores them afterwards.
+        self.defer_writes = defer_writes
+        self.pending: dict[int, SeasonalCycles] = {}
 
     def cycles(self, boundary_ns: int) -> SeasonalCycles:
         boundary_s = boundary_ns // NS_PER_S
@@ -47,22 +50,34 @@ class StoredSeasonal:
                                     end_s=boundary_s - 1)
         _, history = on_grid(ts, values, self.series.freq)
         fit = self.fitter.cycles_before(history, len(history))
+        if self.defer_writes:
+            self.pending[boundary_s] = fit
+        else:
+            self._store(boundary_s, fit)
+        return fit
+
+    def store_pending(self) -> None:
+        """Store the fits made since, in the session's (write) transaction."""
+        for boundary_s, fit in self.pending.items():
+            self._store(boundary_s, fit)
+        self.pending.clear()
+
+    def _store(self, boundary_s: int, fit: SeasonalCycles) -> None:
         try:
             with self.session.begin_nested():
                 self.session.add(SeasonalFit(series_id=self.series.id, model_id=self.model_id,
                                              boundary_ts=boundary_s, cycles=fit.to_lists()))
         except IntegrityError:
             pass  # another request stored the same fit first
-        return fit
 
 
 def seasonal_source(*, session: Session, series: Series, model_id: int,
-                    forecaster: Forecaster) -> SeasonalSource | None:
+                    forecaster: Forecaster, defer_writes: bool = False) -> StoredSeasonal | None:
     """The fits a model's stream steps read, or None for models that read none."""
     if not forecaster.needs_seasonal:
         return None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
-                          forecaster=forecaster)
+                          forecaster=forecaster, defer_writes=defer_writes)
 
 
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

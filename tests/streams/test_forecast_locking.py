@@ -22,11 +22,13 @@ def sqlite_path(settings: Settings) -> str:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("model", ["gru_window", "lstm_stateful"])
 def test_other_writers_proceed_while_a_forecast_computes(
         client: TestClient, auth: dict[str, str], settings: Settings,
-        artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch, model: str) -> None:
+    """Window models, and stream models that make and store a seasonal fit per day."""
     sid = load_series(client, auth, WARM)
-    install_model(settings, artifacts["gru_window"], sid)
+    install_model(settings, artifacts[model], sid)
     got_lock: list[bool] = []
     warm = forecasts.warm_history
 
@@ -48,6 +50,8 @@ def test_other_writers_proceed_while_a_forecast_computes(
     assert got_lock == [True]
     # The warmed state was still stored afterwards, and the next forecast starts from it.
     assert count_rows(settings.database_url, "series_states") == 1
+    if model == "lstm_stateful":  # the fits made while computing were stored afterwards
+        assert count_rows(settings.database_url, "seasonal_fits") > 0
     again = client.get(f"/v1/series/{sid}/forecast?horizon=24", headers=auth)
     assert again.json()["points"] == first.json()["points"]
 

@@ -64,19 +64,19 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     read = read_history(session=session, forecaster=forecaster, model_id=model.id,
                         series=series, max_steps=settings.stream_warm_steps)
     session.commit()  # ends the read transaction (nothing written; objects stay loaded)
+    # Deseasonalised stream models read a seasonal fit per series and day while they warm; the
+    # fits they have to make are kept aside and stored with the state.
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster)
-    if seasonal is not None:
-        # Deseasonalised stream models read, and the first time store, a seasonal fit per series
-        # and day through the session while they warm: SQLite cannot turn a read transaction
-        # into a write once another writer committed, so these hold the write lock throughout.
-        lock_for_write(session)
+                               forecaster=forecaster, defer_writes=True)
     warmed = warm_history(forecaster, read, seasonal)
     forecast = run_forecast(forecaster, warmed.state, horizon, tuple(level), seasonal)
-    if warmed.changed:
-        if seasonal is None:
-            lock_for_write(session)
-        store_state(session=session, read=read, warmed=warmed)
+    session.commit()  # ends any read transaction the fits opened: the write lock comes fresh
+    pending = seasonal is not None and bool(seasonal.pending)
+    if warmed.changed or pending:
+        lock_for_write(session)
+        unchanged = store_state(session=session, read=read, warmed=warmed) or not warmed.changed
+        if seasonal is not None and unchanged:
+            seasonal.store_pending()  # fits of readings an upload changed meanwhile are dropped
     session.commit()
     return forecast_out(series, model, points(forecast))
 
