@@ -281,7 +281,9 @@ class Forecaster:
         if contiguous and self.is_stream:
             source = self._source(seasonal)
             state, outputs = self._run_stream(values, timestamps, state, source)
-            ahead, _ = seasonal_ahead(source, timestamps, self.step_size, 1, self.spec.steps_per_day)
+            ahead, _ = seasonal_ahead(
+                source, timestamps, self.step_size, 1, self.spec.steps_per_day, self.features.timezone
+            )
             scale = self.scales[state["series"]]
             return state, values + ahead[:, 0] + scale * outputs[:, 0]
         if contiguous and len(state["values"]) + len(values) >= self.spec.window:
@@ -412,7 +414,10 @@ class Forecaster:
         state = self._stream_state(state)
         scale = self.scales[state["series"]]
         s, _ = seasonal_at(
-            source, timestamps, boundaries(timestamps, self.spec.steps_per_day), self.step_size
+            source,
+            timestamps,
+            boundaries(timestamps, self.spec.steps_per_day, self.features.timezone),
+            self.step_size,
         )
         z = values - s
         x = np.concatenate(
@@ -437,7 +442,9 @@ class Forecaster:
         state = self._stream_state(state)
         output = self.network.output(self.network.state_from_lists(state["network"]))[0]
         last_ts = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"])])
-        ahead, _ = seasonal_ahead(source, last_ts, self.step_size, len(output), self.spec.steps_per_day)
+        ahead, _ = seasonal_ahead(
+            source, last_ts, self.step_size, len(output), self.spec.steps_per_day, self.features.timezone
+        )
         scale = self.scales[state["series"]]
         return float(state["last_value"]) + ahead[0] + scale * np.asarray(output, dtype=np.float64)
 
@@ -449,7 +456,9 @@ class Forecaster:
         """
         block = self._stream_head(state, source)
         first = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"]) + self.offset])
-        frozen = _FrozenSeasonal(source, int(boundaries(first, self.spec.steps_per_day)[0]), self.step_size)
+        frozen = _FrozenSeasonal(
+            source, int(boundaries(first, self.spec.steps_per_day, self.features.timezone)[0]), self.step_size
+        )
         mean = [block]
         covered = len(block)
         while covered < horizon:

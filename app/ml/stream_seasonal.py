@@ -27,16 +27,19 @@ from app.ml.seasonal import SeasonalCycles, SeasonalFitter
 NS_PER_DAY = 86_400 * 10**9
 
 
-def boundaries(timestamps: pd.DatetimeIndex, steps_per_day: float) -> np.ndarray:
-    """The boundary (int64 ns) of the fit each timestamp is read against: its day's start, in
-    the index's own zone (daily data: the timestamp itself)."""
+def boundaries(timestamps: pd.DatetimeIndex, steps_per_day: float, timezone: str = "UTC") -> np.ndarray:
+    """The boundary (int64 ns, UTC) of the fit each timestamp is read against: the start of its
+    day on the series' local clock, so refits follow local midnight across DST (daily data: the
+    timestamp itself). A naive index is UTC."""
     if steps_per_day <= 1:
         return np.asarray(timestamps.asi8)
-    if timestamps.tz is None:
+    if timezone == "UTC" and timestamps.tz is None:
         # Integer arithmetic: pandas' floor costs ~1 ms a call, more than a cell step.
         ns = np.asarray(timestamps.asi8)
         return ns - ns % NS_PER_DAY
-    return np.asarray(timestamps.floor("D").asi8)
+    aware = timestamps if timestamps.tz is not None else timestamps.tz_localize("UTC")
+    local = aware.tz_convert(timezone).floor("D", ambiguous=True, nonexistent="shift_forward")
+    return np.asarray(local.asi8)
 
 
 class SeasonalSource(Protocol):
@@ -103,10 +106,11 @@ def seasonal_ahead(
     step: pd.Timedelta,
     horizon: int,
     steps_per_day: float,
+    timezone: str = "UTC",
 ) -> tuple[np.ndarray, np.ndarray]:
     """S(t+k) - S(t) for k = 1..horizon at each origin t, with S the fit of t's first forecast
     step; and how many periods that fit had. Shapes (T, horizon) and (T,)."""
-    bounds = boundaries(timestamps + step, steps_per_day)
+    bounds = boundaries(timestamps + step, steps_per_day, timezone)
     out = np.empty((len(timestamps), horizon))
     periods = np.empty(len(timestamps), dtype=np.int64)
     ahead = np.arange(horizon + 1)
@@ -143,12 +147,14 @@ def stream_arrays(
     steps_per_day: float,
     source: SeasonalSource,
     min_periods: int,
+    timezone: str = "UTC",
 ) -> StreamArrays:
     """Inputs and targets at every position, each reading against the fit made before its day:
     exactly what serving computes, reading by reading."""
     step = timestamps[1] - timestamps[0]
-    s, periods_in = seasonal_at(source, timestamps, boundaries(timestamps, steps_per_day), step)
-    ahead, periods_out = seasonal_ahead(source, timestamps, step, horizon, steps_per_day)
+    bounds = boundaries(timestamps, steps_per_day, timezone)
+    s, periods_in = seasonal_at(source, timestamps, bounds, step)
+    ahead, periods_out = seasonal_ahead(source, timestamps, step, horizon, steps_per_day, timezone)
     usable = ~np.isnan(values) & (periods_in >= min_periods) & (periods_out >= min_periods)
     return _arrays(values, s, ahead, scale, usable)
 

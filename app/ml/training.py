@@ -387,7 +387,14 @@ def _stream_table(
             min_periods = len(usable_periods(features.seasonal_periods, train_history))
         parts.append(
             stream_arrays(
-                s.values, s.timestamps, s.scale, spec.horizon, spec.steps_per_day, source, min_periods
+                s.values,
+                s.timestamps,
+                s.scale,
+                spec.horizon,
+                spec.steps_per_day,
+                source,
+                min_periods,
+                features.timezone,
             )
         )
     return _StreamTable(
@@ -630,6 +637,12 @@ def train(
     resolved, prepared = prepare(spec, series)
     features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
     table = _build_table(prepared, features)
+    if resolved.stateful and spec.stateful is None and _has_closed_hours(table, resolved):
+        # A stream model fills missing readings with its own forecasts; a series with regular
+        # closed hours gets, by default, a window model, which masks them instead.
+        resolved = dataclasses.replace(resolved, stateful=False)
+        features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
+        table = _build_table(prepared, features)
     if not resolved.stateful and _has_closed_hours(table, resolved):
         features = dataclasses.replace(features, masked=True)
         table = dataclasses.replace(_build_table(prepared, features), masked=True)
