@@ -12,7 +12,7 @@ from app.config import Settings
 from app.db.engine import create_db_engine
 from app.errors import TooManyRequests
 from app.main import create_app
-from tests.api.helpers import CSV, assert_problem, create_series
+from tests.api.helpers import CSV, assert_problem, create_series, fill_series
 from tests.conftest import make_key
 
 
@@ -62,6 +62,7 @@ def test_active_jobs_past_the_quota_are_429(settings: Settings, auth: dict[str, 
                                             other_auth: dict[str, str]) -> None:
     with limited(settings, tenant_max_active_jobs=2) as client:
         sid = create_series(client, auth, freq="h")["id"]
+        fill_series(client, auth, sid)  # long enough to train: a short series is refused first
         for _ in range(2):
             assert client.post("/v1/models", json={"series_ids": [sid]},
                                headers=auth).status_code == 202
@@ -69,6 +70,7 @@ def test_active_jobs_past_the_quota_are_429(settings: Settings, auth: dict[str, 
         assert "STATECAST_TENANT_MAX_ACTIVE_JOBS" in assert_problem(response, 429)["detail"]
         assert retry_after(response) > 0
         other = create_series(client, other_auth, freq="h")["id"]
+        fill_series(client, other_auth, other)
         assert client.post("/v1/models", json={"series_ids": [other]},
                            headers=other_auth).status_code == 202
 
