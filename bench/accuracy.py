@@ -338,14 +338,17 @@ STREAM_MODEL_NOTES = [
     "| the same with the head started at zero (from the seasonal fit plus the last level) | 0.567, 0.557 |",
     "| learnt from one in-sample MSTL fit on the training part instead (the default) | 0.526, 0.526 |",
     "| the default with calendar inputs | 0.523, 0.525 |",
+    "| early stopping on the validation part's first half only, its second half calibrating the "
+    "intervals (the default now; the table above) | 0.526, 0.526, 0.534 |",
     "",
     "Learning from the daily refits costs accuracy because the early refits see only two or three "
     "weeks of data and add noise to the deseasonalised series; forecasts at validation and test "
     "origins always read the refits, as serving does. Calendar inputs changed nothing beyond seed "
     "noise and stay off for deseasonalised models. On this series the network's learnt correction "
     "is close to zero: the stream model scores what the seasonal fit plus the last deseasonalised "
-    "level scores, and so does the window model. The stretch goal, below MSTL + AutoETS, is not met "
-    "(a tie at 0.525).",
+    "level scores, and so does the window model. The stretch goal, below MSTL + AutoETS (0.525), is "
+    "not met. Selecting on half the validation week costs a little accuracy and buys calibrated "
+    "intervals (81.4% and 94.8% for 80% and 95%, against 80.2% and 92.1% before).",
     "",
 ]
 
