@@ -11,6 +11,7 @@ from app.db import workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.tables import utcnow
 from app.worker.supervisor import Supervisor
+from tests.api.helpers import fill_series
 
 
 def beat(settings: Settings, worker_id: str, age_s: float = 0.0) -> None:
@@ -33,6 +34,7 @@ def test_readyz_fails_while_jobs_wait_and_no_worker_polls(client: TestClient, au
     assert client.get("/readyz").status_code == 200  # nothing queued: no worker needed
     assert metric(client, "statecast_worker_last_poll_age_seconds") == -1
     sid = client.post("/v1/series", json={"name": "s", "freq": "h"}, headers=auth).json()["id"]
+    fill_series(client, auth, sid)  # long enough to train: a short series is refused first
     assert client.post("/v1/models", json={"series_ids": [sid]}, headers=auth).status_code == 202
 
     response = client.get("/readyz")
