@@ -10,12 +10,12 @@ Deseasonalised window models (`seasonal_periods` set) read the series minus its 
 component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
 horizon plus the last deseasonalised level plus the network's output.
 Window models read `window` readings minus the last one; stream (stateful) models read one
-reading at a time as its change since the previous reading. Targets are the next `horizon`
-readings minus the last one.
+reading at a time as the change of the deseasonalised series since the previous reading
+(`stream_seasonal.py`). Targets are the next `horizon` readings minus the last one.
 
 New accuracy options (seasonal lag inputs, a seasonal-naive residual target, per-window
 normalisation) are meant to be one flag on `FeatureConfig` each, honoured by `window_batch`,
-`stream_inputs`, `stream_targets` and `to_values`.
+`stream_seasonal.stream_arrays` (and the forecaster's stream step) and `to_values`.
 """
 
 from __future__ import annotations
@@ -183,21 +183,6 @@ def window_batch(
         return x, None
     y = sliding_window_view(scaled, config.horizon)[ends + 1] - last
     return x, y.astype(np.float32)
-
-
-def stream_inputs(scaled: np.ndarray, cal: np.ndarray, previous: float | None = None) -> np.ndarray:
-    """Per-step inputs (T, F) of a stream model: change since the previous reading, calendar.
-
-    The first step's change is 0 when there is no `previous` reading (the start of a segment).
-    """
-    change = np.diff(scaled, prepend=scaled[0] if previous is None else previous)
-    return np.concatenate([change[:, None], cal], axis=1).astype(np.float32)
-
-
-def stream_targets(scaled: np.ndarray, horizon: int) -> np.ndarray:
-    """Per-step targets (T, horizon): the next readings minus this one; NaN past the end."""
-    padded = np.concatenate([scaled, np.full(horizon, np.nan)])
-    return (sliding_window_view(padded[1:], horizon)[: len(scaled)] - scaled[:, None]).astype(np.float32)
 
 
 def to_values(relative: np.ndarray, last_value: np.ndarray | float, scale: float) -> np.ndarray:

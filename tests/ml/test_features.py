@@ -8,11 +8,10 @@ import pandas as pd
 from app.ml.features import (
     FeatureConfig,
     calendar,
-    stream_inputs,
-    stream_targets,
     to_values,
     window_batch,
 )
+from app.ml.stream_seasonal import change_inputs, in_sample_arrays
 
 CONFIG = FeatureConfig(window=5, horizon=3, stream=False, time_of_day=True, day_of_week=True)
 
@@ -54,11 +53,11 @@ def test_level_shift_changes_nothing_the_network_sees() -> None:
 
 
 def test_stream_inputs_and_targets() -> None:
+    # A raw stream model: no seasonal component, so z is the reading itself.
     scaled = np.array([1.0, 3.0, 2.0, 5.0])
-    cal = np.zeros((4, 0))
-    np.testing.assert_allclose(stream_inputs(scaled, cal)[:, 0], [0, 2, -1, 3])
-    np.testing.assert_allclose(stream_inputs(scaled, cal, previous=0.5)[0, 0], 0.5)
-    targets = stream_targets(scaled, 2)
+    np.testing.assert_allclose(change_inputs(scaled, 1.0, None), [0, 2, -1, 3])
+    np.testing.assert_allclose(change_inputs(scaled, 1.0, 0.5)[0], 0.5)
+    targets = in_sample_arrays(scaled, np.zeros(4), 1.0, 2).targets
     np.testing.assert_allclose(targets[:2], [[2, 1], [-1, 2]])
     assert np.isnan(targets[2, 1]) and np.isnan(targets[3]).all()
 

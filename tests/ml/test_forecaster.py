@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from app.ml.data import SeriesData
-from app.ml.features import calendar, stream_inputs, to_values, window_batch
+from app.ml.features import calendar, to_values, window_batch
 from app.ml.forecaster import Forecaster
+from app.ml.stream_seasonal import change_inputs
 from tests.ml.conftest import CASES
 
 ATOL = 1e-5
@@ -53,7 +54,8 @@ def test_stream_state_matches_keras(name: str, trained_models: dict, series: Ser
     trained, directory = trained_models[name]
     forecaster = Forecaster.load(directory)
     scale = trained.scales[series.name]
-    x = stream_inputs(series.values / scale, calendar(series.timestamps, trained.features))
+    change = change_inputs(series.values, scale, None)[:, None]
+    x = np.concatenate([change, calendar(series.timestamps, trained.features)], axis=1).astype(np.float32)
     per_step = _keras(trained.network, x[None])[0]  # (T, H): forecast made at every reading
     state = forecaster.initial_state()
     state = forecaster.warm(series.values[:300], series.timestamps[:300], state)
