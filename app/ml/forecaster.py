@@ -102,10 +102,16 @@ class Forecaster:
         """Whether the stream steps read seasonal fits (pass a `SeasonalSource` to them)."""
         return self.is_stream and self.features.deseasonalized
 
+    @property
+    def seasonal_fitter(self) -> SeasonalFitter:
+        """The fitter (and its cache of fits) of a deseasonalised model, shared by its sources."""
+        if self.fitter is None:
+            raise ValueError("This model reads the raw series; it makes no seasonal fits.")
+        return self.fitter
+
     def history_seasonal(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> SeasonalSource:
         """Seasonal fits made from a block of history (what `forecast` uses)."""
-        fitter = self.fitter or SeasonalFitter(self.features.seasonal())
-        return HistorySeasonal(values, timestamps, fitter)
+        return HistorySeasonal(values, timestamps, self.seasonal_fitter)
 
     # -- from history ---------------------------------------------------------------------
 

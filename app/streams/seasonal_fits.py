@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
 from app.ml.forecaster import Forecaster
-from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+from app.ml.seasonal import SeasonalCycles
 from app.timegrid import NS_PER_S, on_grid, step_seconds
 
 
@@ -24,7 +24,7 @@ class StoredSeasonal:
                  forecaster: Forecaster, defer_writes: bool = False) -> None:
         self.session, self.series, self.model_id = session, series, model_id
         self.fit_steps = forecaster.features.fit_steps
-        self.fitter = forecaster.fitter or SeasonalFitter(forecaster.features.seasonal())
+        self.fitter = forecaster.seasonal_fitter
         self._fits: dict[int, SeasonalCycles] = {}
         # With `defer_writes`, new fits wait in `pending` for `store_pending`: a caller that
         # computes outside any write transaction (a forecast on SQLite) stores them afterwards.
