@@ -17,6 +17,7 @@ from app.observability.middleware import MetricsMiddleware
 from app.observability.request_id import RequestIdMiddleware
 from app.observability.routes import router as metrics_router
 from app.streams.model_cache import ForecasterCache
+from app.streams.seasonal_fits import FitCache
 from app.web.routes import router as web_router
 
 DESCRIPTION = """
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
         app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)
+        app.state.seasonal_fits = FitCache(settings.seasonal_fit_cache_size)
         yield
         engine.dispose()
 

@@ -15,6 +15,7 @@ from app.db import tenants
 from app.db.tables import Tenant
 from app.errors import Unauthorized
 from app.streams.model_cache import ForecasterCache
+from app.streams.seasonal_fits import FitCache
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
 
@@ -51,8 +52,14 @@ async def get_forecasters(request: Request) -> ForecasterCache:
     return cache
 
 
+async def get_seasonal_fits(request: Request) -> FitCache:
+    fits: FitCache = request.app.state.seasonal_fits
+    return fits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
+SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 

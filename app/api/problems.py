@@ -31,6 +31,15 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def problem_body(exc: ServiceError) -> dict[str, Any]:
+    """What a problem+json for `exc` says, for answers that report one error among others."""
+    body: dict[str, Any] = {"type": "about:blank", "title": exc.title, "status": exc.status,
+                            "detail": exc.detail, **exc.extra}
+    if exc.errors:
+        body["errors"] = exc.errors
+    return body
+
+
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = None

@@ -201,6 +201,43 @@ class ReadingsIn(BaseModel):
     readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
 
 
+# A fleet's half-hour: one reading from each of 50,000 meters, about 4 MB of JSON.
+MAX_BULK_READINGS = 50_000
+
+
+class StreamReadingIn(ReadingIn):
+    stream_id: str = Field(pattern=STREAM_ID_PATTERN, description="The stream's id")
+
+
+class StreamReadingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"readings": [{"stream_id": "meter-1", "ts": "2000-08-28T00:30:00Z", "value": 23100},
+                      {"stream_id": "meter-2", "ts": "2000-08-28T00:30:00Z", "value": 812.5}]}]})
+
+    readings: list[StreamReadingIn] = Field(min_length=1, max_length=MAX_BULK_READINGS)
+
+
+class StreamResult(BaseModel):
+    stream_id: str
+    status: Literal["applied", "refused"]
+    applied: int = Field(description="Readings applied to the state now.")
+    duplicates: int = Field(description="Re-sent readings acknowledged, not applied again.")
+    filled: int = Field(description="Missing steps filled with the model's own forecasts.")
+    rewarmed: str | None = Field(description="Why the stream restarted from history, if it did.")
+    last_ts: datetime | None
+    next_forecast: dict[str, Any] | None
+    error: dict[str, Any] | None = Field(
+        description="Why the stream's readings were refused (none of them was applied): "
+                    "status, title, detail and errors, as a problem+json would say it.")
+
+
+class StreamsPosted(BaseModel):
+    applied: int
+    duplicates: int
+    refused: int = Field(description="Readings of refused streams.")
+    streams: list[StreamResult] = Field(description="One per stream, in order of first mention.")
+
+
 class ForecastPoint(BaseModel):
     ts: datetime
     mean: float

@@ -231,3 +231,5 @@ class SeasonalFit(Base):
         ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
     boundary_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     cycles: Mapped[list[list[float]]] = mapped_column(JSON)
+    # Random, new each time the fit is made: replicas cache fits in memory keyed by it.
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

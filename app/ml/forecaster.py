@@ -18,6 +18,7 @@ Stream state is a JSON-able dict that round-trips exactly:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,63 @@ class Forecaster:
             if self._can_forecast(state):
                 means[i] = self.forecast_from_state(state, 1, (), seasonal=seasonal).mean[0]
         return state, means
+
+    def step_streams(
+        self,
+        states: Sequence[dict[str, Any]],
+        values: np.ndarray,
+        timestamps_ns: np.ndarray,
+        sources: Sequence[SeasonalSource | None],
+    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Advance many streams of this stream model by one reading each, in one network pass.
+
+        Each reading must be present and directly follow its state's last one (`advance`
+        handles everything else, a stream at a time). Every stream has its own state and
+        seasonal source; the B states are stacked so the step is one matrix product per gate.
+        Returns the new states and each stream's one-step forecast after its reading, exactly
+        as `advance` would give them one stream at a time (up to floating-point rounding).
+        """
+        values = np.asarray(values, dtype=np.float64)
+        states = [self._stream_state(state) for state in states]
+        stamps = pd.DatetimeIndex(np.asarray(timestamps_ns, dtype=np.int64))
+        step_ns = self.step_size.value
+        here = boundaries(stamps, self.spec.steps_per_day, self.features.timezone)
+        ahead_bounds = boundaries(stamps + self.step_size, self.spec.steps_per_day, self.features.timezone)
+        offsets = (stamps.asi8 - here) // step_ns
+        ahead_offsets = (stamps.asi8 - ahead_bounds) // step_ns
+        seasonal = np.zeros(len(values))
+        ahead = np.zeros(len(values))
+        if self.features.deseasonalized:
+            for i, source in enumerate(sources):
+                if source is None:
+                    raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
+                seasonal[i] = source.cycles(int(here[i])).at(offsets[i : i + 1])[0]
+                path = source.cycles(int(ahead_bounds[i])).at(ahead_offsets[i] + np.arange(2))
+                ahead[i] = path[1] - path[0]
+        scales = np.array([self.scales[state["series"]] for state in states])
+        z = values - seasonal
+        # As `change_inputs` computes it, z/scale - previous/scale, so both paths agree bit for bit.
+        previous = np.array([z[i] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
+        change = z / scales - previous / scales
+        x = np.concatenate([change[:, None], calendar(stamps, self.features)], axis=1)
+        stacked = [
+            np.concatenate([np.asarray(state["network"][layer], dtype=np.float64) for state in states])
+            for layer in range(len(self.network.state_units))
+        ]
+        y, net = self.network.run(x[:, None, :], stacked, return_sequences=True)
+        iso = np.datetime_as_string(stamps.asi8.astype("datetime64[ns]"), unit="s").tolist()
+        new_states = [
+            {
+                **state,
+                "network": [array[i : i + 1].tolist() for array in net],
+                "last_value": float(values[i]),
+                "last_z": float(z[i]),
+                "last_timestamp": iso[i],
+                "readings": state["readings"] + 1,
+            }
+            for i, state in enumerate(states)
+        ]
+        return new_states, values + ahead + scales * np.asarray(y[:, 0, 0], dtype=np.float64)
 
     def _can_forecast(self, state: dict[str, Any]) -> bool:
         if state["last_timestamp"] is None:

@@ -7,6 +7,7 @@ held the reading. MASE divides the model's MAE by the seasonal naive's in-sample
 training, as the model's test metrics do; `relative_mae` compares it with the naive live.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,34 @@ def judge_many(accuracy: dict[str, Any] | None, actual: np.ndarray, predicted: n
     sums["naive_abs_error"] += float(np.abs(actual - naive)[both].sum())
     sums["model_abs_error_vs_naive"] += float(np.abs(actual - predicted)[both].sum())
     return sums
+
+
+def judge_each(accuracies: Sequence[dict[str, Any] | None], actual: np.ndarray,
+               predicted: np.ndarray, widths: dict[int, np.ndarray],
+               naive: np.ndarray) -> list[dict[str, Any]]:
+    """`judge_many` for many streams with one reading each: the arithmetic once, in arrays.
+
+    `widths` holds each stream's half-width per level.
+    """
+    judged = ~np.isnan(actual) & ~np.isnan(predicted)
+    error = np.where(judged, np.abs(actual - predicted), 0.0)
+    inside = {level: judged & (error <= width) for level, width in widths.items()}
+    both = judged & ~np.isnan(naive)
+    naive_error = np.where(both, np.abs(actual - naive), 0.0)
+    rows = []
+    for i, previous in enumerate(accuracies):
+        sums = dict(previous or EMPTY)
+        if judged[i]:
+            sums["n"] += 1
+            sums["abs_error"] += float(error[i])
+            for level, hit in inside.items():
+                sums[f"inside_{level}"] += int(hit[i])
+        if both[i]:
+            sums["naive_n"] += 1
+            sums["naive_abs_error"] += float(naive_error[i])
+            sums["model_abs_error_vs_naive"] += float(error[i])
+        rows.append(sums)
+    return rows
 
 
 def summary(accuracy: dict[str, Any] | None, mase_scale: float | None) -> dict[str, Any]:

@@ -6,10 +6,16 @@ readings and stores it in `seasonal_fits`; every stream of the series, on any re
 reads it back with one primary-key lookup, so a stream's own row holds only its RNN state.
 """
 
-from sqlalchemy import delete
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Connection, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import stream_rows
 from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
 from app.ml.forecaster import Forecaster
@@ -66,9 +72,76 @@ class StoredSeasonal:
         try:
             with self.session.begin_nested():
                 self.session.add(SeasonalFit(series_id=self.series.id, model_id=self.model_id,
-                                             boundary_ts=boundary_s, cycles=fit.to_lists()))
+                                             boundary_ts=boundary_s, cycles=fit.to_lists(),
+                                             version=secrets.randbits(62)))
         except IntegrityError:
             pass  # another request stored the same fit first
+
+
+FitKey = tuple[int, int]  # (series id, boundary in Unix seconds), of one model
+
+
+class FitCache:
+    """Parsed seasonal fits kept per process (LRU), keyed by model, series, day and version.
+
+    A fit is a few hundred numbers of JSON; parsing it on every post of every stream would cost
+    more than the stream's step. The version, read with the post's other rows, tells whether
+    the copy here is still the stored one, so no replica ever serves a fit made before a change.
+    """
+
+    def __init__(self, max_fits: int) -> None:
+        self.max_fits = max_fits
+        self._fits: OrderedDict[tuple[int, int, int, int], SeasonalCycles] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, int, int]) -> SeasonalCycles | None:
+        with self._lock:
+            fit = self._fits.get(key)
+            if fit is not None:
+                self._fits.move_to_end(key)
+            return fit
+
+    def put(self, key: tuple[int, int, int, int], fit: SeasonalCycles) -> None:
+        with self._lock:
+            self._fits[key] = fit
+            self._fits.move_to_end(key)
+            while len(self._fits) > self.max_fits:
+                self._fits.popitem(last=False)
+
+
+def stored_fits(connection: Connection, cache: FitCache, model_id: int,
+                keys: Sequence[FitKey]) -> dict[FitKey, SeasonalCycles]:
+    """The stored fits among `keys`: versions in one query, cycles only for those not cached."""
+    versions = stream_rows.fit_versions(connection, model_id, keys)
+    found: dict[FitKey, SeasonalCycles] = {}
+    missing = []
+    for key, version in versions.items():
+        fit = cache.get((model_id, *key, version))
+        if fit is None:
+            missing.append(key)
+        else:
+            found[key] = fit
+    for key, (version, cycles) in stream_rows.fit_cycles(connection, model_id, missing).items():
+        found[key] = SeasonalCycles.from_lists(cycles)
+        cache.put((model_id, *key, version), found[key])
+    return found
+
+
+class PreloadedSeasonal:
+    """A stream's fits read ahead in bulk, falling back to making (and storing) a missing one."""
+
+    def __init__(self, fits: dict[FitKey, SeasonalCycles], series_id: int,
+                 make: Callable[[], "StoredSeasonal"]) -> None:
+        self.fits, self.series_id, self.make = fits, series_id, make
+        self.fallback: StoredSeasonal | None = None
+
+    def cycles(self, boundary_ns: int) -> SeasonalCycles:
+        fit = self.fits.get((self.series_id, boundary_ns // NS_PER_S))
+        if fit is not None:
+            return fit
+        if self.fallback is None:
+            self.fallback = self.make()
+        return self.fallback.cycles(boundary_ns)
 
 
 def seasonal_source(*, session: Session, series: Series, model_id: int,

@@ -1,37 +1,47 @@
 """Streams: live feeds whose model state the server keeps between requests."""
 
 import contextlib
-from datetime import UTC, datetime
-from typing import Annotated
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
+from app.api.deps import ForecastersDep, SeasonalFitsDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdQuery, Offset, StreamIdPath
+from app.api.problems import problem_body
+from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
 from app.api.schemas import (
     Page,
+    ReadingIn,
     ReadingsIn,
     StreamCreate,
     StreamPosted,
     StreamPublic,
+    StreamReadingsIn,
+    StreamsPosted,
 )
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
-from app.errors import Conflict, field_error
-from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
+from app.errors import Conflict
 from app.observability.metrics import STREAM_READINGS
-from app.streams import accuracy
+from app.streams import accuracy, bulk
 from app.streams import service as streams
 from app.streams.seasonal_fits import seasonal_source
-from app.timegrid import NS_PER_S, to_iso
+from app.timegrid import to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
+
+RewarmQuery = Annotated[bool, Query(
+    description="Restart from history when a gap is too long to fill")]
+EPOCH = datetime(1970, 1, 1)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> StreamPublic:
@@ -96,48 +106,107 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
     return stream, series
 
 
+@router.post("/readings", response_model=StreamsPosted,
+             summary="Append readings to many streams at once, each applied whole or refused",
+             description="Up to 50,000 readings over any of your streams, e.g. one reading from "
+                         "each meter of a fleet. Each stream's readings are applied together or "
+                         "not at all; a stream refused (unknown, a reading conflicting with a "
+                         "stored one, off the series' grid, a gap too long) is listed with the "
+                         "reason and does not stop the others. The request is one transaction: "
+                         "if it fails as a whole (a 4xx for the request, a 503), nothing is "
+                         "applied. Re-sent readings are acknowledged as duplicates, never "
+                         "applied twice.")
+def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: SessionDep,
+                       cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
+                       rewarm: RewarmQuery = False) -> Response:
+    by_stream: dict[str, list[int]] = {}
+    for i, reading in enumerate(body.readings):
+        by_stream.setdefault(reading.stream_id, []).append(i)
+    sent = [_sent(name, [body.readings[i] for i in positions], np.array(positions))
+            for name, positions in by_stream.items()]
+    outcomes = bulk.post_readings(session=session, forecasters=cache, fits=fits,
+                                  settings=settings, tenant_id=tenant.id, sent=sent,
+                                  rewarm=rewarm)
+    session.commit()
+    results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
+    applied = sum(r["applied"] for r in results)
+    STREAM_READINGS.inc(applied)
+    return json_response({
+        "applied": applied, "duplicates": sum(r["duplicates"] for r in results),
+        "refused": sum(len(s.positions) for o, s in zip(outcomes, sent, strict=True) if o.error),
+        "streams": results})
+
+
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
              summary="Append readings: stored in the series and applied to the state at once")
 def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
-                  cache: ForecastersDep, settings: SettingsDep,
+                  cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                   horizon: HorizonQuery = 1, level: LevelsQuery = [80, 95],  # noqa: B006
-                  rewarm: Annotated[bool, Query(
-                      description="Restart from history when a gap is too long to fill")] = False,
-                  ) -> StreamPosted:
+                  rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, settings)
-    stream, series = locked_stream(session, tenant.id, stream_id)
-    batch = _batch(body, series.freq)
-    applied, forecaster = streams.apply_readings(session=session, cache=cache, settings=settings,
-                                                 stream=stream, batch=batch, rewarm=rewarm)
+    sent = _sent(stream_id, body.readings, np.arange(len(body.readings)))
+    (outcome,) = bulk.post_readings(session=session, forecasters=cache, fits=fits,
+                                    settings=settings, tenant_id=tenant.id, sent=[sent],
+                                    rewarm=rewarm)
+    if outcome.error is not None:
+        raise outcome.error
+    forecast = _posted_forecast(session, outcome, horizon, tuple(level))
+    session.commit()
+    STREAM_READINGS.inc(len(outcome.done.applied))
+    return json_response({
+        "stream_id": outcome.name, "applied": outcome.done.applied,
+        "duplicates": outcome.done.duplicates, "filled": outcome.done.filled,
+        "rewarmed": outcome.done.rewarmed,
+        "last_ts": None if outcome.last_ts is None else to_iso(outcome.last_ts),
+        "readings_applied": outcome.readings_applied, "forecast": forecast})
+
+
+def _sent(name: str, readings: Sequence[ReadingIn], positions: np.ndarray) -> bulk.StreamReadings:
+    """A stream's readings as arrays: naive-UTC nanoseconds (an aware time is converted)."""
+    return bulk.StreamReadings(
+        name=name, positions=positions,
+        ts_ns=np.array([_utc_ns(r.ts) for r in readings], dtype=np.int64),
+        values=np.array([np.nan if r.value is None else r.value for r in readings]))
+
+
+def _utc_ns(ts: datetime) -> int:
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return (ts - EPOCH) // ONE_MICROSECOND * 1000
+
+
+def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
+    error = outcome.error
+    return {
+        "stream_id": outcome.name, "status": "refused" if error else "applied",
+        "applied": len(outcome.done.applied), "duplicates": len(outcome.done.duplicates),
+        "filled": len(outcome.done.filled), "rewarmed": outcome.done.rewarmed,
+        "last_ts": None if outcome.last_ts is None else to_iso(outcome.last_ts),
+        "next_forecast": outcome.next_forecast,
+        "error": None if error is None else problem_body(error)}
+
+
+def _posted_forecast(session: Session, outcome: bulk.Outcome, horizon: int,
+                     levels: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The forecast answered with a post: the stored next step if that is what was asked."""
+    forecaster = outcome.forecaster
+    if outcome.state is None or outcome.model_id is None or forecaster is None:
+        return []
+    point = outcome.next_forecast
+    if horizon == 1 and point is not None and all(f"lower_{lv}" in point for lv in levels):
+        return [{"ts": point["ts"], "mean": point["mean"],
+                 **{f"{side}_{lv}": point[f"{side}_{lv}"] for lv in levels
+                    for side in ("lower", "upper")}}]
+    series = session.get(Series, outcome.series_id)
+    assert series is not None
+    seasonal = seasonal_source(session=session, series=series, model_id=outcome.model_id,
+                               forecaster=forecaster)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
-    forecast: list[dict[str, object]] = []
-    if stream.state is not None and stream.model_id is not None:
-        seasonal = seasonal_source(session=session, series=series, model_id=stream.model_id,
-                                   forecaster=forecaster)
-        with contextlib.suppress(Conflict):
-            forecast = streams.points(streams.run_forecast(forecaster, stream.state, horizon,
-                                                           tuple(level), seasonal))
-    session.commit()
-    STREAM_READINGS.inc(len(applied.applied))
-    return StreamPosted(
-        stream_id=stream.name, applied=applied.applied, duplicates=applied.duplicates,
-        filled=applied.filled, rewarmed=applied.rewarmed,
-        last_ts=None if stream.last_ts is None else datetime.fromtimestamp(stream.last_ts, UTC),
-        readings_applied=stream.readings_applied, forecast=forecast)
-
-
-def _batch(body: ReadingsIn, freq: str) -> ReadingsBatch:
-    """Validated readings, by the same rules as an upload: on the grid, none twice, sorted."""
-    stamps = pd.DatetimeIndex([r.ts for r in body.readings])
-    stamps = stamps.tz_convert("UTC").tz_localize(None) if stamps.tz is not None else stamps
-    values = np.array([np.nan if r.value is None else r.value for r in body.readings])
-
-    def report(mask: np.ndarray, message: str) -> list[dict[str, object]]:
-        return [field_error(f"readings[{i}].ts", to_iso(int(stamps.asi8[i] // NS_PER_S)),
-                            message) for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
-
-    return checked_batch(stamps.asi8, values, freq, report)
+    with contextlib.suppress(Conflict):
+        return streams.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
+                                                   seasonal))
+    return []
 
 
 @router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")

@@ -1,0 +1,242 @@
+"""Streams' rows on the hot path: locked, read and written many at a time, in plain SQL.
+
+A one-reading post is a handful of statements, so their cost is the post's cost: building them
+with the ORM took most of it. Here each step is one statement for any number of streams, written
+for each driver. PostgreSQL takes arrays (`unnest`), so a statement's text never depends on how
+many rows it carries and stays prepared; SQLite takes chunks of VALUES rows.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import Connection
+
+# SQLite allows 32,766 bound variables a statement.
+SQLITE_MAX_VARIABLES = 32_000
+
+# The model each stream should use now: its pinned one, else the series' default, chosen as
+# app.db.forecast_models.default_model_ref does (the last promoted, else the newest that beats
+# the seasonal naive, else the newest), so the fast path and the ORM path always agree.
+_CURRENT_MODEL = """
+    CASE WHEN s.pinned THEN s.model_id ELSE (
+        SELECT d.id FROM forecast_models d JOIN model_series ms ON ms.model_id = d.id
+        WHERE ms.series_id = s.series_id AND d.status = 'ready'
+        ORDER BY CASE WHEN d.promoted_at IS NULL THEN 1 ELSE 0 END, d.promoted_at DESC,
+                 d.worse_than_naive, d.id DESC
+        LIMIT 1) END"""
+
+
+def _lock_sql(cast: str, where: str) -> str:
+    """The locking read, with JSON columns as text (`cast`) so orjson parses them."""
+    return (f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state{cast}, s.last_ts, "
+            f"s.readings_applied, s.next_forecast{cast}, s.accuracy{cast}, "
+            "se.name, se.freq, se.timezone, m.id, m.ready_at "
+            "FROM streams s JOIN series se ON se.id = s.series_id "
+            f"LEFT JOIN forecast_models m ON m.id = {_CURRENT_MODEL} AND m.status = 'ready' "
+            f"WHERE {where}")
+
+
+_LOCK_PG = _lock_sql("::text", "s.tenant_id = %s AND s.name = ANY(%s) ORDER BY s.id FOR UPDATE OF s")
+_LOCK_SQLITE = _lock_sql("", "s.tenant_id = ? AND s.name IN ({names})")
+
+
+@dataclass
+class StreamRow:
+    """A locked stream, its series, and the model it should use now (None if none is ready)."""
+
+    id: int
+    name: str
+    series_id: int
+    model_id: int | None
+    pinned: bool
+    state: dict[str, Any] | None
+    last_ts: int | None
+    readings_applied: int
+    next_forecast: dict[str, Any] | None
+    accuracy: dict[str, Any] | None
+    series_name: str
+    freq: str
+    timezone: str
+    current_model_id: int | None
+    current_ready_at: datetime | None
+
+
+def is_postgres(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -> list[StreamRow]:
+    """The tenant's streams among `names`, locked until the transaction ends, in id order.
+
+    PostgreSQL locks the rows in id order, so concurrent posts over overlapping streams wait
+    for each other instead of deadlocking; SQLite's write lock (taken by the caller) covers all.
+    """
+    if is_postgres(connection):
+        rows: Iterable[Sequence[Any]] = connection.exec_driver_sql(
+            _LOCK_PG, (tenant_id, list(names))).all()
+    else:
+        rows = []
+        for chunk in _chunks(list(names), SQLITE_MAX_VARIABLES - 1):
+            sql = _LOCK_SQLITE.format(names=", ".join("?" * len(chunk)))
+            rows += connection.exec_driver_sql(sql, (tenant_id, *chunk)).all()
+        rows = sorted(rows, key=lambda row: int(row[0]))
+    return [StreamRow(
+        id=row[0], name=row[1], series_id=row[2], model_id=row[3], pinned=bool(row[4]),
+        state=_json(row[5]), last_ts=row[6], readings_applied=row[7],
+        next_forecast=_json(row[8]), accuracy=_json(row[9]), series_name=row[10], freq=row[11],
+        timezone=row[12], current_model_id=row[13], current_ready_at=_utc(row[14]),
+    ) for row in rows]
+
+
+def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray,
+                  ) -> dict[tuple[int, int], float]:
+    """The stored value (NaN if stored as missing) of each (series, timestamp) pair that exists."""
+    if len(ts) == 0:
+        return {}
+    if is_postgres(connection):
+        rows: list[Any] = list(connection.exec_driver_sql(
+            "SELECT r.series_id, r.ts, r.value FROM readings r "
+            "JOIN unnest(%s::int[], %s::bigint[]) AS k(series_id, ts) "
+            "ON r.series_id = k.series_id AND r.ts = k.ts",
+            (series_ids.tolist(), ts.tolist())).all())
+    else:
+        rows = []
+        pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
+        for chunk in _chunks(pairs, SQLITE_MAX_VARIABLES // 2):
+            rows += connection.exec_driver_sql(
+                "SELECT series_id, ts, value FROM readings WHERE (series_id, ts) IN "
+                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+                tuple(v for pair in chunk for v in pair)).all()
+    return {(row[0], row[1]): (np.nan if row[2] is None else row[2]) for row in rows}
+
+
+def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.ndarray,
+                        values: np.ndarray) -> set[tuple[int, int]]:
+    """Insert readings where none is stored yet; returns the (series, timestamp) pairs inserted.
+
+    A pair stored meanwhile by another writer is skipped, not an error: the caller compares its
+    value. Rows go in (series, timestamp) order, so two writers meet in the same order.
+    """
+    if len(ts) == 0:
+        return set()
+    order = np.lexsort((ts, series_ids))
+    sids, stamps = series_ids[order].tolist(), ts[order].tolist()
+    column = [None if v != v else v for v in values[order].tolist()]  # NaN -> NULL
+    if is_postgres(connection):
+        rows: list[Any] = list(connection.exec_driver_sql(
+            "INSERT INTO readings (series_id, ts, value) "
+            "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[]) "
+            "ON CONFLICT DO NOTHING RETURNING series_id, ts", (sids, stamps, column)).all())
+    else:
+        rows = []
+        for chunk in _chunks(list(zip(sids, stamps, column, strict=True)),
+                             SQLITE_MAX_VARIABLES // 3):
+            rows += connection.exec_driver_sql(
+                "INSERT INTO readings (series_id, ts, value) VALUES "
+                f"{', '.join(['(?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT DO NOTHING RETURNING series_id, ts",
+                tuple(v for row in chunk for v in row)).all()
+    return {(row[0], row[1]) for row in rows}
+
+
+@dataclass
+class StreamUpdate:
+    id: int
+    model_id: int | None
+    state: dict[str, Any] | None
+    last_ts: int | None
+    readings_applied: int
+    next_forecast: dict[str, Any] | None
+    accuracy: dict[str, Any] | None
+
+
+def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> None:
+    """Write the streams' new state, last reading, forecast and accuracy, in one statement."""
+    if not updates:
+        return
+    now = datetime.now(UTC)
+    if is_postgres(connection):
+        connection.exec_driver_sql(
+            "UPDATE streams AS s SET model_id = u.model_id, state = u.state::json, "
+            "last_ts = u.last_ts, readings_applied = u.readings_applied, "
+            "next_forecast = u.next_forecast::json, accuracy = u.accuracy::json, updated_at = %s "
+            "FROM unnest(%s::int[], %s::int[], %s::text[], %s::bigint[], %s::int[], %s::text[], "
+            "%s::text[]) AS u(id, model_id, state, last_ts, readings_applied, next_forecast, "
+            "accuracy) WHERE s.id = u.id",
+            (now, [u.id for u in updates], [u.model_id for u in updates],
+             [_dumps(u.state) for u in updates], [u.last_ts for u in updates],
+             [u.readings_applied for u in updates], [_dumps(u.next_forecast) for u in updates],
+             [_dumps(u.accuracy) for u in updates]))
+        return
+    # SQLAlchemy's format for DateTime on SQLite: UTC, no zone, microseconds.
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    connection.exec_driver_sql(
+        "UPDATE streams SET model_id = ?, state = ?, last_ts = ?, readings_applied = ?, "
+        "next_forecast = ?, accuracy = ?, updated_at = ? WHERE id = ?",
+        [(u.model_id, _dumps(u.state), u.last_ts, u.readings_applied, _dumps(u.next_forecast),
+          _dumps(u.accuracy), stamp, u.id) for u in updates])
+
+
+def fit_versions(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
+                 ) -> dict[tuple[int, int], int]:
+    """The version of each stored seasonal fit among (series, boundary) `keys` of a model."""
+    if not keys:
+        return {}
+    if is_postgres(connection):
+        rows: list[Any] = list(connection.exec_driver_sql(
+            "SELECT f.series_id, f.boundary_ts, f.version FROM seasonal_fits f "
+            "JOIN unnest(%s::int[], %s::bigint[]) AS k(series_id, boundary_ts) "
+            "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
+            "WHERE f.model_id = %s",
+            ([k[0] for k in keys], [k[1] for k in keys], model_id)).all())
+    else:
+        rows = []
+        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 3):
+            rows += connection.exec_driver_sql(
+                "SELECT series_id, boundary_ts, version FROM seasonal_fits "
+                "WHERE (series_id, model_id, boundary_ts) IN "
+                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))})",
+                tuple(v for s, b in chunk for v in (s, model_id, b))).all()
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
+               ) -> dict[tuple[int, int], tuple[int, list[list[float]]]]:
+    """The version and cycles of each stored fit among (series, boundary) `keys` of a model."""
+    found: dict[tuple[int, int], tuple[int, list[list[float]]]] = {}
+    cast = "::text" if is_postgres(connection) else ""
+    marker = "%s" if is_postgres(connection) else "?"
+    for series_id, boundary in keys:  # few: a fit is read once a day per series and replica
+        row = connection.exec_driver_sql(
+            f"SELECT version, cycles{cast} FROM seasonal_fits WHERE series_id = {marker} "
+            f"AND model_id = {marker} AND boundary_ts = {marker}",
+            (series_id, model_id, boundary)).first()
+        if row is not None:
+            found[(series_id, boundary)] = (row[0], orjson.loads(row[1]))
+    return found
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _json(text: str | bytes | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A timestamp column as the ORM reads it: aware UTC (SQLite returns its text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,262 @@
+"""Readings for many streams in one transaction: each stream applied whole, or refused alone.
+
+Every post, of one reading or of fifty thousand over as many meters, comes through here:
+1. lock every named stream at once (in id order, so concurrent posts cannot deadlock);
+2. the common case, one reading right after a stream's last, takes the fast path: streams
+   of one model advance together in one network pass, their readings go in with one insert and
+   their rows are written with one update, all in plain SQL (`app.db.stream_rows`);
+3. anything else (several readings, gaps, re-sent readings, a changed default model, a window
+   model) goes through `service.apply_readings`, a stream at a time, each in a savepoint.
+A stream refused (unknown, conflicting, invalid) changes nothing and does not stop the others.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import stream_rows
+from app.db.engine import lock_for_write
+from app.db.stream_rows import StreamRow, StreamUpdate
+from app.db.tables import Series, Stream
+from app.errors import Conflict, NotFound, ServiceError, field_error
+from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
+from app.ml.forecaster import Forecaster
+from app.ml.stream_seasonal import SeasonalSource, boundaries
+from app.streams import accuracy, service
+from app.streams.model_cache import ForecasterCache
+from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, StoredSeasonal, stored_fits
+from app.timegrid import NS_PER_S, iso_many, step_seconds, to_index, to_iso
+
+
+@dataclass
+class StreamReadings:
+    """One stream's readings as sent: where each sat in the request names it in errors."""
+
+    name: str
+    ts_ns: np.ndarray
+    values: np.ndarray
+    positions: np.ndarray  # each reading's index in the request's `readings`
+
+
+@dataclass
+class Outcome:
+    """What became of one stream: applied (with its new row), or refused with the reason."""
+
+    name: str
+    done: service.Applied = field(default_factory=service.Applied)
+    error: ServiceError | None = None
+    last_ts: int | None = None
+    readings_applied: int = 0
+    next_forecast: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None
+    model_id: int | None = None
+    series_id: int | None = None
+    forecaster: Forecaster | None = None
+
+
+@dataclass
+class _Step:
+    """A stream on the fast path: one present reading, right after its last one."""
+
+    row: StreamRow
+    ts_s: int
+    value: float
+    step_s: int
+
+
+def post_readings(*, session: Session, forecasters: ForecasterCache, fits: FitCache,
+                  settings: Settings, tenant_id: int, sent: Sequence[StreamReadings],
+                  rewarm: bool = False) -> list[Outcome]:
+    """Apply each stream's readings, or refuse them; one outcome per stream, in `sent` order.
+
+    The caller commits. A database failure raises and the caller's rollback undoes everything.
+    """
+    lock_for_write(session)
+    connection = session.connection()
+    rows = {row.name: row for row in stream_rows.lock_streams(
+        connection, tenant_id, [s.name for s in sent])}
+    outcomes: dict[str, Outcome] = {}
+    fast: dict[int, list[_Step]] = {}
+    slow: list[tuple[StreamRow, ReadingsBatch]] = []
+    for readings in sent:
+        row = rows.get(readings.name)
+        try:
+            if row is None:
+                raise NotFound(f"No stream with id {readings.name!r}")
+            batch = _checked(readings, row.freq)
+            step = _fast_step(row, batch, forecasters)
+        except ServiceError as exc:
+            outcomes[readings.name] = Outcome(name=readings.name, error=exc)
+            continue
+        if step is None:
+            slow.append((row, batch))
+        else:
+            fast.setdefault(step.row.model_id or 0, []).append(step)
+    for model_id, steps in fast.items():
+        forecaster = forecasters.get(model_id, steps[0].row.current_ready_at)
+        for outcome in _step_many(session, connection, forecaster, model_id, steps, fits):
+            outcomes[outcome.name] = outcome
+    for row, batch in slow:
+        outcomes[row.name] = _apply_one(session, forecasters, settings, row, batch, rewarm)
+    return [outcomes[s.name] for s in sent]
+
+
+def _checked(readings: StreamReadings, freq: str) -> ReadingsBatch:
+    """The readings on the series' grid, none twice, sorted (as a one-stream post checks them)."""
+    def report(mask: np.ndarray, message: str) -> list[dict[str, object]]:
+        return [field_error(f"readings[{readings.positions[i]}].ts",
+                            to_iso(int(readings.ts_ns[i] // NS_PER_S)), message)
+                for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
+
+    return checked_batch(readings.ts_ns, readings.values, freq, report)
+
+
+def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCache) -> _Step | None:
+    """The stream's step if it can take the fast path, else None."""
+    step_s = step_seconds(row.freq)
+    if (len(batch.ts_s) != 1 or row.last_ts is None or step_s is None or row.state is None
+            or row.current_model_id is None or row.current_model_id != row.model_id
+            or row.state.get("kind") != "stream" or np.isnan(batch.values[0])
+            or int(batch.ts_s[0]) != row.last_ts + step_s):
+        return None
+    if not forecasters.get(row.current_model_id, row.current_ready_at).is_stream:
+        return None
+    return _Step(row=row, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
+
+
+def _step_many(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,
+               steps: list[_Step], fits: FitCache) -> list[Outcome]:
+    """Advance the streams of one model by their one reading each, all at once."""
+    series_ids = np.array([s.row.series_id for s in steps], dtype=np.int64)
+    ts = np.array([s.ts_s for s in steps], dtype=np.int64)
+    values = np.array([s.value for s in steps])
+    season_s = np.array([s.step_s for s in steps], dtype=np.int64) * forecaster.spec.seasonal_period
+    # One read: any reading already stored at each timestamp (by another stream of the series,
+    # or an upload), and the seasonal naive's reading one season earlier.
+    stored = stream_rows.stored_values(connection, np.concatenate([series_ids, series_ids]),
+                                       np.concatenate([ts, ts - season_s]))
+    refused: list[Outcome] = []
+    keep = []
+    for i, s in enumerate(steps):
+        before = stored.get((s.row.series_id, s.ts_s))
+        if before is not None and before != s.value:
+            refused.append(Outcome(name=s.row.name, error=_stored_differs(s, before)))
+        else:
+            keep.append(i)
+    steps = [steps[i] for i in keep]
+    if not steps:
+        return refused
+    series_ids, ts, values, season_s = series_ids[keep], ts[keep], values[keep], season_s[keep]
+    # Stored first: the fit of the next step's day, made below when it is missing, reads them.
+    new = np.array([(s.row.series_id, s.ts_s) not in stored for s in steps])
+    inserted = stream_rows.insert_new_readings(connection, series_ids[new], ts[new], values[new])
+    raced = [i for i in np.flatnonzero(new).tolist()
+             if (steps[i].row.series_id, steps[i].ts_s) not in inserted]
+    if raced:  # stored by another writer since the read above: the same value is no conflict
+        again = stream_rows.stored_values(connection, series_ids[raced], ts[raced])
+        lost = set()
+        for i in raced:
+            before = again.get((steps[i].row.series_id, steps[i].ts_s), np.nan)
+            if before != values[i]:
+                lost.add(i)
+                refused.append(Outcome(name=steps[i].row.name,
+                                       error=_stored_differs(steps[i], before)))
+        keep = [i for i in range(len(steps)) if i not in lost]
+        steps, ts, values, season_s = [steps[i] for i in keep], ts[keep], values[keep], season_s[keep]
+        if not steps:
+            return refused
+    sources = _sources(session, connection, forecaster, model_id, steps, fits)
+    states, means = forecaster.step_streams([s.row.state or {} for s in steps], values,
+                                            ts * NS_PER_S, sources)
+    outcomes = _judged(forecaster, steps, states, means, ts, values,
+                       naive=np.array([stored.get((s.row.series_id, s.ts_s - season), np.nan)
+                                       for s, season in zip(steps, season_s.tolist(),
+                                                            strict=True)]))
+    stream_rows.save_streams(connection, [StreamUpdate(
+        id=s.row.id, model_id=model_id, state=o.state, last_ts=o.last_ts,
+        readings_applied=o.readings_applied, next_forecast=o.next_forecast,
+        accuracy=o.accuracy) for s, o in zip(steps, outcomes, strict=True)])
+    return refused + outcomes
+
+
+def _stored_differs(step: _Step, before: float) -> Conflict:
+    return Conflict("1 reading(s) already stored with another value; post it to the series "
+                    "with on_conflict=replace to overwrite it",
+                    errors=[field_error("value", step.value, f"stored value is {before}",
+                                        ts=to_iso(step.ts_s))])
+
+
+def _sources(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,
+             steps: list[_Step], fits: FitCache) -> list[SeasonalSource | None]:
+    """Each stream's seasonal fits, read in one query (made and stored once a day if missing)."""
+    if not forecaster.needs_seasonal:
+        return [None] * len(steps)
+    stamps = to_index(np.array([s.ts_s for s in steps], dtype=np.int64))
+    days = forecaster.spec.steps_per_day, forecaster.features.timezone
+    keys = {(s.row.series_id, int(b) // NS_PER_S)
+            for bounds in (boundaries(stamps, *days), boundaries(stamps + forecaster.step_size, *days))
+            for s, b in zip(steps, bounds.tolist(), strict=True)}
+    found = stored_fits(connection, fits, model_id, sorted(keys))
+    return [PreloadedSeasonal(found, s.row.series_id, _maker(session, forecaster, model_id, s.row))
+            for s in steps]
+
+
+def _maker(session: Session, forecaster: Forecaster, model_id: int,
+           row: StreamRow) -> Callable[[], StoredSeasonal]:
+    def make() -> StoredSeasonal:
+        series = session.get(Series, row.series_id)
+        assert series is not None
+        return StoredSeasonal(session=session, series=series, model_id=model_id,
+                              forecaster=forecaster)
+    return make
+
+
+def _judged(forecaster: Forecaster, steps: list[_Step], states: list[dict[str, Any]],
+            means: np.ndarray, ts: np.ndarray, values: np.ndarray,
+            naive: np.ndarray) -> list[Outcome]:
+    """Each reading judged against the forecast made before it; the next one-step forecasts."""
+    scales = np.array([forecaster.scales[state["series"]] for state in states])
+    widths = {level: scales * float(q[0]) for level, q in forecaster.quantiles.items()
+              if level in (80, 95)}
+    prior = np.array([s.row.next_forecast["mean"] if s.row.next_forecast is not None
+                      and s.row.next_forecast["ts"] == stamp else np.nan
+                      for s, stamp in zip(steps, iso_many(ts), strict=True)])
+    sums = accuracy.judge_each([s.row.accuracy for s in steps], values, prior, widths, naive)
+    following = iso_many(ts + np.array([s.step_s for s in steps], dtype=np.int64))
+    judged = []
+    for i, s in enumerate(steps):
+        point: dict[str, Any] = {"ts": following[i], "mean": float(means[i])}
+        for level, width in widths.items():
+            point[f"lower_{level}"] = float(means[i] - width[i])
+            point[f"upper_{level}"] = float(means[i] + width[i])
+        done = service.Applied(applied=[to_iso(s.ts_s)])
+        judged.append(Outcome(
+            name=s.row.name, done=done, last_ts=s.ts_s, readings_applied=s.row.readings_applied + 1,
+            next_forecast=point if np.isfinite(means[i]) else None, state=states[i],
+            accuracy=sums[i], model_id=s.row.model_id, series_id=s.row.series_id,
+            forecaster=forecaster))
+    return judged
+
+
+def _apply_one(session: Session, forecasters: ForecasterCache, settings: Settings, row: StreamRow,
+               batch: ReadingsBatch, rewarm: bool) -> Outcome:
+    """A stream off the fast path, through the general service, undone alone if refused."""
+    try:
+        with session.begin_nested():
+            stream = session.get(Stream, row.id)
+            assert stream is not None
+            done, forecaster = service.apply_readings(
+                session=session, cache=forecasters, settings=settings, stream=stream,
+                batch=batch, rewarm=rewarm)
+    except ServiceError as exc:
+        return Outcome(name=row.name, error=exc)
+    return Outcome(name=row.name, done=done, last_ts=stream.last_ts,
+                   readings_applied=stream.readings_applied, next_forecast=stream.next_forecast,
+                   state=stream.state, model_id=stream.model_id, series_id=stream.series_id,
+                   forecaster=forecaster)
