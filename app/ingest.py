@@ -223,12 +223,15 @@ def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,
     if off.any():
         raise Invalid(f"{int(off.sum())} timestamp(s) are not on the series' {freq} grid",
                       errors=report(off, f"not on the {freq} grid"))
-    duplicated = pd.Series(ts_s).duplicated(keep=False).to_numpy()
-    if duplicated.any():
+    order = np.argsort(ts_s, kind="stable")
+    ordered = ts_s[order]
+    repeats = ordered[1:] == ordered[:-1]
+    if repeats.any():  # mark every row of a repeated timestamp, in the caller's order
+        duplicated = np.zeros(len(ts_s), dtype=bool)
+        duplicated[order[1:][repeats]] = duplicated[order[:-1][repeats]] = True
         raise Invalid(f"{int(duplicated.sum())} rows repeat a timestamp within the upload",
                       errors=report(duplicated, "timestamp appears twice"))
-    order = np.argsort(ts_s, kind="stable")
-    return ReadingsBatch(ts_s=ts_s[order], values=values[order])
+    return ReadingsBatch(ts_s=ordered, values=values[order])
 
 
 ZONE_SUFFIX = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"

@@ -142,7 +142,7 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
     stored = stream_rows.stored_values(connection, np.concatenate([series_ids, series_ids]),
                                        np.concatenate([ts, ts - season_s]))
     refused: list[Outcome] = []
-    keep, new = [], []
+    keep, fresh = [], []
     # Two streams of one series may carry the same reading: the first stores it, and the
     # second must agree with it as with a stored one.
     carried: dict[tuple[int, int], float] = {}
@@ -153,14 +153,14 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
             refused.append(Outcome(name=s.row.name, error=_stored_differs(s, before)))
             continue
         keep.append(i)
-        new.append(before is None)
+        fresh.append(before is None)
         carried[key] = s.value
     steps = [steps[i] for i in keep]
     if not steps:
         return refused
     series_ids, ts, values, season_s = series_ids[keep], ts[keep], values[keep], season_s[keep]
     # Stored first: the fit of the next step's day, made below when it is missing, reads them.
-    new = np.array(new, dtype=bool)
+    new = np.array(fresh, dtype=bool)
     inserted = stream_rows.insert_new_readings(connection, series_ids[new], ts[new], values[new])
     raced = [i for i in np.flatnonzero(new).tolist()
              if (steps[i].row.series_id, steps[i].ts_s) not in inserted]

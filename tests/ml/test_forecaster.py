@@ -241,18 +241,20 @@ def test_stepping_many_streams_at_once_matches_each_alone(
 ) -> None:
     """`step_streams` (a fleet's readings in one pass) gives each stream what `advance` gives it."""
     forecaster = Forecaster.load(trained_models[name][1])
-    source = forecaster.history_seasonal(series.values, series.timestamps) if forecaster.needs_seasonal else None
+    source = None
+    if forecaster.needs_seasonal:
+        source = forecaster.history_seasonal(series.values, series.timestamps)
     # Streams at different points of the series, so states, days and fits all differ; one
     # stops right before midnight, where the next step's fit is the next day's.
     ends = [150, 239, 300, 311, 400]
     states = [
-        forecaster.warm(series.values[:end], series.timestamps[:end], forecaster.initial_state(), seasonal=source)
-        for end in ends
+        forecaster.warm(series.values[:e], series.timestamps[:e], forecaster.initial_state(), seasonal=source)
+        for e in ends
     ]
     values = np.array([series.values[end] + 3.0 * k for k, end in enumerate(ends)])
     stamps = series.timestamps[ends]
     stepped, means = forecaster.step_streams(states, values, stamps.asi8, [source] * len(ends))
-    for k, end in enumerate(ends):
+    for k in range(len(ends)):
         alone, mean = forecaster.advance(values[k : k + 1], stamps[k : k + 1], states[k], seasonal=source)
         np.testing.assert_allclose(means[k], mean[0], rtol=1e-12)
         np.testing.assert_allclose(stepped[k]["network"], alone["network"], rtol=1e-12, atol=1e-15)
