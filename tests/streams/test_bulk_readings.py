@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.ml.artifacts import META_FILE, load_meta
+from app.ml.forecaster import Forecaster
 from tests.api.helpers import assert_problem, count_rows
 from tests.streams.conftest import SERIES_NAME, hourly_values, install_model, upload
 
@@ -166,6 +167,19 @@ def assert_close(got: Any, expected: Any, rtol: float = 1e-9) -> None:
         assert got == expected
 
 
+def forecaster_state(artifact: Path, series: str, steps: list[int]) -> dict[str, Any]:
+    """The state the forecaster itself reaches, warmed over the series' first WARM readings and
+    then fed those at `steps` one at a time: the ground truth, without the API."""
+    forecaster = Forecaster.load(artifact)
+    stamps, values = series_values(series)
+    seasonal = forecaster.history_seasonal(values, stamps) if forecaster.needs_seasonal else None
+    state = forecaster.warm(values[:WARM], stamps[:WARM], forecaster.initial_state(series),
+                            seasonal=seasonal)
+    for i in steps:
+        state = forecaster.warm(values[i:i + 1], stamps[i:i + 1], state, seasonal=seasonal)
+    return state
+
+
 # --- the same as one stream at a time --------------------------------------------------------
 
 def test_bulk_ends_where_one_stream_at_a_time_ends(
@@ -206,6 +220,10 @@ def test_bulk_ends_where_one_stream_at_a_time_ends(
             assert got[key] == reference[stream][key], (stream, key)
         assert same_time(got["last_ts"], reference[stream]["last_ts"])
     assert sum(e["filled"] for e in body["streams"]) == 10  # w2: 5, m2: 2 + 3
+    # Both paths may share code: m1's state is also checked against the forecaster alone.
+    truth = forecaster_state(fleet_artifacts[SERIES_NAME], SERIES_NAME,
+                             list(range(WARM, WARM + 8)))
+    assert_close(snapshot(client, auth, "m1")["state"], truth)
     for name in FLEET_MODELS:
         assert stored(client, auth, alice[name]) == stored(client, other_auth, mallory[name])
     # Feeding alice's streams of the same names left mallory's alone.
