@@ -10,6 +10,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 60.0
 UPLOAD_CHUNK_BYTES = 256 * 1024
 MAX_FIELDS_SHOWN = 5
+# Most readings POST /v1/streams/readings takes in one request.
+MAX_BULK_READINGS = 50_000
+BULK_READINGS_PATH = "/v1/streams/readings"
 
 
 class ClientError(Exception):
@@ -33,8 +36,12 @@ def problem_line(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         text = " ".join(response.text.split())[:300]
         return f"HTTP {response.status_code} {response.reason_phrase}: {text or 'no details'}"
-    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
-    line = f"HTTP {response.status_code}: {detail}"
+    return f"HTTP {response.status_code}: " + problem_text(body, response.reason_phrase)
+
+
+def problem_text(body: dict[str, Any], fallback: str = "no details") -> str:
+    """A problem's detail and each field at fault with its value (as a bulk answer's `error`)."""
+    line = str(body.get("detail") or body.get("title") or fallback)
     errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
     fields = []
     for error in errors[:MAX_FIELDS_SHOWN]:
@@ -81,6 +88,17 @@ class ApiClient:
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         response = self.request("POST", path, json=body, params=_drop_none(params))
         return response.json() if response.content else None
+
+    def post_stream_readings(self, readings: list[dict[str, Any]], *,
+                             rewarm: bool = False) -> dict[str, Any]:
+        """One request to the bulk endpoint: readings of many streams, each applied whole or
+        refused whole (the answer says which); at most MAX_BULK_READINGS of them."""
+        if not 1 <= len(readings) <= MAX_BULK_READINGS:
+            raise ValueError(f"Received {len(readings)} readings, expected 1 to "
+                             f"{MAX_BULK_READINGS} in one request")
+        body: dict[str, Any] = self.post(BULK_READINGS_PATH, {"readings": readings},
+                                         rewarm="true" if rewarm else None)
+        return body
 
     def delete(self, path: str) -> None:
         self.request("DELETE", path)

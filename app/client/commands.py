@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.client.api import DEFAULT_URL, ApiClient, ClientError
+from app.client.api import DEFAULT_URL, MAX_BULK_READINGS, ApiClient, ApiError, ClientError
 from app.client.credentials import (
     KEY_ENV,
     URL_ENV,
@@ -26,6 +26,7 @@ from app.client.credentials import (
     resolve_url,
     write_user_config,
 )
+from app.client.fleet import FleetOutcome, plan_requests, read_fleet_csv, rows_named
 from app.client.output import cell, metrics_table, table
 from app.client.progress import ProgressBar, format_bytes, format_duration
 from app.config import Settings
@@ -182,6 +183,14 @@ def register(subparsers: Any) -> None:
     push.add_argument("--ts", help="timestamp of one reading")
     push.add_argument("--value", type=float, help="value of that reading")
     push.add_argument("--file", help="CSV of ts,value rows with a header ('-' for stdin)")
+    push_many = add(stream, "push-many", stream_push_many,
+                    "send readings of many streams at once from a stream_id,ts,value CSV")
+    push_many.add_argument("--file", required=True,
+                           help="CSV with a header naming stream_id, ts and value ('-' for stdin; "
+                                "an empty value is a missing reading)")
+    push_many.add_argument("--rewarm", action="store_true",
+                           help="restart a stream from its stored history when a gap is too "
+                                "long to fill, instead of refusing it")
     stream_forecast_parser = add(stream, "forecast", stream_forecast, "the next-step forecast")
     stream_forecast_parser.add_argument("stream_id")
     stream_forecast_parser.add_argument("--horizon", type=int, default=1, help="steps (default 1)")
@@ -584,6 +593,63 @@ def stream_push(client: ApiClient, args: argparse.Namespace) -> int:
     lines += ["next: " + point_text(p) for p in body.get("forecast") or []]
     emit(args, body, "\n".join(lines))
     return 0
+
+
+def stream_push_many(client: ApiClient, args: argparse.Namespace) -> int:
+    """Post a fleet's readings through the bulk endpoint; a summary line per stream.
+
+    Exit status 1 when any stream was refused (the others are applied all the same).
+    """
+    source = "stdin" if args.file == "-" else args.file
+    if args.file == "-":
+        readings = read_fleet_csv(sys.stdin, source)
+    else:
+        try:
+            with open(args.file, newline="") as handle:
+                readings = read_fleet_csv(handle, source)
+        except OSError as exc:
+            raise ClientError(f"Cannot read {source!r}: {exc.strerror}") from None
+    requests = plan_requests(readings, MAX_BULK_READINGS)
+    outcome = FleetOutcome()
+    bar = ProgressBar(len(readings), label="push-many") if len(requests) > 1 else None
+    done = 0
+    try:
+        for number, planned in enumerate(requests, start=1):
+            sent = outcome.hold_back(planned)
+            if sent:
+                try:
+                    answer = client.post_stream_readings([r.to_json() for r in sent],
+                                                         rewarm=args.rewarm)
+                except ApiError as exc:
+                    if outcome.requests:
+                        print(fleet_text(outcome))
+                    before = (f"; the {outcome.requests} request(s) before it were applied as "
+                              "summarised above" if outcome.requests else "; nothing was applied")
+                    raise ClientError(f"request {number} of {len(requests)} was refused whole: "
+                                      f"{rows_named(str(exc), sent, source)}{before}") from None
+                outcome.add(answer, sent)
+            done += len(planned)
+            if bar is not None:
+                bar.update(done, f"request {number}/{len(requests)}")
+    finally:
+        if bar is not None:
+            bar.close()
+    emit(args, outcome.to_json(), fleet_text(outcome))
+    return EXIT_FAILED if outcome.refused_streams else 0
+
+
+def fleet_text(outcome: FleetOutcome) -> str:
+    """A line per stream (applied, duplicates, filled, last reading, why refused), then totals."""
+    streams = list(outcome.streams.values())
+    rows = [[s.stream_id, s.status, s.applied, s.duplicates, s.filled, s.last_ts, s.reason()]
+            for s in streams]
+    totals = outcome.to_json()
+    refused = len(outcome.refused_streams)
+    return (table(["stream", "status", "applied", "duplicates", "filled", "last reading",
+                   "reason"], rows)
+            + f"\n{totals['applied']} applied, {totals['duplicates']} duplicates, "
+              f"{totals['refused']} refused; {len(streams)} streams ({refused} refused) in "
+              f"{outcome.requests} request(s)")
 
 
 def stream_forecast(client: ApiClient, args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 // statecast dashboard: plain JS, no build step. Hash routes:
-//   #/                series list, new series, upload
+//   #/                series list, new series, upload; every stream, and readings for many
 //   #/series/ID       history + forecast bands, models, train form, streams
 //   #/jobs/ID         live progress bar and loss curve of a training job
 //   #/streams/ID      a stream's readings, next-step forecast and live accuracy
@@ -16,6 +16,8 @@ const DAY_MS = 86400 * 1000;
 const LEVELS = [80, 95];
 const FREQS = ["15min", "30min", "h", "D"];
 const FINAL_STATUSES = ["succeeded", "failed", "cancelled"];
+// Most readings POST /v1/streams/readings takes in one request.
+const MAX_BULK_READINGS = 50000;
 // The spec's defaults (app/ml/spec.py ModelSpec); blank number fields are left to the server.
 const SPEC_FIELDS = [
   { name: "cell", kind: "select", options: ["lstm", "gru", "simple_rnn"], value: "gru" },
@@ -351,7 +353,204 @@ async function seriesListView(view) {
 
   view.append(
     h("section", { class: "card" }, h("h2", {}, `Series (${list.count})`), table),
-    h("section", { class: "card" }, h("h2", {}, "New series"), form));
+    h("section", { class: "card" }, h("h2", {}, "New series"), form),
+    streamsCard(new Map(list.data.map((x) => [x.id, x]))));
+}
+
+// ---- every stream, and readings for many streams at once -------------------------------------
+
+// The rows of a CSV whose header names stream_id, ts and value (in any order); an empty value is
+// a missing reading. Throws, naming the line, at the first row the API would refuse anyway.
+function parseFleetCsv(text) {
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  const split = (line) => line.split(",").map((c) => c.trim().replace(/^"(.*)"$/, "$1"));
+  const header = split(lines[0] || "");
+  const column = {};
+  for (const name of ["stream_id", "ts", "value"]) column[name] = header.indexOf(name);
+  const missing = Object.keys(column).filter((name) => column[name] < 0);
+  if (missing.length) {
+    throw new Error(`the header must name the columns stream_id, ts and value; missing ${missing.join(", ")}`);
+  }
+  const readings = [];
+  lines.forEach((line, i) => {
+    if (i === 0 || !line.trim()) return;
+    const cells = split(line);
+    const [streamId, ts, text] = ["stream_id", "ts", "value"].map((name) => cells[column[name]] || "");
+    if (!streamId || !ts) throw new Error(`line ${i + 1}: a reading needs a stream_id and a ts`);
+    const value = text === "" ? null : Number(text);
+    if (value !== null && !Number.isFinite(value)) {
+      throw new Error(`line ${i + 1}: value "${text}" is not a number (leave it empty for a missing reading)`);
+    }
+    readings.push({ stream_id: streamId, ts, value, line: i + 1 });
+  });
+  if (!readings.length) throw new Error("the file holds no readings");
+  return readings;
+}
+
+// Requests of at most `limit` readings: each stream's readings in time order, together in one
+// request where they fit (the API applies a stream's readings of one request all or none).
+function bulkRequests(readings, limit = MAX_BULK_READINGS) {
+  const byStream = new Map();
+  for (const r of readings) {
+    if (!byStream.has(r.stream_id)) byStream.set(r.stream_id, []);
+    byStream.get(r.stream_id).push(r);
+  }
+  const requests = [];
+  let current = [];
+  for (const rows of byStream.values()) {
+    let ordered = [...rows].sort((a, b) =>
+      (Date.parse(a.ts) - Date.parse(b.ts)) || (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+    if (current.length && current.length + ordered.length > limit) {
+      requests.push(current);
+      current = [];
+    }
+    while (ordered.length > limit) {
+      requests.push(ordered.slice(0, limit));
+      ordered = ordered.slice(limit);
+    }
+    current = current.concat(ordered);
+  }
+  if (current.length) requests.push(current);
+  return requests;
+}
+
+// Sends a fleet's readings, request by request; returns each stream's outcome by id, in order of
+// first appearance. A stream refused in one request has its later readings held back: applied
+// after the refused ones, they would leave a gap the model fills with its own forecasts.
+async function sendFleet(readings, rewarm, onRequest) {
+  const outcome = new Map();
+  const requests = bulkRequests(readings);
+  for (const [index, planned] of requests.entries()) {
+    const sent = planned.filter((r) => {
+      const seen = outcome.get(r.stream_id);
+      if (seen && seen.status === "refused") { seen.notSent += 1; return false; }
+      return true;
+    });
+    if (!sent.length) continue;
+    onRequest(index + 1, requests.length);
+    let answer;
+    try {
+      answer = await api(`/v1/streams/readings${rewarm ? "?rewarm=true" : ""}`, { method: "POST",
+        json: { readings: sent.map(({ stream_id, ts, value }) => ({ stream_id, ts, value })) } });
+    } catch (error) {
+      // A request refused whole names readings by their place in it: say the file's line.
+      error.message = error.message.replace(/readings[.[](\d+)\]?(?:\.(\w+))?/g, (whole, i, name) =>
+        (sent[Number(i)] ? `line ${sent[Number(i)].line}${name ? ` (${name})` : ""}` : whole));
+      Object.assign(error, { outcome, request: index + 1, requests: requests.length });
+      throw error;
+    }
+    const counts = new Map();
+    for (const r of sent) counts.set(r.stream_id, (counts.get(r.stream_id) || 0) + 1);
+    for (const entry of answer.streams) {
+      if (!outcome.has(entry.stream_id)) {
+        outcome.set(entry.stream_id, { stream_id: entry.stream_id, status: "applied", applied: 0,
+          duplicates: 0, filled: 0, refused: 0, notSent: 0, last_ts: null, error: null });
+      }
+      const total = outcome.get(entry.stream_id);
+      total.applied += entry.applied || 0;
+      total.duplicates += entry.duplicates || 0;
+      total.filled += entry.filled || 0;
+      if (entry.status === "refused") {
+        Object.assign(total, { status: "refused", error: entry.error || {} });
+        total.refused += counts.get(entry.stream_id) || 0;
+      } else if (entry.last_ts) {
+        total.last_ts = entry.last_ts;
+      }
+    }
+  }
+  return outcome;
+}
+
+function fleetResult(outcome) {
+  const streams = [...outcome.values()];
+  const sum = (key) => streams.reduce((total, s) => total + s[key], 0);
+  const refused = streams.filter((s) => s.status === "refused").length;
+  const reason = (s) => (s.error ? `${s.error.status}: ${problemMessage(s.error.status, s.error)}` +
+    (s.notSent ? ` (${s.notSent} later readings not sent)` : "") : "");
+  return h("div", { id: "bulk-result" },
+    h("p", { class: refused ? "warn" : "note" }, `${sum("applied")} applied, ` +
+      `${sum("duplicates")} duplicates, ${sum("refused") + sum("notSent")} refused; ` +
+      `${streams.length} streams (${refused} refused).`),
+    h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Stream"), h("th", {}, "Result"),
+        ...["Applied", "Duplicates", "Filled"].map((name) => h("th", { class: "num" }, name)),
+        h("th", {}, "Last reading"), h("th", {}, "Reason"))),
+      h("tbody", {}, streams.map((s) => h("tr", { dataset: { streamId: s.stream_id } },
+        h("td", {}, s.status === "refused" ? s.stream_id
+          : h("a", { href: `#/streams/${encodeURIComponent(s.stream_id)}` }, s.stream_id)),
+        h("td", {}, badge(s.status)), h("td", { class: "num" }, s.applied),
+        h("td", { class: "num" }, s.duplicates), h("td", { class: "num" }, s.filled),
+        h("td", {}, fmtTs(s.last_ts)), h("td", { class: "error" }, reason(s)))))));
+}
+
+function streamsCard(seriesById) {
+  const heading = h("h2", {}, "Streams");
+  const listBox = h("div", { id: "streams-list" }, h("p", { class: "empty" }, "Loading…"));
+  const status = h("span", { class: "note" });
+  const result = h("div", {});
+  const form = h("form", { class: "stack", id: "bulk-readings" },
+    h("label", {}, "Readings of many streams (CSV with a header: stream_id,ts,value)",
+      h("input", { name: "file", type: "file", accept: ".csv,text/csv", required: true })),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "rewarm" }),
+      "restart a stream from its stored history when a gap is too long to fill"),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Send readings"), status));
+
+  async function drawStreams() {
+    try {
+      const streams = await api("/v1/streams?limit=1000");
+      heading.textContent = `Streams (${streams.count})`;
+      listBox.replaceChildren(streams.data.length ? h("table", { id: "streams-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Stream"), h("th", {}, "Series"), h("th", {}, "Model"),
+          h("th", { class: "num" }, "Readings applied"), h("th", {}, "Last reading"),
+          h("th", { class: "num" }, "Next forecast"))),
+        h("tbody", {}, streams.data.map((st) => h("tr", { dataset: { streamId: st.id } },
+          h("td", {}, h("a", { href: `#/streams/${encodeURIComponent(st.id)}` }, st.id)),
+          h("td", {}, seriesById.has(st.series_id)
+            ? h("a", { href: `#/series/${st.series_id}` }, seriesById.get(st.series_id).name) : st.series_id),
+          h("td", {}, st.model_id ?? "–"), h("td", { class: "num" }, st.readings_applied),
+          h("td", {}, fmtTs(st.last_ts)),
+          h("td", { class: "num" }, st.next_forecast ? fmt(st.next_forecast.mean) : "–")))))
+        : h("p", { class: "empty" }, "No streams yet: open one on a series' page."));
+    } catch (error) {
+      listBox.replaceChildren(h("p", { class: "error" }, error.message));
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(form);
+    result.replaceChildren();
+    let readings;
+    try {
+      readings = parseFleetCsv(await form.elements.file.files[0].text());
+    } catch (error) {
+      showError(form, `Nothing was sent: ${error.message}.`);
+      return;
+    }
+    try {
+      const outcome = await sendFleet(readings, form.elements.rewarm.checked, (n, total) => {
+        status.textContent = total > 1 ? `Sending request ${n} of ${total}…` : "Sending…";
+      });
+      result.replaceChildren(fleetResult(outcome));
+    } catch (error) {
+      const earlier = error.outcome && error.outcome.size;
+      if (earlier) result.replaceChildren(fleetResult(error.outcome));
+      showError(form, `Request ${error.request || 1} of ${error.requests || 1} was refused whole ` +
+        `and nothing of it applied: ${error.message}` +
+        (earlier ? " The requests before it were applied, as listed below." : ""));
+    } finally {
+      status.textContent = "";
+    }
+    await drawStreams();
+  });
+
+  drawStreams();
+  return h("section", { class: "card" }, heading, listBox,
+    h("h3", {}, "Send readings for many streams"),
+    h("p", { class: "note" }, "Each stream's readings are applied all together or not at all; a " +
+      "refused stream (unknown, a conflicting or off-grid reading, a gap too long) leaves the " +
+      "others applied. Re-sent readings come back as duplicates."),
+    form, result);
 }
 
 // ---- one series ---------------------------------------------------------------------------

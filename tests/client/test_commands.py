@@ -10,7 +10,11 @@ from fastapi.testclient import TestClient
 from app import cli
 from app.client import commands
 from app.client.api import ApiClient
+from app.config import Settings
 from app.ml.spec import ModelSpec
+from tests.streams.conftest import artifacts, hourly_values, install_model, load_series
+
+__all__ = ["artifacts"]  # the tiny trained models, for the streams the bulk command feeds
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -160,3 +164,38 @@ def test_train_without_wait_prints_how_to_follow(run: Run, tmp_path: Path) -> No
     status, out, err = run("train", "--series", "t", "--units", "4", "--epochs", "2")
     assert status == 0, err
     assert "is training as job" in out and "statecast job show" in out
+
+
+def test_push_many_feeds_several_streams_and_says_which_were_refused(
+        run: Run, client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """Against the real bulk endpoint: m1 and m2 applied, ghost refused (exit 1); sent again,
+    the readings come back as duplicates."""
+    warm = 300
+    series_id = load_series(client, auth, warm)
+    install_model(settings, artifacts["lstm_stateful"], series_id)
+    for name in ("m1", "m2"):
+        created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": name},
+                              headers=auth)
+        assert created.status_code == 201, created.text
+    stamps, values = hourly_values()
+    rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
+            for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
+    fleet = write(tmp_path, "fleet.csv", "stream_id,ts,value\n" + "\n".join(rows) + "\n")
+
+    status, out, _ = run("stream", "push-many", "--file", str(fleet))
+    assert status == 1, out
+    lines = out.splitlines()
+    last = f"{stamps[warm + 1]:%Y-%m-%dT%H:%M:%S}"
+    assert lines[2].split()[:5] == ["m1", "applied", "2", "0", "0"] and last in lines[2]
+    assert lines[3].split()[:2] == ["ghost", "refused"] and "404: No stream with id" in lines[3]
+    assert lines[4].split()[:5] == ["m2", "applied", "2", "0", "0"]
+    assert lines[5].startswith("4 applied, 0 duplicates, 2 refused; 3 streams (1 refused)")
+    assert client.get("/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
+
+    known = write(tmp_path, "known.csv", "stream_id,ts,value\n" + "\n".join(
+        r for r in rows if not r.startswith("ghost")) + "\n")
+    status, out, _ = run("stream", "push-many", "--file", str(known))
+    assert status == 0, out
+    assert out.splitlines()[-1].startswith("0 applied, 4 duplicates, 0 refused")
+    assert client.get("/v1/streams/m1", headers=auth).json()["readings_applied"] == 2

@@ -40,7 +40,8 @@ def job(status: str, epoch: int, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Route]]:
-    """Routes keyed "METHOD /path"; every command's client answers from them."""
+    """Routes keyed "METHOD /path"; every command's client answers from them (200 with the JSON
+    a route returns, or the httpx.Response it returns)."""
     routes: dict[str, Route] = {
         "GET /v1/series": lambda r: {"data": [SERIES], "count": 1},
         "GET /v1/series/7": lambda r: {**SERIES, "readings": 4, "first_ts": "2024-01-01T22:00:00Z",
@@ -53,7 +54,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Route]]:
         route = routes.get(f"{request.method} {request.url.path}")
         if route is None:
             return httpx.Response(404, json={"status": 404, "detail": "no such route"})
-        return httpx.Response(200, json=route(request))
+        answer = route(request)
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
 
     monkeypatch.setattr(commands, "connect", lambda url, key: ApiClient(
         httpx.Client(base_url=url, transport=httpx.MockTransport(handle)), key))
@@ -222,3 +224,129 @@ def test_a_job_that_just_started_reports_its_starting_phase(fake: dict[str, Rout
                 "progress": {"phase": "starting", "epoch": 0, "epochs": 3}}
     assert commands.job_suffix(starting) == "starting: loading TensorFlow and the data"
     assert commands.job_suffix(job("running", 2)).startswith("epoch 2/3 loss 0.25")
+
+
+def bulk_answer(request: httpx.Request) -> dict[str, Any]:
+    """POST /v1/streams/readings as the contract says, for streams m1 and m2; others are 404."""
+    entries: dict[str, dict[str, Any]] = {}
+    for reading in json.loads(request.content)["readings"]:
+        entry = entries.setdefault(reading["stream_id"], {
+            "stream_id": reading["stream_id"], "status": "applied", "applied": 0,
+            "duplicates": 0, "filled": 0, "last_ts": None, "next_forecast": None, "error": None})
+        if reading["stream_id"] not in ("m1", "m2"):
+            entry.update(status="refused", error={
+                "status": 404, "title": "Not found",
+                "detail": f"No stream with id {reading['stream_id']!r}"})
+            continue
+        entry["applied"] += 1
+        entry["last_ts"] = max(entry["last_ts"] or "", reading["ts"])
+        entry["next_forecast"] = POINTS[0]
+    streams = list(entries.values())
+    refused = sum(1 for r in json.loads(request.content)["readings"]
+                  if entries[r["stream_id"]]["status"] == "refused")
+    return {"applied": sum(e["applied"] for e in streams), "duplicates": 0, "refused": refused,
+            "streams": streams}
+
+
+FLEET_CSV = """ts,stream_id,value
+2024-01-02T01:00:00Z,m1,3
+2024-01-02T00:00:00Z,m1,1
+2024-01-02T00:00:00Z,ghost,1
+2024-01-02T00:30:00Z,ghost,1
+2024-01-02T01:00:00Z,ghost,1
+2024-01-02T01:30:00Z,ghost,1
+2024-01-02T00:30:00Z,m1,2
+2024-01-02T01:30:00Z,m1,4
+2024-01-02T00:00:00Z,m2,
+"""
+
+
+def test_push_many_splits_the_file_into_requests_and_summarises_each_stream(
+        fake: dict[str, Route], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Three readings a request: m1 spans two requests in time order, ghost is refused in its
+    first and its last reading is not sent, m2's empty value goes as null; exit 1 (refused)."""
+    monkeypatch.setattr(commands, "MAX_BULK_READINGS", 3)
+    fake["POST /v1/streams/readings"] = bulk_answer
+    file = tmp_path / "fleet.csv"
+    file.write_text(FLEET_CSV)
+    status = cli.main(["stream", "push-many", "--file", str(file), "--key", "k"])
+    out, err = capsys.readouterr()
+    assert status == 1
+    sent = [json.loads(r.content)["readings"] for r in requests_seen(fake) if r.method == "POST"]
+    assert [[(r["stream_id"], r["ts"][11:16]) for r in body] for body in sent] == [
+        [("m1", "00:00"), ("m1", "00:30"), ("m1", "01:00")], [("m1", "01:30")],
+        [("ghost", "00:00"), ("ghost", "00:30"), ("ghost", "01:00")], [("m2", "00:00")]]
+    assert sent[0][0] == {"stream_id": "m1", "ts": "2024-01-02T00:00:00Z", "value": 1.0}
+    assert sent[3] == [{"stream_id": "m2", "ts": "2024-01-02T00:00:00Z", "value": None}]
+    assert all("rewarm" not in r.url.params for r in requests_seen(fake) if r.method == "POST")
+    lines = out.splitlines()
+    assert lines[0].split() == ["stream", "status", "applied", "duplicates", "filled",
+                                "last", "reading", "reason"]
+    assert lines[2].split() == ["m1", "applied", "4", "0", "0", "2024-01-02T01:30:00Z"]
+    assert lines[3].split()[:6] == ["ghost", "refused", "0", "0", "0", "-"]
+    assert lines[3].endswith("404: No stream with id 'ghost' (1 later readings not sent)")
+    assert lines[4].split() == ["m2", "applied", "1", "0", "0", "2024-01-02T00:00:00Z"]
+    assert lines[5] == ("5 applied, 0 duplicates, 4 refused; 3 streams (1 refused) in "
+                        "4 request(s)")
+    assert "request 4/4" in err
+
+    # Nothing refused: exit 0; --rewarm rides along; --json gives the totals as data.
+    file.write_text("stream_id,ts,value\nm2,2024-01-02T00:30:00Z,5\nm1,2024-01-02T02:00:00Z,1\n")
+    assert cli.main(["stream", "push-many", "--file", str(file), "--rewarm", "--json",
+                     "--key", "k"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["applied"], body["refused"], body["requests"]) == (2, 0, 1)
+    assert [s["stream_id"] for s in body["streams"]] == ["m2", "m1"]
+    assert requests_seen(fake)[-1].url.params["rewarm"] == "true"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("stream,ts,value\nm1,2024-01-02T00:00:00Z,1\n", "missing stream_id (got stream, ts, value)"),
+    ("stream_id,ts,value\nm1,2024-01-02T00:00:00Z,1\nm1,2024-01-02T00:30:00Z,high\n",
+     "line 3: value 'high' is not a number"),
+    ("stream_id,ts,value\nm1,2024-01-02T00:00:00Z,1\nm1,noon,2\n",
+     "line 3: ts 'noon' is not an ISO 8601 timestamp"),
+    ("stream_id,ts,value\nm1,2024-01-02T00:00:00Z,nan\n", "line 2: value 'nan' is not a number"),
+    ("stream_id,ts,value\n,2024-01-02T00:00:00Z,1\n", "line 2: a reading needs a stream_id"),
+    ("stream_id,ts,value\n", "no readings"),
+])
+def test_push_many_checks_the_file_before_sending_anything(
+        fake: dict[str, Route], tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
+        message: str) -> None:
+    fake["POST /v1/streams/readings"] = bulk_answer
+    file = tmp_path / "fleet.csv"
+    file.write_text(text)
+    assert cli.main(["stream", "push-many", "--file", str(file), "--key", "k"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"statecast: error: {file}") and message in err, err
+    assert not [r for r in requests_seen(fake) if r.method == "POST"]
+
+
+def test_push_many_stops_at_a_request_refused_whole_and_names_the_line(
+        fake: dict[str, Route], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The server refuses the second request whole: the first one's summary is printed, the
+    error names the file's line, and no later request is sent."""
+    monkeypatch.setattr(commands, "MAX_BULK_READINGS", 1)
+    answers = iter([None, {"status": 422, "detail": "Invalid value for `readings.0.ts`",
+                           "errors": [{"field": "readings.0.ts", "value": "x", "message": "bad"}]}])
+
+    def route(request: httpx.Request) -> Any:
+        problem = next(answers)
+        if problem is None:
+            return bulk_answer(request)
+        return httpx.Response(problem["status"], json=problem)
+
+    fake["POST /v1/streams/readings"] = route
+    file = tmp_path / "fleet.csv"
+    file.write_text("stream_id,ts,value\nm1,2024-01-02T00:00:00Z,1\nm2,2024-01-02T00:00:00Z,2\n"
+                    "m1,2024-01-02T00:30:00Z,3\n")
+    assert cli.main(["stream", "push-many", "--file", str(file), "--key", "k"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2].split()[:3] == ["m1", "applied", "1"]
+    assert err.strip().splitlines()[-1] == (
+        f"statecast: error: request 2 of 3 was refused whole: HTTP 422: Invalid value for "
+        f"`{file} line 4 (ts)` [{file} line 4 (ts) = 'x': bad]; the 1 request(s) before it "
+        "were applied as summarised above")
+    assert len([r for r in requests_seen(fake) if r.method == "POST"]) == 2

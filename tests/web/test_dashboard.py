@@ -8,10 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from app.config import Settings
 from tests.server import ServerProcess
+from tests.streams.conftest import artifacts, hourly_values, install_model, load_series
 from tests.web.browser import chromium_page, require_chromium
+
+__all__ = ["artifacts"]  # the tiny trained models, for streams fed from the series list
 
 STEPS_PER_DAY = 48
 DAYS = 10
@@ -183,3 +187,53 @@ def test_a_series_without_readings_says_so_instead_of_an_empty_chart(
     assert "No readings yet" in page.inner_text("#series-chart-empty")
     assert not page.is_visible("#series-chart")
     assert page.query_selector("#series-chart .main-svg") is None  # no placeholder axes
+
+
+def test_readings_for_many_streams_from_a_csv_show_per_stream_and_refresh_the_list(
+        page: Any, server: ServerProcess, client: TestClient, auth: dict[str, str],
+        settings: Settings, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    warm = 300
+    series_id = load_series(client, auth, warm)
+    install_model(settings, artifacts["lstm_stateful"], series_id)
+    for name in ("m1", "m2"):
+        created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": name},
+                              headers=auth)
+        assert created.status_code == 201, created.text
+    stamps, values = hourly_values()
+    rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
+            for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("stream_id,ts,value\n" + "\n".join(rows) + "\n")
+    applied_cell = "#streams-table tr[data-stream-id='m1'] td:nth-child(4)"
+
+    page.goto(server.url + "/")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector(applied_cell)
+    assert page.inner_text(applied_cell) == "0"
+    page.set_input_files("#bulk-readings input[name=file]", str(fleet))
+    page.click("#bulk-readings button[type=submit]")
+    page.wait_for_selector("#bulk-result")
+    cells = page.eval_on_selector_all(
+        "#bulk-result tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))")
+    assert [row[:5] for row in cells] == [["m1", "applied", "2", "0", "0"],
+                                          ["ghost", "refused", "0", "0", "0"],
+                                          ["m2", "applied", "2", "0", "0"]]
+    assert cells[1][6].startswith("404: No stream with id") and cells[0][6] == ""
+    assert page.inner_text("#bulk-result p").startswith("4 applied, 0 duplicates, 2 refused")
+    page.wait_for_function(f"() => document.querySelector({applied_cell!r}).innerText === '2'")
+    assert httpx.get(f"{server.url}/v1/streams/m2", headers=auth).json()["readings_applied"] == 2
+
+    # Sent again: duplicates, nothing applied twice.
+    page.set_input_files("#bulk-readings input[name=file]", str(fleet))
+    page.click("#bulk-readings button[type=submit]")
+    page.wait_for_selector("#bulk-result p >> text=0 applied, 4 duplicates")
+    assert page.inner_text(applied_cell) == "2"
+
+    # A file the API would refuse is refused before anything is sent, beside the form.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"stream_id,ts,value\nm1,{stamps[warm + 2]:%Y-%m-%dT%H:%M:%SZ},lots\n")
+    page.set_input_files("#bulk-readings input[name=file]", str(bad))
+    page.click("#bulk-readings button[type=submit]")
+    error = page.wait_for_selector("#bulk-readings + .inline-error").inner_text()
+    assert "Nothing was sent" in error and 'line 2: value "lots" is not a number' in error
+    assert httpx.get(f"{server.url}/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
