@@ -108,8 +108,11 @@ def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray
         pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
         for chunk in _chunks(pairs, SQLITE_MAX_VARIABLES // 2):
             rows += connection.exec_driver_sql(
-                "SELECT series_id, ts, value FROM readings WHERE (series_id, ts) IN "
-                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+                f"WITH k(series_id, ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                # CROSS JOIN keeps k outermost: one primary-key lookup per pair (a row-value
+                # IN list made SQLite scan the whole table).
+                "SELECT r.series_id, r.ts, r.value FROM k CROSS JOIN readings r "
+                "ON r.series_id = k.series_id AND r.ts = k.ts",
                 tuple(v for pair in chunk for v in pair)).all()
     return {(row[0], row[1]): (np.nan if row[2] is None else row[2]) for row in rows}
 
@@ -195,12 +198,12 @@ def fit_versions(connection: Connection, model_id: int, keys: Sequence[tuple[int
             ([k[0] for k in keys], [k[1] for k in keys], model_id)).all())
     else:
         rows = []
-        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 3):
+        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
             rows += connection.exec_driver_sql(
-                "SELECT series_id, boundary_ts, version FROM seasonal_fits "
-                "WHERE (series_id, model_id, boundary_ts) IN "
-                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))})",
-                tuple(v for s, b in chunk for v in (s, model_id, b))).all()
+                f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                "SELECT f.series_id, f.boundary_ts, f.version FROM k CROSS JOIN seasonal_fits f "
+                "ON f.series_id = k.series_id AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
+                (*(v for pair in chunk for v in pair), model_id)).all()
     return {(row[0], row[1]): row[2] for row in rows}
 
 

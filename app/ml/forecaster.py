@@ -322,34 +322,47 @@ class Forecaster:
         stamps = pd.DatetimeIndex(np.asarray(timestamps_ns, dtype=np.int64))
         step_ns = self.step_size.value
         here = boundaries(stamps, self.spec.steps_per_day, self.features.timezone)
-        ahead_bounds = boundaries(stamps + self.step_size, self.spec.steps_per_day, self.features.timezone)
+        ahead_bounds = boundaries(
+            pd.DatetimeIndex(stamps.asi8 + step_ns), self.spec.steps_per_day, self.features.timezone
+        )
         offsets = (stamps.asi8 - here) // step_ns
         ahead_offsets = (stamps.asi8 - ahead_bounds) // step_ns
         seasonal = np.zeros(len(values))
         ahead = np.zeros(len(values))
         if self.features.deseasonalized:
-            for i, source in enumerate(sources):
+            # Plain Python per stream: numpy's per-call overhead would cost more than the lookups.
+            per_stream = zip(
+                sources,
+                here.tolist(),
+                offsets.tolist(),
+                ahead_bounds.tolist(),
+                ahead_offsets.tolist(),
+                strict=True,
+            )
+            for i, (source, bound, offset, ahead_bound, ahead_offset) in enumerate(per_stream):
                 if source is None:
                     raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
-                seasonal[i] = source.cycles(int(here[i])).at(offsets[i : i + 1])[0]
-                path = source.cycles(int(ahead_bounds[i])).at(ahead_offsets[i] + np.arange(2))
-                ahead[i] = path[1] - path[0]
+                seasonal[i] = source.cycles(bound).value_at(offset)
+                fit = source.cycles(ahead_bound)
+                ahead[i] = fit.value_at(ahead_offset + 1) - fit.value_at(ahead_offset)
         scales = np.array([self.scales[state["series"]] for state in states])
         z = values - seasonal
         # As `change_inputs` computes it, z/scale - previous/scale, so both paths agree bit for bit.
         previous = np.array([z[i] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
         change = z / scales - previous / scales
         x = np.concatenate([change[:, None], calendar(stamps, self.features)], axis=1)
+        # Each state holds (1, units) per layer: one conversion per layer for all streams.
         stacked = [
-            np.concatenate([np.asarray(state["network"][layer], dtype=np.float64) for state in states])
+            np.array([state["network"][layer][0] for state in states], dtype=np.float64)
             for layer in range(len(self.network.state_units))
         ]
         y, net = self.network.run(x[:, None, :], stacked, return_sequences=True)
         iso = np.datetime_as_string(stamps.asi8.astype("datetime64[ns]"), unit="s").tolist()
+        rows = [array.tolist() for array in net]
         new_states = [
             {
                 **state,
-                "network": [array[i : i + 1].tolist() for array in net],
+                "network": [[layer[i]] for layer in rows],
                 "last_value": float(values[i]),
                 "last_z": float(z[i]),
                 "last_timestamp": iso[i],

@@ -176,6 +176,13 @@ class SeasonalCycles:
             out += cycle[offsets % len(cycle)]
         return out
 
+    def value_at(self, offset: int) -> float:
+        """`at` of one offset, without numpy's per-call overhead (the same sum, in the same order)."""
+        total = 0.0
+        for cycle in self.cycles:
+            total += float(cycle[offset % len(cycle)])
+        return total
+
     @property
     def periods(self) -> tuple[int, ...]:
         return tuple(len(cycle) for cycle in self.cycles)

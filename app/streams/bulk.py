@@ -10,8 +10,9 @@ Every post, of one reading or of fifty thousand over as many meters, comes throu
 A stream refused (unknown, conflicting, invalid) changes nothing and does not stop the others.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ def post_readings(*, session: Session, forecasters: ForecasterCache, fits: FitCa
         try:
             if row is None:
                 raise NotFound(f"No stream with id {readings.name!r}")
-            batch = _checked(readings, row.freq)
+            batch = _checked_one(readings, row.freq) or _checked(readings, row.freq)
             step = _fast_step(row, batch, forecasters)
         except ServiceError as exc:
             outcomes[readings.name] = Outcome(name=readings.name, error=exc)
@@ -115,6 +116,16 @@ def _checked(readings: StreamReadings, freq: str) -> ReadingsBatch:
                 for i in np.flatnonzero(mask)[:MAX_REPORTED_ROWS].tolist()]
 
     return checked_batch(readings.ts_ns, readings.values, freq, report)
+
+
+def _checked_one(readings: StreamReadings, freq: str) -> ReadingsBatch | None:
+    """A lone reading on a fixed step's grid, checked with integer arithmetic (most posts);
+    None for anything else, which `_checked` checks and explains."""
+    step_s = step_seconds(freq)
+    ts_ns = readings.ts_ns.tolist()
+    if step_s is None or len(ts_ns) != 1 or ts_ns[0] % NS_PER_S or ts_ns[0] // NS_PER_S % step_s:
+        return None
+    return ReadingsBatch(ts_s=readings.ts_ns // NS_PER_S, values=readings.values)
 
 
 def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCache) -> _Step | None:
@@ -203,24 +214,28 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
     """Each stream's seasonal fits, read in one query (made and stored once a day if missing)."""
     if not forecaster.needs_seasonal:
         return [None] * len(steps)
-    stamps = to_index(np.array([s.ts_s for s in steps], dtype=np.int64))
+    ns = np.array([s.ts_s for s in steps], dtype=np.int64) * NS_PER_S
     days = forecaster.spec.steps_per_day, forecaster.features.timezone
-    keys = {(s.row.series_id, int(b) // NS_PER_S)
-            for bounds in (boundaries(stamps, *days), boundaries(stamps + forecaster.step_size, *days))
-            for s, b in zip(steps, bounds.tolist(), strict=True)}
-    found = stored_fits(connection, fits, model_id, sorted(keys))
-    return [PreloadedSeasonal(found, s.row.series_id, _maker(session, forecaster, model_id, s.row))
-            for s in steps]
+    series_ids = [s.row.series_id for s in steps]
+    keys: set[tuple[int, int]] = set()
+    for stamps in (ns, ns + forecaster.step_size.value):  # this step's day, the next step's
+        keys.update(zip(series_ids, (boundaries(to_index(stamps // NS_PER_S), *days)
+                                     // NS_PER_S).tolist(), strict=True))
+    found = stored_fits(connection, fits, model_id, list(keys))
+    by_series: dict[int, PreloadedSeasonal] = {}
+    for series_id in series_ids:
+        if series_id not in by_series:
+            by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
+                _stored_source, session, forecaster, model_id, series_id))
+    return [by_series[series_id] for series_id in series_ids]
 
 
-def _maker(session: Session, forecaster: Forecaster, model_id: int,
-           row: StreamRow) -> Callable[[], StoredSeasonal]:
-    def make() -> StoredSeasonal:
-        series = session.get(Series, row.series_id)
-        assert series is not None
-        return StoredSeasonal(session=session, series=series, model_id=model_id,
-                              forecaster=forecaster)
-    return make
+def _stored_source(session: Session, forecaster: Forecaster, model_id: int,
+                   series_id: int) -> StoredSeasonal:
+    """Where a fit missing from the bulk read comes from: made now, and stored for every stream."""
+    series = session.get(Series, series_id)
+    assert series is not None
+    return StoredSeasonal(session=session, series=series, model_id=model_id, forecaster=forecaster)
 
 
 def _judged(forecaster: Forecaster, steps: list[_Step], states: list[dict[str, Any]],
