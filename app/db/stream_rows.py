@@ -6,7 +6,8 @@ for each driver. PostgreSQL takes arrays (`unnest`), so a statement's text never
 many rows it carries and stays prepared; SQLite takes chunks of VALUES rows.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 # SQLite allows 32,766 bound variables a statement.
 SQLITE_MAX_VARIABLES = 32_000
@@ -76,13 +78,13 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
     for each other instead of deadlocking; SQLite's write lock (taken by the caller) covers all.
     """
     if is_postgres(connection):
-        rows: Iterable[Sequence[Any]] = connection.exec_driver_sql(
-            _LOCK_PG, (tenant_id, list(names))).all()
+        rows: list[Any] = _run(connection,
+            _LOCK_PG, (tenant_id, list(names)))
     else:
         rows = []
         for chunk in _chunks(list(names), SQLITE_MAX_VARIABLES - 1):
             sql = _LOCK_SQLITE.format(names=", ".join("?" * len(chunk)))
-            rows += connection.exec_driver_sql(sql, (tenant_id, *chunk)).all()
+            rows += _run(connection, sql, (tenant_id, *chunk))
         rows = sorted(rows, key=lambda row: int(row[0]))
     return [StreamRow(
         id=row[0], name=row[1], series_id=row[2], model_id=row[3], pinned=bool(row[4]),
@@ -98,22 +100,22 @@ def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray
     if len(ts) == 0:
         return {}
     if is_postgres(connection):
-        rows: list[Any] = list(connection.exec_driver_sql(
+        rows: list[Any] = _run(connection,
             "SELECT r.series_id, r.ts, r.value FROM readings r "
             "JOIN unnest(%s::int[], %s::bigint[]) AS k(series_id, ts) "
             "ON r.series_id = k.series_id AND r.ts = k.ts",
-            (series_ids.tolist(), ts.tolist())).all())
+            (series_ids.tolist(), ts.tolist()))
     else:
         rows = []
         pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
         for chunk in _chunks(pairs, SQLITE_MAX_VARIABLES // 2):
-            rows += connection.exec_driver_sql(
+            rows += _run(connection,
                 f"WITH k(series_id, ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
                 # CROSS JOIN keeps k outermost: one primary-key lookup per pair (a row-value
                 # IN list made SQLite scan the whole table).
                 "SELECT r.series_id, r.ts, r.value FROM k CROSS JOIN readings r "
                 "ON r.series_id = k.series_id AND r.ts = k.ts",
-                tuple(v for pair in chunk for v in pair)).all()
+                tuple(v for pair in chunk for v in pair))
     return {(row[0], row[1]): (np.nan if row[2] is None else row[2]) for row in rows}
 
 
@@ -130,19 +132,19 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
     sids, stamps = series_ids[order].tolist(), ts[order].tolist()
     column = [None if v != v else v for v in values[order].tolist()]  # NaN -> NULL
     if is_postgres(connection):
-        rows: list[Any] = list(connection.exec_driver_sql(
+        rows: list[Any] = _run(connection,
             "INSERT INTO readings (series_id, ts, value) "
             "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[]) "
-            "ON CONFLICT DO NOTHING RETURNING series_id, ts", (sids, stamps, column)).all())
+            "ON CONFLICT DO NOTHING RETURNING series_id, ts", (sids, stamps, column))
     else:
         rows = []
         for chunk in _chunks(list(zip(sids, stamps, column, strict=True)),
                              SQLITE_MAX_VARIABLES // 3):
-            rows += connection.exec_driver_sql(
+            rows += _run(connection,
                 "INSERT INTO readings (series_id, ts, value) VALUES "
                 f"{', '.join(['(?, ?, ?)'] * len(chunk))} "
                 "ON CONFLICT DO NOTHING RETURNING series_id, ts",
-                tuple(v for row in chunk for v in row)).all()
+                tuple(v for row in chunk for v in row))
     return {(row[0], row[1]) for row in rows}
 
 
@@ -163,7 +165,7 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
         return
     now = datetime.now(UTC)
     if is_postgres(connection):
-        connection.exec_driver_sql(
+        _run(connection,
             "UPDATE streams AS s SET model_id = u.model_id, state = u.state::json, "
             "last_ts = u.last_ts, readings_applied = u.readings_applied, "
             "next_forecast = u.next_forecast::json, accuracy = u.accuracy::json, updated_at = %s "
@@ -177,7 +179,7 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
         return
     # SQLAlchemy's format for DateTime on SQLite: UTC, no zone, microseconds.
     stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-    connection.exec_driver_sql(
+    _run_many(connection,
         "UPDATE streams SET model_id = ?, state = ?, last_ts = ?, readings_applied = ?, "
         "next_forecast = ?, accuracy = ?, updated_at = ? WHERE id = ?",
         [(u.model_id, _dumps(u.state), u.last_ts, u.readings_applied, _dumps(u.next_forecast),
@@ -190,20 +192,20 @@ def fit_versions(connection: Connection, model_id: int, keys: Sequence[tuple[int
     if not keys:
         return {}
     if is_postgres(connection):
-        rows: list[Any] = list(connection.exec_driver_sql(
+        rows: list[Any] = _run(connection,
             "SELECT f.series_id, f.boundary_ts, f.version FROM seasonal_fits f "
             "JOIN unnest(%s::int[], %s::bigint[]) AS k(series_id, boundary_ts) "
             "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
             "WHERE f.model_id = %s",
-            ([k[0] for k in keys], [k[1] for k in keys], model_id)).all())
+            ([k[0] for k in keys], [k[1] for k in keys], model_id))
     else:
         rows = []
         for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
-            rows += connection.exec_driver_sql(
+            rows += _run(connection,
                 f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
                 "SELECT f.series_id, f.boundary_ts, f.version FROM k CROSS JOIN seasonal_fits f "
                 "ON f.series_id = k.series_id AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
-                (*(v for pair in chunk for v in pair), model_id)).all()
+                (*(v for pair in chunk for v in pair), model_id))
     return {(row[0], row[1]): row[2] for row in rows}
 
 
@@ -214,13 +216,46 @@ def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, 
     cast = "::text" if is_postgres(connection) else ""
     marker = "%s" if is_postgres(connection) else "?"
     for series_id, boundary in keys:  # few: a fit is read once a day per series and replica
-        row = connection.exec_driver_sql(
-            f"SELECT version, cycles{cast} FROM seasonal_fits WHERE series_id = {marker} "
-            f"AND model_id = {marker} AND boundary_ts = {marker}",
-            (series_id, model_id, boundary)).first()
-        if row is not None:
+        for row in _run(connection,
+                        f"SELECT version, cycles{cast} FROM seasonal_fits WHERE series_id = {marker} "
+                        f"AND model_id = {marker} AND boundary_ts = {marker}",
+                        (series_id, model_id, boundary)):
             found[(series_id, boundary)] = (row[0], orjson.loads(row[1]))
     return found
+
+
+def _run(connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Execute on the driver's own connection, in the caller's transaction; the rows, if any.
+
+    SQLAlchemy's statement handling cost more than the statement itself here. Driver errors are
+    raised as SQLAlchemy's, so the API's handlers (503 for an outage or a lock timeout) apply.
+    """
+    with _translated(connection, sql, params):
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
+        finally:
+            cursor.close()
+
+
+def _run_many(connection: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    with _translated(connection, sql, rows):
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+
+
+@contextmanager
+def _translated(connection: Connection, sql: str, params: Any) -> Iterator[None]:
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error,
+                                  dialect=connection.dialect) from exc
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

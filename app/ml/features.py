@@ -118,7 +118,7 @@ class FeatureConfig:
         return cls(**fields)
 
 
-def calendar(timestamps: pd.DatetimeIndex, config: FeatureConfig) -> np.ndarray:
+def calendar(timestamps: pd.DatetimeIndex | np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Sine/cosine of time of day and day of week, shape (T, C); C may be 0.
 
     Read on the series' local wall clock (`config.timezone`; a naive index is UTC): demand follows
@@ -137,8 +137,13 @@ def calendar(timestamps: pd.DatetimeIndex, config: FeatureConfig) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def local_wall_ns(timestamps: pd.DatetimeIndex, timezone: str) -> np.ndarray:
-    """Nanoseconds of each timestamp's wall-clock time in `timezone` (a naive index is UTC)."""
+def local_wall_ns(timestamps: pd.DatetimeIndex | np.ndarray, timezone: str) -> np.ndarray:
+    """Nanoseconds of each timestamp's wall-clock time in `timezone` (a naive index, or an array
+    of int64 nanoseconds, is UTC)."""
+    if isinstance(timestamps, np.ndarray):
+        if timezone == "UTC":
+            return timestamps
+        timestamps = pd.DatetimeIndex(timestamps)
     if timestamps.tz is None:
         if timezone == "UTC":
             return timestamps.asi8

@@ -18,6 +18,7 @@ Stream state is a JSON-able dict that round-trips exactly:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,14 +320,13 @@ class Forecaster:
         """
         values = np.asarray(values, dtype=np.float64)
         states = [self._stream_state(state) for state in states]
-        stamps = pd.DatetimeIndex(np.asarray(timestamps_ns, dtype=np.int64))
+        # Plain int64 nanoseconds throughout: a DatetimeIndex costs more than the network step.
+        ns = np.asarray(timestamps_ns, dtype=np.int64)
         step_ns = self.step_size.value
-        here = boundaries(stamps, self.spec.steps_per_day, self.features.timezone)
-        ahead_bounds = boundaries(
-            pd.DatetimeIndex(stamps.asi8 + step_ns), self.spec.steps_per_day, self.features.timezone
-        )
-        offsets = (stamps.asi8 - here) // step_ns
-        ahead_offsets = (stamps.asi8 - ahead_bounds) // step_ns
+        here = boundaries(ns, self.spec.steps_per_day, self.features.timezone)
+        ahead_bounds = boundaries(ns + step_ns, self.spec.steps_per_day, self.features.timezone)
+        offsets = (ns - here) // step_ns
+        ahead_offsets = (ns - ahead_bounds) // step_ns
         seasonal = np.zeros(len(values))
         ahead = np.zeros(len(values))
         if self.features.deseasonalized:
@@ -350,14 +350,14 @@ class Forecaster:
         # As `change_inputs` computes it, z/scale - previous/scale, so both paths agree bit for bit.
         previous = np.array([z[i] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
         change = z / scales - previous / scales
-        x = np.concatenate([change[:, None], calendar(stamps, self.features)], axis=1)
+        x = np.concatenate([change[:, None], calendar(ns, self.features)], axis=1)
         # Each state holds (1, units) per layer: one conversion per layer for all streams.
         stacked = [
             np.array([state["network"][layer][0] for state in states], dtype=np.float64)
             for layer in range(len(self.network.state_units))
         ]
         y, net = self.network.run(x[:, None, :], stacked, return_sequences=True)
-        iso = np.datetime_as_string(stamps.asi8.astype("datetime64[ns]"), unit="s").tolist()
+        iso = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="s").tolist()
         rows = [array.tolist() for array in net]
         new_states = [
             {
@@ -464,7 +464,7 @@ class Forecaster:
             return state
         return self.warm(np.full(len(missing), np.nan), missing, state, seasonal=source)
 
-    @property
+    @functools.cached_property
     def step_size(self) -> pd.Timedelta:
         return pd.Timedelta(self.offset)
 

@@ -27,15 +27,19 @@ from app.ml.seasonal import SeasonalCycles, SeasonalFitter
 NS_PER_DAY = 86_400 * 10**9
 
 
-def boundaries(timestamps: pd.DatetimeIndex, steps_per_day: float, timezone: str = "UTC") -> np.ndarray:
+def boundaries(
+    timestamps: pd.DatetimeIndex | np.ndarray, steps_per_day: float, timezone: str = "UTC"
+) -> np.ndarray:
     """The boundary (int64 ns, UTC) of the fit each timestamp is read against: the start of its
     day on the series' local clock, so refits follow local midnight across DST (daily data: the
-    timestamp itself). A naive index is UTC."""
+    timestamp itself). A naive index, or an array of int64 nanoseconds, is UTC."""
+    if isinstance(timestamps, np.ndarray):
+        timestamps = timestamps if steps_per_day <= 1 or timezone == "UTC" else pd.DatetimeIndex(timestamps)
     if steps_per_day <= 1:
-        return np.asarray(timestamps.asi8)
-    if timezone == "UTC" and timestamps.tz is None:
+        return np.asarray(timestamps if isinstance(timestamps, np.ndarray) else timestamps.asi8)
+    if isinstance(timestamps, np.ndarray) or (timezone == "UTC" and timestamps.tz is None):
         # Integer arithmetic: pandas' floor costs ~1 ms a call, more than a cell step.
-        ns = np.asarray(timestamps.asi8)
+        ns = np.asarray(timestamps if isinstance(timestamps, np.ndarray) else timestamps.asi8)
         return ns - ns % NS_PER_DAY
     aware = timestamps if timestamps.tz is not None else timestamps.tz_localize("UTC")
     local = aware.tz_convert(timezone).floor("D", ambiguous=True, nonexistent="shift_forward")

@@ -31,7 +31,7 @@ from app.ml.stream_seasonal import SeasonalSource, boundaries
 from app.streams import accuracy, service
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, StoredSeasonal, stored_fits
-from app.timegrid import NS_PER_S, iso_many, step_seconds, to_index, to_iso
+from app.timegrid import NS_PER_S, iso_many, step_seconds, to_iso
 
 
 @dataclass
@@ -219,8 +219,7 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
     series_ids = [s.row.series_id for s in steps]
     keys: set[tuple[int, int]] = set()
     for stamps in (ns, ns + forecaster.step_size.value):  # this step's day, the next step's
-        keys.update(zip(series_ids, (boundaries(to_index(stamps // NS_PER_S), *days)
-                                     // NS_PER_S).tolist(), strict=True))
+        keys.update(zip(series_ids, (boundaries(stamps, *days) // NS_PER_S).tolist(), strict=True))
     found = stored_fits(connection, fits, model_id, list(keys))
     by_series: dict[int, PreloadedSeasonal] = {}
     for series_id in series_ids:
