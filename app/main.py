@@ -1,5 +1,6 @@
 """The ASGI application: wiring only, no logic."""
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = create_session_factory(engine)
         app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)
         app.state.seasonal_fits = FitCache(settings.seasonal_fit_cache_size)
+        # What is loaded by now lives as long as the process: keep it out of every collection
+        # (a full one walked it all and made a fleet's bulk post a third slower).
+        gc.freeze()
         yield
         engine.dispose()
 

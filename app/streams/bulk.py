@@ -10,7 +10,10 @@ Every post, of one reading or of fifty thousand over as many meters, comes throu
 A stream refused (unknown, conflicting, invalid) changes nothing and does not stop the others.
 """
 
-from collections.abc import Sequence
+import gc
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -71,6 +74,32 @@ class _Step:
     step_s: int
 
 
+# Streams in one post from which the cyclic garbage collector waits until the post is done:
+# a fleet's post allocates a few dicts per stream, none of them cyclic, and the collections
+# they set off cost a third of its time.
+GC_PAUSE_MIN_STREAMS = 256
+_gc_pauses = 0
+_gc_lock = threading.Lock()
+
+
+@contextmanager
+def _gc_paused(streams: int) -> Iterator[None]:
+    global _gc_pauses
+    if streams < GC_PAUSE_MIN_STREAMS:
+        yield
+        return
+    with _gc_lock:
+        _gc_pauses += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0:
+                gc.enable()
+
+
 def post_readings(*, session: Session, forecasters: ForecasterCache, fits: FitCache,
                   settings: Settings, tenant_id: int, sent: Sequence[StreamReadings],
                   rewarm: bool = False) -> list[Outcome]:
@@ -78,6 +107,14 @@ def post_readings(*, session: Session, forecasters: ForecasterCache, fits: FitCa
 
     The caller commits. A database failure raises and the caller's rollback undoes everything.
     """
+    with _gc_paused(len(sent)):
+        return _post_readings(session=session, forecasters=forecasters, fits=fits,
+                              settings=settings, tenant_id=tenant_id, sent=sent, rewarm=rewarm)
+
+
+def _post_readings(*, session: Session, forecasters: ForecasterCache, fits: FitCache,
+                   settings: Settings, tenant_id: int, sent: Sequence[StreamReadings],
+                   rewarm: bool) -> list[Outcome]:
     lock_for_write(session)
     connection = session.connection()
     rows = {row.name: row for row in stream_rows.lock_streams(
