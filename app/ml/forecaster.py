@@ -31,7 +31,7 @@ from app.ml.artifacts import NETWORK_DIR, load_meta
 from app.ml.data import interpolate_short_gaps
 from app.ml.engine import NumpyNetwork
 from app.ml.features import FeatureConfig, calendar, origin_batch, to_values, window_batch
-from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+from app.ml.seasonal import SeasonalFitter
 from app.ml.spec import ResolvedSpec
 from app.ml.stream_seasonal import (
     NO_SEASON,
@@ -529,24 +529,38 @@ class Forecaster:
         """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
 
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
-        a later day's fit would read readings that do not exist yet.
+        a later day's fit would read readings that do not exist yet. The rollout is what
+        `_stream_head` and `_run_stream` would compute block by block, with the seasonal path
+        and calendar inputs computed once and the state kept in arrays (a horizon-1 model
+        rolls out 96 times for a two-day forecast).
         """
-        block = self._stream_head(state, source)
-        first = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"]) + self.offset])
-        frozen = _FrozenSeasonal(
-            source, int(boundaries(first, self.spec.steps_per_day, self.features.timezone)[0]), self.step_size
-        )
-        mean = [block]
-        covered = len(block)
-        while covered < horizon:
-            stamps = pd.date_range(
-                pd.Timestamp(state["last_timestamp"]) + self.offset, periods=len(block), freq=self.offset
-            )
-            state, _ = self._run_stream(block, stamps, state, frozen)
-            block = self._stream_head(state, frozen)
+        if state["last_timestamp"] is None:
+            raise ValueError("The stream has no readings yet; warm it with history first.")
+        state = self._stream_state(state)
+        scale = self.scales[state["series"]]
+        step_ns = self.step_size.value
+        last_ns = pd.Timestamp(state["last_timestamp"]).value
+        head = self.network.output_size
+        future = last_ns + step_ns * np.arange(1, -(-horizon // head) * head + 1, dtype=np.int64)
+        first = int(boundaries(future[:1], self.spec.steps_per_day, self.features.timezone)[0])
+        # seasonal[j]: the frozen fit's component j steps after the last reading (j = 0: at it).
+        seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns)
+        inputs = calendar(future, self.features)
+        net = self.network.state_from_lists(state["network"])
+        last_value, last_z = float(state["last_value"]), state["last_z"]
+        mean = []
+        done = 0
+        while True:
+            output = np.asarray(self.network.output(net)[0], dtype=np.float64)
+            block = last_value + (seasonal[done + 1 : done + 1 + head] - seasonal[done]) + scale * output
             mean.append(block)
-            covered += len(block)
-        return np.concatenate(mean)[:horizon]
+            if done + head >= horizon:
+                return np.concatenate(mean)[:horizon]
+            z = block - seasonal[done + 1 : done + 1 + head]
+            x = np.concatenate([change_inputs(z, scale, last_z)[:, None], inputs[done : done + head]], axis=1)
+            _, net = self.network.run(x[None], net, return_sequences=True)
+            last_value, last_z = float(block[-1]), float(z[-1])
+            done += head
 
     def _warm_window(
         self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
@@ -621,19 +635,6 @@ class Forecaster:
         steps = np.arange(1, horizon + 1)
         beyond = q[-1] * np.sqrt(steps / head)
         return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)
-
-
-class _FrozenSeasonal:
-    """One fit standing in for every later day's (a rollout has no readings for their fits)."""
-
-    def __init__(self, source: SeasonalSource, boundary_ns: int, step: pd.Timedelta) -> None:
-        self.fit = source.cycles(boundary_ns)
-        self.boundary_ns = boundary_ns
-        self.step_ns = step.value
-
-    def cycles(self, boundary_ns: int) -> SeasonalCycles:
-        shift = (boundary_ns - self.boundary_ns) // self.step_ns
-        return SeasonalCycles(tuple(np.roll(cycle, -shift) for cycle in self.fit.cycles))
 
 
 def _json_values(values: np.ndarray) -> list[float | None]:

@@ -27,8 +27,9 @@ class StoredSeasonal:
     """The `SeasonalSource` of one series and model, backed by the `seasonal_fits` table."""
 
     def __init__(self, *, session: Session, series: Series, model_id: int,
-                 forecaster: Forecaster, defer_writes: bool = False) -> None:
-        self.session, self.series, self.model_id = session, series, model_id
+                 forecaster: Forecaster, defer_writes: bool = False,
+                 cache: "FitCache | None" = None) -> None:
+        self.session, self.series, self.model_id, self.cache = session, series, model_id, cache
         self.fit_steps = forecaster.features.fit_steps
         self.fitter = forecaster.seasonal_fitter
         self._fits: dict[int, SeasonalCycles] = {}
@@ -45,6 +46,9 @@ class StoredSeasonal:
         return fit
 
     def _load(self, boundary_s: int) -> SeasonalCycles | None:
+        if self.cache is not None:  # a version read, and the fit parsed once per process
+            key = (self.series.id, boundary_s)
+            return stored_fits(self.session.connection(), self.cache, self.model_id, [key]).get(key)
         row = self.session.get(SeasonalFit, (self.series.id, self.model_id, boundary_s))
         return None if row is None else SeasonalCycles.from_lists(row.cycles)
 
@@ -145,12 +149,13 @@ class PreloadedSeasonal:
 
 
 def seasonal_source(*, session: Session, series: Series, model_id: int,
-                    forecaster: Forecaster, defer_writes: bool = False) -> StoredSeasonal | None:
+                    forecaster: Forecaster, defer_writes: bool = False,
+                    cache: "FitCache | None" = None) -> StoredSeasonal | None:
     """The fits a model's stream steps read, or None for models that read none."""
     if not forecaster.needs_seasonal:
         return None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
-                          forecaster=forecaster, defer_writes=defer_writes)
+                          forecaster=forecaster, defer_writes=defer_writes, cache=cache)
 
 
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

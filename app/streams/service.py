@@ -27,7 +27,7 @@ from app.ml.stream_seasonal import SeasonalSource
 from app.streams import accuracy
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
-from app.streams.seasonal_fits import seasonal_source
+from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
 
@@ -293,7 +293,7 @@ def points(forecast: Forecast) -> list[dict[str, Any]]:
 
 
 def forecast_stream(*, session: Session, cache: ForecasterCache, stream: Stream, horizon: int,
-                    levels: tuple[int, ...]) -> Forecast:
+                    levels: tuple[int, ...], fits: FitCache | None = None) -> Forecast:
     model = models_db.model_ref(session=session, model_id=stream.model_id) \
         if stream.model_id else None
     if model is None:
@@ -305,7 +305,7 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, stream: Stream,
     series = session.get(Series, stream.series_id)
     assert series is not None
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster)
+                               forecaster=forecaster, cache=fits)
     return run_forecast(forecaster, stream.state, horizon, levels, seasonal)
 
 

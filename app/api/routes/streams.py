@@ -33,7 +33,7 @@ from app.errors import Conflict
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, bulk
 from app.streams import service as streams
-from app.streams.seasonal_fits import seasonal_source
+from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
@@ -150,7 +150,7 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
                                     rewarm=rewarm)
     if outcome.error is not None:
         raise outcome.error
-    forecast = _posted_forecast(session, outcome, horizon, tuple(level))
+    forecast = _posted_forecast(session, fits, outcome, horizon, tuple(level))
     session.commit()
     STREAM_READINGS.inc(len(outcome.done.applied))
     return json_response({
@@ -186,7 +186,7 @@ def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
         "error": None if error is None else problem_body(error)}
 
 
-def _posted_forecast(session: Session, outcome: bulk.Outcome, horizon: int,
+def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, horizon: int,
                      levels: tuple[int, ...]) -> list[dict[str, Any]]:
     """The forecast answered with a post: the stored next step if that is what was asked."""
     forecaster = outcome.forecaster
@@ -200,7 +200,7 @@ def _posted_forecast(session: Session, outcome: bulk.Outcome, horizon: int,
     series = session.get(Series, outcome.series_id)
     assert series is not None
     seasonal = seasonal_source(session=session, series=series, model_id=outcome.model_id,
-                               forecaster=forecaster)
+                               forecaster=forecaster, cache=fits)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
@@ -211,13 +211,14 @@ def _posted_forecast(session: Session, outcome: bulk.Outcome, horizon: int,
 
 @router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")
 def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
-                    cache: ForecastersDep, settings: SettingsDep, horizon: HorizonQuery = 1,
+                    cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
+                    horizon: HorizonQuery = 1,
                     level: LevelsQuery = [80, 95],  # noqa: B006
                     ) -> dict[str, object]:
     check_horizon(horizon, settings)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     forecast = streams.forecast_stream(session=session, cache=cache, stream=stream,
-                                       horizon=horizon, levels=tuple(level))
+                                       horizon=horizon, levels=tuple(level), fits=fits)
     return {"stream_id": stream.name, "model_id": stream.model_id,
             "points": streams.points(forecast)}
 
