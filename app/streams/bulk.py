@@ -186,9 +186,11 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
     values = np.array([s.value for s in steps])
     season_s = np.array([s.step_s for s in steps], dtype=np.int64) * forecaster.spec.seasonal_period
     # One read: any reading already stored at each timestamp (by another stream of the series,
-    # or an upload), and the seasonal naive's reading one season earlier.
-    stored = stream_rows.stored_values(connection, np.concatenate([series_ids, series_ids]),
-                                       np.concatenate([ts, ts - season_s]))
+    # or an upload), the seasonal naive's reading one season earlier, and the fits' versions.
+    fit_keys = _fit_keys(forecaster, steps)
+    stored, versions = stream_rows.stored_values_and_fit_versions(
+        connection, np.concatenate([series_ids, series_ids]), np.concatenate([ts, ts - season_s]),
+        model_id, fit_keys)
     refused: list[Outcome] = []
     keep, fresh = [], []
     # Two streams of one series may carry the same reading: the first stores it, and the
@@ -225,7 +227,7 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
         steps, ts, values, season_s = [steps[i] for i in keep], ts[keep], values[keep], season_s[keep]
         if not steps:
             return refused
-    sources = _sources(session, connection, forecaster, model_id, steps, fits)
+    sources = _sources(session, connection, forecaster, model_id, steps, fits, fit_keys, versions)
     states, means = forecaster.step_streams([s.row.state or {} for s in steps], values,
                                             ts * NS_PER_S, sources)
     outcomes = _judged(forecaster, steps, states, means, ts, values,
@@ -246,24 +248,31 @@ def _stored_differs(step: _Step, before: float) -> Conflict:
                                         ts=to_iso(step.ts_s))])
 
 
-def _sources(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,
-             steps: list[_Step], fits: FitCache) -> list[SeasonalSource | None]:
-    """Each stream's seasonal fits, read in one query (made and stored once a day if missing)."""
+def _fit_keys(forecaster: Forecaster, steps: list[_Step]) -> list[tuple[int, int]]:
+    """The (series, boundary) of the fits the steps read: their own day's and the next step's."""
     if not forecaster.needs_seasonal:
-        return [None] * len(steps)
+        return []
     ns = np.array([s.ts_s for s in steps], dtype=np.int64) * NS_PER_S
     days = forecaster.spec.steps_per_day, forecaster.features.timezone
     series_ids = [s.row.series_id for s in steps]
     keys: set[tuple[int, int]] = set()
-    for stamps in (ns, ns + forecaster.step_size.value):  # this step's day, the next step's
+    for stamps in (ns, ns + forecaster.step_size.value):
         keys.update(zip(series_ids, (boundaries(stamps, *days) // NS_PER_S).tolist(), strict=True))
-    found = stored_fits(connection, fits, model_id, list(keys))
+    return list(keys)
+
+
+def _sources(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,
+             steps: list[_Step], fits: FitCache, keys: list[tuple[int, int]],
+             versions: dict[tuple[int, int], int]) -> list[SeasonalSource | None]:
+    """Each stream's seasonal fits (made and stored, once a day, where missing)."""
+    if not forecaster.needs_seasonal:
+        return [None] * len(steps)
+    found = stored_fits(connection, fits, model_id, keys, versions)
     by_series: dict[int, PreloadedSeasonal] = {}
-    for series_id in series_ids:
-        if series_id not in by_series:
-            by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
-                _stored_source, session, forecaster, model_id, series_id))
-    return [by_series[series_id] for series_id in series_ids]
+    for series_id in {s.row.series_id for s in steps}:
+        by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
+            _stored_source, session, forecaster, model_id, series_id))
+    return [by_series[s.row.series_id] for s in steps]
 
 
 def _stored_source(session: Session, forecaster: Forecaster, model_id: int,

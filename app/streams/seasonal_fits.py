@@ -114,9 +114,12 @@ class FitCache:
 
 
 def stored_fits(connection: Connection, cache: FitCache, model_id: int,
-                keys: Sequence[FitKey]) -> dict[FitKey, SeasonalCycles]:
-    """The stored fits among `keys`: versions in one query, cycles only for those not cached."""
-    versions = stream_rows.fit_versions(connection, model_id, keys)
+                keys: Sequence[FitKey], versions: dict[FitKey, int] | None = None,
+                ) -> dict[FitKey, SeasonalCycles]:
+    """The stored fits among `keys`: versions in one query (unless the caller read them),
+    cycles only for those not cached."""
+    if versions is None:
+        versions = stream_rows.fit_versions(connection, model_id, keys)
     found: dict[FitKey, SeasonalCycles] = {}
     missing = []
     for key, version in versions.items():
