@@ -12,7 +12,12 @@ from app.client import commands
 from app.client.api import ApiClient
 from app.config import Settings
 from app.ml.spec import ModelSpec
-from tests.streams.conftest import artifacts, hourly_values, install_model, load_series
+from tests.streams.conftest import (
+    artifacts,
+    fleet_csv,
+    hourly_values,
+    streams_on_the_series,
+)
 
 __all__ = ["artifacts"]  # the tiny trained models, for the streams the bulk command feeds
 
@@ -172,16 +177,9 @@ def test_push_many_feeds_several_streams_and_says_which_were_refused(
     """Against the real bulk endpoint: m1 and m2 applied, ghost refused (exit 1); sent again,
     the readings come back as duplicates."""
     warm = 300
-    series_id = load_series(client, auth, warm)
-    install_model(settings, artifacts["lstm_stateful"], series_id)
-    for name in ("m1", "m2"):
-        created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": name},
-                              headers=auth)
-        assert created.status_code == 201, created.text
-    stamps, values = hourly_values()
-    rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
-            for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
-    fleet = write(tmp_path, "fleet.csv", "stream_id,ts,value\n" + "\n".join(rows) + "\n")
+    streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("m1", "m2"), warm)
+    stamps, _ = hourly_values()
+    fleet = write(tmp_path, "fleet.csv", fleet_csv(warm))
 
     status, out, _ = run("stream", "push-many", "--file", str(fleet))
     assert status == 1, out
@@ -193,8 +191,8 @@ def test_push_many_feeds_several_streams_and_says_which_were_refused(
     assert lines[5].startswith("4 applied, 0 duplicates, 2 refused; 3 streams (1 refused)")
     assert client.get("/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
 
-    known = write(tmp_path, "known.csv", "stream_id,ts,value\n" + "\n".join(
-        r for r in rows if not r.startswith("ghost")) + "\n")
+    known = write(tmp_path, "known.csv", "".join(
+        line for line in fleet_csv(warm).splitlines(keepends=True) if not line.startswith("ghost")))
     status, out, _ = run("stream", "push-many", "--file", str(known))
     assert status == 0, out
     assert out.splitlines()[-1].startswith("0 applied, 4 duplicates, 0 refused")

@@ -81,3 +81,24 @@ def load_series(client: Any, auth: dict[str, str], readings: int) -> int:
     if readings:
         upload(client, auth, series_id, stamps[:readings], values[:readings])
     return series_id
+
+
+def streams_on_the_series(client: Any, auth: dict[str, str], settings: Settings, artifact: Path,
+                          names: tuple[str, ...], warm: int) -> int:
+    """The series with its first `warm` readings, `artifact` installed as its model, and a
+    stream of each of `names` on it; returns the series id."""
+    series_id = load_series(client, auth, warm)
+    install_model(settings, artifact, series_id)
+    for name in names:
+        created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": name},
+                              headers=auth)
+        assert created.status_code == 201, created.text
+    return series_id
+
+
+def fleet_csv(warm: int) -> str:
+    """Readings warm and warm + 1 for streams m1 and m2, and for a stream that does not exist."""
+    stamps, values = hourly_values()
+    rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
+            for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
+    return "stream_id,ts,value\n" + "\n".join(rows) + "\n"

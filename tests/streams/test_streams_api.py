@@ -15,7 +15,7 @@ from app.ml.forecaster import Forecaster
 from app.ml.spec import ResolvedSpec
 from app.ml.stream_seasonal import NO_SEASON, boundaries, change_inputs, seasonal_ahead, seasonal_at
 from tests.api.helpers import assert_problem, count_rows
-from tests.streams.conftest import hourly_values, install_model, load_series
+from tests.streams.conftest import hourly_values, install_model, load_series, streams_on_the_series
 
 WARM = 300
 
@@ -223,12 +223,8 @@ def test_stream_rows_hold_only_the_state_and_share_one_seasonal_fit_a_day(
         artifacts: dict[str, Path]) -> None:
     """Two streams on one series: each row holds h, c and the last reading (no history), and the
     seasonal fits their readings are read against are made once per day and shared."""
-    sid = load_series(client, auth, WARM)
-    install_model(settings, artifacts["lstm_stateful"], sid)
-    for name in ("a", "b"):
-        created = client.post("/v1/streams", json={"series_id": sid, "stream_id": name},
-                              headers=auth)
-        assert created.status_code == 201, created.text
+    sid = streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("a", "b"),
+                                WARM)
     fits_after_warm = count_rows(settings.database_url, "seasonal_fits")
     days_warmed = len({t.floor("D") for t in hourly_values()[0][:WARM]})
     assert fits_after_warm == days_warmed  # one fit per day, made once for both streams

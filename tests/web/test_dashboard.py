@@ -12,7 +12,12 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from tests.server import ServerProcess
-from tests.streams.conftest import artifacts, hourly_values, install_model, load_series
+from tests.streams.conftest import (
+    artifacts,
+    fleet_csv,
+    hourly_values,
+    streams_on_the_series,
+)
 from tests.web.browser import chromium_page, require_chromium
 
 __all__ = ["artifacts"]  # the tiny trained models, for streams fed from the series list
@@ -193,17 +198,11 @@ def test_readings_for_many_streams_from_a_csv_show_per_stream_and_refresh_the_li
         page: Any, server: ServerProcess, client: TestClient, auth: dict[str, str],
         settings: Settings, artifacts: dict[str, Path], tmp_path: Path) -> None:
     warm = 300
-    series_id = load_series(client, auth, warm)
-    install_model(settings, artifacts["lstm_stateful"], series_id)
-    for name in ("m1", "m2"):
-        created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": name},
-                              headers=auth)
-        assert created.status_code == 201, created.text
-    stamps, values = hourly_values()
-    rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
-            for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
+    streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"],
+                                      ("m1", "m2"), warm)
     fleet = tmp_path / "fleet.csv"
-    fleet.write_text("stream_id,ts,value\n" + "\n".join(rows) + "\n")
+    fleet.write_text(fleet_csv(warm))
+    stamps, _ = hourly_values()
     applied_cell = "#streams-table tr[data-stream-id='m1'] td:nth-child(4)"
 
     page.goto(server.url + "/")
