@@ -168,6 +168,15 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
     if not updates:
         return
     now = datetime.now(UTC)
+    if is_postgres(connection) and len(updates) > PG_ARRAY_MIN_ROWS:
+        # Pipelined by psycopg; arrays of JSON text cost twice as much to adapt (quoting).
+        _run_many(connection,
+                  "UPDATE streams SET model_id = %s, state = %s::json, last_ts = %s, "
+                  "readings_applied = %s, next_forecast = %s::json, accuracy = %s::json, "
+                  "updated_at = %s WHERE id = %s",
+                  [(u.model_id, _dumps(u.state), u.last_ts, u.readings_applied,
+                    _dumps(u.next_forecast), _dumps(u.accuracy), now, u.id) for u in updates])
+        return
     if is_postgres(connection):
         rows, params = _pg_rows(
             ("int", "int", "text", "bigint", "int", "text", "text"), [u.id for u in updates],
@@ -240,16 +249,25 @@ def stored_values_and_fit_versions(
 def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
                ) -> dict[tuple[int, int], tuple[int, list[list[float]]]]:
     """The version and cycles of each stored fit among (series, boundary) `keys` of a model."""
-    found: dict[tuple[int, int], tuple[int, list[list[float]]]] = {}
-    cast = "::text" if is_postgres(connection) else ""
-    marker = "%s" if is_postgres(connection) else "?"
-    for series_id, boundary in keys:  # few: a fit is read once a day per series and replica
-        for row in _run(connection,
-                        f"SELECT version, cycles{cast} FROM seasonal_fits WHERE series_id = {marker} "
-                        f"AND model_id = {marker} AND boundary_ts = {marker}",
-                        (series_id, model_id, boundary)):
-            found[(series_id, boundary)] = (row[0], orjson.loads(row[1]))
-    return found
+    if not keys:
+        return {}
+    if is_postgres(connection):
+        wanted, params = _pg_rows(("int", "bigint"), [k[0] for k in keys], [k[1] for k in keys])
+        rows = _run(connection,
+                    "SELECT f.series_id, f.boundary_ts, f.version, f.cycles::text "
+                    f"FROM seasonal_fits f JOIN {wanted} AS k(series_id, boundary_ts) "
+                    "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
+                    "WHERE f.model_id = %s", (*params, model_id))
+    else:
+        rows = []
+        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
+            rows += _run(connection,
+                f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                "SELECT f.series_id, f.boundary_ts, f.version, f.cycles "
+                "FROM k CROSS JOIN seasonal_fits f ON f.series_id = k.series_id "
+                "AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
+                (*(v for pair in chunk for v in pair), model_id))
+    return {(row[0], row[1]): (row[2], orjson.loads(row[3])) for row in rows}
 
 
 def _pg_rows(types: Sequence[str], *columns: list[Any]) -> tuple[str, tuple[Any, ...]]:

@@ -22,6 +22,11 @@ from app.ml.forecaster import Forecaster
 from app.ml.seasonal import SeasonalCycles
 from app.timegrid import NS_PER_S, on_grid, step_seconds
 
+# Fits older than this before the newest of their series and model are dropped: a stream is
+# warmed over two weeks of history (Forecaster.stream_warm_steps), so older fits are read only
+# when warming further back, and are then made again.
+FIT_RETENTION_S = 28 * 86_400
+
 
 class StoredSeasonal:
     """The `SeasonalSource` of one series and model, backed by the `seasonal_fits` table."""
@@ -79,7 +84,11 @@ class StoredSeasonal:
                                              boundary_ts=boundary_s, cycles=fit.to_lists(),
                                              version=secrets.randbits(62)))
         except IntegrityError:
-            pass  # another request stored the same fit first
+            return  # another request stored the same fit first
+        # A fit is ~8 KB: kept forever, a fleet's would grow by 800 MB a day per 100,000 meters.
+        self.session.execute(delete(SeasonalFit).where(
+            SeasonalFit.series_id == self.series.id, SeasonalFit.model_id == self.model_id,
+            SeasonalFit.boundary_ts < boundary_s - FIT_RETENTION_S))
 
 
 FitKey = tuple[int, int]  # (series id, boundary in Unix seconds), of one model

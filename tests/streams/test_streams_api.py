@@ -252,3 +252,32 @@ def test_stream_rows_hold_only_the_state_and_share_one_seasonal_fit_a_day(
     assert client.post(f"/v1/series/{sid}/readings?on_conflict=replace", json=changed,
                        headers=auth).status_code == 200
     assert count_rows(settings.database_url, "seasonal_fits") < fits_after_warm
+
+
+def test_fits_older_than_four_weeks_before_a_new_one_are_dropped(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    """A fleet's fits would otherwise grow by ~8 KB per series and day, forever."""
+    from app.db.engine import create_db_engine, create_session_factory, transaction
+    from app.db.tables import Series
+    from app.ml.seasonal import SeasonalCycles
+    from app.streams.seasonal_fits import FIT_RETENTION_S, StoredSeasonal
+
+    sid = streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("a",), WARM)
+    engine = create_db_engine(settings.database_url)
+    with engine.connect() as connection:
+        model_id, oldest, newest = connection.execute(text(
+            "SELECT model_id, min(boundary_ts), max(boundary_ts) FROM seasonal_fits "
+            "GROUP BY model_id")).one()
+    later = oldest + FIT_RETENTION_S + 2 * 86_400  # keeps all but the two oldest days
+    with transaction(create_session_factory(engine), write=True) as session:
+        series = session.get(Series, sid)
+        assert series is not None
+        source = StoredSeasonal(session=session, series=series, model_id=model_id,
+                                forecaster=Forecaster.load(artifacts["lstm_stateful"]))
+        source._store(later, SeasonalCycles((np.zeros(24),)))
+    with engine.connect() as connection:
+        kept = [row[0] for row in connection.execute(text(
+            "SELECT boundary_ts FROM seasonal_fits ORDER BY boundary_ts"))]
+    engine.dispose()
+    assert kept[0] == oldest + 2 * 86_400 and kept[-2] == newest and kept[-1] == later
