@@ -180,13 +180,15 @@ class ModelAccepted(BaseModel):
     job: JobPublic
 
 
-class ReadingIn(BaseModel):
+class _Reading(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ts: datetime = Field(description="On the series' grid; UTC when no zone is given.")
     value: float | None = Field(allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
                                 description="null for a missing reading")
 
+
+class ReadingIn(_Reading):
     @field_validator("ts")
     @classmethod
     def _in_range(cls, value: datetime) -> datetime:
@@ -205,7 +207,10 @@ class ReadingsIn(BaseModel):
 MAX_BULK_READINGS = 50_000
 
 
-class StreamReadingIn(ReadingIn):
+class StreamReadingIn(_Reading):
+    """A reading of one stream among many. Its time's range is checked by the route, for all
+    readings at once: a validator per reading cost 9 us each, 90 ms for a fleet's post."""
+
     stream_id: str = Field(pattern=STREAM_ID_PATTERN, description="The stream's id")
 
 

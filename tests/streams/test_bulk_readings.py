@@ -374,6 +374,9 @@ def test_a_malformed_body_is_refused_whole_and_changes_nothing(
                                                            "value": "abc"}]}, "readings.1.value"),
         ("over 50,000 readings", {"readings": [good, *too_many[1:]]}, "readings"),
         ("readings not a list", {"readings": good}, "readings"),
+        ("a year no reading can have", {"readings": [good, {"stream_id": "m1",
+                                                            "ts": "9999-01-01T00:00:00Z",
+                                                            "value": 1.0}]}, "readings[1].ts"),
     ]
     before = snapshot(client, auth, "m1")
     rows = count_rows(settings.database_url, "readings")

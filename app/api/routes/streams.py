@@ -29,12 +29,13 @@ from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
-from app.errors import Conflict
+from app.errors import Conflict, Invalid, field_error
+from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, bulk
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
-from app.timegrid import to_iso
+from app.timegrid import NS_PER_S, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -42,6 +43,7 @@ RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
 EPOCH = datetime(1970, 1, 1)
 ONE_MICROSECOND = timedelta(microseconds=1)
+MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
 
 
 def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> StreamPublic:
@@ -119,11 +121,25 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
 def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: SessionDep,
                        cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                        rewarm: RewarmQuery = False) -> Response:
+    readings = body.readings
+    ts_ns = np.array([_utc_ns(r.ts) for r in readings], dtype=object)
+    out_of_range = (ts_ns < MIN_NS) | (ts_ns > MAX_NS)
+    if out_of_range.any():
+        raise Invalid("Readings can be dated between "
+                      f"{MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", errors=[
+                          field_error(f"readings[{i}].ts", readings[i].ts.isoformat(),
+                                      "out of range") for i in
+                          np.flatnonzero(out_of_range)[:MAX_REPORTED_ROWS].tolist()])
+    ts_ns = ts_ns.astype(np.int64)
+    values = np.array([np.nan if r.value is None else r.value for r in readings])
     by_stream: dict[str, list[int]] = {}
-    for i, reading in enumerate(body.readings):
+    for i, reading in enumerate(readings):
         by_stream.setdefault(reading.stream_id, []).append(i)
-    sent = [_sent(name, [body.readings[i] for i in positions], np.array(positions))
-            for name, positions in by_stream.items()]
+    sent = []
+    for name, positions in by_stream.items():
+        at = np.array(positions)
+        sent.append(bulk.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
+                                        positions=at))
     outcomes = bulk.post_readings(session=session, forecasters=cache, fits=fits,
                                   settings=settings, tenant_id=tenant.id, sent=sent,
                                   rewarm=rewarm)
