@@ -100,16 +100,40 @@ def running(argv: list[str], env: dict[str, str], log: Path,
                 process.wait()
 
 
+def rss_bytes(pid: int) -> int:
+    """The resident set of a process now (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat(5); the split starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def serving(database_url: str, workdir: Path,
-            **settings: str) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """`statecast serve` on this database: yields its base URL, an API key and its environment."""
+def serving_process(database_url: str, workdir: Path, **settings: str
+                    ) -> Iterator[tuple[str, str, dict[str, str], subprocess.Popen[bytes]]]:
+    """Like `serving`, and also the server's process (for its RSS and CPU time)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = server_env(database_url, workdir, port, **settings)
     base_url = f"http://127.0.0.1:{port}"
-    with running([*statecast_argv(), "serve"], env, workdir / "serve.log", f"{base_url}/readyz"):
+    with running([*statecast_argv(), "serve"], env, workdir / "serve.log",
+                 f"{base_url}/readyz") as process:
         key = subprocess.run([*statecast_argv(), "keys", "create", "--tenant", "bench"],
                              env=env, cwd=workdir, capture_output=True, text=True,
                              check=True).stdout.strip()
+        yield base_url, key, env, process
+
+
+@contextlib.contextmanager
+def serving(database_url: str, workdir: Path,
+            **settings: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """`statecast serve` on this database: yields its base URL, an API key and its environment."""
+    with serving_process(database_url, workdir, **settings) as (base_url, key, env, _):
         yield base_url, key, env
