@@ -313,13 +313,21 @@ class Fleet:
         with self.engine.connect() as connection:
             return {name: int(size) for name, size in connection.execute(text(query)).all()}
 
-    def behind(self) -> int:
-        """Streams whose last reading is not the last one sent to them (lost or refused)."""
+    def resync(self) -> int:
+        """Take each stream's position from its row; returns how many were behind the plan.
+
+        A stream is behind when a reading sent to it was refused or failed, or was never sent
+        because its run hit the time limit; its next reading then follows its real last one.
+        """
         with self.engine.connect() as connection:
             rows = connection.execute(text(
                 "SELECT name, last_ts FROM streams WHERE tenant_id = :t AND name LIKE :like"),
                 {"t": self.tenant_id, "like": f"{PREFIX}%"}).all()
-        return sum(last != self.next_ts(int(name[len(PREFIX):]), -1) for name, last in rows)
+        index = np.array([int(name[len(PREFIX):]) for name, _ in rows], dtype=np.int64)
+        steps = (np.array([last for _, last in rows], dtype=np.int64) - DAY_START_S) // FREQ_S + 1
+        behind = int(np.count_nonzero(steps != self.steps[index]))
+        self.steps[index] = steps
+        return behind
 
     def grow(self, size: int) -> float:
         """Clone streams 1..size-1 that do not exist yet from the prototype (stream 0)."""
@@ -519,7 +527,7 @@ class Stage:
     bytes_after: int
     rss_before: int
     rss_after: int
-    behind: int
+    behind: dict[str, int]
     tables: dict[str, int]
     runs: dict[str, Measured]
 
@@ -529,24 +537,29 @@ def measure_stage(fleet_: Fleet, size: int, args: argparse.Namespace) -> Stage:
     print(f"[{fleet_.database}] N={size:,}: cloned in {clone:.1f} s", file=sys.stderr, flush=True)
     before, rss_before = fleet_.database_bytes(), rss_bytes(fleet_.server_pid)
     runs: dict[str, Measured] = {}
+    behind: dict[str, int] = {}
     indices = spread(size, args.single_streams)
     for connections in args.connections:
+        label = f"single x{connections}"
         lanes = single_lanes(fleet_, indices, connections, args.steps)
-        runs[f"single x{connections}"], _ = drive(fleet_.port, fleet_.key, fleet_.server_pid,
-                                                   lanes, min(args.client_processes, connections))
-        _report(fleet_.database, size, f"single x{connections}", runs[f"single x{connections}"])
+        runs[label], _ = drive(fleet_.port, fleet_.key, fleet_.server_pid, lanes,
+                               min(args.client_processes, connections), args.run_seconds)
+        behind[label] = fleet_.resync()
+        _report(fleet_.database, size, label, runs[label], behind[label])
     runs["bulk"], _ = drive(fleet_.port, fleet_.key, fleet_.server_pid,
-                            bulk_lanes(fleet_, args.bulk_steps), 1)
-    _report(fleet_.database, size, "bulk", runs["bulk"])
+                            bulk_lanes(fleet_, args.bulk_steps), 1, args.run_seconds)
+    behind["bulk"] = fleet_.resync()
+    _report(fleet_.database, size, "bulk", runs["bulk"], behind["bulk"])
     return Stage(fleet_.database, size, clone, before, fleet_.database_bytes(), rss_before,
-                 rss_bytes(fleet_.server_pid), fleet_.behind(), fleet_.table_bytes(), runs)
+                 rss_bytes(fleet_.server_pid), behind, fleet_.table_bytes(), runs)
 
 
-def _report(database: str, size: int, label: str, m: Measured) -> None:
+def _report(database: str, size: int, label: str, m: Measured, behind: int) -> None:
     print(f"[{database}] N={size:,} {label}: {m.requests} requests in {m.wall_s:.1f} s, "
           f"{m.readings_per_s:,.0f} readings/s, p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, "
           f"statuses {m.statuses}, transport errors {m.transport_errors}; client CPU "
-          f"{m.client_cpu_s:.1f} s, server CPU {m.server_cpu_s:.1f} s",
+          f"{m.client_cpu_s:.1f} s, server CPU {m.server_cpu_s:.1f} s; {behind} streams behind "
+          "the plan",
           file=sys.stderr, flush=True)
     for sample in m.samples:
         print(f"    {sample}", file=sys.stderr)
@@ -554,23 +567,22 @@ def _report(database: str, size: int, label: str, m: Measured) -> None:
 
 def print_tables(stages: list[Stage]) -> None:
     print("| database | N | case | conns | requests | readings/s | p50 ms | p99 ms | non-200 | 5xx "
-          "| client CPU | server CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| streams behind | client CPU | server CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in stages:
         for label, m in s.runs.items():
             print(f"| {s.database} | {s.size:,} | {label} | {m.connections} | {m.requests:,} | "
                   f"{m.readings_per_s:,.0f} | {m.p50_ms:.1f} | {m.p99_ms:.1f} | "
-                  f"{m.non_200 + m.transport_errors} | {m.status_5xx} | "
+                  f"{m.non_200 + m.transport_errors} | {m.status_5xx} | {s.behind[label]:,} | "
                   f"{100 * m.client_cpu_s / m.wall_s:.0f}% | "
                   f"{100 * m.server_cpu_s / m.wall_s:.0f}% |")
     print()
-    print("| database | N | clone s | DB bytes/stream before | after | server RSS before | after "
-          "| streams behind |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| database | N | clone s | DB bytes/stream before | after | server RSS before | after |")
+    print("|---|---|---|---|---|---|---|")
     for s in stages:
         print(f"| {s.database} | {s.size:,} | {s.clone_s:.1f} | {s.bytes_before / s.size:,.0f} | "
               f"{s.bytes_after / s.size:,.0f} | {s.rss_before / 2**20:,.0f} MiB | "
-              f"{s.rss_after / 2**20:,.0f} MiB | {s.behind:,} |")
+              f"{s.rss_after / 2**20:,.0f} MiB |")
     print()
     names = ("readings", "seasonal_fits", "streams", "series", "model_series")
     print(f"| database | N | bytes/stream after: {' | '.join(names)} | the rest |")
@@ -637,6 +649,8 @@ def main() -> None:
     parser.add_argument("--single-streams", type=int, default=1000,
                         help="streams (spread over the fleet) that the single posts go to")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--run-seconds", type=float, default=60.0,
+                        help="stop each run after this long (the rest of its calls are not sent)")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()

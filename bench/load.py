@@ -136,6 +136,7 @@ def run(fleet_: Fleet, connections: int, seconds: float, processes: int, uploads
                                upload_series=uploads[c],
                                upload_next_s=upload_next_s[c]))
     measured, back = drive(fleet_.port, fleet_.key, fleet_.server_pid, lanes, processes, seconds)
+    fleet_.resync()  # a reading that failed leaves its stream where it was
     counts = {"posts": 0, "forecasts": 0, "uploads": 0, "exhausted": 0}
     for lane in back:  # in the processes' order, not the lanes'
         assert isinstance(lane, MixedLane)
