@@ -115,6 +115,7 @@ class Tally:
     refused: int = 0
     duplicates: int = 0
     samples: list[str] = field(default_factory=list)
+    transport_samples: list[str] = field(default_factory=list)
     cpu_s: float = 0.0
     start_s: float = math.inf
     end_s: float = 0.0
@@ -128,6 +129,8 @@ class Tally:
         self.refused += other.refused
         self.duplicates += other.duplicates
         self.samples += other.samples[:SAMPLES_KEPT - len(self.samples)]
+        self.transport_samples += other.transport_samples[
+            :SAMPLES_KEPT - len(self.transport_samples)]
         self.cpu_s += other.cpu_s
         self.start_s, self.end_s = min(self.start_s, other.start_s), max(self.end_s, other.end_s)
 
@@ -155,8 +158,9 @@ def _send(port: int, headers: dict[str, str], lane: Lane, start_at: float,
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
             mine.transport_errors += 1
-            if len(mine.samples) < SAMPLES_KEPT:
-                mine.samples.append(f"{method} {path}: {exc!r}")
+            if len(mine.transport_samples) < SAMPLES_KEPT:
+                mine.transport_samples.append(
+                    f"{method} {path}: {exc!r} after {time.perf_counter() - start:.1f} s")
             connection.close()
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             continue
@@ -258,7 +262,8 @@ def drive(port: int, key: str, server_pid: int, lanes: Sequence[Lane], processes
         status_5xx=sum(n for s, n in total.statuses.items() if s >= 500),
         transport_errors=total.transport_errors, statuses=dict(total.statuses),
         client_cpu_s=total.cpu_s, server_cpu_s=server_used, applied=total.applied,
-        refused=total.refused, duplicates=total.duplicates, samples=total.samples), back
+        refused=total.refused, duplicates=total.duplicates,
+        samples=total.samples + total.transport_samples), back
 
 
 # -- the fleet: one prototype made through the API, the rest cloned in bulk SQL ------------
