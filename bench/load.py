@@ -65,6 +65,8 @@ class MixedLane:
     day_start_s: int
     upload_series: int
     upload_next_s: int
+    post_share: float = POST_SHARE
+    forecast_share: float = FORECAST_SHARE
     exhausted: int = 0
     posts: int = 0
     forecasts: int = 0
@@ -75,13 +77,13 @@ class MixedLane:
         draw = random.Random(self.seed)
         while True:
             r = draw.random()
-            if r < POST_SHARE:
+            if r < self.post_share:
                 call = self._post()
                 if call is not None:
                     self.posts += 1
                     yield call
                     continue
-            if r < POST_SHARE + FORECAST_SHARE:  # and posts once the lane's day is over
+            if r < self.post_share + self.forecast_share:  # and posts once the lane's day is over
                 self.forecasts += 1
                 yield ("GET", f"/v1/streams/{stream_name(draw.randrange(self.fleet_size))}"
                        f"/forecast?horizon={FORECAST_HORIZON}", None, 0)
@@ -124,7 +126,8 @@ def upload_series(fleet_: Fleet, count: int) -> list[int]:
 
 
 def run(fleet_: Fleet, connections: int, seconds: float, processes: int, uploads: list[int],
-        upload_next_s: list[int], seed: int) -> tuple[Measured, dict[str, int]]:
+        upload_next_s: list[int], seed: int, shares: tuple[float, float] = (POST_SHARE, FORECAST_SHARE),
+        ) -> tuple[Measured, dict[str, int]]:
     """One mixed run; the fleet's steps and the upload positions move on with it."""
     order = np.random.default_rng(seed).permutation(fleet_.size)
     lanes: list[Lane] = []
@@ -134,7 +137,8 @@ def run(fleet_: Fleet, connections: int, seconds: float, processes: int, uploads
                                steps=[int(fleet_.steps[i]) for i in mine],
                                fleet_size=fleet_.size, day_start_s=DAY_START_S,
                                upload_series=uploads[c],
-                               upload_next_s=upload_next_s[c]))
+                               upload_next_s=upload_next_s[c], post_share=shares[0],
+                               forecast_share=shares[1]))
     measured, back = drive(fleet_.port, fleet_.key, fleet_.server_pid, lanes, processes, seconds)
     fleet_.resync()  # a reading that failed leaves its stream where it was
     counts = {"posts": 0, "forecasts": 0, "uploads": 0, "exhausted": 0}
@@ -155,6 +159,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=4000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--mix", type=lambda v: tuple(float(x) for x in v.split(",")),
+                        default=(POST_SHARE, FORECAST_SHARE),
+                        help="shares of posts and forecasts (uploads: the rest), e.g. 0.8,0.15")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     args = parser.parse_args()
     rows: list[tuple[str, Measured, dict[str, int]]] = []
@@ -168,7 +175,8 @@ def main() -> None:
                 for k, connections in enumerate(args.connections):
                     start = time.perf_counter()
                     measured, counts = run(fleet_, connections, args.seconds,
-                                           args.client_processes, uploads, upload_next_s, k)
+                                           args.client_processes, uploads, upload_next_s, k,
+                                           args.mix)
                     rows.append((name, measured, counts))
                     print(f"[{name}] x{connections}: {measured.rps:.0f} req/s in "
                           f"{time.perf_counter() - start:.0f} s, {counts}, statuses "
