@@ -61,7 +61,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# Closed as soon as the route function returns, before FastAPI validates its answer (in the
+# thread pool, for a sync route): a request waiting there for a thread while holding a pooled
+# connection starved the threads running routes of connections (bench/load.py, 256 clients).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def get_tenant(request: Request, factory: SessionFactoryDep,
