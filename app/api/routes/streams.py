@@ -94,9 +94,9 @@ def list_streams(tenant: TenantDep, session: SessionDep, cache: ForecastersDep,
 @router.get("/{stream_id}", response_model=StreamPublic,
             summary="A stream: its model, last reading and live accuracy")
 def read_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
-                cache: ForecastersDep) -> StreamPublic:
-    return to_public(session, cache, streams.get_stream(session=session, tenant_id=tenant.id,
-                                                        name=stream_id))
+                cache: ForecastersDep) -> Response:
+    return json_response(to_public(session, cache, streams.get_stream(
+        session=session, tenant_id=tenant.id, name=stream_id)).model_dump(mode="json"))
 
 
 def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Stream, Series]:
@@ -225,24 +225,30 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, ho
     return []
 
 
-@router.get("/{stream_id}/forecast", summary="Roll out from the stream's state (unchanged)")
+# The stream reads answer with a `Response`, which FastAPI sends as it is: an answer to validate
+# waits for a thread of the pool while the request still holds its database connection, and at
+# a few hundred concurrent requests every thread then waited for a connection (bench/load.py).
+@router.get("/{stream_id}/forecast", response_model=dict[str, Any],
+            summary="Roll out from the stream's state (unchanged)")
 def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                     horizon: HorizonQuery = 1,
                     level: LevelsQuery = [80, 95],  # noqa: B006
-                    ) -> dict[str, object]:
+                    ) -> Response:
     check_horizon(horizon, settings)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     forecast = streams.forecast_stream(session=session, cache=cache, stream=stream,
                                        horizon=horizon, levels=tuple(level), fits=fits)
-    return {"stream_id": stream.name, "model_id": stream.model_id,
-            "points": streams.points(forecast)}
+    return json_response({"stream_id": stream.name, "model_id": stream.model_id,
+                          "points": streams.points(forecast)})
 
 
-@router.get("/{stream_id}/state", summary="The stream's state arrays, for inspection")
-def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> dict[str, object]:
+@router.get("/{stream_id}/state", response_model=dict[str, Any],
+            summary="The stream's state arrays, for inspection")
+def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
-    return {"stream_id": stream.name, "model_id": stream.model_id, "state": stream.state}
+    return json_response({"stream_id": stream.name, "model_id": stream.model_id,
+                          "state": stream.state})
 
 
 @router.post("/{stream_id}/reset", response_model=StreamPublic,
