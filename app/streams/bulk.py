@@ -173,9 +173,21 @@ def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCach
             or row.state.get("kind") != "stream" or np.isnan(batch.values[0])
             or int(batch.ts_s[0]) != row.last_ts + step_s):
         return None
-    if not forecasters.get(row.current_model_id, row.current_ready_at).is_stream:
+    forecaster = forecasters.get(row.current_model_id, row.current_ready_at)
+    if not forecaster.is_stream or not _fits_network(row.state, forecaster):
         return None
     return _Step(row=row, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
+
+
+def _fits_network(state: dict[str, Any], forecaster: Forecaster) -> bool:
+    """Whether the state's arrays have the network's layout and its series a scale: anything
+    else goes the general way, which refuses it with the reason instead of failing the post."""
+    layers = state.get("network")
+    units = forecaster.network.state_units
+    return (state.get("series") in forecaster.scales and isinstance(layers, list)
+            and len(layers) == len(units)
+            and all(isinstance(layer, list) and len(layer) == 1 and isinstance(layer[0], list)
+                    and len(layer[0]) == width for layer, width in zip(layers, units, strict=False)))
 
 
 def _step_many(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,

@@ -501,3 +501,30 @@ def test_two_replicas_racing_over_the_same_streams_apply_each_reading_once(
     open_fleet(client, other_auth, settings, fleet_artifacts)
     answers = race([client, second_replica], auth)
     assert_exactly_once(client, auth, other_auth, settings, answers, alice)
+
+
+def test_a_state_the_model_cannot_read_refuses_its_stream_only(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        fleet_artifacts: dict[str, Path]) -> None:
+    """A stream row whose state no longer fits its network (edited by hand, say) is refused
+    with a 409 that says so, alone, on both endpoints; never a 500."""
+    from sqlalchemy import text
+
+    from app.db.engine import create_db_engine
+
+    open_fleet(client, auth, settings, fleet_artifacts, {"m1": SERIES_NAME, "m2": SERIES_NAME})
+    broken = snapshot(client, auth, "m2")["state"]
+    broken["network"] = [[[0.0, 1.0]] for _ in broken["network"]]  # too narrow for any layer
+    engine = create_db_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE streams SET state = :state WHERE name = 'm2'"),
+                           {"state": json.dumps(broken)})
+    engine.dispose()
+
+    body = bulk(client, auth, [reading("m1", WARM), reading("m2", WARM)])
+    entries = by_id(body)
+    assert entries["m1"]["status"] == "applied"
+    assert entries["m2"]["status"] == "refused" and entries["m2"]["error"]["status"] == 409
+    alone = client.post("/v1/streams/m2/readings", json={"readings": [
+        {k: v for k, v in reading("m2", WARM).items() if k != "stream_id"}]}, headers=auth)
+    assert_problem(alone, 409)
