@@ -202,24 +202,7 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
 def fit_versions(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
                  ) -> dict[tuple[int, int], int]:
     """The version of each stored seasonal fit among (series, boundary) `keys` of a model."""
-    if not keys:
-        return {}
-    if is_postgres(connection):
-        wanted, params = _pg_rows(("int", "bigint"), [k[0] for k in keys], [k[1] for k in keys])
-        rows: list[Any] = _run(connection,
-            "SELECT f.series_id, f.boundary_ts, f.version FROM seasonal_fits f "
-            f"JOIN {wanted} AS k(series_id, boundary_ts) "
-            "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
-            "WHERE f.model_id = %s", (*params, model_id))
-    else:
-        rows = []
-        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
-            rows += _run(connection,
-                f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                "SELECT f.series_id, f.boundary_ts, f.version FROM k CROSS JOIN seasonal_fits f "
-                "ON f.series_id = k.series_id AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
-                (*(v for pair in chunk for v in pair), model_id))
-    return {(row[0], row[1]): row[2] for row in rows}
+    return {(row[0], row[1]): row[2] for row in _fit_rows(connection, model_id, keys, "f.version")}
 
 
 def stored_values_and_fit_versions(
@@ -249,25 +232,31 @@ def stored_values_and_fit_versions(
 def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
                ) -> dict[tuple[int, int], tuple[int, list[list[float]]]]:
     """The version and cycles of each stored fit among (series, boundary) `keys` of a model."""
+    cycles = "f.cycles::text" if is_postgres(connection) else "f.cycles"
+    return {(row[0], row[1]): (row[2], orjson.loads(row[3]))
+            for row in _fit_rows(connection, model_id, keys, f"f.version, {cycles}")}
+
+
+def _fit_rows(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
+              columns: str) -> list[Any]:
+    """Series, boundary and `columns` of the model's stored fits among (series, boundary) keys."""
     if not keys:
-        return {}
+        return []
     if is_postgres(connection):
         wanted, params = _pg_rows(("int", "bigint"), [k[0] for k in keys], [k[1] for k in keys])
-        rows = _run(connection,
-                    "SELECT f.series_id, f.boundary_ts, f.version, f.cycles::text "
-                    f"FROM seasonal_fits f JOIN {wanted} AS k(series_id, boundary_ts) "
+        return _run(connection,
+                    f"SELECT f.series_id, f.boundary_ts, {columns} FROM seasonal_fits f "
+                    f"JOIN {wanted} AS k(series_id, boundary_ts) "
                     "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
                     "WHERE f.model_id = %s", (*params, model_id))
-    else:
-        rows = []
-        for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
-            rows += _run(connection,
-                f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                "SELECT f.series_id, f.boundary_ts, f.version, f.cycles "
-                "FROM k CROSS JOIN seasonal_fits f ON f.series_id = k.series_id "
-                "AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
-                (*(v for pair in chunk for v in pair), model_id))
-    return {(row[0], row[1]): (row[2], orjson.loads(row[3])) for row in rows}
+    rows = []
+    for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
+        rows += _run(connection,
+                     f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                     f"SELECT f.series_id, f.boundary_ts, {columns} FROM k CROSS JOIN seasonal_fits f "
+                     "ON f.series_id = k.series_id AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
+                     (*(v for pair in chunk for v in pair), model_id))
+    return rows
 
 
 def _pg_rows(types: Sequence[str], *columns: list[Any]) -> tuple[str, tuple[Any, ...]]:

@@ -22,6 +22,7 @@ from app.api.schemas import (
     StreamCreate,
     StreamPosted,
     StreamPublic,
+    StreamReadingIn,
     StreamReadingsIn,
     StreamsPosted,
 )
@@ -122,16 +123,7 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
                        cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                        rewarm: RewarmQuery = False) -> Response:
     readings = body.readings
-    ts_ns = np.array([_utc_ns(r.ts) for r in readings], dtype=object)
-    out_of_range = (ts_ns < MIN_NS) | (ts_ns > MAX_NS)
-    if out_of_range.any():
-        raise Invalid("Readings can be dated between "
-                      f"{MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", errors=[
-                          field_error(f"readings[{i}].ts", readings[i].ts.isoformat(),
-                                      "out of range") for i in
-                          np.flatnonzero(out_of_range)[:MAX_REPORTED_ROWS].tolist()])
-    ts_ns = ts_ns.astype(np.int64)
-    values = np.array([np.nan if r.value is None else r.value for r in readings])
+    ts_ns, values = _arrays(readings)
     by_stream: dict[str, list[int]] = {}
     for i, reading in enumerate(readings):
         by_stream.setdefault(reading.stream_id, []).append(i)
@@ -160,7 +152,9 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
                   horizon: HorizonQuery = 1, level: LevelsQuery = [80, 95],  # noqa: B006
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, settings)
-    sent = _sent(stream_id, body.readings, np.arange(len(body.readings)))
+    ts_ns, values = _arrays(body.readings)
+    sent = bulk.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
+                               positions=np.arange(len(ts_ns)))
     (outcome,) = bulk.post_readings(session=session, forecasters=cache, fits=fits,
                                     settings=settings, tenant_id=tenant.id, sent=[sent],
                                     rewarm=rewarm)
@@ -177,12 +171,21 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
         "readings_applied": outcome.readings_applied, "forecast": forecast})
 
 
-def _sent(name: str, readings: Sequence[ReadingIn], positions: np.ndarray) -> bulk.StreamReadings:
-    """A stream's readings as arrays: naive-UTC nanoseconds (an aware time is converted)."""
-    return bulk.StreamReadings(
-        name=name, positions=positions,
-        ts_ns=np.array([_utc_ns(r.ts) for r in readings], dtype=np.int64),
-        values=np.array([np.nan if r.value is None else r.value for r in readings]))
+def _arrays(readings: Sequence[ReadingIn | StreamReadingIn]) -> tuple[np.ndarray, np.ndarray]:
+    """The readings' times as naive-UTC int64 nanoseconds (an aware time is converted) and their
+    values (NaN if missing), once every time is within the range readings can be dated in.
+
+    One pass for all: a bulk post's readings skip pydantic's per-reading range validator."""
+    ts_ns = np.array([_utc_ns(r.ts) for r in readings], dtype=object)  # Python ints: no overflow
+    out_of_range = (ts_ns < MIN_NS) | (ts_ns > MAX_NS)
+    if out_of_range.any():
+        raise Invalid("Readings can be dated between "
+                      f"{MIN_TIMESTAMP:%Y-%m-%d} and {MAX_TIMESTAMP:%Y-%m-%d}", errors=[
+                          field_error(f"readings[{i}].ts", readings[i].ts.isoformat(),
+                                      "out of range") for i in
+                          np.flatnonzero(out_of_range)[:MAX_REPORTED_ROWS].tolist()])
+    values = np.array([np.nan if r.value is None else r.value for r in readings])
+    return ts_ns.astype(np.int64), values
 
 
 def _utc_ns(ts: datetime) -> int:
