@@ -528,3 +528,41 @@ def test_a_state_the_model_cannot_read_refuses_its_stream_only(
     alone = client.post("/v1/streams/m2/readings", json={"readings": [
         {k: v for k, v in reading("m2", WARM).items() if k != "stream_id"}]}, headers=auth)
     assert_problem(alone, 409)
+
+
+def test_a_stream_locked_too_long_is_503_and_nothing_is_applied(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        fleet_artifacts: dict[str, Path]) -> None:
+    """The fast path's statements run on the driver's cursor: a lock wait that times out there
+    is still the API's 503 with Retry-After, never a 500, and the post can be sent again."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from app.db.engine import create_db_engine
+
+    open_fleet(client, auth, settings, fleet_artifacts, {"m1": SERIES_NAME})
+    before = snapshot(client, auth, "m1")
+    settings.database_lock_timeout_s = 0.2
+    engine = create_db_engine(settings.database_url)
+    with TestClient(create_app(settings)) as impatient, engine.connect() as holder:
+        if engine.dialect.name == "sqlite":
+            other = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"),
+                                    isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+        else:  # the stream's row only: the post gets as far as its locking read
+            holder.execute(text("SELECT id FROM streams WHERE name = 'm1' FOR UPDATE"))
+        for path, body in ((BULK, {"readings": [reading("m1", WARM)]}),
+                           ("/v1/streams/m1/readings", {"readings": [
+                               {k: v for k, v in reading("m1", WARM).items()
+                                if k != "stream_id"}]})):
+            response = impatient.post(path, json=body, headers=auth)
+            assert_problem(response, 503)
+            assert int(response.headers["Retry-After"]) > 0
+        if engine.dialect.name == "sqlite":
+            other.execute("ROLLBACK")
+            other.close()
+        holder.rollback()
+    engine.dispose()
+    assert snapshot(client, auth, "m1") == before
+    assert bulk(client, auth, [reading("m1", WARM)])["applied"] == 1
