@@ -61,9 +61,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
-# Closed as soon as the route function returns, before FastAPI validates its answer (in the
-# thread pool, for a sync route): a request waiting there for a thread while holding a pooled
-# connection starved the threads running routes of connections (bench/load.py, 256 clients).
+# FastAPI closes it only once the answer is validated; `app.api.routing.SessionReleasingRoute`
+# closes a sync route's session in the route's own thread as it returns, so no request holds a
+# pooled connection while it waits for a thread (bench/load.py, 256 clients).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 

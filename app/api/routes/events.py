@@ -24,6 +24,7 @@ from app.api.deps import ForecastersDep, SessionFactoryDep, TenantDep
 from app.api.params import IdPath, StreamIdPath
 from app.api.routes.jobs import get_job
 from app.api.routes.streams import to_public
+from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic
 from app.db.jobs import FINAL
 from app.db.readings import fetch_readings
@@ -42,7 +43,7 @@ HEARTBEAT = ": keep-alive\n\n"
 # nginx buffers responses unless told not to, which would hold events back.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=SessionReleasingRoute)
 
 
 def sse(event: str, data: dict[str, Any] | str) -> str:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery
+from app.api.routing import SessionReleasingRoute
 from app.api.schemas import ForecastOut
 from app.config import Settings
 from app.db import forecast_models as models_db
@@ -17,7 +18,7 @@ from app.streams.history import read_history, store_state, warm_history
 from app.streams.seasonal_fits import seasonal_source
 from app.streams.service import points, run_forecast
 
-router = APIRouter(tags=["forecasts"])
+router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 
 MAX_HORIZON_STEPS = 10_000
 HorizonQuery = Annotated[int, Query(ge=1, le=MAX_HORIZON_STEPS,

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.params import IdPath, Offset
 from app.api.quotas import check_stored_readings
+from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -33,7 +34,7 @@ from app.model_files import remove_model_files
 from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
 
-router = APIRouter(prefix="/v1/series", tags=["series"])
+router = APIRouter(prefix="/v1/series", tags=["series"], route_class=SessionReleasingRoute)
 
 UPLOAD_BODY = {
     "requestBody": {

@@ -15,6 +15,7 @@ from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
+from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingIn,
@@ -38,7 +39,7 @@ from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
 
-router = APIRouter(prefix="/v1/streams", tags=["streams"])
+router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=SessionReleasingRoute)
 
 RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
@@ -228,9 +229,8 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, ho
     return []
 
 
-# The stream reads answer with a `Response`, which FastAPI sends as it is: an answer to validate
-# waits for a thread of the pool while the request still holds its database connection, and at
-# a few hundred concurrent requests every thread then waited for a connection (bench/load.py).
+# The stream reads answer with a `Response` written by orjson: polled by dashboards, they skip
+# FastAPI's validation of an answer built from values the service already checked.
 @router.get("/{stream_id}/forecast", response_model=dict[str, Any],
             summary="Roll out from the stream's state (unchanged)")
 def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
