@@ -261,6 +261,14 @@ class Forecaster:
             lower[level], upper[level] = mean - width, mean + width
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
+    def forecast_boundary_ns(self, state: dict[str, Any]) -> int | None:
+        """The boundary (int64 ns) of the seasonal fit a forecast from `state` reads, the fit of
+        its first step; None for models that read no fits and states with no readings yet."""
+        if not self.needs_seasonal or state["last_timestamp"] is None:
+            return None
+        first = pd.Timestamp(state["last_timestamp"]).value + self.step_size.value
+        return int(boundaries(np.array([first]), self.spec.steps_per_day, self.features.timezone)[0])
+
     def advance(
         self,
         values: np.ndarray,
