@@ -69,6 +69,27 @@ class StreamRow:
     current_ready_at: datetime | None
 
 
+# A stream as a forecast reads it: with its own model's ready time (NULL when that model is
+# not ready or is gone).
+_FORECAST_SQL = ("SELECT s.name, s.series_id, s.model_id, s.state{cast}, m.id, m.ready_at "
+                 "FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = 'ready' "
+                 "WHERE s.tenant_id = {mark} AND s.name = {mark}")
+_FORECAST_PG = _FORECAST_SQL.format(cast="::text", mark="%s")
+_FORECAST_SQLITE = _FORECAST_SQL.format(cast="", mark="?")
+
+
+@dataclass
+class ForecastRow:
+    """A stream read for a forecast, without locking it."""
+
+    name: str
+    series_id: int
+    model_id: int | None
+    state: dict[str, Any] | None
+    ready_model_id: int | None  # model_id if that model is ready, else None
+    ready_at: datetime | None
+
+
 def is_postgres(connection: Connection) -> bool:
     return connection.dialect.name == "postgresql"
 
@@ -97,6 +118,17 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
         next_forecast=_json(row[8]), accuracy=_json(row[9]), series_name=row[10], freq=row[11],
         timezone=row[12], current_model_id=row[13], current_ready_at=_utc(row[14]),
     ) for row in rows]
+
+
+def read_for_forecast(connection: Connection, tenant_id: int, name: str) -> ForecastRow | None:
+    """The tenant's stream `name` with its model's ready time, in one statement; None if none."""
+    sql = _FORECAST_PG if is_postgres(connection) else _FORECAST_SQLITE
+    rows = _run(connection, sql, (tenant_id, name))
+    if not rows:
+        return None
+    row = rows[0]
+    return ForecastRow(name=row[0], series_id=row[1], model_id=row[2], state=_json(row[3]),
+                       ready_model_id=row[4], ready_at=_utc(row[5]))
 
 
 def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray,

@@ -190,6 +190,25 @@ class Cell(abc.ABC):
         projected += self._input_bias
         return projected
 
+    def project_known(self, known: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`project` split for inputs whose first feature is learned only step by step.
+
+        Args:
+            known: the other features of every step, (T, F - 1).
+
+        Returns:
+            Their projection with the bias, (T, G), and the kernel row the first feature
+            multiplies, (G,): a step's projection is the first plus the second times that feature.
+        """
+        projected: FloatArray = known @ self._kernel[1:]
+        projected += self._input_bias
+        return projected, self._kernel[0]
+
+    def feedback_loop(self, state: Sequence[FloatArray], known: FloatArray) -> FeedbackLoop:
+        """This cell stepped from one stream's `state` (left unchanged) on inputs whose first
+        feature is fed back, the others being `known` (T, F - 1) for every step."""
+        return FeedbackLoop(self, state, known)
+
     @abc.abstractmethod
     def recur(self, projected: FloatArray, state: Sequence[FloatArray]) -> list[FloatArray]:
         """One time step from projected inputs (B, G); returns the new state, h first."""
@@ -212,6 +231,83 @@ class Cell(abc.ABC):
             if outputs is not None:
                 outputs[:, t] = current[0]
         return outputs, current
+
+
+class FeedbackLoop:
+    """A cell stepped one input at a time, where only the first feature is new at each step.
+
+    The other features' share of the input projection is one matrix product for all steps up
+    front; a step adds the fed-back feature's rank-one share and recurs.
+    """
+
+    def __init__(self, cell: Cell, state: Sequence[FloatArray], known: FloatArray) -> None:
+        self.cell = cell
+        self.state = list(state)
+        self.known, self.fed_row = cell.project_known(known)
+        self.steps = 0
+
+    @property
+    def h(self) -> FloatArray:
+        """The cell's output (1, units) after the last step."""
+        return self.state[0]
+
+    def step(self, fed: float) -> None:
+        projected = self.fed_row * fed
+        projected += self.known[self.steps]
+        self.steps += 1
+        self.state = self.cell.recur(projected[None], self.state)
+
+
+class _LSTMFeedbackLoop(FeedbackLoop):
+    """`FeedbackLoop` of an LSTM with Keras' default activations, in preallocated buffers.
+
+    One stream's step is a dozen tiny numpy calls, each costing more in overhead than in
+    arithmetic, so the step is arranged to need as few as possible:
+    - the fed-back feature rides in the recurrent product: h is stored as [h, fed] against the
+      recurrent kernel with the feature's kernel row appended;
+    - the three sigmoid gates take their 0.5 * x (sigmoid(x) = 0.5 * tanh(0.5 * x) + 0.5) from
+      weights halved up front, exactly (halving is exact in binary floating point), so one
+      tanh covers all four gates' pre-activations;
+    - every intermediate is written into buffers made once.
+    It computes what `LSTMCell.recur` computes, up to the order of the additions.
+    """
+
+    def __init__(self, cell: LSTMCell, state: Sequence[FloatArray], known: FloatArray) -> None:
+        super().__init__(cell, state, known)
+        u = cell.units
+        half = np.ones(4 * u, dtype=COMPUTE_DTYPE)
+        half[: 3 * u] = 0.5
+        self.kernel = np.vstack([cell._recurrent_kernel * half, (self.fed_row * half)[None]])
+        self.known = self.known * half
+        self.hx = np.empty((1, u + 1), dtype=COMPUTE_DTYPE)
+        self.hx[:, :u] = state[0]
+        self._h = self.hx[:, :u]
+        self.c = np.array(state[1], dtype=COMPUTE_DTYPE)
+        self.z = np.empty((1, 4 * u), dtype=COMPUTE_DTYPE)
+        self.tmp = np.empty((1, u), dtype=COMPUTE_DTYPE)
+        z = self.z
+        self.gates = z[:, : 3 * u]
+        self.i, self.f, self.o, self.candidate = z[:, :u], z[:, u : 2 * u], z[:, 2 * u : 3 * u], z[:, 3 * u :]
+        self.state = [self._h, self.c]
+
+    @property
+    def h(self) -> FloatArray:
+        return self._h
+
+    def step(self, fed: float) -> None:
+        self.hx[0, -1] = fed
+        z, tmp, c = self.z, self.tmp, self.c
+        np.matmul(self.hx, self.kernel, out=z)
+        z += self.known[self.steps]
+        self.steps += 1
+        np.tanh(z, out=z)
+        self.gates *= 0.5
+        self.gates += 0.5
+        c *= self.f
+        np.multiply(self.i, self.candidate, out=tmp)
+        c += tmp
+        np.tanh(c, out=tmp)
+        np.multiply(self.o, tmp, out=self._h)
 
 
 class SimpleRNNCell(Cell):
@@ -239,6 +335,12 @@ class LSTMCell(Cell):
         self._kernel = np.ascontiguousarray(kernel[:, order])
         self._recurrent_kernel = np.ascontiguousarray(recurrent_kernel[:, order])
         self._input_bias = bias[order]
+
+    def feedback_loop(self, state: Sequence[FloatArray], known: FloatArray) -> FeedbackLoop:
+        config = self.config
+        if (config.activation, config.recurrent_activation) == ("tanh", "sigmoid"):
+            return _LSTMFeedbackLoop(self, state, known)
+        return FeedbackLoop(self, state, known)
 
     def recur(self, projected: FloatArray, state: Sequence[FloatArray]) -> list[FloatArray]:
         u = self.units

@@ -30,6 +30,7 @@ from app.ml.cells import (
     get_activation,
     make_cell,
 )
+from app.ml.stepper import Stepper
 
 State = list[FloatArray]
 
@@ -218,6 +219,19 @@ class NumpyNetwork:
         for dense in self._dense:
             h = dense(h)
         return h
+
+    def stepper(self, state: Sequence[np.ndarray], known: np.ndarray) -> Stepper:
+        """A `Stepper` from one stream's state (batch 1), left unchanged, over steps whose inputs
+        but the first feature are `known`, (T, F - 1)."""
+        if not self.stateful:
+            raise ValueError("A bidirectional network reads the whole window; it cannot be stepped.")
+        self._check_state(state, batch=1)
+        known = np.asarray(known, dtype=COMPUTE_DTYPE)
+        if known.ndim != 2 or known.shape[1] != self._input_size - 1:
+            raise ValueError(
+                f"Received known inputs of shape {known.shape}, expected (steps, {self._input_size - 1})."
+            )
+        return Stepper(self._step_cells, self._dense, state, known)
 
     def step(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[FloatArray, State]:
         """Advance one time step.

@@ -261,6 +261,14 @@ class Forecaster:
             lower[level], upper[level] = mean - width, mean + width
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
+    def forecast_boundary_ns(self, state: dict[str, Any]) -> int | None:
+        """The boundary (int64 ns) of the seasonal fit a forecast from `state` reads, the fit of
+        its first step; None for models that read no fits and states with no readings yet."""
+        if not self.needs_seasonal or state["last_timestamp"] is None:
+            return None
+        first = pd.Timestamp(state["last_timestamp"]).value + self.step_size.value
+        return int(boundaries(np.array([first]), self.spec.steps_per_day, self.features.timezone)[0])
+
     def advance(
         self,
         values: np.ndarray,
@@ -531,8 +539,10 @@ class Forecaster:
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
         a later day's fit would read readings that do not exist yet. The rollout is what
         `_stream_head` and `_run_stream` would compute block by block, with the seasonal path
-        and calendar inputs computed once and the state kept in arrays (a horizon-1 model
-        rolls out 96 times for a two-day forecast).
+        and the calendar inputs' projection computed once; a step is then the cell's own work
+        (a horizon-1 model steps 96 times for a two-day forecast). The arithmetic around the
+        network is on Python floats: numpy's per-call overhead on one-element arrays would cost
+        more than the network step, and the floats round exactly as float64 arrays do.
         """
         if state["last_timestamp"] is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
@@ -541,25 +551,33 @@ class Forecaster:
         step_ns = self.step_size.value
         last_ns = pd.Timestamp(state["last_timestamp"]).value
         head = self.network.output_size
-        future = last_ns + step_ns * np.arange(1, -(-horizon // head) * head + 1, dtype=np.int64)
+        steps = -(-horizon // head) * head
+        future = last_ns + step_ns * np.arange(1, steps + 1, dtype=np.int64)
         first = int(boundaries(future[:1], self.spec.steps_per_day, self.features.timezone)[0])
         # seasonal[j]: the frozen fit's component j steps after the last reading (j = 0: at it).
-        seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns)
-        inputs = calendar(future, self.features)
-        net = self.network.state_from_lists(state["network"])
+        seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns).tolist()
+        # The steps of the last head are never fed back: their inputs are not needed.
+        known = calendar(future[: steps - head], self.features)
+        stepper = self.network.stepper(self.network.state_from_lists(state["network"]), known)
         last_value, last_z = float(state["last_value"]), state["last_z"]
-        mean = []
+        mean: list[float] = []
         done = 0
         while True:
-            output = np.asarray(self.network.output(net)[0], dtype=np.float64)
-            block = last_value + (seasonal[done + 1 : done + 1 + head] - seasonal[done]) + scale * output
-            mean.append(block)
+            # As the block arithmetic `last + (S[k] - S[origin]) + scale * output` rounds it.
+            origin = seasonal[done]
+            outputs = stepper.output().tolist()
+            mean += [
+                last_value + (seasonal[done + 1 + j] - origin) + scale * out for j, out in enumerate(outputs)
+            ]
             if done + head >= horizon:
-                return np.concatenate(mean)[:horizon]
-            z = block - seasonal[done + 1 : done + 1 + head]
-            x = np.concatenate([change_inputs(z, scale, last_z)[:, None], inputs[done : done + head]], axis=1)
-            _, net = self.network.run(x[None], net, return_sequences=True)
-            last_value, last_z = float(block[-1]), float(z[-1])
+                return np.array(mean[:horizon], dtype=np.float64)
+            for k in range(done, done + head):
+                z = mean[k] - seasonal[k + 1]
+                # As `change_inputs` computes it: 0 for a stream's first reading.
+                previous = z if last_z is None else last_z
+                stepper.step(z / scale - previous / scale)
+                last_z = z
+            last_value = mean[done + head - 1]
             done += head
 
     def _warm_window(

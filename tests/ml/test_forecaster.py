@@ -261,3 +261,80 @@ def test_stepping_many_streams_at_once_matches_each_alone(
         assert {key: v for key, v in stepped[k].items() if key != "network"} == {
             key: v for key, v in alone.items() if key != "network"
         }
+
+
+@pytest.mark.parametrize("name", RAW_STREAM_CASES)
+def test_stream_rollout_matches_keras_fed_its_own_forecasts(
+    name: str, trained_models: dict, series: SeriesData
+) -> None:
+    """A rollout beyond the head is Keras run over the history and its own forecasts fed back
+    as readings, a head at a time (7 steps: a head of 2 ends in a partial block)."""
+    trained, directory = trained_models[name]
+    forecaster = Forecaster.load(directory)
+    scale, head, horizon = trained.scales[series.name], trained.spec.horizon, 7
+    values, stamps = series.values[:300], series.timestamps[:300]
+    cal = calendar(stamps, trained.features)
+    x = np.concatenate([change_inputs(values, scale, None)[:, None], cal], axis=1)
+    want: list[float] = []
+    last = float(values[-1])
+    while len(want) < horizon:
+        output = _keras(trained.network, x[None].astype(np.float32))[0, -1].astype(np.float64)
+        block = last + scale * output
+        want += block.tolist()
+        ahead = pd.date_range(stamps[-1], periods=len(want) + 1, freq="h")[-head:]
+        cal = calendar(ahead, trained.features)
+        fed = np.concatenate([change_inputs(block, scale, last)[:, None], cal], axis=1)
+        x, last = np.concatenate([x, fed]), float(block[-1])
+
+    state = forecaster.warm(values, stamps, forecaster.initial_state())
+    got = forecaster.forecast_from_state(state, horizon)
+    np.testing.assert_allclose(got.mean, want[:horizon], atol=ATOL * scale)
+
+
+def _roll_block_by_block(forecaster: Forecaster, state: dict, horizon: int, source: object) -> np.ndarray:
+    """The rollout as whole-network calls a head at a time (the arithmetic before `Stepper`)."""
+    from app.ml.stream_seasonal import NO_SEASON, boundaries
+
+    source = source or NO_SEASON
+    scale, head = forecaster.scales[state["series"]], forecaster.network.output_size
+    step_ns = forecaster.step_size.value
+    last_ns = pd.Timestamp(state["last_timestamp"]).value
+    future = last_ns + step_ns * np.arange(1, -(-horizon // head) * head + 1, dtype=np.int64)
+    first = int(boundaries(future[:1], forecaster.spec.steps_per_day, forecaster.features.timezone)[0])
+    seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns)
+    inputs = calendar(future, forecaster.features)
+    net = forecaster.network.state_from_lists(state["network"])
+    last_value, last_z = float(state["last_value"]), state["last_z"]
+    mean, done = [], 0
+    while True:
+        output = np.asarray(forecaster.network.output(net)[0], dtype=np.float64)
+        block = last_value + (seasonal[done + 1 : done + 1 + head] - seasonal[done]) + scale * output
+        mean.append(block)
+        if done + head >= horizon:
+            return np.concatenate(mean)[:horizon]
+        z = block - seasonal[done + 1 : done + 1 + head]
+        x = np.concatenate([change_inputs(z, scale, last_z)[:, None], inputs[done : done + head]], axis=1)
+        _, net = forecaster.network.run(x[None], net, return_sequences=True)
+        last_value, last_z = float(block[-1]), float(z[-1])
+        done += head
+
+
+@pytest.mark.parametrize("name", STREAM_CASES)
+@pytest.mark.parametrize("end", [200, 311])
+def test_stream_rollout_equals_whole_network_calls(
+    name: str, end: int, trained_models: dict, series: SeriesData
+) -> None:
+    """Stepping with the calendar's projection made up front changes only the rounding of the
+    input projection: over 60 steps, across a day's end, the forecasts agree to ~1e-12."""
+    forecaster = Forecaster.load(trained_models[name][1])
+    source = None
+    if forecaster.needs_seasonal:
+        source = forecaster.history_seasonal(series.values, series.timestamps)
+    state = forecaster.warm(
+        series.values[:end], series.timestamps[:end], forecaster.initial_state(), seasonal=source
+    )
+    for horizon in (1, 5, 60):
+        got = forecaster.forecast_from_state(state, horizon, seasonal=source).mean
+        want = _roll_block_by_block(forecaster, state, horizon, source)
+        assert got.shape == (horizon,)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * forecaster.scales[series.name])

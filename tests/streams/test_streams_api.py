@@ -172,6 +172,44 @@ def test_streams_follow_the_default_model_and_pins_hold(
     assert listed["count"] == 1
 
 
+def test_stream_model_forecast_is_the_forecasters_from_the_stored_state(
+        client: TestClient, auth: dict[str, str], other_auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    """GET /v1/streams/{id}/forecast rolls the stored state out against the stored seasonal
+    fit (read, then read back parsed from the process' cache): what the forecaster gives."""
+    sid = load_series(client, auth, WARM)
+    model_id = install_model(settings, artifacts["lstm_stateful"], sid)
+    stamps, values = hourly_values()
+    client.post("/v1/streams", json={"series_id": sid, "stream_id": "s"}, headers=auth)
+    n = WARM + 12  # the last reading closes a day: the forecast reads the next day's fit
+    assert stamps[n].hour == 0
+    for i in range(WARM, n):
+        response = post(client, auth, "s", [(stamps[i].isoformat(), float(values[i]))])
+        assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    state = client.get("/v1/streams/s/state", headers=auth).json()["state"]
+    forecaster = Forecaster.load(artifacts["lstm_stateful"])
+    source = forecaster.history_seasonal(values[:n], stamps[:n])
+    want = forecaster.forecast_from_state(state, 30, (80, 95), seasonal=source)
+    for _ in range(2):
+        answer = client.get("/v1/streams/s/forecast?horizon=30", headers=auth)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["stream_id"] == "s" and body["model_id"] == model_id
+        points = body["points"]
+        assert [p["ts"] for p in points] == [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in stamps[n:n + 30]]
+        np.testing.assert_allclose([p["mean"] for p in points], want.mean, rtol=1e-9)
+        for level in (80, 95):
+            np.testing.assert_allclose([p[f"lower_{level}"] for p in points], want.lower[level], rtol=1e-9)
+            np.testing.assert_allclose([p[f"upper_{level}"] for p in points], want.upper[level], rtol=1e-9)
+    only_80 = client.get("/v1/streams/s/forecast?horizon=2&level=80", headers=auth).json()["points"]
+    assert set(only_80[0]) == {"ts", "mean", "lower_80", "upper_80"}
+    assert_problem(client.get("/v1/streams/s/forecast?level=42", headers=auth), 422, "level")
+    assert_problem(client.get("/v1/streams/s/forecast", headers=other_auth), 404)
+    assert_problem(client.get("/v1/streams/nope/forecast", headers=auth), 404)
+    assert client.delete(f"/v1/models/{model_id}", headers=auth).status_code == 204
+    assert_problem(client.get("/v1/streams/s/forecast", headers=auth), 409)
+
+
 @pytest.mark.parametrize("body,field", [
     ({"series_id": 999}, None), ({"series_id": "x"}, "series_id"),
     ({"series_id": 1, "stream_id": "has space"}, "stream_id"),

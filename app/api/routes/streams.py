@@ -239,9 +239,9 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
                     level: LevelsQuery = [80, 95],  # noqa: B006
                     ) -> Response:
     check_horizon(horizon, settings)
-    stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
-    forecast = streams.forecast_stream(session=session, cache=cache, stream=stream,
-                                       horizon=horizon, levels=tuple(level), fits=fits)
+    stream, forecast = streams.forecast_stream(session=session, cache=cache, fits=fits,
+                                               tenant_id=tenant.id, name=stream_id,
+                                               horizon=horizon, levels=tuple(level))
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
                           "points": streams.points(forecast)})
 
