@@ -5,9 +5,6 @@ costing a few microseconds of scope bookkeeping besides its regular expression. 
 whose router is included after those of series, models, jobs and forecasts, spent as much
 finding its route as authenticating (py-spy, issue 12); one string comparison per router skips
 the routers that cannot hold it.
-
-Assumes the router is included without a further prefix, as `app.main` includes every one:
-its routes' paths then all begin with its own prefix.
 """
 
 from fastapi import APIRouter
@@ -16,7 +13,19 @@ from starlette.types import Scope
 
 
 class PrefixedRouter(APIRouter):
+    """Holds one router whose every path starts with `path_prefix` (its own prefix)."""
+
+    def __init__(self, router: APIRouter) -> None:
+        super().__init__()
+        self.path_prefix = router.prefix
+        self.include_router(router)
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if self.prefix and not get_route_path(scope).startswith(self.prefix):
+        if not get_route_path(scope).startswith(self.path_prefix):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+def prefixed(router: APIRouter) -> APIRouter:
+    """`router` behind a prefix check, for `include_router`; itself if it has no prefix."""
+    return PrefixedRouter(router) if router.prefix else router

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ForecastersDep, SessionFactoryDep, TenantDep
 from app.api.params import IdPath, StreamIdPath
-from app.api.prefixed import PrefixedRouter
 from app.api.routes.jobs import get_job
 from app.api.routes.streams import to_public
 from app.api.schemas import JobPublic
@@ -42,7 +42,7 @@ HEARTBEAT = ": keep-alive\n\n"
 # nginx buffers responses unless told not to, which would hold events back.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-router = PrefixedRouter(prefix="/v1")
+router = APIRouter(prefix="/v1")
 
 
 def sse(event: str, data: dict[str, Any] | str) -> str:

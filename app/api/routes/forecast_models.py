@@ -2,11 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery, Offset
-from app.api.prefixed import PrefixedRouter
 from app.api.quotas import check_active_jobs
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
 from app.db import forecast_models as models_db
@@ -19,7 +18,7 @@ from app.ml.spec import ResolvedSpec, resolve_spec
 from app.model_files import remove_model_files
 from app.timegrid import grid_steps, step_seconds
 
-router = PrefixedRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def to_public(session: SessionDep, model: ForecastModel) -> ModelPublic:

@@ -2,19 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, TenantDep
 from app.api.params import IdPath, Offset
-from app.api.prefixed import PrefixedRouter
 from app.api.schemas import JobPublic, Page
 from app.db import jobs as jobs_db
 from app.db.jobs import JobStatus
 from app.db.tables import Job
 from app.errors import Conflict, NotFound
 
-router = PrefixedRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def get_job(session: SessionDep, tenant_id: int, job_id: int) -> Job:

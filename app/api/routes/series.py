@@ -7,14 +7,13 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.params import IdPath, Offset
-from app.api.prefixed import PrefixedRouter
 from app.api.quotas import check_stored_readings
 from app.api.schemas import (
     Page,
@@ -34,7 +33,7 @@ from app.model_files import remove_model_files
 from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
 
-router = PrefixedRouter(prefix="/v1/series", tags=["series"])
+router = APIRouter(prefix="/v1/series", tags=["series"])
 
 UPLOAD_BODY = {
     "requestBody": {

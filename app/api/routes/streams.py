@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,6 @@ from app.api.deps import (
     TenantDep,
 )
 from app.api.params import IdQuery, Offset, StreamIdPath
-from app.api.prefixed import PrefixedRouter
 from app.api.problems import problem_body
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
@@ -46,7 +45,7 @@ from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
 
-router = PrefixedRouter(prefix="/v1/streams", tags=["streams"])
+router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
 RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
