@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import openapi, problems
 from app.api.limits import BodyLimitMiddleware
+from app.api.prefixed import prefixed
 from app.api.quotas import RateLimiter
 from app.api.routes import docs, events, forecast_models, forecasts, health, jobs, series, streams
 from app.config import Settings, get_settings
@@ -58,12 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        body_timeout_s=settings.body_timeout_s)
     app.add_middleware(problems.CatchAllMiddleware)
     app.include_router(health.router)
-    app.include_router(series.router)
-    app.include_router(forecast_models.router)
-    app.include_router(jobs.router)
+    app.include_router(prefixed(series.router))
+    app.include_router(prefixed(forecast_models.router))
+    app.include_router(prefixed(jobs.router))
     app.include_router(forecasts.router)
-    app.include_router(streams.router)
-    app.include_router(events.router)
+    app.include_router(prefixed(streams.router))
+    app.include_router(prefixed(events.router))
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(metrics_router)

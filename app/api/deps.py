@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -57,6 +58,27 @@ async def get_seasonal_fits(request: Request) -> FitCache:
     return fits
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What a route that steps streams reads from the app, in one dependency.
+
+    FastAPI solves each dependency by walking its own sub-dependencies, parameters and cache
+    key; the stream post, the hottest route, spent more on resolving three of them than on its
+    SQL (docs/benchmarks.md, issue 12).
+    """
+
+    settings: Settings
+    forecasters: ForecasterCache
+    fits: FitCache
+
+
+async def get_services(request: Request) -> Services:
+    state = request.app.state
+    return Services(settings=state.settings, forecasters=state.forecasters,
+                    fits=state.seasonal_fits)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
@@ -67,13 +89,15 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def get_tenant(request: Request, factory: SessionFactoryDep,
+async def get_tenant(request: Request,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                      ) -> Tenant:
     """The key's tenant, looked up in a session of its own so the route's starts untouched.
 
     Known keys are remembered for TENANT_CACHE_TTL_S: every request of a busy stream would
-    otherwise pay a query (and, as a sync dependency, a thread hop) just to authenticate.
+    otherwise pay a query (and, as a sync dependency, a thread hop) just to authenticate. The
+    session factory is read from the app, not asked for as a dependency: every `/v1` request
+    authenticates, and each dependency costs FastAPI a resolution even when it is cached.
     """
     if credentials is None:
         raise Unauthorized("Send an API key as `Authorization: Bearer <key>`")
@@ -82,6 +106,7 @@ async def get_tenant(request: Request, factory: SessionFactoryDep,
     if cached is not None and cached[0] > time.monotonic():
         tenant = cached[1]
     else:
+        factory: sessionmaker[Session] = request.app.state.session_factory
         found = await run_in_threadpool(_lookup_tenant, factory, credentials.credentials)
         if found is None:
             raise Unauthorized("The API key is not valid")

@@ -70,3 +70,15 @@ def test_the_documented_spec_is_the_ml_spec() -> None:
     body = schemas.ModelCreate.model_validate({"series_ids": [1], "spec": {"epochs": 3}})
     assert isinstance(body.spec, ModelSpec)
     assert body.spec.model_dump() == ModelSpec(epochs=3).model_dump()
+
+
+def test_the_stream_post_documents_its_body_parameters_and_key(openapi: dict[str, Any]) -> None:
+    """The hot path's dependencies were merged for speed; what it documents stays the same."""
+    operation = openapi["paths"]["/v1/streams/{stream_id}/readings"]["post"]
+    assert [(p["name"], p["in"]) for p in operation["parameters"]] == [
+        ("stream_id", "path"), ("horizon", "query"), ("level", "query"), ("rewarm", "query")]
+    assert operation["requestBody"] == {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ReadingsIn"}}}}
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/StreamPosted"}

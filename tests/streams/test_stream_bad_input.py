@@ -46,3 +46,35 @@ def test_a_model_with_unreadable_files_is_503_naming_it(client: TestClient, auth
     problem = assert_problem(response, 503)
     assert problem["model_id"] == model_id and f"Model {model_id}" in problem["detail"]
     assert response.headers["Retry-After"]
+
+
+@pytest.mark.parametrize(("body", "field", "value"), [
+    (b'{"readings": [{"ts": "yesterday", "value": 1}]}', "readings.0.ts", "yesterday"),
+    (b'{"readings": [{"ts": "2024-01-03T00:00:00Z", "value": "many"}]}', "readings.0.value",
+     "many"),
+    (b'{"readings": [{"ts": "2024-01-03T00:00:00Z"}]}', "readings.0.value",
+     {"ts": "2024-01-03T00:00:00Z"}),
+    (b'{"readings": []}', "readings", []),
+    (b'{"readings": [{"ts": "2024-01-03T00:00:00Z", "value": 1}], "extra": 1}', "extra", 1),
+    (b'{"readings": [', "14", {}),  # where the JSON breaks off
+])
+def test_a_malformed_stream_post_is_422_naming_field_and_value(
+        client: TestClient, auth: dict[str, str], body: bytes, field: str, value: object) -> None:
+    """The body is checked before the stream is looked up, field by field, as problem+json."""
+    response = client.post("/v1/streams/m/readings", content=body,
+                           headers={**auth, "Content-Type": "application/json"})
+    problem = assert_problem(response, 422, field)
+    assert {"field": field, "value": value} in [
+        {"field": e["field"], "value": e["value"]} for e in problem["errors"]]
+
+
+@pytest.mark.parametrize(("query", "field", "value"), [
+    ("horizon=0", "query.horizon", "0"), ("level=high", "query.level.0", "high"),
+    ("rewarm=maybe", "query.rewarm", "maybe"),
+])
+def test_a_stream_post_with_a_bad_query_parameter_is_422_naming_it(
+        client: TestClient, auth: dict[str, str], query: str, field: str, value: str) -> None:
+    body = {"readings": [{"ts": "2024-01-03T00:00:00Z", "value": 1}]}
+    problem = assert_problem(client.post(f"/v1/streams/m/readings?{query}", json=body,
+                                         headers=auth), 422, field)
+    assert problem["errors"][0]["value"] == value

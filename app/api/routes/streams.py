@@ -10,7 +10,14 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.api.deps import ForecastersDep, SeasonalFitsDep, SessionDep, SettingsDep, TenantDep
+from app.api.deps import (
+    ForecastersDep,
+    SeasonalFitsDep,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+)
 from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
 from app.api.responses import json_response
@@ -121,8 +128,7 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
                          "applied. Re-sent readings are acknowledged as duplicates, never "
                          "applied twice.")
 def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: SessionDep,
-                       cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
-                       rewarm: RewarmQuery = False) -> Response:
+                       services: ServicesDep, rewarm: RewarmQuery = False) -> Response:
     readings = body.readings
     ts_ns, values = _arrays(readings)
     by_stream: dict[str, list[int]] = {}
@@ -133,9 +139,9 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
         at = np.array(positions)
         sent.append(bulk.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
-    outcomes = bulk.post_readings(session=session, forecasters=cache, fits=fits,
-                                  settings=settings, tenant_id=tenant.id, sent=sent,
-                                  rewarm=rewarm)
+    outcomes = bulk.post_readings(session=session, forecasters=services.forecasters,
+                                  fits=services.fits, settings=services.settings,
+                                  tenant_id=tenant.id, sent=sent, rewarm=rewarm)
     session.commit()
     results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
     applied = sum(r["applied"] for r in results)
@@ -149,19 +155,19 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
              summary="Append readings: stored in the series and applied to the state at once")
 def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
-                  cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
-                  horizon: HorizonQuery = 1, level: LevelsQuery = [80, 95],  # noqa: B006
+                  services: ServicesDep, horizon: HorizonQuery = 1,
+                  level: LevelsQuery = [80, 95],  # noqa: B006
                   rewarm: RewarmQuery = False) -> Response:
-    check_horizon(horizon, settings)
+    check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
     sent = bulk.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
-    (outcome,) = bulk.post_readings(session=session, forecasters=cache, fits=fits,
-                                    settings=settings, tenant_id=tenant.id, sent=[sent],
-                                    rewarm=rewarm)
+    (outcome,) = bulk.post_readings(session=session, forecasters=services.forecasters,
+                                    fits=services.fits, settings=services.settings,
+                                    tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
     if outcome.error is not None:
         raise outcome.error
-    forecast = _posted_forecast(session, fits, outcome, horizon, tuple(level))
+    forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
     session.commit()
     STREAM_READINGS.inc(len(outcome.done.applied))
     return json_response({
