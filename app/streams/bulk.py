@@ -26,14 +26,14 @@ from app.config import Settings
 from app.db import stream_rows
 from app.db.engine import lock_for_write
 from app.db.stream_rows import StreamRow, StreamUpdate
-from app.db.tables import Series, Stream
+from app.db.tables import Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
 from app.ml.stream_seasonal import SeasonalSource, boundaries
 from app.streams import accuracy, service
 from app.streams.model_cache import ForecasterCache
-from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, StoredSeasonal, stored_fits
+from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
 from app.timegrid import NS_PER_S, iso_many, step_seconds, to_iso
 
 
@@ -283,16 +283,8 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
     by_series: dict[int, PreloadedSeasonal] = {}
     for series_id in {s.row.series_id for s in steps}:
         by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
-            _stored_source, session, forecaster, model_id, series_id))
+            stored_source, session, forecaster, model_id, series_id))
     return [by_series[s.row.series_id] for s in steps]
-
-
-def _stored_source(session: Session, forecaster: Forecaster, model_id: int,
-                   series_id: int) -> StoredSeasonal:
-    """Where a fit missing from the bulk read comes from: made now, and stored for every stream."""
-    series = session.get(Series, series_id)
-    assert series is not None
-    return StoredSeasonal(session=session, series=series, model_id=model_id, forecaster=forecaster)
 
 
 def _judged(forecaster: Forecaster, steps: list[_Step], states: list[dict[str, Any]],

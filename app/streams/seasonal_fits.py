@@ -170,6 +170,15 @@ def seasonal_source(*, session: Session, series: Series, model_id: int,
                           forecaster=forecaster, defer_writes=defer_writes, cache=cache)
 
 
+def stored_source(session: Session, forecaster: Forecaster, model_id: int, series_id: int,
+                  cache: "FitCache | None" = None) -> StoredSeasonal:
+    """Where a fit missing from a read ahead (`stored_fits`) comes from: made now and stored."""
+    series = session.get(Series, series_id)
+    assert series is not None
+    return StoredSeasonal(session=session, series=series, model_id=model_id,
+                          forecaster=forecaster, cache=cache)
+
+
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:
     """Drop fits that read a reading at or after `first_changed_ts`."""
     session.execute(delete(SeasonalFit).where(SeasonalFit.series_id == series_id,

@@ -7,6 +7,7 @@ posts to one stream serialise and a retried reading is acknowledged, never appli
 
 import secrets
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,9 @@ from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import (
     FitCache,
     PreloadedSeasonal,
-    StoredSeasonal,
     seasonal_source,
     stored_fits,
+    stored_source,
 )
 from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
@@ -334,14 +335,8 @@ def _forecast_source(*, session: Session, connection: Connection, forecaster: Fo
     if boundary_ns is None:
         return None
     keys = [(series_id, boundary_ns // NS_PER_S)]
-
-    def stored() -> StoredSeasonal:
-        series = session.get(Series, series_id)
-        assert series is not None
-        return StoredSeasonal(session=session, series=series, model_id=model_id,
-                              forecaster=forecaster, cache=fits)
-
-    return PreloadedSeasonal(stored_fits(connection, fits, model_id, keys), series_id, stored)
+    return PreloadedSeasonal(stored_fits(connection, fits, model_id, keys), series_id, partial(
+        stored_source, session, forecaster, model_id, series_id, fits))
 
 
 def run_forecast(forecaster: Forecaster, state: dict[str, Any], horizon: int,
