@@ -136,34 +136,15 @@ class NumpyNetwork:
     # -- properties -----------------------------------------------------------------------
 
     @property
-    def input_size(self) -> int:
-        """Features per time step (F)."""
-        return self._input_size
-
-    @property
     def output_size(self) -> int:
         """Outputs per time step (the last Dense layer's units)."""
         return self._output_size
 
     @property
     def stateful(self) -> bool:
-        """Whether `step` works: no bidirectional layer (those need the whole window)."""
+        """Whether the network can be stepped (`stepper`, `output`): no bidirectional layer (those need
+        the whole window)."""
         return all(isinstance(layer, _Recurrent) for layer in self._recurrent)
-
-    @property
-    def keras_stateful(self) -> bool:
-        """Whether the Keras recurrent layers were built with stateful=True."""
-        return any(isinstance(layer, _Recurrent) and layer.keras_stateful for layer in self._recurrent)
-
-    @property
-    def keras_batch_size(self) -> int | None:
-        """The fixed batch size of the Keras input (stateful models), else None."""
-        return self._keras_batch_size
-
-    @property
-    def return_sequences(self) -> bool:
-        """Whether the Keras model outputs the whole sequence (B, T, out) rather than (B, out)."""
-        return self._recurrent[-1].return_sequences
 
     @property
     def state_units(self) -> list[int]:
@@ -232,36 +213,6 @@ class NumpyNetwork:
                 f"Received known inputs of shape {known.shape}, expected (steps, {self._input_size - 1})."
             )
         return Stepper(self._step_cells, self._dense, state, known)
-
-    def step(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[FloatArray, State]:
-        """Advance one time step.
-
-        Args:
-            x: inputs of this step, (B, F).
-            state: the carried state (see `zero_state`); left unchanged.
-
-        Returns:
-            The outputs of this step (B, out) and the new state.
-        """
-        if not self.stateful:
-            raise ValueError(
-                "This network has a bidirectional layer, which reads the whole window; "
-                "call `run(x)` with x of shape (B, T, F) instead of `step`."
-            )
-        x = np.asarray(x, dtype=COMPUTE_DTYPE)
-        if x.ndim != 2 or x.shape[1] != self._input_size:
-            raise ValueError(f"Received x of shape {x.shape}, expected (batch, {self._input_size}).")
-        self._check_state(state, batch=x.shape[0])
-        new_state: State = []
-        h = x
-        for cell in self._step_cells:
-            offset = len(new_state)
-            layer_state = cell.recur(cell.project(h), state[offset : offset + cell.state_count])
-            new_state += layer_state
-            h = layer_state[0]
-        for dense in self._dense:
-            h = dense(h)
-        return h, new_state
 
     def run(
         self,
