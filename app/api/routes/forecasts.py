@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import ForecastOut
+from app.api.session_release import SessionReleasingRoute
 from app.config import Settings
 from app.db import forecast_models as models_db
 from app.db import series as series_db

@@ -22,7 +22,6 @@ from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingIn,
@@ -34,6 +33,7 @@ from app.api.schemas import (
     StreamReadingsIn,
     StreamsPosted,
 )
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
