@@ -64,7 +64,7 @@ class Services:
 
     FastAPI solves each dependency by walking its own sub-dependencies, parameters and cache
     key; the stream post, the hottest route, spent more on resolving three of them than on its
-    SQL (docs/benchmarks.md, issue 12).
+    SQL (docs/benchmarks.md, "Streams and forecasts").
     """
 
     settings: Settings
