@@ -82,3 +82,13 @@ def test_the_stream_post_documents_its_body_parameters_and_key(openapi: dict[str
     assert operation["security"] == [{"HTTPBearer": []}]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StreamPosted"}
+
+
+def test_every_numeric_spec_field_documents_both_bounds(openapi: dict[str, Any]) -> None:
+    """The bounds the API enforces are the ones it documents: both ends of every number."""
+    properties = openapi["components"]["schemas"]["ModelSpec"]["properties"]
+    for name, field in properties.items():
+        schema = next((s for s in field.get("anyOf", [field]) if s.get("type") != "null"), field)
+        if schema.get("type") in ("integer", "number"):
+            assert {"minimum", "exclusiveMinimum"} & set(schema), name
+            assert {"maximum", "exclusiveMaximum"} & set(schema), name
