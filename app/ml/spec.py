@@ -42,10 +42,9 @@ def _invalid(name: str, expected: str, got: Any) -> ValueError:
     return ValueError(f"Received an invalid value for argument `{name}`, expected {expected}, got {got!r}.")
 
 
-# Strict: a JSON `true`, `2.5` or `"4"` is refused, not read as 1, 2 or 4. Each error names the
-# field, the value received and the bound it missed.
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
-NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+# Strict: a JSON `true`, `2.5` or `"4"` is refused, not read as 1, 2 or 4. Each field states both
+# its bounds in its `Field`; an error names the field, the value received and the bound missed.
+Int = Annotated[int, Field(strict=True)]
 Number = Annotated[float, Field(strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
 
@@ -63,8 +62,8 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cell: Cell = Field("gru", description="Recurrent cell: 'gru', 'lstm' or 'simple_rnn'.")
-    units: PositiveInt = Field(16, le=MAX_UNITS, description="Units per recurrent layer.")
-    layers: PositiveInt = Field(1, le=MAX_LAYERS)
+    units: Int = Field(16, ge=1, le=MAX_UNITS, description="Units per recurrent layer.")
+    layers: Int = Field(1, ge=1, le=MAX_LAYERS)
     dropout: Number = Field(0.0, ge=0, lt=1)
     stateful: Flag | None = Field(
         None,
@@ -73,12 +72,12 @@ class ModelSpec(BaseModel):
         "the last `window` readings at every forecast.",
     )
     bidirectional: Flag = False
-    window: PositiveInt | None = Field(
+    window: Int | None = Field(
         None, ge=MIN_WINDOW_STEPS, le=MAX_WINDOW_STEPS,
         description="Readings per input window (default: one day; daily data: two weeks)."
     )
-    horizon: PositiveInt | None = Field(
-        None, le=MAX_HORIZON_STEPS,
+    horizon: Int | None = Field(
+        None, ge=1, le=MAX_HORIZON_STEPS,
         description="Steps of the direct head (default: one day; daily data: one week)."
     )
     calendar: Flag | None = Field(
@@ -93,14 +92,14 @@ class ModelSpec(BaseModel):
         "adds back; 'none': the raw series.",
     )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
-    epochs: PositiveInt = Field(40, le=MAX_EPOCHS)
-    patience: NonNegativeInt = Field(
-        8, le=MAX_PATIENCE, description="Epochs without a better validation loss before stopping."
+    epochs: Int = Field(40, ge=1, le=MAX_EPOCHS)
+    patience: Int = Field(
+        8, ge=0, le=MAX_PATIENCE, description="Epochs without a better validation loss before stopping."
     )
-    batch_size: PositiveInt = Field(64, le=MAX_BATCH_SIZE)
+    batch_size: Int = Field(64, ge=1, le=MAX_BATCH_SIZE)
     learning_rate: Number = Field(1e-3, gt=0, le=1.0)
-    seed: NonNegativeInt = Field(0, le=MAX_SEED)
-    chunk: PositiveInt | None = Field(None, le=MAX_CHUNK_STEPS)
+    seed: Int = Field(0, ge=0, le=MAX_SEED)
+    chunk: Int | None = Field(None, ge=1, le=MAX_CHUNK_STEPS)
     validation_fraction: Number = Field(0.1, gt=0, lt=0.5)
     test_fraction: Number = Field(0.1, gt=0, lt=0.5)
     auto: Flag = Field(
@@ -109,8 +108,8 @@ class ModelSpec(BaseModel):
         "deseasonalize on/off) within `budget_s` and keep the best by validation MASE; every candidate's "
         "score is stored in the model's metrics. What to use when you do not know what to pick.",
     )
-    budget_s: PositiveInt | None = Field(
-        None, le=MAX_BUDGET_S,
+    budget_s: Int | None = Field(
+        None, ge=1, le=MAX_BUDGET_S,
         description=f"Seconds an `auto` search may spend (default {DEFAULT_AUTO_BUDGET_S})."
     )
 
