@@ -53,6 +53,29 @@ def step_seconds(freq: str) -> int | None:
     return offset.nanos // NS_PER_S if isinstance(offset, Tick) else None
 
 
+def steps_between(start: pd.Timestamp, end: pd.Timestamp, offset: BaseOffset) -> int:
+    """Grid steps from `start` (counted) up to `end` (not counted); 0 when `end` is not after it.
+
+    Weeks, months and quarters have no fixed length, so they are counted on the calendar.
+    """
+    if end <= start:
+        return 0
+    if isinstance(offset, Tick):
+        return int((end - start).value // offset.nanos)
+    return len(pd.date_range(start, end, freq=offset, inclusive="left"))
+
+
+def fixed_step(offset: BaseOffset) -> pd.Timedelta:
+    """The length of one step of a fixed frequency (minutes, hours, days).
+
+    Raises:
+        ValueError: a calendar frequency (weeks, months, quarters), whose steps differ in length.
+    """
+    if not isinstance(offset, Tick):
+        raise ValueError(f"'{offset.freqstr}' steps differ in length; expected a fixed step such as h or D")
+    return pd.Timedelta(offset)
+
+
 def off_grid(ts_s: np.ndarray, freq: str) -> np.ndarray:
     """Mask of the timestamps (Unix seconds) that do not sit on the series' grid."""
     offset = parse_freq(freq)
