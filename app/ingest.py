@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,27 @@ class TimestampFormat:
 
     ts_format: str | None = None
     dayfirst: bool | None = None
+
+
+class Ambiguous(StrEnum):
+    """Which of a local time's two moments to store where the clocks go back and it occurs twice."""
+
+    EARLIEST = "earliest"  # the first, still on summer time
+    LATEST = "latest"  # the second, on winter time
+    INFER = "infer"  # from the order of the rows, as pandas' tz_localize does
+
+
+@dataclass(frozen=True)
+class LocalTimes:
+    """How timestamps without an offset are read: as the local time of the series' zone.
+
+    Attributes:
+        timezone: the series' IANA time zone; UTC reads them as UTC.
+        ambiguous: how to read a local time that occurs twice; None refuses such a time.
+    """
+
+    timezone: str = "UTC"
+    ambiguous: Ambiguous | None = None
 
 
 @dataclass(frozen=True)
@@ -161,15 +183,18 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
 
 def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = 0,
              ts_field: str = "ts", value_field: str = "value",
-             ts_format: TimestampFormat = TimestampFormat()) -> ReadingsBatch:
+             ts_format: TimestampFormat = TimestampFormat(),
+             local: LocalTimes = LocalTimes()) -> ReadingsBatch:
     """Validate raw columns against the series' grid; raise Invalid naming the rows at fault.
 
-    Timestamps without a zone are UTC. A missing value (empty or null) is kept as NaN;
+    Timestamps without an offset are local times of `local.timezone`; one that does not exist
+    there (the clocks go forward) is an error, and so is one that occurs twice (the clocks go
+    back) unless `local.ambiguous` says which to take. A missing value (empty or null) is kept as NaN;
     NaN/inf spelled out, non-numbers, unparsable or duplicated timestamps are errors, and so is
     a column whose timestamps are written in more than one format or read two ways.
     """
     n = len(ts_raw)
-    ts = _parse_timestamps(ts_raw, ts_format, lambda mask, message: _rows(
+    ts = _parse_timestamps(ts_raw, ts_format, local, lambda mask, message: _rows(
         mask, ts_raw, ts_field, message, row_base))
     values = pd.to_numeric(value_raw, errors="coerce").to_numpy(dtype=float)
     explicit_missing = value_raw.isna().to_numpy()
@@ -237,16 +262,19 @@ def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,
 ZONE_SUFFIX = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
+def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, local: LocalTimes,
+                      report: Report) -> pd.Series:
     """Naive UTC datetimes (NaT where unparsable).
 
     Zoned and zone-less stamps are parsed apart: given both at once, pandas applies the first
-    offset it meets to the zone-less ones instead of reading them as UTC.
+    offset it meets to the zone-less ones instead of reading them as local times.
     """
     text = raw.astype(str).str.strip()
     zoned = text.str.contains(ZONE_SUFFIX, regex=True).to_numpy()
-    if zoned.all() or not zoned.any():
+    if zoned.all():
         return _parse_uniform(text, ts_format, report)
+    if not zoned.any():
+        return _from_local(_parse_uniform(text, ts_format, report), local, report)
     parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
 
     def report_within(part: np.ndarray) -> Report:
@@ -257,8 +285,48 @@ def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, report: Report
         return within
 
     parsed[zoned] = _parse_uniform(text[zoned], ts_format, report_within(zoned))
-    parsed[~zoned] = _parse_uniform(text[~zoned], ts_format, report_within(~zoned))
+    parsed[~zoned] = _from_local(_parse_uniform(text[~zoned], ts_format, report_within(~zoned)),
+                                 local, report_within(~zoned))
     return parsed
+
+
+def _from_local(wall: pd.Series, local: LocalTimes, report: Report) -> pd.Series:
+    """Naive local times (`wall`, as parsed) as naive UTC, refusing the local times the zone
+    skips and, unless `local.ambiguous` says which, those it repeats."""
+    if local.timezone == "UTC":
+        return wall
+    zone, n = local.timezone, len(wall)
+    present = wall.notna().to_numpy()
+    earliest = wall.dt.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    skipped = present & earliest.isna().to_numpy()
+    if skipped.any():
+        raise Invalid(
+            f"{int(skipped.sum())} local time(s) do not exist in {zone}: the clocks go forward "
+            "over them. Send times in the zone's local clock, or with an offset such as +01:00",
+            errors=report(skipped, f"does not exist in {zone} (the clocks go forward)"))
+    if local.ambiguous is Ambiguous.INFER:
+        try:
+            localized = wall.dt.tz_localize(zone, ambiguous="infer")
+        except Exception as exc:  # pandas 2 raises pytz's AmbiguousTimeError, no ValueError
+            raise Invalid(
+                f"`ambiguous=infer` cannot tell the repeated local times of {zone} apart: {exc}. "
+                "It needs every reading of the repeated hour, in order; else send "
+                "`ambiguous=earliest` or `ambiguous=latest`",
+                errors=[field_error("ambiguous", local.ambiguous.value, str(exc))]) from None
+    elif local.ambiguous is Ambiguous.LATEST:
+        localized = wall.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool))
+    else:
+        localized = earliest
+        if local.ambiguous is None:
+            latest = wall.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool))
+            twice = present & (earliest != latest).to_numpy()
+            if twice.any():
+                raise Invalid(
+                    f"{int(twice.sum())} local time(s) occur twice in {zone}, where the clocks go "
+                    "back: send `ambiguous=earliest` (summer time), `ambiguous=latest` (winter "
+                    "time) or `ambiguous=infer` (from the order of the rows), or times with an "
+                    "offset", errors=report(twice, f"occurs twice in {zone}; set `ambiguous`"))
+    return _naive(localized.dt.tz_convert("UTC"))
 
 
 def _parse_uniform(text: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
