@@ -7,7 +7,8 @@ validated arrays, and every problem is reported with its row so a client can fix
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +24,13 @@ from app.timegrid import NS_PER_S, off_grid
 MAX_REPORTED_ROWS = 20
 # Separators a file sent without `sep` is checked for, to suggest the right one.
 OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# A date or a time of day: a one-line body holding one is readings whose line breaks were lost,
+# one without is a header alone.
+DATE_OR_TIME = re.compile(r"\d{4}-\d\d|\d\d?[/.-]\d\d?[/.-]\d\d|\d\d?:\d\d")
+# Rows count readings from 1 (a CSV's first line after its header, a JSON body's first reading),
+# and every message that names rows says so.
+FIRST_ROW = 1
+ROWS_COUNTED = "rows count readings from 1"
 # Distinct timestamps tried when inferring the column's format (a first row may be odd).
 FORMAT_SAMPLES = 5
 
@@ -92,22 +100,50 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
                             keep_default_na=False, na_values=[""], dtype={0: str},
                             skipinitialspace=True, engine="c")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise Invalid(f"The body is not a readable CSV file: {exc}".strip()) from exc
-    columns = list(frame.columns)
-    ts_col = options.ts_col if options.ts_col is not None else (columns[0] if columns else None)
-    value_col = options.value_col if options.value_col is not None else (
-        columns[1] if len(columns) > 1 else None)
-    for name, col in (("ts_col", ts_col), ("value_col", value_col)):
-        if col is None or col not in frame.columns:
-            raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
-                          errors=[field_error(name, col, f"not one of the columns {columns}")])
+        raise Invalid(f"The body is not a readable CSV file: {exc}".strip(),
+                      errors=[field_error("body", _opening(body), str(exc))]) from exc
+    columns = [str(c) for c in frame.columns]
+    ts_col = options.ts_col if options.ts_col is not None else columns[0]
+    _check_column("ts_col", ts_col, columns)
+    value_col = options.value_col if options.value_col is not None else _value_column(
+        columns, ts_col)
+    _check_column("value_col", value_col, columns)
     return frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col]
+
+
+def _check_column(name: str, col: str, columns: list[str]) -> None:
+    if col not in columns:
+        raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
+                      errors=[field_error(name, col, f"not one of the columns {columns}")])
+
+
+def _value_column(columns: list[str], ts_col: str) -> str:
+    """The value column of a file sent without `value_col`: the one column beside the
+    timestamps. A file of one column has none, and one of several must say which it means."""
+    others = [c for c in columns if c != ts_col]
+    if not others:
+        raise Invalid(
+            f"The CSV header {columns} names one column: an upload needs a timestamp column and "
+            "a value column, with a header line such as `ts,value` (and `sep` if they are not "
+            "separated by commas)",
+            errors=[field_error("value_col", None, f"no column beside the timestamps in {columns}")])
+    if len(others) > 1:
+        raise Invalid(
+            f"The CSV has {len(columns)} columns {columns}: send `value_col` naming the one to "
+            f"store, one of {others}",
+            errors=[field_error("value_col", None, f"several columns could be the values: {others}")])
+    return others[0]
 
 
 def _check_layout(body: bytes, options: CsvOptions) -> None:
     """Refuse, with the fix, the two files that parse as nonsense: a body whose line breaks were
     stripped (`curl -d @file` does that) and one separated by another character than `sep`."""
     text = body.decode("utf-8", errors="replace").strip()
+    if text and "\n" not in text and "\r" not in text and not DATE_OR_TIME.search(text):
+        raise Invalid(
+            f"The body holds only a header line ({text[:80]!r}) and no readings: add one line per "
+            "reading below it",
+            errors=[field_error("body", text[:80], "a header line and no readings")])
     if text and "\n" not in text and "\r" not in text:
         raise Invalid(
             "The body is a single line: a CSV upload needs a header line and one line per reading. "
@@ -131,6 +167,17 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
                                     f"send {fix}")])
 
 
+@contextmanager
+def rows_counted() -> Iterator[None]:
+    """Say how rows are counted in any problem raised within that names rows."""
+    try:
+        yield
+    except Invalid as exc:
+        if not any("row" in error for error in exc.errors) or ROWS_COUNTED in exc.detail:
+            raise
+        raise Invalid(f"{exc.detail} ({ROWS_COUNTED})", errors=exc.errors, **exc.extra) from None
+
+
 def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
     """The raw timestamp and value columns of `{"readings": [{"ts", "value"}, ...]}`."""
 
@@ -142,9 +189,11 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
         # the row), not an OverflowError later.
         document = json.loads(body, parse_constant=reject_constant, parse_int=float)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}") from exc
+        raise Invalid(f"The body is not valid JSON: {exc}",
+                      errors=[field_error("body", _opening(body), str(exc))]) from exc
     except RecursionError:
-        raise Invalid("The body is not valid JSON: nested too deeply") from None
+        raise Invalid("The body is not valid JSON: nested too deeply",
+                      errors=[field_error("body", _opening(body), "nested too deeply")]) from None
     readings = document.get("readings") if isinstance(document, dict) else None
     if not isinstance(readings, list):
         raise Invalid("The body must be an object with a list `readings`",
@@ -157,21 +206,22 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
     problems = []
     ts: list[Any] = []
     values: list[Any] = []
+    # `readings[i]` indexes the array from 0; `row` counts readings from FIRST_ROW, as in a CSV.
     for row, item in enumerate(readings):
         if not isinstance(item, dict) or "ts" not in item or "value" not in item:
             problems.append(field_error(f"readings[{row}]", item, "expected {\"ts\", \"value\"}",
-                                        row=row))
+                                        row=row + FIRST_ROW))
             ts.append("")
             values.append(None)
             continue
         ts.append(item["ts"] if isinstance(item["ts"], str) else "")
         if not isinstance(item["ts"], str):
             problems.append(field_error(f"readings[{row}].ts", item["ts"],
-                                        "expected an ISO 8601 timestamp string", row=row))
+                                        "expected an ISO 8601 timestamp string", row=row + FIRST_ROW))
         value = item["value"]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             problems.append(field_error(f"readings[{row}].value", value,
-                                        "expected a number or null", row=row))
+                                        "expected a number or null", row=row + FIRST_ROW))
             value = None
         values.append(value)
         if len(problems) >= MAX_REPORTED_ROWS:
@@ -181,7 +231,7 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
     return pd.Series(ts, dtype=object), pd.Series(values, dtype=float)
 
 
-def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = 0,
+def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = FIRST_ROW,
              ts_field: str = "ts", value_field: str = "value",
              ts_format: TimestampFormat = TimestampFormat(),
              local: LocalTimes = LocalTimes()) -> ReadingsBatch:
@@ -397,6 +447,11 @@ def _rows(mask: np.ndarray, raw: pd.Series, field: str, message: str,
     rows = np.flatnonzero(mask)[:MAX_REPORTED_ROWS]
     return [field_error(field, _jsonable(raw.iloc[i]), message, row=int(i) + row_base)
             for i in rows]
+
+
+def _opening(body: bytes) -> str:
+    """The start of a body, as text, to show which body a problem is about."""
+    return body[:80].decode("utf-8", errors="replace")
 
 
 def _jsonable(value: Any) -> Any:

@@ -250,7 +250,7 @@ function csvOptionFields() {
     h("summary", {}, "CSV options"),
     h("div", { class: "fields" },
       h("label", {}, "Timestamp column", h("input", { name: "ts_col", placeholder: "first" })),
-      h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "second" })),
+      h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "the other column" })),
       h("label", {}, "Separator", h("input", { name: "sep", value: ",", maxlength: 1 })),
       h("label", {}, "Decimal mark", h("select", { name: "decimal" },
         h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)")))));

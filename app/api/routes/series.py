@@ -36,6 +36,7 @@ from app.ingest import (
     TimestampFormat,
     parse_csv,
     parse_json,
+    rows_counted,
     to_batch,
 )
 from app.model_files import remove_model_files
@@ -139,8 +140,9 @@ async def upload_readings(
         description="What to do with a stored timestamp sent with another value")] = "error",
     ts_col: Annotated[str | None, Query(description="CSV: timestamp column (default first)")
                       ] = None,
-    value_col: Annotated[str | None, Query(description="CSV: value column (default second)")
-                         ] = None,
+    value_col: Annotated[str | None, Query(
+        description="CSV: value column (default: the one column beside the timestamps; a file "
+        "of more columns must name it)")] = None,
     sep: Annotated[str, Query(min_length=1, max_length=1, description="CSV field separator")
                    ] = ",",
     decimal: Annotated[Literal[".", ","], Query(description="CSV decimal mark")] = ".",
@@ -188,15 +190,14 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
         local = LocalTimes(timezone=series.timezone, ambiguous=ambiguous)
-        if media_type == "application/json":
-            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value",
-                             ts_format=formats, local=local)
-        else:
-            ts_raw, value_raw = parse_csv(body, options)
-            # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
-            batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
-                             ts_field=str(ts_raw.name), value_field=str(value_raw.name),
-                             ts_format=formats, local=local)
+        with rows_counted():
+            if media_type == "application/json":
+                batch = to_batch(*parse_json(body), series.freq, ts_field="ts",
+                                 value_field="value", ts_format=formats, local=local)
+            else:
+                ts_raw, value_raw = parse_csv(body, options)
+                batch = to_batch(ts_raw, value_raw, series.freq, ts_field=str(ts_raw.name),
+                                 value_field=str(value_raw.name), ts_format=formats, local=local)
         check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
                               limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
