@@ -728,7 +728,8 @@ async function seriesView(view, seriesId) {
       api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
     $("#reading-count").textContent = detail.readings;
     const local = wallClock(series.timezone);
-    const traces = [{ x: readings.data.map((r) => local(r.ts)), y: readings.data.map((r) => r.value),
+    const history = withGaps(readings.data, series.freq);
+    const traces = [{ x: history.map((r) => local(r.ts)), y: history.map((r) => r.value),
       type: "scatter", mode: "lines", name: "history", line: { color: COLORS.history, width: 1.2 },
       connectgaps: false }];
     let forecast = null;
@@ -987,6 +988,34 @@ function freqSeconds(freq) {
   return (Number(m[1] || 1)) * { s: 1, min: 60, h: 3600, D: 86400 }[m[2]];
 }
 
+// The longest one step of `freq` can last, in seconds: calendar steps differ in length (a
+// month: 28 to 31 days); null where unknown.
+function longestStepSeconds(freq) {
+  const fixed = freqSeconds(freq);
+  if (fixed) return fixed;
+  const m = /^(\d*)(W|M|Q|Y|A)/.exec(freq);
+  if (!m) return null;
+  return (Number(m[1] || 1)) * { W: 7, M: 31, Q: 92, Y: 366, A: 366 }[m[2]] * 86400;
+}
+
+// Readings as a line that breaks where readings are missing: Plotly joins the points it is
+// given, so a gap must be a null point, or it is drawn as a straight line that looks like data.
+function withGaps(readings, freq) {
+  const step = longestStepSeconds(freq);
+  if (!step) return readings;
+  const shown = [];
+  let previous = null;
+  for (const reading of readings) {
+    const t = Date.parse(reading.ts);
+    if (previous !== null && t - previous > 1000 * step) {
+      shown.push({ ts: new Date(previous + 1000 * step).toISOString(), value: null });
+    }
+    shown.push(reading);
+    previous = t;
+  }
+  return shown;
+}
+
 function nextTs(lastTs, freq) {
   const step = freqSeconds(freq);
   if (!lastTs || !step) return "";
@@ -1050,7 +1079,8 @@ async function streamView(view, streamId) {
     const start = stream.last_ts && step
       ? new Date(Date.parse(stream.last_ts) - 1000 * step * span).toISOString() : null;
     const query = start ? `?start=${encodeURIComponent(start)}` : "";
-    const readings = (await api(`/v1/series/${series.id}/readings${query}`)).data.slice(-span);
+    const readings = withGaps((await api(`/v1/series/${series.id}/readings${query}`)).data.slice(-span),
+      series.freq);
     const a = stream.accuracy || {};
     facts.replaceChildren(
       h("span", {}, "model ", h("b", {}, stream.model_id ?? "–"), stream.pinned ? " (pinned)" : " (series default)"),

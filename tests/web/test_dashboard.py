@@ -236,3 +236,33 @@ def test_readings_for_many_streams_from_a_csv_show_per_stream_and_refresh_the_li
     error = page.wait_for_selector("#bulk-readings + .inline-error").inner_text()
     assert "Nothing was sent" in error and 'line 2: value "lots" is not a number' in error
     assert httpx.get(f"{server.url}/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
+
+
+def test_missing_readings_are_drawn_as_a_gap_not_a_line(
+        page: Any, server: ServerProcess, client: TestClient, auth: dict[str, str],
+        settings: Settings, artifacts: dict[str, Path]) -> None:
+    warm = 300
+    sid = streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("m1",), warm)
+    stamps, values = hourly_values()
+
+    def post(i: int, query: str = "") -> None:
+        reading = {"ts": f"{stamps[i]:%Y-%m-%dT%H:%M:%SZ}", "value": float(values[i])}
+        response = client.post(f"/v1/streams/m1/readings{query}", json={"readings": [reading]},
+                               headers=auth)
+        assert response.status_code == 200, response.text
+
+    post(warm + 150, "?rewarm=true")  # 149 missing hours, more than a stream fills: re-warmed
+    post(warm + 160)  # 9 more, filled by the stream's model
+    chart_y = "id => document.getElementById(id).data[0].y"
+
+    page.goto(f"{server.url}/#/series/{sid}")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#series-chart .main-svg")
+    history = page.evaluate(chart_y, "series-chart")
+    assert len(history) == warm + 2 + 2 and history.count(None) == 2
+    assert history[warm] is None and history[warm + 2] is None
+
+    page.goto(f"{server.url}/#/streams/m1")
+    page.wait_for_selector("#stream-chart .main-svg")
+    readings = page.evaluate(chart_y, "stream-chart")
+    assert readings[-3:] == [float(values[warm + 150]), None, float(values[warm + 160])]
