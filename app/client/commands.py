@@ -198,7 +198,9 @@ def register(subparsers: Any) -> None:
     stream = group("stream", "feed readings to a stream and forecast its next step (client)")
     stream_create_parser = add(stream, "create", stream_create, "open a stream on a series")
     stream_create_parser.add_argument("--series", required=True, help="series name (or id)")
-    stream_create_parser.add_argument("--id", dest="name", help="your own id for the stream")
+    stream_create_parser.add_argument("stream_id", nargs="?",
+                                      help="your own id for the stream (default: the server "
+                                           "makes one), as the other stream commands take it")
     stream_create_parser.add_argument("--model", type=int, help="pin this model (default: follow "
                                                                  "the series' default model)")
     stream_show_parser = add(stream, "show", stream_show, "a stream's state and accuracy")
@@ -565,7 +567,7 @@ def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> li
 def stream_create(client: ApiClient, args: argparse.Namespace) -> int:
     series = find_series(client, args.series)
     body = client.post("/v1/streams", {"series_id": series["id"], "model_id": args.model,
-                                       "stream_id": args.name})
+                                       "stream_id": args.stream_id})
     emit(args, body, f"created stream {body['id']} on series {series['name']!r} "
                      f"(model {body.get('model_id')})\n" + stream_text(body))
     return 0

@@ -44,7 +44,9 @@ const SPEC_FIELDS = [
 ];
 // Three-way choices: "auto" leaves the field to the server's frequency-dependent default.
 const TRISTATE = { auto: undefined, on: true, off: false };
-const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235" };
+// The 80% band in the forecast's blue, the 95% band in a paler cyan: told apart at a glance.
+const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316",
+  band: { 80: "37, 99, 235", 95: "103, 232, 249" } };
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -564,7 +566,7 @@ function bandTraces(points, level, alpha) {
     { x, y: upper, type: "scatter", mode: "lines", line: { width: 0 }, hoverinfo: "skip",
       showlegend: false, name: `upper ${level}%` },
     { x, y: lower, type: "scatter", mode: "lines", line: { width: 0 }, fill: "tonexty",
-      fillcolor: `rgba(${COLORS.band}, ${alpha})`, name: `${level}% interval`,
+      fillcolor: `rgba(${COLORS.band[level]}, ${alpha})`, name: `${level}% interval`,
       customdata: upper, hovertemplate: `${level}%: %{y:.4g} – %{customdata:.4g}<extra></extra>` },
   ];
 }
@@ -572,8 +574,8 @@ function bandTraces(points, level, alpha) {
 function forecastTraces(points) {
   // Widest band first: the narrower one drawn on top comes out darker.
   return [
-    ...bandTraces(points, 95, 0.15),
-    ...bandTraces(points, 80, 0.25),
+    ...bandTraces(points, 95, 0.3),
+    ...bandTraces(points, 80, 0.35),
     { x: points.map((p) => p.ts), y: points.map((p) => p.mean), type: "scatter", mode: "lines",
       name: "forecast", line: { color: COLORS.forecast, width: 2 } },
   ];
@@ -906,7 +908,7 @@ async function jobView(view, jobId) {
     figures.replaceChildren(figure("progress", `${percent}%`), figure("loss", fmt(p.loss)),
       figure("validation loss", fmt(p.val_loss)), figure("elapsed", fmtDuration(p.elapsed_s)),
       figure("remaining", FINAL_STATUSES.includes(job.status) ? "–" : fmtDuration(p.eta_s)));
-    cancel.disabled = FINAL_STATUSES.includes(job.status);
+    cancel.hidden = FINAL_STATUSES.includes(job.status); // nothing left to cancel
     for (const point of p.history || []) history.set(point.epoch, point);
     if (p.epoch) history.set(p.epoch, { epoch: p.epoch, loss: p.loss, val_loss: p.val_loss });
     const epochs = [...history.keys()].sort((a, b) => a - b);
@@ -1120,7 +1122,7 @@ async function streamView(view, streamId) {
         hovertemplate: "next %{y:.4g}" + (bounds ? "<br>80%: %{customdata[0]:.4g} – %{customdata[1]:.4g}" +
           "<br>95%: %{customdata[2]:.4g} – %{customdata[3]:.4g}" : "") + "<extra></extra>",
         error_y: bounds ? { type: "data", symmetric: false, array: [next.upper_95 - next.mean],
-          arrayminus: [next.mean - next.lower_95], color: `rgba(${COLORS.band}, 0.6)`, thickness: 2 } : undefined });
+          arrayminus: [next.mean - next.lower_95], color: `rgba(${COLORS.band[95]}, 0.9)`, thickness: 2 } : undefined });
     }
     chart.dataset.readings = stream.readings_applied;
     const layout = chartLayout("", series.unit);

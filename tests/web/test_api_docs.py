@@ -68,3 +68,30 @@ def test_swagger_ui_renders_the_operations_offline(settings: Settings, tmp_path:
             assert outside == []
     finally:
         server.stop()
+
+
+def test_redoc_renders_offline_without_asking_for_redoclys_logo(settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """ReDoc's footer would load a logo from Redocly's CDN: the page's policy keeps it local."""
+    require_chromium()
+    server = ServerProcess(settings, tmp_path / "serve.log", workers=0)
+    try:
+        with chromium_page() as page:
+            outside: list[str] = []
+
+            def only_the_server(route: Any) -> None:
+                if route.request.url.startswith(server.url):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_the_server)
+            page.goto(server.url + "/redoc")
+            page.wait_for_selector("text=API docs by Redocly", timeout=30_000)
+            page.wait_for_selector("h2 >> text=Upload readings as JSON or CSV (all or nothing)")
+            page.wait_for_timeout(500)
+            assert outside == []
+            assert page.query_selector("img[alt='redocly logo']") is None
+    finally:
+        server.stop()

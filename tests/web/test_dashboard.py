@@ -100,6 +100,7 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     page.wait_for_selector("#job-progress[data-percent='100']", timeout=TRAIN_TIMEOUT_MS)
     page.wait_for_selector("#job-result table")
     assert "succeeded" in page.inner_text("#job-status")
+    assert not page.is_visible(".page-head button.danger")  # nothing left to cancel
     assert chart_traces(page, "loss-chart")[0]["n"] == 2  # one loss per epoch
     assert not page.is_visible("#loss-empty")
 
@@ -110,6 +111,12 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     assert traces["80% interval"] == {"name": "80% interval", "fill": "tonexty", "n": 96}
     assert traces["95% interval"] == {"name": "95% interval", "fill": "tonexty", "n": 96}
     assert traces["forecast"]["n"] == 96
+    fills = page.evaluate("""() => Object.fromEntries(document.getElementById('series-chart').data
+        .filter(t => t.fill).map(t => [t.name, t.fillcolor]))""")
+    rgb = {name: [int(c) for c in color.split("(")[1].split(",")[:3]] for name, color in fills.items()}
+    # The two bands differ in hue, not only in how much they overlap.
+    assert sum(abs(a - b) for a, b in zip(rgb["80% interval"], rgb["95% interval"],
+                                          strict=True)) > 150, fills
     row = page.inner_text("#models-table tbody tr")
     assert "ready" in row and "default" in row
 
@@ -145,6 +152,7 @@ def test_the_page_sees_only_its_keys_tenant(server: ServerProcess, page: Any,
                                             ) -> None:
     httpx.post(f"{server.url}/v1/series", headers=auth, json={"name": "alices", "freq": "h"})
     page.goto(server.url + "/")
+    assert "data/api_key" in page.inner_text("#key-where")  # where make run saved its key
     enter_key(page, "sc_not_a_key")
     page.wait_for_selector("#key-error:not([hidden])")
     assert "not valid" in page.inner_text("#key-error")

@@ -61,7 +61,7 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     else:
         default = models_db.default_model(session=session, series_id=series.id)
         if default is None:
-            raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+            raise models_db.no_ready_model(session=session, series_id=series.id)
         model = default
     forecaster = cache.get(model.id, model.ready_at)
     read = read_history(session=session, forecaster=forecaster, model_id=model.id,
