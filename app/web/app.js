@@ -255,13 +255,22 @@ function csvOptionFields() {
       h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "the other column" })),
       h("label", {}, "Separator", h("input", { name: "sep", value: ",", maxlength: 1 })),
       h("label", {}, "Decimal mark", h("select", { name: "decimal" },
-        h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)")))));
+        h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)"))),
+      h("label", {}, "Timestamp format", h("input", { name: "ts_format", placeholder: "%d/%m/%Y %H:%M" })),
+      h("label", {}, "12/08/2000 is", h("select", { name: "dayfirst" },
+        h("option", { value: "" }, "inferred"), h("option", { value: "true" }, "12 August"),
+        h("option", { value: "false" }, "December 8"))),
+      // Times without an offset are the series' local times; autumn repeats one hour.
+      h("label", {}, "Repeated local time", h("select", { name: "ambiguous" },
+        h("option", { value: "" }, "refused"), h("option", { value: "earliest" }, "earliest"),
+        h("option", { value: "latest" }, "latest"), h("option", { value: "infer" }, "from the order")))));
 }
 
 async function uploadCsv(seriesId, form) {
   const file = form.elements.file.files[0];
   const params = new URLSearchParams();
-  for (const name of ["ts_col", "value_col", "sep", "decimal", "on_conflict"]) {
+  for (const name of ["ts_col", "value_col", "sep", "decimal", "ts_format", "dayfirst", "ambiguous",
+    "on_conflict"]) {
     const value = form.elements[name] && form.elements[name].value.trim();
     if (value) params.set(name, value);
   }

@@ -274,3 +274,26 @@ def test_missing_readings_are_drawn_as_a_gap_not_a_line(
     page.wait_for_selector("#stream-chart .main-svg")
     readings = page.evaluate(chart_y, "stream-chart")
     assert readings[-3:] == [float(values[warm + 150]), None, float(values[warm + 160])]
+
+
+def test_a_day_first_local_file_loads_with_the_options_the_server_asks_for(
+        server: ServerProcess, page: Any, auth: dict[str, str], tmp_path: Path) -> None:
+    day_first = tmp_path / "berlin.csv"
+    day_first.write_text("when,kwh\n04/03/2024 00:00,1\n04/03/2024 01:00,2\n")
+    page.goto(server.url + "/")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("text=No series yet")
+    page.fill("#new-series input[name=name]", "berlin")
+    page.fill("#new-series input[name=freq]", "h")
+    page.fill("#new-series input[name=timezone]", "Europe/Berlin")
+    page.set_input_files("#new-series input[name=file]", str(day_first))
+    page.click("#new-series summary")
+    page.click("#new-series button[type=submit]")
+    assert "dayfirst=true" in page.wait_for_selector("#new-series + .inline-error").inner_text()
+    page.click("#new-series + .inline-error button.dismiss")
+    page.select_option("#new-series select[name=dayfirst]", "true")
+    page.click("#new-series button[type=submit]")
+    page.wait_for_selector("#series-chart .main-svg")
+    series = httpx.get(f"{server.url}/v1/series", headers=auth).json()["data"][0]
+    detail = httpx.get(f"{server.url}/v1/series/{series['id']}", headers=auth).json()
+    assert detail["first_ts"] == "2024-03-03T23:00:00Z"  # midnight in Berlin, in UTC
