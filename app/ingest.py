@@ -19,7 +19,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from app.errors import Invalid, field_error
-from app.timegrid import NS_PER_S, off_grid
+from app.timegrid import NS_PER_S, SECONDS_PER_DAY, off_grid, step_seconds
 
 MAX_REPORTED_ROWS = 20
 # Separators a file sent without `sep` is checked for, to suggest the right one.
@@ -79,6 +79,14 @@ class LocalTimes:
 
     timezone: str = "UTC"
     ambiguous: Ambiguous | None = None
+
+    @classmethod
+    def of_series(cls, timezone: str, freq: str, ambiguous: Ambiguous | None) -> "LocalTimes":
+        """How a series reads them: a grid of days or longer steps sits at midnight UTC, so its
+        zone-less dates name days (`2024-03-04` is that day's reading), never local instants."""
+        step_s = step_seconds(freq)
+        sub_daily = step_s is not None and step_s < SECONDS_PER_DAY
+        return cls(timezone=timezone if sub_daily else "UTC", ambiguous=ambiguous)
 
 
 @dataclass(frozen=True)

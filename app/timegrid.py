@@ -11,6 +11,7 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
 
 NS_PER_S = 1_000_000_000
+SECONDS_PER_DAY = 86_400
 
 
 @lru_cache(maxsize=256)

@@ -97,3 +97,14 @@ def test_a_utc_series_reads_naive_times_as_utc(client: TestClient, auth: dict[st
     sid = client.post("/v1/series", json={"name": "utc", "freq": "h"}, headers=auth).json()["id"]
     assert upload(client, auth, sid, "ts,value\n2024-03-31 02:00,1\n").status_code == 200
     assert readings(client, auth, sid)[0]["ts"] == "2024-03-31T02:00:00Z"
+
+
+@pytest.mark.parametrize("freq", ["D", "W-SAT", "MS"])
+def test_dates_of_a_daily_or_longer_series_name_the_day(client: TestClient, auth: dict[str, str],
+                                                        freq: str) -> None:
+    # Its grid sits at midnight UTC: a date is that day's reading, not Berlin's midnight.
+    sid = berlin_series(client, auth, freq)
+    day = {"D": "2024-03-04", "W-SAT": "2024-03-02", "MS": "2024-03-01"}[freq]
+    response = upload(client, auth, sid, f"ts,value\n{day},1\n")
+    assert response.status_code == 200, response.text
+    assert readings(client, auth, sid)[0]["ts"] == f"{day}T00:00:00Z"

@@ -123,11 +123,13 @@ def delete_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
 
 UPLOAD_DESCRIPTION = (
     "Every reading must sit on the series' grid; the upload is stored whole or refused whole. "
-    "Timestamps with an offset or `Z` are exact instants. Timestamps without one are local "
-    "times of the series' `timezone` (UTC by default), read as pandas' `tz_localize` reads "
-    "them: a local time the clocks skip is refused (422 naming the row), and one that occurs "
-    "twice, where the clocks go back, is refused unless `ambiguous` says which to store. "
-    "Readings are stored, and read back, in UTC.")
+    "Timestamps with an offset or `Z` are exact instants. On a series of steps shorter than "
+    "a day, timestamps without one are local times of the series' `timezone` (UTC by "
+    "default), read as pandas' `tz_localize` reads them: a local time the clocks skip is "
+    "refused (422 naming the row), and one that occurs twice, where the clocks go back, is "
+    "refused unless `ambiguous` says which to store. Daily and longer steps sit at midnight "
+    "UTC, so their dates without a time name the day. Readings are stored, and read back, in "
+    "UTC.")
 
 
 @router.post("/{series_id}/readings", response_model=UploadResult, openapi_extra=UPLOAD_BODY,
@@ -189,7 +191,7 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
-        local = LocalTimes(timezone=series.timezone, ambiguous=ambiguous)
+        local = LocalTimes.of_series(series.timezone, series.freq, ambiguous)
         with rows_counted():
             if media_type == "application/json":
                 batch = to_batch(*parse_json(body), series.freq, ts_field="ts",
