@@ -42,6 +42,7 @@ from app.ml.stream_seasonal import (
     seasonal_ahead,
     seasonal_at,
 )
+from app.timegrid import fixed_step, steps_between
 
 DEFAULT_LEVELS = (80, 95)
 # Days of history a deseasonalised stream model is warmed over when it starts from history.
@@ -454,7 +455,7 @@ class Forecaster:
         if state["last_timestamp"] is None:
             return pd.DatetimeIndex([])
         start = pd.Timestamp(state["last_timestamp"]) + self.offset
-        count = int((ts - start) / pd.Timedelta(self.offset))
+        count = steps_between(start, ts, self.offset)
         missing = pd.date_range(start, periods=max(count, 0), freq=self.offset)
         if len(missing) > MAX_IMPUTED_STEPS:
             raise ValueError(
@@ -474,7 +475,7 @@ class Forecaster:
 
     @functools.cached_property
     def step_size(self) -> pd.Timedelta:
-        return pd.Timedelta(self.offset)
+        return fixed_step(self.offset)
 
     def _source(self, seasonal: SeasonalSource | None) -> SeasonalSource:
         if not self.features.deseasonalized:

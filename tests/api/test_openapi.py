@@ -92,3 +92,20 @@ def test_every_numeric_spec_field_documents_both_bounds(openapi: dict[str, Any])
         if schema.get("type") in ("integer", "number"):
             assert {"minimum", "exclusiveMinimum"} & set(schema), name
             assert {"maximum", "exclusiveMaximum"} & set(schema), name
+
+
+def test_the_horizon_parameters_publish_the_configured_cap(settings: Any) -> None:
+    from app.main import create_app
+
+    settings.max_forecast_horizon_steps = 96
+    with TestClient(create_app(settings)) as client:
+        document = client.get("/openapi.json").json()
+    horizons = {(path, method): parameter["schema"]
+                for path, operations in document["paths"].items()
+                for method, operation in operations.items()
+                for parameter in operation.get("parameters", []) if parameter["name"] == "horizon"}
+    assert set(horizons) == {("/v1/series/{series_id}/forecast", "get"),
+                             ("/v1/streams/{stream_id}/readings", "post"),
+                             ("/v1/streams/{stream_id}/forecast", "get")}
+    assert {(s["type"], s["minimum"], s["maximum"]) for s in horizons.values()} == {
+        ("integer", 1, 96)}
