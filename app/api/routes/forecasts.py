@@ -26,7 +26,8 @@ router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 HorizonQuery = Annotated[int, Query(
     ge=1, description="Steps ahead, on the series' grid; at most "
     "STATECAST_MAX_FORECAST_HORIZON_STEPS")]
-LevelsQuery = Annotated[list[int], Query(description="Interval levels in percent (80, 95)")]
+LevelsQuery = Annotated[list[int], Query(
+    description=f"Interval levels in percent ({', '.join(map(str, DEFAULT_LEVELS))})")]
 WORSE_WARNING = ("Every ready model of this series forecasts worse than the seasonal naive on "
                  "validation data; the seasonal naive (the same time one season earlier) is "
                  "the better forecast.")
