@@ -1,10 +1,12 @@
-"""uvicorn's HTTP protocol with read timeouts, so slow clients cannot hold connections forever.
+"""uvicorn's HTTP protocol with a read timeout on each request's head.
 
 uvicorn waits for a request's head as long as bytes trickle in, and its keep-alive timer only
-covers idle time between requests, so 400 "slowloris" connections that each sent a header line
-now and then were never closed. Here each request's head must arrive within `header_timeout_s`
-of its first byte (or of the connection opening); the body's chunks are bounded by the ASGI
-middleware in app.api.limits.
+covers idle time between requests: clients that send a header line now and then ("slowloris")
+would hold their connections forever. Here each request's head must arrive within
+`header_timeout_s` of its first byte (or of the connection opening); the body's chunks are
+bounded by the ASGI middleware in app.api.limits. uvicorn has no setting for this (its
+`timeout_keep_alive` covers only idle time between requests), so this subclasses its private
+`HttpToolsProtocol`; tests/test_http_protocol.py fails if the hooks used here change.
 """
 
 import asyncio

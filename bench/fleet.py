@@ -38,6 +38,7 @@ import httpx
 import numpy as np
 from sqlalchemy import Engine, create_engine, inspect, text
 
+from bench.goals import FLEET_BULK_READINGS_PER_S, FLEET_SCALING_MIN, FLEET_SINGLE_P99_MS_MAX
 from bench.harness import (
     cpu_s,
     fresh_postgres_database,
@@ -603,7 +604,8 @@ def print_tables(stages: list[Stage]) -> None:
         bulk = mine.get(10_000) or mine[max(mine)]
         b = bulk.runs["bulk"]
         print(f"[{database}] bulk at N={bulk.size:,}: {b.readings_per_s:,.0f} stream-readings/s "
-              f"= {b.readings_per_s / 100_000:.2f}x the goal of 100,000"
+              f"= {b.readings_per_s / FLEET_BULK_READINGS_PER_S:.2f}x the goal of "
+              f"{FLEET_BULK_READINGS_PER_S:,}"
               + ("" if bulk.size == 10_000 else " (no N=10,000 run)"))
         if len(mine) > 1:
             small, large = mine[min(mine)], mine[max(mine)]
@@ -611,15 +613,16 @@ def print_tables(stages: list[Stage]) -> None:
                 ratio = (large.runs[label].readings_per_s /
                          max(small.runs[label].readings_per_s, 1e-9))
                 print(f"[{database}] {label}: readings/s at N={large.size:,} / N={small.size:,} "
-                      f"= {ratio:.2f} (goal >= 0.80: {'met' if ratio >= 0.8 else 'missed'})")
+                      f"= {ratio:.2f} (goal >= {FLEET_SCALING_MIN:.2f}: "
+                      f"{'met' if ratio >= FLEET_SCALING_MIN else 'missed'})")
         for s in mine.values():
             x64 = s.runs.get("single x64")
             if x64 is not None:
                 met = x64.status_5xx == 0 and x64.transport_errors == 0 and (
-                    database != "postgresql" or x64.p99_ms < 50)
+                    database != "postgresql" or x64.p99_ms < FLEET_SINGLE_P99_MS_MAX)
                 print(f"[{database}] N={s.size:,} single x64: {x64.status_5xx} 5xx, p99 "
                       f"{x64.p99_ms:.1f} ms (goal: no 5xx" +
-                      (", p99 < 50 ms" if database == "postgresql" else "") +
+                      (f", p99 < {FLEET_SINGLE_P99_MS_MAX:.0f} ms" if database == "postgresql" else "") +
                       f": {'met' if met else 'missed'})")
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.goals import INGEST_READINGS_PER_S
 from bench.harness import fresh_postgres_database, serving
 
-GOAL_READINGS_PER_S = 200_000
 DEFAULT_READINGS = 1_000_000
 FREQ = "15min"
 STEP_S = 15 * 60
@@ -107,7 +107,7 @@ def report(results: list[Result]) -> str:
              f"{'readings/s':>12} {'x goal':>7}"]
     for r in results:
         lines.append(f"{r.database:<10} {r.fmt:<6} {r.body_bytes / 2**20:>8.1f} {r.seconds:>8.2f} "
-                     f"{r.readings_per_s:>12,.0f} {r.readings_per_s / GOAL_READINGS_PER_S:>7.2f}")
+                     f"{r.readings_per_s:>12,.0f} {r.readings_per_s / INGEST_READINGS_PER_S:>7.2f}")
     return "\n".join(lines)
 
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.readings
     ts_s, values = make_readings(n)
     bodies = {"csv": csv_body(ts_s, values), "json": json_body(ts_s, values)}
-    print(f"ingest of {n:,} {FREQ} readings over HTTP; goal {GOAL_READINGS_PER_S:,} readings/s",
+    print(f"ingest of {n:,} {FREQ} readings over HTTP; goal {INGEST_READINGS_PER_S:,} readings/s",
           flush=True)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="statecast-bench-") as tmp:

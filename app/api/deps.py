@@ -64,7 +64,7 @@ class Services:
 
     FastAPI solves each dependency by walking its own sub-dependencies, parameters and cache
     key; the stream post, the hottest route, spent more on resolving three of them than on its
-    SQL (docs/benchmarks.md, issue 12).
+    SQL (docs/benchmarks.md, "Streams and forecasts").
     """
 
     settings: Settings
@@ -83,9 +83,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
-# FastAPI closes it only once the answer is validated; `app.api.routing.SessionReleasingRoute`
-# closes a sync route's session in the route's own thread as it returns, so no request holds a
-# pooled connection while it waits for a thread (bench/load.py, 256 clients).
+# FastAPI closes it only once the answer is validated, even with scope="function";
+# `app.api.session_release.SessionReleasingRoute` closes a sync route's session in the route's
+# own thread as it returns, so no request holds a pooled connection while it waits for a thread.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 

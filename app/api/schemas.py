@@ -243,15 +243,6 @@ class StreamsPosted(BaseModel):
     streams: list[StreamResult] = Field(description="One per stream, in order of first mention.")
 
 
-class ForecastPoint(BaseModel):
-    ts: datetime
-    mean: float
-    lower_80: float | None = None
-    upper_80: float | None = None
-    lower_95: float | None = None
-    upper_95: float | None = None
-
-
 class ForecastOut(BaseModel):
     series_id: int
     model_id: int

@@ -520,8 +520,8 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
     if args.plot:
         require_matplotlib()  # before the forecast is asked for, not after it is printed
     series = find_series(client, args.series)
-    levels = args.level or [80, 95]
-    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
+    # No --level: the server's default levels.
+    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=args.level)
     points = body["points"]
     columns = list(points[0]) if points else ["ts", "mean"]
     if body.get("warning"):
@@ -537,6 +537,7 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         from app.client.plot import plot_forecast
 
         history = recent_readings(client, series, args.history)
+        levels = levels_in(points[0], "lower_") if points else []
         plot_forecast(args.plot, series["name"], history, points, levels)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
@@ -595,7 +596,8 @@ def stream_text(stream: dict[str, Any]) -> str:
     accuracy = stream.get("accuracy") or {}
     if accuracy.get("judged"):
         coverage = ", ".join(f"{level}% -> {100 * accuracy[f'coverage_{level}']:.0f}%"
-                             for level in (80, 95) if accuracy.get(f"coverage_{level}") is not None)
+                             for level in levels_in(accuracy, "coverage_")
+                             if accuracy[f"coverage_{level}"] is not None)
         lines.append(f"accuracy over {accuracy['judged']} readings: MAE {cell(accuracy.get('mae'))}, "
                      f"MASE {cell(accuracy.get('mase'))}, MAE / seasonal-naive MAE "
                      f"{cell(accuracy.get('relative_mae'))}" + (f"; coverage {coverage}"
@@ -603,9 +605,16 @@ def stream_text(stream: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def levels_in(answer: dict[str, Any], prefix: str) -> list[int]:
+    """The interval levels an answer carries (keys `lower_80`, `coverage_95`, ...), ascending:
+    whichever the server chose, rather than a copy of its default."""
+    return sorted(int(key[len(prefix):]) for key in answer
+                  if key.startswith(prefix) and key[len(prefix):].isdigit())
+
+
 def point_text(point: dict[str, Any]) -> str:
     bounds = " ".join(f"[{cell(point[f'lower_{level}'])}, {cell(point[f'upper_{level}'])}]@{level}%"
-                      for level in (80, 95) if f"lower_{level}" in point)
+                      for level in levels_in(point, "lower_"))
     return f"{point['ts']} {cell(point['mean'])} {bounds}".rstrip()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.db.tables import ForecastModel, Job, utcnow
+from app.db.tables import ForecastModel, Job, ModelStatus, utcnow
 
 
 class JobStatus(StrEnum):
@@ -113,7 +113,8 @@ def finish(*, session: Session, job: ClaimedJob, status: JobStatus,
         status=status, error=error, finished_at=utcnow(), lease_expires_at=None))
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    model_status = {JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}.get(status)
+    model_status = {JobStatus.FAILED: ModelStatus.FAILED,
+                    JobStatus.CANCELLED: ModelStatus.CANCELLED}.get(status)
     if model_status:
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id)
                         .values(status=model_status, error=error))
@@ -161,7 +162,7 @@ def request_cancel(*, session: Session, job: Job) -> None:
         job.status = JobStatus.CANCELLED
         job.finished_at = utcnow()
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id)
-                        .values(status="cancelled"))
+                        .values(status=ModelStatus.CANCELLED))
     elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
     session.flush()

@@ -1,6 +1,7 @@
 """The tables, typed; the schema itself changes only through migrations/."""
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -101,6 +102,15 @@ class Reading(Base):
     value: Mapped[float | None] = mapped_column(Float)
 
 
+class ModelStatus(StrEnum):
+    """A model's life: training -> ready | failed | cancelled."""
+
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class ForecastModel(Base):
     """A trained (or training) network: one version, immutable once ready.
 
@@ -113,7 +123,7 @@ class ForecastModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="training")
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.TRAINING)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     resolved_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,16 +1,26 @@
-"""`auto`: train a few candidate specs within a time budget and keep the best by validation MASE."""
+"""`auto`: train a few candidate specs within a time budget and keep the best by validation MASE.
+
+The search knows a trained model only by its metrics and is handed the function that trains one,
+so that `training` calls it without the two importing each other.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from app.ml.data import TrainingDataError
 from app.ml.spec import DEFAULT_AUTO_BUDGET_S, ModelSpec
 
-if TYPE_CHECKING:
-    from app.ml.training import TrainedModel
+
+class Scored(Protocol):
+    """A trained model as the search sees it: its metrics (`training.TrainedModel`)."""
+
+    metrics: dict[str, Any]
+
+
+Trained = TypeVar("Trained", bound=Scored)
 
 # Tried in this order until the budget runs out: the default recipe first (a stream model, the
 # best measured on electricity demand), the window model beside it, then one change at a time
@@ -32,11 +42,11 @@ def candidate_specs(spec: ModelSpec) -> list[tuple[dict[str, Any], ModelSpec]]:
     return [(change, ModelSpec(**{**base, **change})) for change in CANDIDATES]
 
 
-def validation_mase(trained: TrainedModel) -> float:
+def validation_mase(trained: Scored) -> float:
     return float(trained.metrics["validation"]["full_horizon"]["model"]["mase"])
 
 
-def search(spec: ModelSpec, fit: Callable[[ModelSpec], TrainedModel]) -> TrainedModel:
+def search(spec: ModelSpec, fit: Callable[[ModelSpec], Trained]) -> Trained:
     """Fit candidates while the budget lasts; the best by validation MASE, with every score in
     `metrics["auto"]`.
 
@@ -46,7 +56,7 @@ def search(spec: ModelSpec, fit: Callable[[ModelSpec], TrainedModel]) -> Trained
     budget_s = spec.budget_s if spec.budget_s is not None else DEFAULT_AUTO_BUDGET_S
     start = time.monotonic()
     records: list[dict[str, Any]] = []
-    best: TrainedModel | None = None
+    best: Trained | None = None
     best_index = -1
     first_error: TrainingDataError | None = None
     for change, candidate in candidate_specs(spec):

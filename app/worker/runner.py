@@ -59,6 +59,7 @@ class Worker:
         # locks; a fresh interpreter starts clean.
         self.context = multiprocessing.get_context("spawn")
         self._last_renewal = 0.0
+        self._last_pruned = -workers.FORGET_EVERY_S  # the first round prunes
         # After a claim, look again at once: a backlog drains without poll-interval pauses.
         self._claimed_last = False
 
@@ -98,9 +99,16 @@ class Worker:
         if now - self._last_renewal >= self.settings.job_lease_s / 3:
             self._renew_leases()
             self._last_renewal = now
+        prune = now - self._last_pruned >= workers.FORGET_EVERY_S
         with transaction(self.factory, write=True) as session:
             workers.heartbeat(session=session, worker_id=self.worker_id)
             requeued = jobs.requeue_expired(session=session)
+            forgotten = workers.forget_stale(session=session) if prune else 0
+        if prune:
+            self._last_pruned = now
+        if forgotten:
+            logger.info("forgot workers that stopped polling", extra={
+                "action": "forget_stale_workers", "workers": forgotten})
         if requeued:
             logger.warning("requeued jobs with expired leases",
                            extra={"action": "requeue_expired", "job_ids": requeued})

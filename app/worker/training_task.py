@@ -21,7 +21,7 @@ from app.db import forecast_models, jobs
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobStatus
 from app.db.readings import fetch_readings
-from app.db.tables import ForecastModel, Series, utcnow
+from app.db.tables import ForecastModel, ModelStatus, Series, utcnow
 from app.logs import configure_logging
 from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
@@ -188,7 +188,7 @@ def _train(settings: Settings, factory: sessionmaker[Session],
             install_attempt(settings.model_dir, job.model_id, job.attempt)
         meta = load_meta(target)
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
-            status="ready", metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
+            status=ModelStatus.READY, metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
             worse_than_naive=is_worse_than_naive(meta.get("metrics") or {}),
             ready_at=utcnow(), error=None))
     return JobStatus.SUCCEEDED, None

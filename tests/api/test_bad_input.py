@@ -75,3 +75,24 @@ def test_values_too_large_to_compute_with_are_422(client: TestClient, auth: dict
     assert_problem(client.post(f"/v1/series/{sid}/readings", content=csv,
                                headers={**auth, "Content-Type": "text/csv"}), 422, "value")
     assert readings(client, auth, sid) == []
+
+
+@pytest.mark.parametrize(("spec", "field", "expected"), [
+    ({"units": 0}, "units", "greater than or equal to 1"),
+    ({"units": True}, "units", "a valid integer"),
+    ({"window": 4}, "window", "greater than or equal to 8"),
+    ({"dropout": 1}, "dropout", "less than 1"),
+    ({"cell": "lstmx"}, "cell", "'lstm', 'gru' or 'simple_rnn'"),
+    ({"stateful": "yes"}, "stateful", "a valid boolean"),
+    ({"epochs": 10**9}, "epochs", "less than or equal to 2000"),
+])
+def test_a_bad_spec_field_is_422_naming_field_value_and_bound(
+        client: TestClient, auth: dict[str, str], spec: dict[str, object], field: str,
+        expected: str) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post("/v1/models", json={"series_ids": [sid], "spec": spec}, headers=auth)
+    problem = assert_problem(response, 422, f"spec.{field}")
+    (error,) = problem["errors"]
+    assert error["value"] == spec[field] and expected in error["message"]
+    assert f"`spec.{field}` (got {spec[field]!r})" in problem["detail"]
+    assert client.get("/v1/models", headers=auth).json()["count"] == 0

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db.engine import create_db_engine, create_session_factory, transaction
-from app.db.tables import ForecastModel, ModelSeries, Series, utcnow
+from app.db.tables import ForecastModel, ModelSeries, ModelStatus, Series, utcnow
 from app.ml.artifacts import load_meta, save_artifacts
 from app.ml.data import SeriesData
 from app.ml.spec import ModelSpec
@@ -52,7 +52,7 @@ def install_model(settings: Settings, artifact: Path, series_id: int,
     engine = create_db_engine(settings.database_url)
     with transaction(create_session_factory(engine), write=True) as session:
         tenant_id = session.scalars(select(Series.tenant_id).where(Series.id == series_id)).one()
-        model = ForecastModel(tenant_id=tenant_id, status="ready", spec=meta["spec"],
+        model = ForecastModel(tenant_id=tenant_id, status=ModelStatus.READY, spec=meta["spec"],
                               resolved_spec=meta["spec"], metrics=meta["metrics"],
                               worse_than_naive=False, ready_at=utcnow(), **columns)
         session.add(model)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, Response
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery, Offset
 from app.api.quotas import check_active_jobs
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, TenantDep
 from app.api.params import IdPath, Offset
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic, Page
+from app.api.session_release import SessionReleasingRoute
 from app.db import jobs as jobs_db
 from app.db.jobs import JobStatus
 from app.db.tables import Job

@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.params import IdPath, Offset
 from app.api.quotas import check_stored_readings
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -24,6 +23,7 @@ from app.api.schemas import (
     SeriesPublic,
     UploadResult,
 )
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db

@@ -22,7 +22,6 @@ from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingIn,
@@ -34,12 +33,14 @@ from app.api.schemas import (
     StreamReadingsIn,
     StreamsPosted,
 )
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
-from app.db.tables import ForecastModel, Series, Stream
+from app.db.tables import ForecastModel, ModelStatus, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.forecaster import DEFAULT_LEVELS
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, bulk
 from app.streams import service as streams
@@ -60,7 +61,7 @@ def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> Str
     if stream.model_id is not None:
         model = session.get(ForecastModel, stream.model_id)
         series = session.get(Series, stream.series_id)
-        if model is not None and model.status == "ready" and series is not None:
+        if model is not None and model.status == ModelStatus.READY and series is not None:
             scale = streams.mase_scale(cache.get(model.id, model.ready_at), series)
     return StreamPublic(
         id=stream.name, series_id=stream.series_id, model_id=stream.model_id,
@@ -156,7 +157,7 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
              summary="Append readings: stored in the series and applied to the state at once")
 def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
                   services: ServicesDep, horizon: HorizonQuery = 1,
-                  level: LevelsQuery = [80, 95],  # noqa: B006
+                  level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
@@ -242,7 +243,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, ho
 def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                     horizon: HorizonQuery = 1,
-                    level: LevelsQuery = [80, 95],  # noqa: B006
+                    level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
                     ) -> Response:
     check_horizon(horizon, settings)
     stream, forecast = streams.forecast_stream(session=session, cache=cache, fits=fits,
