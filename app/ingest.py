@@ -50,6 +50,21 @@ class TimestampFormat:
     ts_format: str | None = None
     dayfirst: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.ts_format is not None:
+            checked_ts_format(self.ts_format)
+
+
+def checked_ts_format(ts_format: str) -> str:
+    """`ts_format` if pandas can parse with it, else Invalid naming it (a stray `%` or an
+    unknown directive would otherwise fail the parse itself, after the upload began)."""
+    try:
+        pd.to_datetime(pd.Series([""], dtype=object), format=ts_format, errors="coerce", utc=True)
+    except ValueError as exc:
+        raise Invalid(f"`ts_format` {ts_format!r} is not a strftime format: {exc}",
+                      errors=[field_error("ts_format", ts_format, str(exc))]) from None
+    return ts_format
+
 
 @dataclass(frozen=True)
 class CsvOptions:
@@ -86,7 +101,11 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
     """Refuse, with the fix, the two files that parse as nonsense: a body whose line breaks were
     stripped (`curl -d @file` does that) and one separated by another character than `sep`."""
     text = body.decode("utf-8", errors="replace").strip()
-    if text and "\n" not in text and "\r" not in text:
+    if not text:
+        raise Invalid("The body is empty: a CSV upload needs a header line and one line per "
+                      "reading", errors=[field_error("body", body.decode("utf-8", "replace"),
+                                                     "empty")])
+    if "\n" not in text and "\r" not in text:
         raise Invalid(
             "The body is a single line: a CSV upload needs a header line and one line per reading. "
             "If you sent a file with `curl -d @file`, which strips line breaks, send it with "

@@ -75,3 +75,28 @@ def test_values_too_large_to_compute_with_are_422(client: TestClient, auth: dict
     assert_problem(client.post(f"/v1/series/{sid}/readings", content=csv,
                                headers={**auth, "Content-Type": "text/csv"}), 422, "value")
     assert readings(client, auth, sid) == []
+
+
+CSV_HEADERS = {"Content-Type": "text/csv"}
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", b" ", b"\r\n", b"  \n \r\n"])
+def test_an_empty_csv_body_is_422_naming_the_body(client: TestClient, auth: dict[str, str],
+                                                  body: bytes) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings", content=body,
+                           headers={**auth, **CSV_HEADERS})
+    assert_problem(response, 422, "body")
+    assert readings(client, auth, sid) == []
+
+
+@pytest.mark.parametrize("ts_format", ["%Y%", "abc%", "%Q", "%Y-%m-%d %"])
+def test_a_malformed_ts_format_is_422_naming_it(client: TestClient, auth: dict[str, str],
+                                                ts_format: str) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings", params={"ts_format": ts_format},
+                           content=b"ts,value\n2024-01-01 00:00,1\n",
+                           headers={**auth, **CSV_HEADERS})
+    problem = assert_problem(response, 422, "ts_format")
+    assert problem["errors"][0]["value"] == ts_format
+    assert readings(client, auth, sid) == []
