@@ -20,6 +20,7 @@ from app.errors import Invalid, field_error
 from app.timegrid import NS_PER_S, off_grid
 
 MAX_REPORTED_ROWS = 20
+READING_KEYS = {"ts", "value"}
 # Separators a file sent without `sep` is checked for, to suggest the right one.
 OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 # Distinct timestamps tried when inferring the column's format (a first row may be odd).
@@ -80,6 +81,7 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
         raise Invalid("`sep` and `decimal` must differ",
                       errors=[field_error("decimal", options.decimal, "same character as `sep`")])
     _check_layout(body, options)
+    _check_nul(body, options)
     try:
         frame = pd.read_csv(io.BytesIO(body), sep=options.sep, decimal=options.decimal,
                             keep_default_na=False, na_values=[""], dtype={0: str},
@@ -128,6 +130,23 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
                                     f"send {fix}")])
 
 
+def _check_nul(body: bytes, options: CsvOptions) -> None:
+    """Refuse a NUL byte, naming its row and column: the CSV parser ends a field at one, so
+    `1\\x00` would otherwise be stored as 1."""
+    at = body.find(b"\x00")
+    if at < 0:
+        return
+    lines = body.splitlines()
+    row = body.count(b"\n", 0, at)  # the header is line 0: data rows count from 1
+    line_start = body.rfind(b"\n", 0, at) + 1
+    column = body.count(options.sep.encode(), line_start, at)
+    header = lines[0].decode("utf-8", "replace").split(options.sep) if lines else []
+    field = header[column].strip() if column < len(header) else f"column {column + 1}"
+    line = body[line_start:].split(b"\n", 1)[0].decode("utf-8", "backslashreplace")
+    raise Invalid(f"Row {row} holds a NUL byte in {field!r}",
+                  errors=[field_error(field, line, "NUL byte in the value", row=row)])
+
+
 def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
     """The raw timestamp and value columns of `{"readings": [{"ts", "value"}, ...]}`."""
 
@@ -143,9 +162,15 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
     except RecursionError:
         raise Invalid("The body is not valid JSON: nested too deeply") from None
     readings = document.get("readings") if isinstance(document, dict) else None
-    if not isinstance(readings, list):
-        raise Invalid("The body must be an object with a list `readings`",
-                      errors=[field_error("readings", None, "missing or not a list")])
+    problems = [] if isinstance(readings, list) else [
+        field_error("readings", None, "missing or not a list")]
+    if isinstance(document, dict):
+        problems += [field_error(key, document[key], "unknown field")
+                     for key in document.keys() - {"readings"}]
+    if problems:
+        raise Invalid("The body must be an object with a list `readings` and nothing else",
+                      errors=problems)
+    assert isinstance(readings, list)
     return readings_columns(readings)
 
 
@@ -161,6 +186,9 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
             ts.append("")
             values.append(None)
             continue
+        problems += [field_error(f"readings[{row}].{key}", item[key], "unknown field; a reading "
+                                 "has only `ts` and `value`", row=row)
+                     for key in item.keys() - READING_KEYS]
         ts.append(item["ts"] if isinstance(item["ts"], str) else "")
         if not isinstance(item["ts"], str):
             problems.append(field_error(f"readings[{row}].ts", item["ts"],

@@ -184,7 +184,8 @@ class _Reading(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ts: datetime = Field(description="On the series' grid; UTC when no zone is given.")
-    value: float | None = Field(allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
+    # Strict: a number or null, never `true` or "1" (uploads refuse them too).
+    value: float | None = Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
                                 description="null for a missing reading")
 
 

@@ -100,3 +100,25 @@ def test_a_malformed_ts_format_is_422_naming_it(client: TestClient, auth: dict[s
     problem = assert_problem(response, 422, "ts_format")
     assert problem["errors"][0]["value"] == ts_format
     assert readings(client, auth, sid) == []
+
+
+def test_a_nul_in_a_csv_value_is_422_naming_the_row(client: TestClient,
+                                                    auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings",
+                           content=b"ts,value\n2024-01-01 00:00,1\x00\n2024-01-01 01:00,2\n",
+                           headers={**auth, **CSV_HEADERS})
+    problem = assert_problem(response, 422, "value")
+    assert problem["errors"][0]["row"] == 1
+    assert readings(client, auth, sid) == []
+
+
+def test_unknown_keys_in_json_readings_are_422_naming_row_and_key(client: TestClient,
+                                                                  auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    body = {"readings": [{"ts": "2024-01-01T00:00:00Z", "value": 1},
+                         {"ts": "2024-01-01T01:00:00Z", "value": 2, "valu": 3}]}
+    problem = assert_problem(client.post(f"/v1/series/{sid}/readings", json=body, headers=auth),
+                             422, "readings[1].valu")
+    assert problem["errors"][0]["row"] == 1
+    assert readings(client, auth, sid) == []

@@ -78,3 +78,16 @@ def test_a_stream_post_with_a_bad_query_parameter_is_422_naming_it(
     problem = assert_problem(client.post(f"/v1/streams/m/readings?{query}", json=body,
                                          headers=auth), 422, field)
     assert problem["errors"][0]["value"] == value
+
+
+@pytest.mark.parametrize("value", [True, False, "1"])
+@pytest.mark.parametrize("path", ["/v1/streams/m/readings", "/v1/streams/readings"])
+def test_a_stream_reading_that_is_not_a_number_is_422(client: TestClient, auth: dict[str, str],
+                                                      path: str, value: object) -> None:
+    """As an upload refuses them: `true` is no reading, nor is the string "1"."""
+    reading = {"ts": "2024-01-03T00:00:00Z", "value": value}
+    if path == "/v1/streams/readings":
+        reading["stream_id"] = "m"
+    problem = assert_problem(client.post(path, json={"readings": [reading]}, headers=auth), 422,
+                             "readings.0.value")
+    assert problem["errors"][0]["value"] == value
