@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from app.api.params import IdPath, Offset
-from app.api.quotas import check_stored_readings
+from app.api.quotas import charge_stored_readings
 from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
@@ -172,12 +172,11 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
             batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
                              ts_field=str(ts_raw.name), value_field=str(value_raw.name),
                              ts_format=formats)
-        check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
-                              limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
             forget_from(session=session, series_id=series.id, first_changed_ts=result.first_ts)
+        charge_stored_readings(session=session, tenant_id=tenant_id, limit=max_readings)
     return UploadResult(received=result.received, inserted=result.inserted,
                         updated=result.updated, unchanged=result.unchanged,
                         first_ts=datetime.fromtimestamp(result.first_ts, UTC),
