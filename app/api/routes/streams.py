@@ -282,6 +282,7 @@ def reset_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep
 
 @router.delete("/{stream_id}", status_code=204, summary="Delete a stream (its readings stay)")
 def delete_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
+    lock_for_write(session)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     session.delete(stream)
     session.commit()
