@@ -23,6 +23,10 @@ MAX_REPORTED_ROWS = 20
 READING_KEYS = {"ts", "value"}
 # Separators a file sent without `sep` is checked for, to suggest the right one.
 OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# What a CSV field costs to parse, at least, counted in bytes against the large-upload limit: a
+# typical field ("2024-01-01 00:00", "1.5") is about this long, and a body of one-character
+# fields costs the parser as much per field.
+CSV_FIELD_COST_BYTES = 8
 # Distinct timestamps tried when inferring the column's format (a first row may be odd).
 FORMAT_SAMPLES = 5
 
@@ -73,6 +77,16 @@ class CsvOptions:
     value_col: str | None = None
     sep: str = ","
     decimal: str = "."
+    max_columns: int = 64
+
+
+def parse_cost_bytes(body: bytes, media_type: str, sep: str = ",") -> int:
+    """What parsing `body` costs, in bytes: its size, or for CSV its fields at
+    CSV_FIELD_COST_BYTES each when that is more."""
+    if media_type == "application/json":
+        return len(body)
+    fields = body.count(sep.encode()) + body.count(b"\n")
+    return max(len(body), fields * CSV_FIELD_COST_BYTES)
 
 
 def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
@@ -115,6 +129,12 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
             errors=[field_error("body", text[:80], "no line breaks")])
     lines = text.splitlines()
     header = lines[0]
+    columns = header.count(options.sep) + 1
+    if columns > options.max_columns:
+        raise Invalid(
+            f"The header has {columns} columns; at most {options.max_columns} are read "
+            "(STATECAST_MAX_CSV_COLUMNS)",
+            errors=[field_error("body", header[:80], f"{columns} columns in the header")])
     if options.sep in header:
         return
     for sep, name in OTHER_SEPARATORS.items():

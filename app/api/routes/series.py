@@ -1,7 +1,6 @@
 """Series: create, list, read, delete; and their readings, uploaded as CSV or JSON."""
 
 import io
-import threading
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from app.api.limits import LargeUploadSlots
 from app.api.params import IdPath, Offset
 from app.api.quotas import charge_stored_readings
 from app.api.routing import SessionReleasingRoute
@@ -28,8 +28,16 @@ from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
-from app.errors import ServiceError, Unavailable
-from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
+from app.errors import ServiceError
+from app.ingest import (
+    CsvOptions,
+    ReadingsBatch,
+    TimestampFormat,
+    parse_cost_bytes,
+    parse_csv,
+    parse_json,
+    to_batch,
+)
 from app.model_files import remove_model_files
 from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
@@ -138,40 +146,35 @@ async def upload_readings(
         raise UnsupportedMediaType(
             f"Send readings as application/json or text/csv, not {media_type or 'no type'!r}",
             errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
-    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
+    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal,
+                         max_columns=settings.max_csv_columns)
     formats = TimestampFormat(ts_format=ts_format, dayfirst=dayfirst)
     declared = request.headers.get("content-length", "")
-    large = not declared.isdigit() or int(declared) >= settings.large_upload_bytes
+    slots = LargeUploadSlots(request.app.state.large_uploads, settings)
     # Each large body costs several times its size while it is parsed: only a few at a time.
-    slots: threading.BoundedSemaphore = request.app.state.large_uploads
-    if large and not slots.acquire(blocking=False):
-        raise Unavailable(f"{settings.max_large_uploads} large uploads are being processed; "
-                          "retry after Retry-After (STATECAST_MAX_LARGE_UPLOADS)")
-    try:
+    with slots:
+        if not declared.isdigit() or int(declared) >= settings.large_upload_bytes:
+            slots.take()
         body = await request.body()
+        if parse_cost_bytes(body, media_type, sep) >= settings.large_upload_bytes:
+            slots.take()
         return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
                                        options, formats, on_conflict,
                                        settings.tenant_max_readings)
-    finally:
-        if large:
-            slots.release()
 
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
             body: bytes, options: CsvOptions, formats: TimestampFormat,
             on_conflict: Literal["error", "replace"], max_readings: int) -> UploadResult:
+    """Parse and check the body first, outside any transaction: a slow or refused parse holds
+    no lock (a wide CSV once held SQLite's write lock for 49 s)."""
+    with factory() as session:
+        freq = series_db.get_series(session=session, tenant_id=tenant_id,
+                                    series_id=series_id).freq
+    batch = _parsed(media_type, body, options, formats, freq)
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
-        if media_type == "application/json":
-            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value",
-                             ts_format=formats)
-        else:
-            ts_raw, value_raw = parse_csv(body, options)
-            # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
-            batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
-                             ts_field=str(ts_raw.name), value_field=str(value_raw.name),
-                             ts_format=formats)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
@@ -181,6 +184,17 @@ def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, medi
                         updated=result.updated, unchanged=result.unchanged,
                         first_ts=datetime.fromtimestamp(result.first_ts, UTC),
                         last_ts=datetime.fromtimestamp(result.last_ts, UTC))
+
+
+def _parsed(media_type: str, body: bytes, options: CsvOptions, formats: TimestampFormat,
+            freq: str) -> ReadingsBatch:
+    if media_type == "application/json":
+        return to_batch(*parse_json(body), freq, ts_field="ts", value_field="value",
+                        ts_format=formats)
+    ts_raw, value_raw = parse_csv(body, options)
+    # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
+    return to_batch(ts_raw, value_raw, freq, row_base=1, ts_field=str(ts_raw.name),
+                    value_field=str(value_raw.name), ts_format=formats)
 
 
 @router.get("/{series_id}/readings", response_model=ReadingsPage,
