@@ -81,7 +81,7 @@ def bootstrap_key(settings: Settings) -> None:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from app.worker.runner import run_worker
 
-    run_worker(settings, args.concurrency)
+    run_worker(settings, args.concurrency, args.parent_pid)
     return 0
 
 
@@ -91,7 +91,8 @@ def start_embedded_workers(settings: Settings, count: int) -> "Supervisor":
 
     env = {**os.environ, **{f"STATECAST_{k.upper()}": str(v)
                             for k, v in settings.model_dump(mode="json").items()}}
-    supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker"], count, env=env)
+    supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker",
+                             "--parent-pid", str(os.getpid())], count, env=env)
     supervisor.start()
     return supervisor
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run training jobs from the queue")
     worker.add_argument("--concurrency", type=int, default=1, metavar="N",
                         help="jobs at a time, each in its own process (default 1)")
+    worker.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="stop when process PID is gone (`statecast serve` passes its own)")
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to head")

@@ -7,7 +7,6 @@ the system when it exits, and a crash or out-of-memory kill ends one job, not th
 import logging
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ from app.logs import configure_logging
 from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
+from app.worker.parent import watch_parent
 
 logger = logging.getLogger("statecast.worker")
 # A cancel is noticed within this long; the database is asked no more often than this.
 CANCEL_CHECK_INTERVAL_S = 0.5
 # Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
 STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
-PARENT_CHECK_INTERVAL_S = 0.5
 ORPHAN_EXIT_CODE = 75
 
 
@@ -90,7 +89,7 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     factory = create_session_factory(engine)
     log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
-    watch_parent(log)
+    exit_with_worker(log)
     with transaction(factory) as session:
         jobs.report_progress(session=session, job=job, progress=STARTING_PROGRESS)
     try:
@@ -111,23 +110,15 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     engine.dispose()
 
 
-def watch_parent(log: dict[str, Any]) -> None:
+def exit_with_worker(log: dict[str, Any]) -> None:
     """End this process as soon as the worker that started it is gone.
 
     The worker holds the job's lease; once it dies the job is requeued and another attempt
     starts, so an orphan would only burn CPU beside it. It exits at once, without touching the
     database: whatever it would record belongs to the next attempt now.
     """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_INTERVAL_S)
-        logger.warning("worker process gone; training abandoned",
-                       extra={"action": "orphan_exit", "parent_pid": parent, **log})
-        os._exit(ORPHAN_EXIT_CODE)
-
-    threading.Thread(target=watch, name="statecast-parent-watch", daemon=True).start()
+    watch_parent(os.getppid(), lambda: os._exit(ORPHAN_EXIT_CODE),
+                 "worker process gone; training abandoned", log)
 
 
 def _train(settings: Settings, factory: sessionmaker[Session],
