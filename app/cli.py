@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from app.client.commands import add_global_options
 from app.client.commands import register as register_client
+from app.client.commands import register_keys as register_client_keys
 from app.client.credentials import write_user_config
 from app.config import Settings, get_settings
 from app.logs import configure_logging
@@ -31,11 +32,12 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from app.db.engine import create_db_engine, create_session_factory, transaction
-    from app.db.tenants import create_key
+    from app.db.tenants import KeyScope, create_key
 
     engine = create_db_engine(settings.database_url)
     with transaction(create_session_factory(engine), write=True) as session:
-        tenant, key = create_key(session=session, tenant_name=args.tenant)
+        tenant, key = create_key(session=session, tenant_name=args.tenant, name=args.name,
+                                 scope=KeyScope(args.scope))
     engine.dispose()
     print(key)
     print(f"(a new key for tenant {tenant.name!r}; it is shown only once)", file=sys.stderr)
@@ -153,9 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_commands.add_parser("create", help="create a key (and the tenant if new)")
+    create = key_commands.add_parser(
+        "create", help="create a key of any tenant (and the tenant if new), in the database")
     create.add_argument("--tenant", required=True, help="tenant name")
+    create.add_argument("--name", default="default", help="what the key is for")
+    create.add_argument("--scope", choices=["read", "write"], default="write",
+                        help="read: GET requests only (default write)")
     create.set_defaults(handler=cmd_keys_create)
+    register_client_keys(key_commands)
     register_client(commands)
     return parser
 

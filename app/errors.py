@@ -37,6 +37,13 @@ class Unauthorized(ServiceError):
     title = "Unauthorized"
 
 
+class Forbidden(ServiceError):
+    """The key is valid but may not do this (a read key on a writing route)."""
+
+    status = 403
+    title = "Forbidden"
+
+
 class TooManyRequests(ServiceError):
     """A per-tenant limit was reached; `retry_after_s` says when to try again."""
 

@@ -1,11 +1,12 @@
 """Request and response bodies of the API."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.params import STREAM_ID_PATTERN, Id, Text
+from app.db.tenants import KeyScope
 from app.ingest import MAX_ABS_READING, within_timestamp_range
 from app.ml import spec as ml_spec
 from app.timegrid import canonical_freq, checked_timezone
@@ -300,3 +301,46 @@ class StreamPosted(BaseModel):
     last_ts: datetime | None
     readings_applied: int
     forecast: list[dict[str, Any]]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "ingest-2027", "scope": "write"},
+        {"name": "dashboard", "scope": "read", "expires_at": "2099-12-31T00:00:00Z"}]})
+
+    name: Text = Field(min_length=1, max_length=200, description="What the key is for.")
+    scope: KeyScope = Field(default=KeyScope.WRITE,
+                            description="read: GET requests only; write: everything.")
+    expires_at: datetime | None = Field(
+        default=None, description="When the key stops working (UTC if no zone); never if null.")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if aware <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        if aware.year > 9000:
+            raise ValueError("must be before the year 9000")
+        return aware
+
+
+class KeyPublic(BaseModel):
+    """A key as listed: never the key itself, which is shown once, when it is created."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    scope: KeyScope
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Brought up to date at most once a minute.")
+    expires_at: datetime | None
+    current: bool = Field(default=False, description="The key this request was made with.")
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The key: shown this once, never stored or shown again.")
