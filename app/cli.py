@@ -119,11 +119,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # `finally` below stops the workers; unwinding instead lets it run.
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     workers = start_embedded_workers(settings, settings.embedded_workers)
-    print(f"statecast serving on http://{settings.host}:{settings.port}"
-          f" with {settings.embedded_workers} worker process(es)", flush=True)
+    logger.info(f"statecast serving on http://{settings.host}:{settings.port} with "
+                f"{settings.embedded_workers} worker process(es)",
+                extra={"action": "serve", "workers": settings.embedded_workers})
     try:
+        # log_config=None: uvicorn's lines go through the service's logging (JSON by default)
+        # instead of the plain-text handlers it would install.
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, access_log=False,
+                    log_level=settings.log_level, access_log=False, log_config=None,
                     http=guarded_protocol(settings.header_timeout_s))
     finally:
         workers.stop()

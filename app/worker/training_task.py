@@ -7,6 +7,7 @@ the system when it exits, and a crash or out-of-memory kill ends one job, not th
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ CANCEL_CHECK_INTERVAL_S = 0.5
 # Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
 STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
 ORPHAN_EXIT_CODE = 75
+# The training process failed outside the training itself (the database, mostly): the worker
+# retries the attempt.
+RETRY_EXIT_CODE = 1
 
 
 def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
@@ -81,13 +85,28 @@ class CurrentAttempt:
 
 
 def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
-    """Entry point of the child process."""
+    """Entry point of the child process. Nothing escapes it: multiprocessing would print the
+    traceback as plain text into the JSON log; it is logged, and the exit status says what to do
+    (non-zero: the worker retries the attempt)."""
     settings = Settings(**settings_data)
     configure_logging(settings.log_level, settings.log_format)
+    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
+    try:
+        _run_job(settings, job, log)
+    except DBAPIError:
+        # The database, not the job: the worker retries the attempt.
+        logger.exception("training interrupted by a database error",
+                         extra={"action": "job_db_error", **log})
+        sys.exit(RETRY_EXIT_CODE)
+    except Exception:
+        logger.exception("training process failed", extra={"action": "job_crash", **log})
+        sys.exit(RETRY_EXIT_CODE)
+
+
+def _run_job(settings: Settings, job: ClaimedJob, log: dict[str, Any]) -> None:
     engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
                               lock_timeout_s=settings.database_lock_timeout_s)
     factory = create_session_factory(engine)
-    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
     exit_with_worker(log)
     with transaction(factory) as session:
@@ -95,9 +114,6 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     try:
         status, error = _train(settings, factory, job)
     except DBAPIError:
-        # The database, not the job: exit non-zero and the worker retries the attempt.
-        logger.exception("training interrupted by a database error",
-                         extra={"action": "job_db_error", **log})
         raise
     except Exception as exc:  # a bug, not the data: record it rather than retry it forever
         logger.exception("training failed", extra={"action": "job_error", **log})
