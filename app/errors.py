@@ -61,3 +61,21 @@ class Unavailable(ServiceError):
 def field_error(field: str, value: Any, message: str, **where: Any) -> dict[str, Any]:
     """One entry of a problem's `errors`: which field, the value received, what is wrong."""
     return {"field": field, "value": value, "message": message, **where}
+
+
+def unreadable_body(cause: BaseException) -> Invalid:
+    """The one answer to a body that cannot be read as JSON, whichever route reads it: naming
+    the byte that is not UTF-8, where the JSON breaks off, or that it nests too deeply."""
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start:cause.start + 1].hex()
+        return Invalid(f"The body is not valid UTF-8: byte 0x{byte} at position {cause.start}",
+                       errors=[field_error("body", f"0x{byte}",
+                                           f"not UTF-8 (byte {cause.start})")])
+    if isinstance(cause, RecursionError):
+        return Invalid("The body is not valid JSON: nested too deeply",
+                       errors=[field_error("body", None, "nested too deeply")])
+    position = getattr(cause, "pos", None)
+    reason = getattr(cause, "msg", None) or str(cause)
+    where = "" if position is None else f" at character {position}"
+    return Invalid(f"The body is not valid JSON: {reason}{where}",
+                   errors=[field_error("body", position, f"not valid JSON: {reason}")])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from app.errors import Invalid, field_error
+from app.errors import Invalid, field_error, unreadable_body
 from app.timegrid import NS_PER_S, off_grid
 
 MAX_REPORTED_ROWS = 20
@@ -177,10 +177,8 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
         # Integers become floats as they are read: a 400-digit one is then inf (refused with
         # the row), not an OverflowError later.
         document = json.loads(body, parse_constant=reject_constant, parse_int=float)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise Invalid("The body is not valid JSON: nested too deeply") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise unreadable_body(exc) from None
     readings = document.get("readings") if isinstance(document, dict) else None
     problems = [] if isinstance(readings, list) else [
         field_error("readings", None, "missing or not a list")]

@@ -205,6 +205,8 @@ class ReadingsIn(BaseModel):
     readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
 
 
+# Stream ids that are literal paths under /v1/streams: a stream with one could not be reached.
+RESERVED_STREAM_IDS = frozenset({"readings"})
 # A fleet's half-hour: one reading from each of 50,000 meters, about 4 MB of JSON.
 MAX_BULK_READINGS = 50_000
 
@@ -273,7 +275,15 @@ class StreamCreate(BaseModel):
     model_id: Id | None = Field(
         default=None, description="Pin a model; without it the stream follows the series' default.")
     stream_id: str | None = Field(default=None, pattern=STREAM_ID_PATTERN,
-                                  description="Your own id for the stream (else one is made).")
+                                  description="Your own id for the stream (else one is made); "
+                                              "not `readings`, the bulk post's path.")
+
+    @field_validator("stream_id")
+    @classmethod
+    def _not_a_route(cls, value: str | None) -> str | None:
+        if value in RESERVED_STREAM_IDS:
+            raise ValueError(f"{value!r} is the path of another route; choose another id")
+        return value
 
 
 class StreamPublic(BaseModel):

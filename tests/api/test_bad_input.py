@@ -122,3 +122,48 @@ def test_unknown_keys_in_json_readings_are_422_naming_row_and_key(client: TestCl
                              422, "readings[1].valu")
     assert problem["errors"][0]["row"] == 1
     assert readings(client, auth, sid) == []
+
+
+BAD_BODIES = {
+    "nested": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "not-utf8": (b'{"name": "\xff\xfe"}', "byte 0xff at position 10"),
+    "broken-off": (b'{"name": ', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_BODIES))
+@pytest.mark.parametrize("path", ["/v1/series", "/v1/series/{sid}/readings", "/v1/streams",
+                                  "/v1/streams/m/readings", "/v1/streams/readings", "/v1/models",
+                                  "/v1/keys"])
+def test_an_unreadable_json_body_is_the_same_422_on_every_route(
+        client: TestClient, auth: dict[str, str], path: str, bad: str) -> None:
+    """Deep nesting and invalid UTF-8 were a bare 400 "error parsing the body" on every route
+    but uploads; each is now one problem naming the body and what is wrong with it."""
+    sid = create_series(client, auth, freq="h")["id"]
+    body, says = BAD_BODIES[bad]
+    response = client.post(path.format(sid=sid), content=body, headers={**auth, **JSON})
+    problem = assert_problem(response, 422, "body")
+    assert says in problem["detail"], problem
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("OPTIONS", "/v1/streams/readings", "POST"),
+    ("GET", "/v1/streams/readings/readings", "POST"),
+    ("OPTIONS", "/v1/series", "GET, POST"),
+    ("PUT", "/v1/series/1", "DELETE, GET"),
+    ("PATCH", "/v1/keys/3", "DELETE"),
+])
+def test_a_405_allows_the_methods_of_the_path(client: TestClient, auth: dict[str, str],
+                                              method: str, path: str, allow: str) -> None:
+    """`OPTIONS /v1/streams/readings` said `Allow: GET` (the stream route's), where only POST
+    exists."""
+    response = client.request(method, path, headers=auth)
+    assert_problem(response, 405)
+    assert response.headers["Allow"] == allow
+
+
+def test_a_stream_cannot_take_the_bulk_posts_path_as_its_id(client: TestClient,
+                                                            auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    assert_problem(client.post("/v1/streams", json={"series_id": sid, "stream_id": "readings"},
+                               headers=auth), 422, "stream_id")

@@ -56,7 +56,7 @@ def test_a_model_with_unreadable_files_is_503_naming_it(client: TestClient, auth
      {"ts": "2024-01-03T00:00:00Z"}),
     (b'{"readings": []}', "readings", []),
     (b'{"readings": [{"ts": "2024-01-03T00:00:00Z", "value": 1}], "extra": 1}', "extra", 1),
-    (b'{"readings": [', "14", {}),  # where the JSON breaks off
+    (b'{"readings": [', "body", 14),  # the body, and where its JSON breaks off
 ])
 def test_a_malformed_stream_post_is_422_naming_field_and_value(
         client: TestClient, auth: dict[str, str], body: bytes, field: str, value: object) -> None:
