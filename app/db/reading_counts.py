@@ -1,9 +1,9 @@
 """How many readings each tenant stores: a counter on its row, charged once per transaction.
 
 Whatever inserts readings notes how many (`count_inserted`); the route charges the tenant the
-total just before it commits (`charge`), one UPDATE whatever the path, so the quota check costs
-no COUNT(*) and holds the tenant's row only for the commit. A savepoint rolled back (a stream
-refused within a bulk post) takes its readings out of the total.
+total just before it commits (`app.api.quotas.charge_stored_readings`): one UPDATE whatever the
+path, so the quota check costs no COUNT(*) and holds the tenant's row only for the commit. A
+savepoint rolled back (a stream refused within a bulk post) takes its readings out of the total.
 """
 
 from typing import Any
