@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -53,9 +54,19 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Readings stored across the tenant's series, kept by every path that stores or deletes
-    # them (app/db/reading_counts.py): the quota check reads it instead of counting rows.
-    stored_readings: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class TenantReadings(Base):
+    """Readings stored across a tenant's series: the sum of its shards, kept by every path that
+    stores or deletes readings (app/db/reading_counts.py). The quota check reads it instead of
+    counting rows."""
+
+    __tablename__ = "tenant_readings"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    readings: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiKey(Base):

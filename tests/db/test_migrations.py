@@ -44,7 +44,9 @@ def test_0010_counts_each_tenants_stored_readings(empty_database_url: str) -> No
                                 "(1, 0, 1), (1, 3600, NULL), (2, 0, 2)"))
     upgrade(empty_database_url)
     with engine.connect() as connection:
-        counts = dict(connection.execute(text("SELECT name, stored_readings FROM tenants")).all())
+        counts = dict(connection.execute(text(
+            "SELECT name, coalesce(sum(readings), 0) FROM tenants LEFT JOIN tenant_readings "
+            "ON tenant_readings.tenant_id = tenants.id GROUP BY name")).all())
         key = connection.execute(text("SELECT name, scope, expires_at FROM api_keys")).one()
     assert counts == {"a": 3, "b": 0}
     assert tuple(key) == ("default", "write", None)

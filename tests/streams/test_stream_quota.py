@@ -25,7 +25,8 @@ def stored_count(settings: Settings) -> int:
     engine = create_db_engine(settings.database_url)
     with engine.connect() as connection:
         value = connection.execute(text(
-            "SELECT stored_readings FROM tenants WHERE name = 'alice'")).scalar_one()
+            "SELECT coalesce(sum(readings), 0) FROM tenant_readings JOIN tenants "
+            "ON tenants.id = tenant_id WHERE name = 'alice'")).scalar_one()
     engine.dispose()
     return int(value)
 
