@@ -89,7 +89,13 @@ class Settings(BaseSettings):
     )
     large_upload_bytes: int = Field(
         default=8 * MIB, gt=0,
-        description="Uploads at least this large count against max_large_uploads.",
+        description="Uploads at least this large count against max_large_uploads; a CSV body "
+                    "of short fields counts each field as 8 bytes (its parse cost).",
+    )
+    max_csv_columns: int = Field(
+        default=64, ge=2, le=10_000,
+        description="Columns a CSV upload may have (422 above it): each column costs the "
+                    "parser far more than its bytes.",
     )
     max_large_uploads: int = Field(
         default=2, ge=1,

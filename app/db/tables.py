@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -56,8 +57,25 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class TenantReadings(Base):
+    """Readings stored across a tenant's series: the sum of its shards, kept by every path that
+    stores or deletes readings (app/db/reading_counts.py). The quota check reads it instead of
+    counting rows."""
+
+    __tablename__ = "tenant_readings"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    readings: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
 class ApiKey(Base):
-    """Only a SHA-256 of each key is stored; the key itself is shown once, at creation."""
+    """Only a SHA-256 of each key is stored; the key itself is shown once, at creation.
+
+    `scope` is `read` (GET only) or `write`; a key past `expires_at` no longer authenticates;
+    `last_used_at` is brought up to date at most once a minute.
+    """
 
     __tablename__ = "api_keys"
     __table_args__ = {"sqlite_autoincrement": True}
@@ -67,6 +85,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    name: Mapped[str] = mapped_column(String(200), default="default", server_default="default")
+    scope: Mapped[str] = mapped_column(String(8), default="write", server_default="write")
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Series(Base):

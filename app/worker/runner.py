@@ -20,6 +20,7 @@ from app.config import Settings
 from app.db import jobs, workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobStatus
+from app.worker.parent import watch_parent
 from app.worker.training_task import run_training_job
 
 logger = logging.getLogger("statecast.worker")
@@ -194,7 +195,9 @@ class Worker:
         logger.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
 
-def run_worker(settings: Settings, concurrency: int) -> None:
+def run_worker(settings: Settings, concurrency: int, parent_pid: int | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT, or until process `parent_pid` (the `statecast
+    serve` that embeds it) is gone: a killed server leaves no worker behind."""
     worker = Worker(settings, concurrency=concurrency)
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -202,4 +205,7 @@ def run_worker(settings: Settings, concurrency: int) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if parent_pid is not None:
+        watch_parent(parent_pid, worker.stop, "statecast serve gone; worker stopping",
+                     {"worker_id": worker.worker_id})
     worker.run()

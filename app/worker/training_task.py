@@ -7,7 +7,7 @@ the system when it exits, and a crash or out-of-memory kill ends one job, not th
 import logging
 import os
 import shutil
-import threading
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,17 @@ from app.logs import configure_logging
 from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
+from app.worker.parent import watch_parent
 
 logger = logging.getLogger("statecast.worker")
 # A cancel is noticed within this long; the database is asked no more often than this.
 CANCEL_CHECK_INTERVAL_S = 0.5
 # Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
 STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
-PARENT_CHECK_INTERVAL_S = 0.5
 ORPHAN_EXIT_CODE = 75
+# The training process failed outside the training itself (the database, mostly): the worker
+# retries the attempt.
+RETRY_EXIT_CODE = 1
 
 
 def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
@@ -82,23 +85,35 @@ class CurrentAttempt:
 
 
 def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
-    """Entry point of the child process."""
+    """Entry point of the child process. Nothing escapes it: multiprocessing would print the
+    traceback as plain text into the JSON log; it is logged, and the exit status says what to do
+    (non-zero: the worker retries the attempt)."""
     settings = Settings(**settings_data)
     configure_logging(settings.log_level, settings.log_format)
+    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
+    try:
+        _run_job(settings, job, log)
+    except DBAPIError:
+        # The database, not the job: the worker retries the attempt.
+        logger.exception("training interrupted by a database error",
+                         extra={"action": "job_db_error", **log})
+        sys.exit(RETRY_EXIT_CODE)
+    except Exception:
+        logger.exception("training process failed", extra={"action": "job_crash", **log})
+        sys.exit(RETRY_EXIT_CODE)
+
+
+def _run_job(settings: Settings, job: ClaimedJob, log: dict[str, Any]) -> None:
     engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
                               lock_timeout_s=settings.database_lock_timeout_s)
     factory = create_session_factory(engine)
-    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
-    watch_parent(log)
+    exit_with_worker(log)
     with transaction(factory) as session:
         jobs.report_progress(session=session, job=job, progress=STARTING_PROGRESS)
     try:
         status, error = _train(settings, factory, job)
     except DBAPIError:
-        # The database, not the job: exit non-zero and the worker retries the attempt.
-        logger.exception("training interrupted by a database error",
-                         extra={"action": "job_db_error", **log})
         raise
     except Exception as exc:  # a bug, not the data: record it rather than retry it forever
         logger.exception("training failed", extra={"action": "job_error", **log})
@@ -111,23 +126,15 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     engine.dispose()
 
 
-def watch_parent(log: dict[str, Any]) -> None:
+def exit_with_worker(log: dict[str, Any]) -> None:
     """End this process as soon as the worker that started it is gone.
 
     The worker holds the job's lease; once it dies the job is requeued and another attempt
     starts, so an orphan would only burn CPU beside it. It exits at once, without touching the
     database: whatever it would record belongs to the next attempt now.
     """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_INTERVAL_S)
-        logger.warning("worker process gone; training abandoned",
-                       extra={"action": "orphan_exit", "parent_pid": parent, **log})
-        os._exit(ORPHAN_EXIT_CODE)
-
-    threading.Thread(target=watch, name="statecast-parent-watch", daemon=True).start()
+    watch_parent(os.getppid(), lambda: os._exit(ORPHAN_EXIT_CODE),
+                 "worker process gone; training abandoned", log)
 
 
 def _train(settings: Settings, factory: sessionmaker[Session],

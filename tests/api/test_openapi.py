@@ -58,7 +58,7 @@ def test_every_request_body_has_an_example(openapi: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("model", [schemas.SeriesCreate, schemas.ModelCreate,
-                                   schemas.StreamCreate, schemas.ReadingsIn])
+                                   schemas.StreamCreate, schemas.ReadingsIn, schemas.KeyCreate])
 def test_body_examples_are_valid_bodies(model: type[Any]) -> None:
     examples = model.model_json_schema()["examples"]
     assert examples

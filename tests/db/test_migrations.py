@@ -23,3 +23,32 @@ def test_upgrade_head_then_downgrade_base(empty_database_url: str) -> None:
     assert tables(empty_database_url) == set()
     upgrade(empty_database_url)
     assert "readings" in tables(empty_database_url)
+
+
+def test_0010_counts_each_tenants_stored_readings(empty_database_url: str) -> None:
+    """The readings counter starts from the rows stored before it existed; keys keep working
+    as write keys named `default`."""
+    from sqlalchemy import text
+
+    upgrade(empty_database_url, "0007")
+    engine = create_db_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO tenants (id, name, created_at) VALUES "
+                                "(1, 'a', CURRENT_TIMESTAMP), (2, 'b', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO api_keys (tenant_id, key_hash, prefix, created_at) "
+                                "VALUES (1, 'h', 'sc_', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, timezone, "
+                                "created_at) VALUES (1, 1, 's', 'h', 'UTC', CURRENT_TIMESTAMP), "
+                                "(2, 1, 't', 'h', 'UTC', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO readings (series_id, ts, value) VALUES "
+                                "(1, 0, 1), (1, 3600, NULL), (2, 0, 2)"))
+    upgrade(empty_database_url)
+    with engine.connect() as connection:
+        counts = dict(connection.execute(text(
+            "SELECT name, coalesce(sum(readings), 0) FROM tenants LEFT JOIN tenant_readings "
+            "ON tenant_readings.tenant_id = tenants.id GROUP BY name")).all())
+        key = connection.execute(text("SELECT name, scope, expires_at FROM api_keys")).one()
+    assert counts == {"a": 3, "b": 0}
+    assert tuple(key) == ("default", "write", None)
+    engine.dispose()
+    downgrade(empty_database_url, "0007")

@@ -122,6 +122,7 @@ def delete_model(model_id: IdPath, tenant: TenantDep, session: SessionDep,
 @router.post("/{model_id}/promote", response_model=ModelPublic,
              summary="Make this model the default of the series it was trained on")
 def promote_model(model_id: IdPath, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+    lock_for_write(session)
     model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
     models_db.promote(session=session, model=model)
     session.commit()

@@ -20,6 +20,7 @@ from app.api.deps import (
 )
 from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
+from app.api.quotas import charge_stored_readings
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
 from app.api.schemas import (
@@ -143,6 +144,8 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     outcomes = bulk.post_readings(session=session, forecasters=services.forecasters,
                                   fits=services.fits, settings=services.settings,
                                   tenant_id=tenant.id, sent=sent, rewarm=rewarm)
+    charge_stored_readings(session=session, tenant_id=tenant.id,
+                           limit=services.settings.tenant_max_readings)
     session.commit()
     results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
     applied = sum(r["applied"] for r in results)
@@ -169,6 +172,8 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
     if outcome.error is not None:
         raise outcome.error
     forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
+    charge_stored_readings(session=session, tenant_id=tenant.id,
+                           limit=services.settings.tenant_max_readings)
     session.commit()
     STREAM_READINGS.inc(len(outcome.done.applied))
     return json_response({
@@ -278,6 +283,7 @@ def reset_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep
 
 @router.delete("/{stream_id}", status_code=204, summary="Delete a stream (its readings stay)")
 def delete_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
+    lock_for_write(session)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     session.delete(stream)
     session.commit()
