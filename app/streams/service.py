@@ -88,11 +88,8 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
         model = models_db.default_model(session=session, series_id=series.id)
         if model is None:
             raise Conflict("The series has no ready model yet: train one with POST /v1/models")
-    elif model.status != "ready" or series.id not in models_db.series_ids(
-            session=session, model_id=model.id):
-        raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
-                      errors=[field_error("model_id", model.id, "not ready, or not trained "
-                                                                  "on this series")])
+    else:
+        _check_pinnable(session=session, model=model, series=series)
     stream = Stream(tenant_id=tenant_id, name=name or f"st_{secrets.token_hex(8)}",
                     series_id=series.id, model_id=model.id, pinned=pinned, readings_applied=0)
     _warm(session=session, cache=cache, settings=settings, stream=stream, model=model,
@@ -104,6 +101,15 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
         raise Conflict(f"A stream with id {name!r} already exists",
                        errors=[field_error("stream_id", name, "already taken")]) from None
     return stream
+
+
+def _check_pinnable(*, session: Session, model: ForecastModel, series: Series) -> None:
+    """A stream may be pinned to a ready model trained on its series, and to no other."""
+    if model.status != "ready" or series.id not in models_db.series_ids(
+            session=session, model_id=model.id):
+        raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
+                      errors=[field_error("model_id", model.id, "not ready, or not trained "
+                                                                  "on this series")])
 
 
 def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
@@ -319,11 +325,7 @@ def reset_stream(*, session: Session, cache: ForecasterCache, settings: Settings
                  stream: Stream, series: Series, model: ForecastModel | None) -> None:
     """Re-warm from history; with `model`, pin it (it must be a ready model of the series)."""
     if model is not None:
-        if model.status != "ready" or series.id not in models_db.series_ids(
-                session=session, model_id=model.id):
-            raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
-                          errors=[field_error("model_id", model.id, "not ready, or not "
-                                                                      "trained on this series")])
+        _check_pinnable(session=session, model=model, series=series)
         stream.pinned, stream.model_id = True, model.id
     chosen, _ = model_for(session=session, stream=stream)
     _warm(session=session, cache=cache, settings=settings, stream=stream, model=chosen,
