@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.forecast_models import default_model_id
 from app.db.tables import UTCDateTime
+from app.ml.stream_state import State, decode, encode
 
 # Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_Dialect.rows).
 PG_ARRAY_MIN_ROWS = 16
@@ -101,7 +102,7 @@ class StreamRow:
     series_id: int
     model_id: int | None
     pinned: bool
-    state: dict[str, Any] | None
+    state: State | None
     last_ts: int | None
     readings_applied: int
     next_forecast: dict[str, Any] | None
@@ -120,7 +121,7 @@ class ForecastRow:
     name: str
     series_id: int
     model_id: int | None
-    state: dict[str, Any] | None
+    state: State | None
     ready_model_id: int | None  # model_id if that model is ready, else None
     ready_at: datetime | None
 
@@ -136,7 +137,7 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
     for chunk in _chunks(list(names), d.chunk_rows(1) - 1):
         among, params = d.member_of(chunk)
         rows += _run(connection,
-                     f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state{d.json_text}, "
+                     f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state, "
                      f"s.last_ts, s.readings_applied, s.next_forecast{d.json_text}, "
                      f"s.accuracy{d.json_text}, se.name, se.freq, se.timezone, m.id, m.ready_at "
                      "FROM streams s JOIN series se ON se.id = s.series_id "
@@ -146,7 +147,7 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
                      (tenant_id, *params))
     return [StreamRow(
         id=row[0], name=row[1], series_id=row[2], model_id=row[3], pinned=bool(row[4]),
-        state=_json(row[5]), last_ts=row[6], readings_applied=row[7],
+        state=_state(row[5]), last_ts=row[6], readings_applied=row[7],
         next_forecast=_json(row[8]), accuracy=_json(row[9]), series_name=row[10], freq=row[11],
         timezone=row[12], current_model_id=row[13], current_ready_at=d.read_stamp(row[14]),
     ) for row in sorted(rows, key=lambda row: int(row[0]))]
@@ -157,13 +158,13 @@ def read_for_forecast(connection: Connection, tenant_id: int, name: str) -> Fore
     ready or is gone), in one statement; None if there is no such stream."""
     d = _dialect(connection)
     rows = _run(connection,
-                f"SELECT s.name, s.series_id, s.model_id, s.state{d.json_text}, m.id, m.ready_at "
+                f"SELECT s.name, s.series_id, s.model_id, s.state, m.id, m.ready_at "
                 "FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = 'ready' "
                 f"WHERE s.tenant_id = {d.mark} AND s.name = {d.mark}", (tenant_id, name))
     if not rows:
         return None
     row = rows[0]
-    return ForecastRow(name=row[0], series_id=row[1], model_id=row[2], state=_json(row[3]),
+    return ForecastRow(name=row[0], series_id=row[1], model_id=row[2], state=_state(row[3]),
                        ready_model_id=row[4], ready_at=d.read_stamp(row[5]))
 
 
@@ -219,7 +220,7 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
 class StreamUpdate:
     id: int
     model_id: int | None
-    state: dict[str, Any] | None
+    state: State | None
     last_ts: int | None
     readings_applied: int
     next_forecast: dict[str, Any] | None
@@ -237,13 +238,13 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
     d = _dialect(connection)
     now = d.stamp(datetime.now(UTC))
     json_type = "::json" if d.postgres else ""
-    rows = [(u.id, u.model_id, _dumps(u.state), u.last_ts, u.readings_applied,
+    rows = [(u.id, u.model_id, _encoded(u.state), u.last_ts, u.readings_applied,
              _dumps(u.next_forecast), _dumps(u.accuracy)) for u in updates]
     if d.postgres and len(updates) <= PG_ARRAY_MIN_ROWS:
-        table, params = d.rows(("int", "int", "text", "bigint", "int", "text", "text"),
+        table, params = d.rows(("int", "int", "bytea", "bigint", "int", "text", "text"),
                                *_columns(rows, 7))
         _run(connection,
-             f"UPDATE streams AS s SET model_id = u.model_id, state = u.state{json_type}, "
+             "UPDATE streams AS s SET model_id = u.model_id, state = u.state, "
              "last_ts = u.last_ts, readings_applied = u.readings_applied, "
              f"next_forecast = u.next_forecast{json_type}, accuracy = u.accuracy{json_type}, "
              f"updated_at = {d.mark} FROM ({table}) AS u(id, model_id, state, last_ts, "
@@ -251,7 +252,7 @@ def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> Non
         return
     m = d.mark
     _run_many(connection,
-              f"UPDATE streams SET model_id = {m}, state = {m}{json_type}, last_ts = {m}, "
+              f"UPDATE streams SET model_id = {m}, state = {m}, last_ts = {m}, "
               f"readings_applied = {m}, next_forecast = {m}{json_type}, "
               f"accuracy = {m}{json_type}, updated_at = {m} WHERE id = {m}",
               [(*row[1:], now, row[0]) for row in rows])
@@ -351,6 +352,14 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _json(text: str | bytes | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def _state(stored: bytes | str | None) -> State | None:
+    return None if stored is None else decode(stored)
+
+
+def _encoded(state: State | None) -> bytes | None:
+    return None if state is None else encode(state)
 
 
 def _dumps(value: Any) -> str | None:

@@ -40,6 +40,7 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, bulk, judging
 from app.streams import service as streams
@@ -258,7 +259,7 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
 def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
-                          "state": stream.state})
+                          "state": None if stream.state is None else to_json(stream.state)})
 
 
 @router.post("/{stream_id}/reset", response_model=StreamPublic,
