@@ -42,7 +42,7 @@ from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
 from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
-from app.streams import accuracy, bulk, judging
+from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
@@ -139,9 +139,9 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     sent = []
     for name, positions in by_stream.items():
         at = np.array(positions)
-        sent.append(bulk.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
+        sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
-    outcomes = bulk.post_readings(session=session, forecasters=services.forecasters,
+    outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
                                   fits=services.fits, settings=services.settings,
                                   tenant_id=tenant.id, sent=sent, rewarm=rewarm)
     session.commit()
@@ -162,9 +162,9 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
-    sent = bulk.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
+    sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
-    (outcome,) = bulk.post_readings(session=session, forecasters=services.forecasters,
+    (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
                                     fits=services.fits, settings=services.settings,
                                     tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
     if outcome.error is not None:
@@ -203,7 +203,7 @@ def _utc_ns(ts: datetime) -> int:
     return (ts - EPOCH) // ONE_MICROSECOND * 1000
 
 
-def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
+def _result(outcome: posting.Outcome, sent: int) -> dict[str, Any]:
     error = outcome.error
     return {
         "stream_id": outcome.name, "status": "refused" if error else "applied",
@@ -214,7 +214,7 @@ def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
         "error": None if error is None else problem_body(error)}
 
 
-def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, horizon: int,
+def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome, horizon: int,
                      levels: tuple[int, ...]) -> list[dict[str, Any]]:
     """The forecast answered with a post: the stored next step if that is what was asked."""
     forecaster = outcome.forecaster
