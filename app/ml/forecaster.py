@@ -346,8 +346,8 @@ class Forecaster:
         Each reading must be present and directly follow its state's last one (`advance`
         handles everything else, a stream at a time). Every stream has its own state and
         seasonal source; the B states are stacked so the step is one matrix product per gate.
-        Returns the new states and each stream's one-step forecast after its reading, exactly
-        as `advance` would give them one stream at a time (up to floating-point rounding).
+        Returns the new states and each stream's one-step forecast after its reading: the batched
+        step `advance` takes for one stream, so the two agree.
         """
         ns = np.asarray(timestamps_ns, dtype=np.int64)[:, None]
         typed = [_stream_typed(state) for state in states]
