@@ -4,25 +4,24 @@ Never imports TensorFlow (the API serves with numpy; `import tensorflow` costs ~
 ~560 MiB). It reads meta.json and the numpy network export and builds the network's inputs with
 `features`, the very code training used.
 
-Stream state is a JSON-able dict that round-trips exactly:
-- stream (stateful) models: {"kind": "stream", "series", "network": per-layer h (and c) as
-  lists, "last_value", "last_z": the last reading minus its seasonal component (the reading
-  itself for raw stream models), "last_timestamp", "readings"}. The forecast is recomputed from
-  h, and the seasonal fits come from a `SeasonalSource` shared by every stream of the series, so
-  a stream's state is a few hundred bytes;
-- window (and bidirectional) models: {"kind": "window", "series", "values": the last `window`
-  readings (deseasonalised models: the last `features.context_steps`, the history their seasonal
-  fit reads), "last_timestamp", "readings"}.
+Stream state is a typed, immutable `app.ml.stream_state.State` (its encodings live there):
+- stream (stateful) models: per-layer h (and c), the last reading, its deseasonalised value
+  (the reading itself for raw stream models) and time. The forecast is recomputed from h, and
+  the seasonal fits come from a `SeasonalSource` shared by every stream of the series, so a
+  stream's state is a few hundred bytes;
+- window (and bidirectional) models: the last `window` readings (deseasonalised models: the
+  last `features.context_steps`, the history their seasonal fit reads).
+The public methods also take a state's JSON form and then answer in it, for callers that hold
+states as JSON (the API's state answer, scripts).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -38,10 +37,8 @@ from app.ml.stream_seasonal import (
     HistorySeasonal,
     SeasonalSource,
     boundaries,
-    change_inputs,
-    seasonal_ahead,
-    seasonal_at,
 )
+from app.ml.stream_state import State, StreamState, WindowState, from_json, to_json
 from app.timegrid import fixed_step, steps_between
 
 DEFAULT_LEVELS = (80, 95)
@@ -52,6 +49,10 @@ STREAM_WARM_MIN_STEPS = 64
 # A stream that skips more readings than this must be re-warmed from history: imputing a long
 # stretch from the model's own forecasts would drift.
 MAX_IMPUTED_STEPS = 1_000
+
+# A state as a caller holds it: typed, or its JSON form (answered in the same form).
+S = TypeVar("S", bound=State | dict[str, Any])
+Kind = TypeVar("Kind", StreamState, WindowState)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Forecaster:
         seasonal = self.history_seasonal(values, timestamps) if self.needs_seasonal else None
         if seasonal is not None:
             values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
-        state = self.warm(values, timestamps, self.initial_state(series), seasonal=seasonal)
+        state = self._warm(values, timestamps, self.initial(series), seasonal)
         return self.forecast_from_state(state, horizon, levels, seasonal=seasonal)
 
     @property
@@ -150,71 +151,67 @@ class Forecaster:
 
     # -- per-stream state -----------------------------------------------------------------
 
-    def initial_state(self, series: str | None = None) -> dict[str, Any]:
+    def initial(self, series: str | None = None) -> State:
         """State of a stream that has seen nothing yet."""
         name = self._series(series)
         if self.is_stream:
-            return {
-                "kind": "stream",
-                "series": name,
-                "network": self.network.state_to_lists(self.network.zero_state(1)),
-                "last_value": None,
-                "last_z": None,
-                "last_timestamp": None,
-                "readings": 0,
-            }
-        return {
-            "kind": "window",
-            "series": name,
-            "values": [],
-            "last_timestamp": None,
-            "readings": 0,
-        }
+            return StreamState(series=name, network=tuple(self.network.zero_state(1)))
+        return WindowState(series=name)
+
+    def initial_state(self, series: str | None = None) -> dict[str, Any]:
+        """`initial` in the JSON form."""
+        return to_json(self.initial(series))
 
     def warm(
         self,
         values: np.ndarray,
         timestamps: pd.DatetimeIndex,
-        state: dict[str, Any],
+        state: S,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> dict[str, Any]:
+    ) -> S:
         """Feed a block of readings (on the grid, after the state's last one) into `state`.
 
         Short gaps are interpolated as in training; longer gaps are filled with the model's own
         one-step forecasts. Returns a new state; `state` is left unchanged. Deseasonalised stream
         models read their seasonal fits from `seasonal`.
         """
+        return _as_given(self._warm(values, timestamps, _typed(state), seasonal), state)
+
+    def _warm(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+    ) -> State:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
         self._check_grid(values, timestamps, state)
         if len(values) == 0:
-            return copy.deepcopy(state)
+            return state
         values = interpolate_short_gaps(values)
-        if not self.is_stream:
+        if isinstance(state, WindowState):
             return self._warm_window(values, timestamps, state)
         source = self._source(seasonal)
         state = self._fill_to(state, timestamps[0], source)
         present = ~np.isnan(values)
+        ns = timestamps.asi8
         # Runs of present readings go through the network in one call; gaps step by step.
         edges = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
         for run in np.split(np.arange(len(values)), edges):
             if present[run[0]]:
-                state, _ = self._run_stream(values[run], timestamps[run], state, source)
+                (state,), _ = self._run_streams([state], values[None, run], ns[None, run], [source])
                 continue
             for i in run:
-                filled = self._stream_head(state, source)[:1]
-                state, _ = self._run_stream(filled, timestamps[i : i + 1], state, source)
+                filled = self._roll_stream(state, 1, source)
+                (state,), _ = self._run_streams([state], filled[None], ns[None, i : i + 1], [source])
         return state
 
     def step(
         self,
-        state: dict[str, Any],
+        state: S,
         value: float,
         ts: pd.Timestamp,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> dict[str, Any]:
+    ) -> S:
         """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
 
         Readings skipped since the state's last timestamp are filled with the model's forecasts.
@@ -225,7 +222,7 @@ class Forecaster:
 
     def forecast_from_state(
         self,
-        state: dict[str, Any],
+        state: State | Mapping[str, Any],
         horizon: int,
         levels: tuple[int, ...] = DEFAULT_LEVELS,
         *,
@@ -247,43 +244,71 @@ class Forecaster:
                 f"Received an invalid value for argument `levels`, expected levels among "
                 f"{sorted(self.quantiles)}, got {list(levels)}."
             )
-        if state["last_timestamp"] is None:
+        state = _typed(state)
+        if state.last_ns is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
-        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        start = pd.Timestamp(state.last_ns) + self.offset
         timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
-        scale = self.scales[state["series"]]
-        if self.is_stream:
-            mean = self._roll_stream(state, horizon, self._source(seasonal))
-        else:
-            mean = self._roll_window(state, horizon, scale)
-        lower, upper = {}, {}
-        for level in levels:
-            width = scale * self._widths(level, horizon)
-            lower[level], upper[level] = mean - width, mean + width
+        mean = self.rollout(state, horizon, seasonal=seasonal)
+        widths = self.interval_widths(state.series, horizon, levels)
+        lower = {level: mean - width for level, width in widths.items()}
+        upper = {level: mean + width for level, width in widths.items()}
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
-    def forecast_boundary_ns(self, state: dict[str, Any]) -> int | None:
+    def rollout(
+        self, state: State, horizon: int, *, seasonal: SeasonalSource | None = None
+    ) -> np.ndarray:
+        """The mean forecast of `horizon` readings after the state's last one: heads of
+        forecasts, each fed back as readings until the horizon is covered."""
+        self._check_kind(state)
+        if isinstance(state, StreamState):
+            return self._roll_stream(state, horizon, self._source(seasonal))
+        return self._roll_window(state, horizon, self.scales[state.series])
+
+    def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
+        """Each level's interval half-width per step ahead, in the series' units."""
+        scale = self.scales[series]
+        return {level: scale * self._widths(level, horizon) for level in levels}
+
+    def fit_boundaries(self, ns: np.ndarray) -> np.ndarray:
+        """The boundary (int64 ns) of the seasonal fit that a reading at each of `ns` (int64 ns,
+        UTC) is read against: the start of its local day. A forecast step reads the fit of its
+        origin's next step, so the one rule serves readings and forecasts alike."""
+        return boundaries(np.asarray(ns, dtype=np.int64), self.spec.steps_per_day, self.features.timezone)
+
+    def step_fit_boundaries(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fits a step at each of `ns` reads: its own day's (to deseasonalise the reading)
+        and its next step's (for the one-step forecast after it)."""
+        return self.fit_boundaries(ns), self.fit_boundaries(ns + self.step_size.value)
+
+    def forecast_boundary_ns(self, state: State) -> int | None:
         """The boundary (int64 ns) of the seasonal fit a forecast from `state` reads, the fit of
         its first step; None for models that read no fits and states with no readings yet."""
-        if not self.needs_seasonal or state["last_timestamp"] is None:
+        if not self.needs_seasonal or state.last_ns is None:
             return None
-        first = pd.Timestamp(state["last_timestamp"]).value + self.step_size.value
-        return int(boundaries(np.array([first]), self.spec.steps_per_day, self.features.timezone)[0])
+        first = state.last_ns + self.step_size.value
+        return int(self.fit_boundaries(np.array([first]))[0])
 
     def advance(
         self,
         values: np.ndarray,
         timestamps: pd.DatetimeIndex,
-        state: dict[str, Any],
+        state: S,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> tuple[dict[str, Any], np.ndarray]:
+    ) -> tuple[S, np.ndarray]:
         """`warm`, also returning the one-step forecast made after each reading (NaN if none).
 
         Live accuracy judges each reading against the forecast made just before it, so a batch
         of readings needs every intermediate forecast. Contiguous readings with no gaps take one
         vectorised pass through the network; anything else goes a reading at a time.
         """
+        new_state, means = self._advance(values, timestamps, _typed(state), seasonal)
+        return _as_given(new_state, state), means
+
+    def _advance(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+    ) -> tuple[State, np.ndarray]:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
         self._check_grid(values, timestamps, state)
@@ -291,106 +316,143 @@ class Forecaster:
             len(values) > 0
             and not np.isnan(values).any()
             and (
-                state["last_timestamp"] is None
-                or timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset
+                state.last_ns is None or timestamps[0] == pd.Timestamp(state.last_ns) + self.offset
             )
         )
-        if contiguous and self.is_stream:
-            source = self._source(seasonal)
-            state, outputs = self._run_stream(values, timestamps, state, source)
-            ahead, _ = seasonal_ahead(
-                source, timestamps, self.step_size, 1, self.spec.steps_per_day, self.features.timezone
-            )
-            scale = self.scales[state["series"]]
-            return state, values + ahead[:, 0] + scale * outputs[:, 0]
-        if contiguous and len(state["values"]) + len(values) >= self.spec.window:
+        if contiguous and isinstance(state, StreamState):
+            states, means = self._step_run([state], values[None], timestamps.asi8[None], [seasonal])
+            return states[0], means[0]
+        if (
+            contiguous
+            and isinstance(state, WindowState)
+            and len(state.values) + len(values) >= self.spec.window
+        ):
             return self._advance_window(values, timestamps, state)
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
-            state = self.warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal=seasonal)
+            state = self._warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal)
             if self._can_forecast(state):
-                means[i] = self.forecast_from_state(state, 1, (), seasonal=seasonal).mean[0]
+                means[i] = self.rollout(state, 1, seasonal=seasonal)[0]
         return state, means
 
     def step_streams(
         self,
-        states: Sequence[dict[str, Any]],
+        states: Sequence[S],
         values: np.ndarray,
         timestamps_ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
-    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    ) -> tuple[list[S], np.ndarray]:
         """Advance many streams of this stream model by one reading each, in one network pass.
 
         Each reading must be present and directly follow its state's last one (`advance`
         handles everything else, a stream at a time). Every stream has its own state and
         seasonal source; the B states are stacked so the step is one matrix product per gate.
-        Returns the new states and each stream's one-step forecast after its reading, exactly
-        as `advance` would give them one stream at a time (up to floating-point rounding).
+        Returns the new states and each stream's one-step forecast after its reading: the batched
+        step `advance` takes for one stream, so the two agree.
         """
-        values = np.asarray(values, dtype=np.float64)
-        states = [self._stream_state(state) for state in states]
-        # Plain int64 nanoseconds throughout: a DatetimeIndex costs more than the network step.
-        ns = np.asarray(timestamps_ns, dtype=np.int64)
-        step_ns = self.step_size.value
-        here = boundaries(ns, self.spec.steps_per_day, self.features.timezone)
-        ahead_bounds = boundaries(ns + step_ns, self.spec.steps_per_day, self.features.timezone)
-        offsets = (ns - here) // step_ns
-        ahead_offsets = (ns - ahead_bounds) // step_ns
-        seasonal = np.zeros(len(values))
-        ahead = np.zeros(len(values))
-        if self.features.deseasonalized:
-            # Plain Python per stream: numpy's per-call overhead would cost more than the lookups.
-            per_stream = zip(
-                sources,
-                here.tolist(),
-                offsets.tolist(),
-                ahead_bounds.tolist(),
-                ahead_offsets.tolist(),
-                strict=True,
-            )
-            for i, (source, bound, offset, ahead_bound, ahead_offset) in enumerate(per_stream):
-                if source is None:
-                    raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
-                seasonal[i] = source.cycles(bound).value_at(offset)
-                fit = source.cycles(ahead_bound)
-                ahead[i] = fit.value_at(ahead_offset + 1) - fit.value_at(ahead_offset)
-        scales = np.array([self.scales[state["series"]] for state in states])
+        ns = np.asarray(timestamps_ns, dtype=np.int64)[:, None]
+        typed = [_stream_typed(state) for state in states]
+        new_states, means = self._step_run(typed, np.asarray(values, dtype=np.float64)[:, None], ns, sources)
+        return [_as_given(new, given) for new, given in zip(new_states, states, strict=True)], means[:, 0]
+
+    def _step_run(
+        self,
+        states: Sequence[StreamState],
+        values: np.ndarray,
+        ns: np.ndarray,
+        sources: Sequence[SeasonalSource | None],
+    ) -> tuple[list[StreamState], np.ndarray]:
+        """`_run_streams`, also returning the one-step forecast after each reading (B, T)."""
+        new_states, outputs = self._run_streams(states, values, ns, sources)
+        _, ahead_bounds = self.step_fit_boundaries(ns)
+        here, following = self._seasonal(sources, ns, ahead_bounds, (0, 1))
+        scales = np.array([self.scales[state.series] for state in new_states])[:, None]
+        return new_states, _forecast_value(values, following - here, scales, outputs[:, :, 0])
+
+    def _run_streams(
+        self,
+        states: Sequence[StreamState],
+        values: np.ndarray,
+        ns: np.ndarray,
+        sources: Sequence[SeasonalSource | None],
+    ) -> tuple[list[StreamState], np.ndarray]:
+        """The batched step: B streams, each fed T present readings (B, T) at `ns` (int64 ns)
+        that follow its state's last one, in one network pass. The new states and the network's
+        outputs after each reading (B, T, out).
+
+        A fleet's post steps many streams a reading each, a warm-up one stream over many; both
+        take this pass, so they agree bit for bit. Every stream has its own state and seasonal
+        source; the states are stacked so a step is one matrix product per gate.
+        """
+        (seasonal,) = self._seasonal(sources, ns, self.fit_boundaries(ns), (0,))
+        scales = np.array([self.scales[state.series] for state in states])[:, None]
         z = values - seasonal
-        # As `change_inputs` computes it, z/scale - previous/scale, so both paths agree bit for bit.
-        previous = np.array([z[i] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
+        first = np.array([z[i, 0] if s.last_z is None else s.last_z for i, s in enumerate(states)])
+        previous = np.concatenate([first[:, None], z[:, :-1]], axis=1)
+        # As `change_inputs` computes it, z/scale - previous/scale, so training and serving agree.
         change = z / scales - previous / scales
-        x = np.concatenate([change[:, None], calendar(ns, self.features)], axis=1)
-        # Each state holds (1, units) per layer: one conversion per layer for all streams.
-        stacked = [
-            np.array([state["network"][layer][0] for state in states], dtype=np.float64)
-            for layer in range(len(self.network.state_units))
-        ]
-        y, net = self.network.run(x[:, None, :], stacked, return_sequences=True)
-        iso = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="s").tolist()
-        rows = [array.tolist() for array in net]
+        known = calendar(ns.reshape(-1), self.features).reshape(*ns.shape, -1)
+        x = np.concatenate([change[:, :, None], known], axis=2)
+        # Each state holds (1, units) per layer: one concatenation per layer for all streams.
+        layers = range(len(self.network.state_units))
+        stacked = [np.concatenate([state.network[layer] for state in states]) for layer in layers]
+        y, net = self.network.run(x, stacked, return_sequences=True)
+        last_values, last_z, last_ns = values[:, -1].tolist(), z[:, -1].tolist(), ns[:, -1].tolist()
+        steps = ns.shape[1]
         new_states = [
-            {
-                **state,
-                "network": [[layer[i]] for layer in rows],
-                "last_value": float(values[i]),
-                "last_z": float(z[i]),
-                "last_timestamp": iso[i],
-                "readings": state["readings"] + 1,
-            }
+            StreamState(
+                series=state.series,
+                network=tuple(array[i : i + 1] for array in net),
+                last_value=last_values[i],
+                last_z=last_z[i],
+                last_ns=last_ns[i],
+                readings=state.readings + steps,
+            )
             for i, state in enumerate(states)
         ]
-        return new_states, values + ahead + scales * np.asarray(y[:, 0, 0], dtype=np.float64)
+        return new_states, np.asarray(y, dtype=np.float64)
 
-    def _can_forecast(self, state: dict[str, Any]) -> bool:
-        if state["last_timestamp"] is None:
+    def _seasonal(
+        self,
+        sources: Sequence[SeasonalSource | None],
+        ns: np.ndarray,
+        bounds: np.ndarray,
+        shifts: tuple[int, ...],
+    ) -> list[np.ndarray]:
+        """Per shift, each stream's seasonal component `shift` steps after each of its readings
+        (B, T), from the fit of the reading's boundary in `bounds`; zeros for raw models."""
+        out = [np.zeros(ns.shape) for _ in shifts]
+        if not self.features.deseasonalized:
+            return out
+        offsets = ((ns - bounds) // self.step_size.value).tolist()
+        for i, (source, row_bounds) in enumerate(zip(sources, bounds.tolist(), strict=True)):
+            if source is None:
+                raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
+            if len(row_bounds) == 1:
+                # Plain Python: numpy's per-call overhead would cost more than a fleet's lookups.
+                fit = source.cycles(row_bounds[0])
+                for values, shift in zip(out, shifts, strict=True):
+                    values[i, 0] = fit.value_at(offsets[i][0] + shift)
+                continue
+            row = np.asarray(row_bounds)
+            steps = np.asarray(offsets[i])
+            for bound in dict.fromkeys(row_bounds):
+                mine = row == bound
+                fit = source.cycles(bound)
+                for values, shift in zip(out, shifts, strict=True):
+                    values[i, mine] = fit.at(steps[mine] + shift)
+        return out
+
+    def _can_forecast(self, state: State) -> bool:
+        if state.last_ns is None:
             return False
-        return self.is_stream or len(state["values"]) >= self.spec.window
+        return isinstance(state, StreamState) or len(state.values) >= self.spec.window
 
     def _advance_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
-    ) -> tuple[dict[str, Any], np.ndarray]:
-        scale = self.scales[state["series"]]
-        kept = np.asarray(state["values"], dtype=np.float64)
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+    ) -> tuple[WindowState, np.ndarray]:
+        scale = self.scales[state.series]
+        kept = state.values
         combined = np.concatenate([kept, values])
         stamps = pd.date_range(end=timestamps[-1], periods=len(combined), freq=self.offset)
         ends = np.arange(len(kept), len(combined))
@@ -399,19 +461,19 @@ class Forecaster:
         if len(ends) and self.fitter is not None:
             for end in ends.tolist():
                 history = combined[max(0, end + 1 - self.context_steps) : end + 1]
-                means[end - len(kept)] = self._predict_window(history, stamps[end], state["series"])[0]
+                means[end - len(kept)] = self._predict_window(history, stamps[end], state.series)[0]
         elif len(ends):
             x, _ = window_batch(
                 combined / scale, calendar(stamps, self.features), ends, self.features, targets=False
             )
             y, _ = self.network.run(x)
             means[ends - len(kept)] = to_values(y[:, :1], combined[ends], scale)[:, 0]
-        new_state = {
-            **state,
-            "values": _json_values(combined[-self.context_steps :]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
+        new_state = WindowState(
+            series=state.series,
+            values=combined[-self.context_steps :],
+            last_ns=int(timestamps[-1].value),
+            readings=state.readings + len(values),
+        )
         return new_state, means
 
     # -- internals ------------------------------------------------------------------------
@@ -431,7 +493,15 @@ class Forecaster:
             )
         return series
 
-    def _check_grid(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]) -> None:
+    def _check_kind(self, state: State) -> None:
+        if isinstance(state, StreamState) != self.is_stream:
+            raise ValueError(
+                f"Received a {'stream' if isinstance(state, StreamState) else 'window'} model's state, "
+                f"expected a {'stream' if self.is_stream else 'window'} model's."
+            )
+
+    def _check_grid(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State) -> None:
+        self._check_kind(state)
         if values.ndim != 1 or len(values) != len(timestamps):
             raise ValueError(
                 f"Received {values.shape} values and {len(timestamps)} timestamps, expected one "
@@ -444,17 +514,16 @@ class Forecaster:
                     f"Received timestamps that are not on a regular {self.spec.freq} grid; "
                     "expected one per step, with NaN values for missing readings."
                 )
-        last = state["last_timestamp"]
-        if len(timestamps) and last is not None and timestamps[0] <= pd.Timestamp(last):
+        if len(timestamps) and state.last_ns is not None and timestamps[0] <= pd.Timestamp(state.last_ns):
             raise ValueError(
                 f"Received a reading at {timestamps[0].isoformat()}, expected one after the "
-                f"stream's last reading at {last}."
+                f"stream's last reading at {pd.Timestamp(state.last_ns).isoformat()}."
             )
 
-    def _missing_steps(self, state: dict[str, Any], ts: pd.Timestamp) -> pd.DatetimeIndex:
-        if state["last_timestamp"] is None:
+    def _missing_steps(self, state: State, ts: pd.Timestamp) -> pd.DatetimeIndex:
+        if state.last_ns is None:
             return pd.DatetimeIndex([])
-        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        start = pd.Timestamp(state.last_ns) + self.offset
         count = steps_between(start, ts, self.offset)
         missing = pd.date_range(start, periods=max(count, 0), freq=self.offset)
         if len(missing) > MAX_IMPUTED_STEPS:
@@ -465,13 +534,13 @@ class Forecaster:
         return missing
 
     def _fill_to(
-        self, state: dict[str, Any], ts: pd.Timestamp, source: SeasonalSource | None = None
-    ) -> dict[str, Any]:
+        self, state: Kind, ts: pd.Timestamp, source: SeasonalSource | None = None
+    ) -> Kind:
         """Fill the grid between the state's last reading and `ts` with missing readings."""
         missing = self._missing_steps(state, ts)
         if len(missing) == 0:
             return state
-        return self.warm(np.full(len(missing), np.nan), missing, state, seasonal=source)
+        return cast(Kind, self._warm(np.full(len(missing), np.nan), missing, state, source))
 
     @functools.cached_property
     def step_size(self) -> pd.Timedelta:
@@ -484,91 +553,40 @@ class Forecaster:
             raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
         return seasonal
 
-    @staticmethod
-    def _stream_state(state: dict[str, Any]) -> dict[str, Any]:
-        """States stored before `last_z` existed belong to raw stream models, where z = y."""
-        if "last_z" in state:
-            return state
-        upgraded = {k: v for k, v in state.items() if k != "output"}
-        upgraded["last_z"] = state["last_value"]
-        return upgraded
-
-    def _run_stream(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any], source: SeasonalSource
-    ) -> tuple[dict[str, Any], np.ndarray]:
-        """Feed present readings that follow the state's last one; the outputs after each."""
-        state = self._stream_state(state)
-        scale = self.scales[state["series"]]
-        s, _ = seasonal_at(
-            source,
-            timestamps,
-            boundaries(timestamps, self.spec.steps_per_day, self.features.timezone),
-            self.step_size,
-        )
-        z = values - s
-        x = np.concatenate(
-            [change_inputs(z, scale, state["last_z"])[:, None], calendar(timestamps, self.features)], axis=1
-        )
-        net = self.network.state_from_lists(state["network"])
-        y, net = self.network.run(x[None], net, return_sequences=True)
-        new_state = {
-            **state,
-            "network": self.network.state_to_lists(net),
-            "last_value": float(values[-1]),
-            "last_z": float(z[-1]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
-        return new_state, np.asarray(y[0], dtype=np.float64)
-
-    def _stream_head(self, state: dict[str, Any], source: SeasonalSource) -> np.ndarray:
-        """The head of forecasts (original units) after the state's last reading."""
-        if state["last_timestamp"] is None:
-            raise ValueError("The stream has no readings yet; warm it with history first.")
-        state = self._stream_state(state)
-        output = self.network.output(self.network.state_from_lists(state["network"]))[0]
-        last_ts = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"])])
-        ahead, _ = seasonal_ahead(
-            source, last_ts, self.step_size, len(output), self.spec.steps_per_day, self.features.timezone
-        )
-        scale = self.scales[state["series"]]
-        return float(state["last_value"]) + ahead[0] + scale * np.asarray(output, dtype=np.float64)
-
-    def _roll_stream(self, state: dict[str, Any], horizon: int, source: SeasonalSource) -> np.ndarray:
+    def _roll_stream(self, state: StreamState, horizon: int, source: SeasonalSource) -> np.ndarray:
         """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
 
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
         a later day's fit would read readings that do not exist yet. The rollout is what
-        `_stream_head` and `_run_stream` would compute block by block, with the seasonal path
+        `_run_streams` would compute block by block, with the seasonal path
         and the calendar inputs' projection computed once; a step is then the cell's own work
         (a horizon-1 model steps 96 times for a two-day forecast). The arithmetic around the
         network is on Python floats: numpy's per-call overhead on one-element arrays would cost
         more than the network step, and the floats round exactly as float64 arrays do.
         """
-        if state["last_timestamp"] is None:
+        if state.last_ns is None or state.last_value is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
-        state = self._stream_state(state)
-        scale = self.scales[state["series"]]
+        scale = self.scales[state.series]
         step_ns = self.step_size.value
-        last_ns = pd.Timestamp(state["last_timestamp"]).value
+        last_ns = state.last_ns
         head = self.network.output_size
         steps = -(-horizon // head) * head
         future = last_ns + step_ns * np.arange(1, steps + 1, dtype=np.int64)
-        first = int(boundaries(future[:1], self.spec.steps_per_day, self.features.timezone)[0])
+        first = int(self.fit_boundaries(future[:1])[0])
         # seasonal[j]: the frozen fit's component j steps after the last reading (j = 0: at it).
         seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns).tolist()
         # The steps of the last head are never fed back: their inputs are not needed.
         known = calendar(future[: steps - head], self.features)
-        stepper = self.network.stepper(self.network.state_from_lists(state["network"]), known)
-        last_value, last_z = float(state["last_value"]), state["last_z"]
+        stepper = self.network.stepper(list(state.network), known)
+        last_value, last_z = state.last_value, state.last_z
         mean: list[float] = []
         done = 0
         while True:
-            # As the block arithmetic `last + (S[k] - S[origin]) + scale * output` rounds it.
             origin = seasonal[done]
             outputs = stepper.output().tolist()
             mean += [
-                last_value + (seasonal[done + 1 + j] - origin) + scale * out for j, out in enumerate(outputs)
+                _forecast_value(last_value, seasonal[done + 1 + j] - origin, scale, out)
+                for j, out in enumerate(outputs)
             ]
             if done + head >= horizon:
                 return np.array(mean[:horizon], dtype=np.float64)
@@ -582,11 +600,11 @@ class Forecaster:
             done += head
 
     def _warm_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+    ) -> WindowState:
         state = self._fill_to(state, timestamps[0])
         size = self.spec.window
-        combined = np.concatenate([np.asarray(state["values"], dtype=np.float64), values])
+        combined = np.concatenate([state.values, values])
         tail = max(0, len(combined) - self.context_steps)
         # Gaps too long to interpolate are filled with forecasts, as a stream model fills them;
         # only the readings that stay in the held history matter. A masked model (closed hours)
@@ -602,13 +620,13 @@ class Forecaster:
                     f"expected the last {size} readings with gaps of at most a few steps."
                 )
             history_end = timestamps[-1] - self.offset * (len(combined) - i)
-            combined[i] = self._predict_window(history, history_end, state["series"])[0]
-        return {
-            **state,
-            "values": _json_values(combined[tail:]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
+            combined[i] = self._predict_window(history, history_end, state.series)[0]
+        return WindowState(
+            series=state.series,
+            values=combined[tail:],
+            last_ns=int(timestamps[-1].value),
+            readings=state.readings + len(values),
+        )
 
     def _predict_window(self, history: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
         """One head of forecasts (original units) after `history` (at least a window) ending at `last_ts`."""
@@ -624,18 +642,18 @@ class Forecaster:
             self.fitter,
         )
         y, _ = self.network.run(x)
-        return base[0] + scale * np.asarray(y[0], dtype=np.float64)
+        return np.asarray(base[0] + scale * np.asarray(y[0], dtype=np.float64), dtype=np.float64)
 
-    def _roll_window(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
-        history = np.asarray(state["values"], dtype=np.float64)
+    def _roll_window(self, state: WindowState, horizon: int, scale: float) -> np.ndarray:
+        history = state.values
         if len(history) < self.spec.window:
             raise ValueError(
                 f"The model needs the last {self.spec.window} readings to forecast, got {len(history)}."
             )
-        last_ts = pd.Timestamp(state["last_timestamp"])
+        last_ts = pd.Timestamp(state.last_ns)
         mean = np.zeros(0)
         while len(mean) < horizon:
-            block = self._predict_window(history, last_ts, state["series"])
+            block = self._predict_window(history, last_ts, state.series)
             mean = np.concatenate([mean, block])
             history = np.concatenate([history, block])[-self.context_steps :]
             last_ts = last_ts + self.offset * len(block)
@@ -653,10 +671,26 @@ class Forecaster:
         head = len(q)
         steps = np.arange(1, horizon + 1)
         beyond = q[-1] * np.sqrt(steps / head)
-        return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)
+        return np.asarray(np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond), dtype=np.float64)
 
 
-def _json_values(values: np.ndarray) -> list[float | None]:
-    """Held readings as JSON allows them: a missing one (closed hours) is null, not NaN, which
-    PostgreSQL's json type refuses; `np.asarray(..., dtype=float)` reads null back as NaN."""
-    return [None if v != v else v for v in values.tolist()]
+def _forecast_value(last: Any, ahead: Any, scale: Any, output: Any) -> Any:
+    """A stream's forecast from its last reading: the seasonal change to the step ahead plus the
+    network's scaled output (floats or arrays alike, rounded the same)."""
+    return last + ahead + scale * output
+
+
+def _typed(state: State | Mapping[str, Any]) -> State:
+    return state if isinstance(state, StreamState | WindowState) else from_json(state)
+
+
+def _stream_typed(state: State | Mapping[str, Any]) -> StreamState:
+    typed = _typed(state)
+    if not isinstance(typed, StreamState):
+        raise ValueError("Received a window model's state, expected a stream model's.")
+    return typed
+
+
+def _as_given(state: State, given: S) -> S:
+    """`state` in the form the caller gave one: typed, or its JSON form."""
+    return cast(S, state if isinstance(given, StreamState | WindowState) else to_json(state))
