@@ -17,17 +17,22 @@ from app.api.params import IdPath, Offset
 from app.api.quotas import check_stored_readings
 from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
+    CovariateLinkPublic,
     Page,
     ReadingsPage,
+    SeriesCalendarIn,
     SeriesCreate,
     SeriesDetail,
     SeriesPublic,
+    SeriesUpdate,
     UploadResult,
 )
+from app.db import covariates as covariates_db
 from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
+from app.db.tables import Series, SeriesCovariate
 from app.errors import ServiceError, Unavailable
 from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
 from app.model_files import remove_model_files
@@ -72,13 +77,72 @@ def _to_seconds(value: datetime | None) -> int | None:
     return int(value.timestamp())
 
 
-@router.post("", status_code=201, response_model=SeriesPublic, summary="Create a series")
+COVARIATES_DESCRIPTION = """
+A series may name other series of yours as its **covariates** (`covariates`: series id, name,
+`known_future`), and a **calendar**: `holidays` (a `holidays` package code such as `US`, `GB-ENG`,
+`AU-VIC`) and `special_days` (extra days off, each a date and a label).
+
+A covariate series may have another frequency than the series. Its readings are aligned to the
+series' grid: a step at a reading's time takes that reading; a step between two readings takes
+their linear interpolation, if they are at most the covariate's own step apart (hourly
+temperature under half-hourly load: each :30 is the mean of the hours around it); any other step
+is missing, never invented, and nothing past the covariate's last reading is extrapolated.
+
+Readings of a known-future covariate past the series' last reading are its forecast. Upload
+newer forecasts and, later, the actual values over them with `on_conflict=replace`: each
+forecast reads whatever is stored then.
+"""
+
+
+def series_public(series: Series, links: list[SeriesCovariate]) -> SeriesPublic:
+    public = SeriesPublic.model_validate(series)
+    public.covariates = [CovariateLinkPublic.model_validate(link) for link in links]
+    return public
+
+
+def _links(body: SeriesCalendarIn) -> list[covariates_db.CovariateLink]:
+    return [covariates_db.CovariateLink(series_id=c.series_id, name=c.name,
+                                        known_future=c.known_future) for c in body.covariates]
+
+
+def _special_days(body: SeriesCalendarIn) -> list[dict[str, str]]:
+    return [{"date": d.date.isoformat(), "label": d.label} for d in body.special_days]
+
+
+@router.post("", status_code=201, response_model=SeriesPublic, summary="Create a series",
+             description=COVARIATES_DESCRIPTION)
 def create_series(body: SeriesCreate, tenant: TenantDep, session: SessionDep) -> SeriesPublic:
     series = series_db.create_series(session=session, tenant_id=tenant.id, name=body.name,
                                      freq=body.freq, timezone=body.timezone, unit=body.unit,
-                                     description=body.description)
+                                     description=body.description, holidays=body.holidays,
+                                     special_days=_special_days(body))
+    covariates_db.replace_links(session=session, series=series, links=_links(body))
+    links = covariates_db.links_of(session=session, series_id=series.id)
     session.commit()
-    return SeriesPublic.model_validate(series)
+    return series_public(series, links)
+
+
+@router.patch("/{series_id}", response_model=SeriesPublic, summary="Change a series",
+              description="Only the fields sent change." + COVARIATES_DESCRIPTION)
+def update_series(series_id: IdPath, body: SeriesUpdate, tenant: TenantDep,
+                  session: SessionDep) -> SeriesPublic:
+    lock_for_write(session)
+    series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id,
+                                  for_update=True)
+    sent = body.model_fields_set
+    if "name" in sent:
+        series_db.rename_series(session=session, series=series, name=body.name)
+    for field in ("unit", "description", "holidays"):
+        if field in sent:
+            setattr(series, field, getattr(body, field))
+    if "special_days" in sent:
+        series.special_days = _special_days(body)
+    if "covariates" in sent:
+        covariates_db.replace_links(session=session, series=series, links=_links(body))
+    links = covariates_db.links_of(session=session, series_id=series.id)
+    session.flush()
+    session.commit()
+    return series_public(series, links)
 
 
 @router.get("", response_model=Page[SeriesPublic], summary="List series")
@@ -87,14 +151,16 @@ def list_series(tenant: TenantDep, session: SessionDep,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[SeriesPublic]:
     rows, count = series_db.list_series(session=session, tenant_id=tenant.id, offset=offset,
                                         limit=limit)
-    return Page[SeriesPublic](data=[SeriesPublic.model_validate(r) for r in rows], count=count)
+    links = covariates_db.links_of_many(session=session, series_ids=[r.id for r in rows])
+    return Page[SeriesPublic](data=[series_public(r, links[r.id]) for r in rows], count=count)
 
 
 @router.get("/{series_id}", response_model=SeriesDetail, summary="A series and its extent")
 def get_series(series_id: IdPath, tenant: TenantDep, session: SessionDep) -> SeriesDetail:
     series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id)
     count, first, last = series_db.reading_stats(session=session, series_id=series.id)
-    return SeriesDetail(**SeriesPublic.model_validate(series).model_dump(), readings=count,
+    links = covariates_db.links_of(session=session, series_id=series.id)
+    return SeriesDetail(**series_public(series, links).model_dump(), readings=count,
                         first_ts=_utc(first), last_ts=_utc(last))
 
 
@@ -104,6 +170,7 @@ def delete_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     lock_for_write(session)
     series = series_db.get_series(session=session, tenant_id=tenant.id, series_id=series_id,
                                   for_update=True)
+    covariates_db.check_not_read(session=session, series=series)
     model_ids = models_db.models_of_series(session=session, series_id=series.id)
     models_db.delete_models(session=session, model_ids=model_ids)
     series_db.delete_series(session=session, series=series)
