@@ -57,10 +57,19 @@ class CsvOptions:
     value_col: str | None = None
     sep: str = ","
     decimal: str = "."
+    # Columns of covariate readings (app.covariate_uploads): never the value column by default.
+    covariate_cols: tuple[str, ...] = ()
 
 
 def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
     """The raw timestamp and value columns of a CSV body (header row required)."""
+    ts, values, _ = parse_csv_columns(body, options)
+    return ts, values
+
+
+def parse_csv_columns(body: bytes, options: CsvOptions
+                      ) -> tuple[pd.Series, pd.Series, dict[str, pd.Series]]:
+    """The raw timestamp and value columns of a CSV body, and its `covariate_cols` by name."""
     if options.sep == options.decimal:
         raise Invalid("`sep` and `decimal` must differ",
                       errors=[field_error("decimal", options.decimal, "same character as `sep`")])
@@ -73,13 +82,20 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
         raise Invalid(f"The body is not a readable CSV file: {exc}".strip()) from exc
     columns = list(frame.columns)
     ts_col = options.ts_col if options.ts_col is not None else (columns[0] if columns else None)
+    plain = [c for c in columns if c not in options.covariate_cols]
     value_col = options.value_col if options.value_col is not None else (
-        columns[1] if len(columns) > 1 else None)
-    for name, col in (("ts_col", ts_col), ("value_col", value_col)):
+        plain[1] if len(plain) > 1 else None)
+    for name, col in (("ts_col", ts_col), ("value_col", value_col),
+                      *(("covariate_cols", c) for c in options.covariate_cols)):
         if col is None or col not in frame.columns:
             raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
                           errors=[field_error(name, col, f"not one of the columns {columns}")])
-    return frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col]
+    if set(options.covariate_cols) & {ts_col, value_col}:
+        col = next(c for c in options.covariate_cols if c in (ts_col, value_col))
+        raise Invalid(f"Column {col!r} cannot be both a covariate and the timestamp or value",
+                      errors=[field_error("covariate_cols", col, "is `ts_col` or `value_col`")])
+    return (frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col],
+            {c: frame[c] for c in options.covariate_cols})
 
 
 def _check_layout(body: bytes, options: CsvOptions) -> None:

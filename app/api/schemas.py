@@ -175,6 +175,17 @@ class ReadingsPage(BaseModel):
     count: int
 
 
+class CovariateUploaded(BaseModel):
+    """What a covariate column of an upload stored in its covariate series."""
+
+    name: str
+    series_id: int
+    received: int = Field(description="Cells with a value (empty cells store nothing).")
+    inserted: int
+    updated: int
+    unchanged: int
+
+
 class UploadResult(BaseModel):
     received: int
     inserted: int
@@ -182,6 +193,8 @@ class UploadResult(BaseModel):
     unchanged: int
     first_ts: datetime
     last_ts: datetime
+    covariates: list[CovariateUploaded] = Field(
+        default=[], description="One per column of `covariate_cols`.")
 
 
 # What the spec's fields without a description of their own mean in the API reference; a test

@@ -18,6 +18,7 @@ from app.api.quotas import check_stored_readings
 from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     CovariateLinkPublic,
+    CovariateUploaded,
     Page,
     ReadingsPage,
     SeriesCalendarIn,
@@ -27,16 +28,24 @@ from app.api.schemas import (
     SeriesUpdate,
     UploadResult,
 )
+from app.covariate_uploads import (
+    CovariateColumn,
+    CovariateTarget,
+    covariate_targets,
+    forget_after_change,
+    parse_covariate_cols,
+    split_batches,
+    store_covariates,
+)
 from app.db import covariates as covariates_db
 from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
 from app.db.tables import Series, SeriesCovariate
-from app.errors import ServiceError, Unavailable
-from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
+from app.errors import Invalid, ServiceError, Unavailable, field_error
+from app.ingest import CsvOptions, ReadingsBatch, TimestampFormat, parse_csv_columns, parse_json, to_batch
 from app.model_files import remove_model_files
-from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
 
 router = APIRouter(prefix="/v1/series", tags=["series"], route_class=SessionReleasingRoute)
@@ -199,13 +208,23 @@ async def upload_readings(
     dayfirst: Annotated[bool | None, Query(
         description="true: 12/08/2000 is 12 August; false: December 8 (default: inferred, "
         "and an ambiguous column is refused)")] = None,
+    covariate_cols: Annotated[str | None, Query(
+        max_length=2000, description="CSV: comma-separated columns to store in the series' "
+        "covariates, each `column` (the covariate of that name) or `column:name`. Rows past "
+        "the series' last value are the covariates' forecast; an empty cell stores nothing.")
+    ] = None,
 ) -> UploadResult:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "text/csv", "application/csv"):
         raise UnsupportedMediaType(
             f"Send readings as application/json or text/csv, not {media_type or 'no type'!r}",
             errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
-    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
+    columns = parse_covariate_cols(covariate_cols)
+    if columns and media_type == "application/json":
+        raise Invalid("`covariate_cols` names CSV columns; send the readings as text/csv",
+                      errors=[field_error("covariate_cols", covariate_cols, "JSON body")])
+    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal,
+                         covariate_cols=tuple(c.column for c in columns))
     formats = TimestampFormat(ts_format=ts_format, dayfirst=dayfirst)
     declared = request.headers.get("content-length", "")
     large = not declared.isdigit() or int(declared) >= settings.large_upload_bytes
@@ -218,7 +237,7 @@ async def upload_readings(
         body = await request.body()
         return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
                                        options, formats, on_conflict,
-                                       settings.tenant_max_readings)
+                                       settings.tenant_max_readings, columns)
     finally:
         if large:
             slots.release()
@@ -226,29 +245,50 @@ async def upload_readings(
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
             body: bytes, options: CsvOptions, formats: TimestampFormat,
-            on_conflict: Literal["error", "replace"], max_readings: int) -> UploadResult:
+            on_conflict: Literal["error", "replace"], max_readings: int,
+            columns: tuple[CovariateColumn, ...]) -> UploadResult:
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
+        targets = covariate_targets(session=session, series=series, columns=columns)
+        covariate_batches: list[ReadingsBatch] = []
         if media_type == "application/json":
             batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value",
                              ts_format=formats)
         else:
-            ts_raw, value_raw = parse_csv(body, options)
+            ts_raw, value_raw, covariate_raw = parse_csv_columns(body, options)
             # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
-            batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
-                             ts_field=str(ts_raw.name), value_field=str(value_raw.name),
-                             ts_format=formats)
-        check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
+            if targets:
+                batch, covariate_batches = split_batches(
+                    ts_raw, value_raw, covariate_raw, series.freq, targets, ts_format=formats,
+                    ts_field=str(ts_raw.name), value_field=str(value_raw.name))
+            else:
+                batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
+                                 ts_field=str(ts_raw.name), value_field=str(value_raw.name),
+                                 ts_format=formats)
+        check_stored_readings(session=session, tenant_id=tenant_id,
+                              adding=len(batch) + sum(len(b) for b in covariate_batches),
                               limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
-            forget_from(session=session, series_id=series.id, first_changed_ts=result.first_ts)
+            forget_after_change(session=session, series_id=series.id,
+                                first_changed_ts=result.first_ts)
+        stored = store_covariates(session=session, targets=targets, batches=covariate_batches,
+                                  on_conflict=on_conflict)
     return UploadResult(received=result.received, inserted=result.inserted,
                         updated=result.updated, unchanged=result.unchanged,
                         first_ts=datetime.fromtimestamp(result.first_ts, UTC),
-                        last_ts=datetime.fromtimestamp(result.last_ts, UTC))
+                        last_ts=datetime.fromtimestamp(result.last_ts, UTC),
+                        covariates=[_covariate_uploaded(target, done) for target, done in stored])
+
+
+def _covariate_uploaded(target: CovariateTarget, done: readings_db.StoreResult | None
+                        ) -> CovariateUploaded:
+    return CovariateUploaded(
+        name=target.column.name, series_id=target.series.id,
+        received=done.received if done else 0, inserted=done.inserted if done else 0,
+        updated=done.updated if done else 0, unchanged=done.unchanged if done else 0)
 
 
 @router.get("/{series_id}/readings", response_model=ReadingsPage,
