@@ -1,0 +1,87 @@
+"""A series' covariates and calendar as the ML core takes them: arrays on the series' grid and a
+`CalendarSpec`, read from storage for training and serving alike.
+
+Alignment (a covariate of another frequency onto the series' grid) is the ML core's rule,
+`app.ml.covariates.align`; this module only reads the readings it needs and hands them over.
+"""
+
+import datetime
+from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.db import covariates as covariates_db
+from app.db.tables import Series, SeriesCovariate
+from app.errors import Invalid, field_error
+from app.ml.calendar import CalendarSpec, SpecialDay
+from app.ml.covariates import CovariateCoverageError, align, require_covered
+from app.timegrid import step_seconds, to_iso
+
+# Readings fetched either side of the grid, so that its first and last steps can interpolate
+# between the covariate's readings around them; a calendar frequency's longest step.
+CALENDAR_STEP_S = 92 * 86_400
+
+
+def calendar_of(series: Series) -> CalendarSpec | None:
+    """The series' holidays and special days, or None when it has neither."""
+    if series.holidays is None and not series.special_days:
+        return None
+    days = tuple(SpecialDay(date=datetime.date.fromisoformat(d["date"]), label=d["label"])
+                 for d in series.special_days)
+    return CalendarSpec(holidays=series.holidays, special_days=days)
+
+
+def check_linked(linked: Collection[str], names: Sequence[str], field: str) -> None:
+    """Invalid naming `field` and the first of `names` that is not among the `linked` ones."""
+    missing = [n for n in names if n not in linked]
+    if missing:
+        raise Invalid(f"The series has no covariate named {missing[0]!r} (it has "
+                      f"{sorted(linked) or 'none'}); link it with PATCH /v1/series/{{id}}",
+                      errors=[field_error(field, list(names), f"no covariate {missing[0]!r}")])
+
+
+def used_links(links: Sequence[SeriesCovariate], names: Sequence[str] | None,
+               field: str) -> list[SeriesCovariate]:
+    """The links a model reads: those of `names` (None: all); Invalid as `check_linked`."""
+    if names is None:
+        return list(links)
+    by_name = {link.name: link for link in links}
+    check_linked(by_name, names, field)
+    return [by_name[n] for n in names]
+
+
+def aligned_covariates(*, session: Session, links: Sequence[SeriesCovariate],
+                       grid_s: np.ndarray) -> dict[str, np.ndarray]:
+    """Each linked covariate's stored readings on `grid_s` (Unix seconds), NaN where none."""
+    aligned: dict[str, np.ndarray] = {}
+    for link in links:
+        if len(grid_s) == 0:
+            aligned[link.name] = np.empty(0)
+            continue
+        covariate = session.get(Series, link.covariate_series_id)
+        assert covariate is not None  # links cascade with their series
+        margin_s = step_seconds(covariate.freq) or CALENDAR_STEP_S
+        ts_s, values = covariates_db.covariate_readings(
+            session=session, link=link, start_s=int(grid_s[0]) - margin_s,
+            end_s=int(grid_s[-1]) + margin_s)
+        aligned[link.name] = align(ts_s, values, grid_s)
+    return aligned
+
+
+def check_horizon_covered(covariates: Mapping[str, np.ndarray], future_s: np.ndarray,
+                          field: str = "horizon") -> None:
+    """Invalid naming the covariate and the last time it covers, unless every covariate has a
+    value at every forecast step (`covariates` aligned to `future_s`). Never filled silently."""
+    for name, values in covariates.items():
+        try:
+            require_covered(name, values, future_s)
+        except CovariateCoverageError as exc:
+            until = None if exc.covered_until_s is None else to_iso(int(exc.covered_until_s))
+            raise Invalid(
+                f"Covariate {name!r} covers the forecast until {until or 'no step at all'}, "
+                f"but the horizon runs to {to_iso(int(future_s[-1]))}: upload its forecast "
+                "further ahead, shorten the horizon, send the values inline (POST), or send "
+                "`fallback=no_covariates`",
+                errors=[field_error(field, len(future_s), f"covariate {name!r} covers until "
+                                    f"{until}", covariate=name, covered_until=until)]) from None
