@@ -116,6 +116,31 @@ def register(subparsers: Any) -> None:
     create.add_argument("--freq", required=True, help="pandas offset alias: 15min, 30min, h, D")
     create.add_argument("--unit", help="unit of the values, e.g. kWh")
     create.add_argument("--description")
+    add_calendar_options(create)
+    create.add_argument("--covariate", action="append", default=[], metavar="NAME=SERIES",
+                        help="read SERIES (name or id) as the covariate NAME, its future known "
+                             "(a weather forecast); repeatable")
+    create.add_argument("--past-covariate", action="append", default=[], metavar="NAME=SERIES",
+                        help="the same, for a covariate whose future is not known; repeatable")
+    update = add(series, "update", series_update,
+                 "change a series' unit, description, holidays or special days")
+    update.add_argument("name", help="series name (or id)")
+    update.add_argument("--unit")
+    update.add_argument("--description")
+    add_calendar_options(update)
+    update.add_argument("--no-holidays", action="store_true", help="remove its holidays")
+    update.add_argument("--no-special-days", action="store_true",
+                        help="remove its special days")
+    link = add(series, "link", series_link, "make a series read another as a covariate")
+    link.add_argument("name", help="series name (or id)")
+    link.add_argument("covariate", help="the covariate series' name (or id)")
+    link.add_argument("--as", dest="covariate_name", required=True, metavar="NAME",
+                      help="the covariate's name (in specs, uploads and forecasts)")
+    link.add_argument("--past-only", action="store_true",
+                      help="its future is not known: models read only its past")
+    unlink = add(series, "unlink", series_unlink, "stop a series reading a covariate")
+    unlink.add_argument("name", help="series name (or id)")
+    unlink.add_argument("covariate_name", metavar="NAME", help="the covariate's name")
     add(series, "list", series_list, "list the series of the key's tenant")
     show = add(series, "show", series_show, "a series and its extent")
     show.add_argument("name", help="series name (or id)")
@@ -133,6 +158,9 @@ def register(subparsers: Any) -> None:
     upload.add_argument("--decimal", choices=[".", ","], help="decimal mark (default .)")
     upload.add_argument("--on-conflict", choices=["error", "replace"],
                         help="a stored timestamp sent with another value (default error)")
+    upload.add_argument("--covariate-cols", metavar="COL[:NAME],...",
+                        help="columns to store in the series' covariates, each the column of "
+                             "the covariate of that name, or COL:NAME")
 
     train = add(subparsers, "train", train_model, "train a model in the background (client)")
     train.add_argument("--series", required=True, action="append",
@@ -267,11 +295,101 @@ def find_series(client: ApiClient, ref: str) -> dict[str, Any]:
 
 # --- series ---------------------------------------------------------------------------------
 
+def add_calendar_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--holidays", metavar="CODE",
+                        help="public holidays of a country[-subdivision]: US, GB-ENG, AU-VIC")
+    parser.add_argument("--special-day", action="append", metavar="DATE=LABEL",
+                        help="a day off of your own (2024-12-27=plant shutdown); repeatable, "
+                             "the list replaces the series' special days")
+
+
+def pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    """`KEY=VALUE` arguments split once, or a ClientError naming the option."""
+    found = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ClientError(f"{option} takes KEY=VALUE, not {item!r}")
+        found.append((key, value))
+    return found
+
+
+def calendar_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The calendar fields the flags set (only those given)."""
+    fields: dict[str, Any] = {}
+    if args.holidays is not None:
+        fields["holidays"] = args.holidays
+    if args.special_day:
+        fields["special_days"] = [{"date": day, "label": label}
+                                  for day, label in pairs(args.special_day, "--special-day")]
+    return fields
+
+
+def covariate_link(client: ApiClient, name: str, ref: str, known_future: bool
+                   ) -> dict[str, Any]:
+    return {"series_id": find_series(client, ref)["id"], "name": name,
+            "known_future": known_future}
+
+
 def series_create(client: ApiClient, args: argparse.Namespace) -> int:
+    links = [covariate_link(client, name, ref, True)
+             for name, ref in pairs(args.covariate, "--covariate")]
+    links += [covariate_link(client, name, ref, False)
+              for name, ref in pairs(args.past_covariate, "--past-covariate")]
     body = client.post("/v1/series", {"name": args.name, "freq": args.freq, "unit": args.unit,
-                                      "description": args.description})
-    emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})")
+                                      "description": args.description, "covariates": links,
+                                      **calendar_fields(args)})
+    emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})"
+         + series_inputs_text(body))
     return 0
+
+
+def series_inputs_text(series: dict[str, Any]) -> str:
+    """The series' covariates and calendar, one line each (nothing when it has none)."""
+    lines = [f"\ncovariate {c['name']!r}: series {c['series_id']}"
+             + ("" if c["known_future"] else " (past only)") for c in series.get("covariates", [])]
+    if series.get("holidays"):
+        lines.append(f"\nholidays {series['holidays']}")
+    lines += [f"\nspecial day {d['date']}: {d['label']}" for d in series.get("special_days", [])]
+    return "".join(lines)
+
+
+def patch_series(client: ApiClient, args: argparse.Namespace, series: dict[str, Any],
+                 changes: dict[str, Any]) -> int:
+    body = client.patch(f"/v1/series/{series['id']}", changes)
+    emit(args, body, f"series {body['id']} {body['name']!r}" + series_inputs_text(body))
+    return 0
+
+
+def series_update(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    changes = {k: v for k, v in (("unit", args.unit), ("description", args.description))
+               if v is not None}
+    changes.update(calendar_fields(args))
+    if args.no_holidays:
+        changes["holidays"] = None
+    if args.no_special_days:
+        changes["special_days"] = []
+    if not changes:
+        raise ClientError("Nothing to change: give --unit, --description, --holidays, "
+                          "--no-holidays, --special-day or --no-special-days")
+    return patch_series(client, args, series, changes)
+
+
+def series_link(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    links = [c for c in series.get("covariates", []) if c["name"] != args.covariate_name]
+    links.append(covariate_link(client, args.covariate_name, args.covariate, not args.past_only))
+    return patch_series(client, args, series, {"covariates": links})
+
+
+def series_unlink(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    links = [c for c in series.get("covariates", []) if c["name"] != args.covariate_name]
+    if len(links) == len(series.get("covariates", [])):
+        raise ClientError(f"Series {series['name']!r} has no covariate named "
+                          f"{args.covariate_name!r}")
+    return patch_series(client, args, series, {"covariates": links})
 
 
 def series_list(client: ApiClient, args: argparse.Namespace) -> int:
@@ -319,7 +437,8 @@ def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
     size_bytes = file.stat().st_size
     bar = ProgressBar(size_bytes, label=f"upload {file.name}")
     params = {"ts_col": args.ts_col, "value_col": args.value_col, "sep": args.sep,
-              "decimal": args.decimal, "on_conflict": args.on_conflict}
+              "decimal": args.decimal, "on_conflict": args.on_conflict,
+              "covariate_cols": args.covariate_cols}
     try:
         result = client.upload_csv(
             f"/v1/series/{series['id']}/readings", file, params,
@@ -330,7 +449,10 @@ def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
     emit(args, result,
          f"{result['received']} readings into {series['name']!r}: {result['inserted']} new, "
          f"{result['updated']} updated, {result['unchanged']} unchanged "
-         f"({result['first_ts']} .. {result['last_ts']})")
+         f"({result['first_ts']} .. {result['last_ts']})"
+         + "".join(f"\n{c['received']} readings into covariate {c['name']!r}: "
+                   f"{c['inserted']} new, {c['updated']} updated, {c['unchanged']} unchanged"
+                   for c in result.get("covariates", [])))
     return 0
 
 

@@ -197,3 +197,37 @@ def test_push_many_feeds_several_streams_and_says_which_were_refused(
     assert status == 0, out
     assert out.splitlines()[-1].startswith("0 applied, 4 duplicates, 0 refused")
     assert client.get("/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
+
+
+def test_series_with_covariates_and_calendar(run: Run, tmp_path: Path) -> None:
+    assert run("series", "create", "temperature", "--freq", "h")[0] == 0
+    assert run("series", "create", "wind", "--freq", "h")[0] == 0
+    status, out, err = run("series", "create", "load", "--freq", "30min", "--holidays", "US",
+                           "--covariate", "temperature_c=temperature",
+                           "--special-day", "2024-12-27=plant shutdown")
+    assert status == 0, err
+    assert "covariate 'temperature_c': series 1" in out and "holidays US" in out
+    assert "special day 2024-12-27: plant shutdown" in out
+    status, out, err = run("series", "link", "load", "wind", "--as", "wind", "--past-only")
+    assert status == 0, err
+    assert "covariate 'wind': series 2 (past only)" in out and "temperature_c" in out
+    status, out, err = run("series", "update", "load", "--no-holidays")
+    assert status == 0 and "holidays" not in out and "special day" in out
+    status, out, _ = run("series", "update", "load", "--holidays", "XX")
+    assert status == 1
+    status, _, err = run("series", "update", "load", "--holidays", "XX")
+    assert status == 1 and "HTTP 422" in err and "holidays = 'XX'" in err
+    file = write(tmp_path, "load.csv", "ts,load,temp\n2024-01-01 00:00,10,5\n"
+                                       "2024-01-01 00:30,11,\n2024-01-01 01:00,,6\n")
+    status, out, err = run("upload", str(file), "--series", "load",
+                           "--covariate-cols", "temp:temperature_c")
+    assert status == 0, err
+    assert out.splitlines()[0].startswith("2 readings into 'load': 2 new")
+    assert out.splitlines()[1] == ("2 readings into covariate 'temperature_c': 2 new, "
+                                   "0 updated, 0 unchanged")
+    status, out, err = run("series", "unlink", "load", "wind")
+    assert status == 0 and "wind" not in out
+    status, _, err = run("series", "unlink", "load", "wind")
+    assert status == 1 and "no covariate named 'wind'" in err
+    status, _, err = run("series", "create", "x", "--freq", "h", "--covariate", "temperature")
+    assert status == 1 and "--covariate takes KEY=VALUE" in err
