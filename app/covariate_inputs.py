@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import covariates as covariates_db
 from app.db.tables import Series, SeriesCovariate
-from app.errors import Invalid, field_error
+from app.errors import Conflict, Invalid, field_error
 from app.ml.calendar import CalendarSpec, SpecialDay
 from app.ml.covariates import CovariateCoverageError, align, require_covered
 from app.timegrid import step_seconds, to_iso
@@ -85,3 +85,47 @@ def check_horizon_covered(covariates: Mapping[str, np.ndarray], future_s: np.nda
                 "`fallback=no_covariates`",
                 errors=[field_error(field, len(future_s), f"covariate {name!r} covers until "
                                     f"{until}", covariate=name, covered_until=until)]) from None
+
+
+def forecast_covariates(*, session: Session, series: Series, model_id: int,
+                        names: Sequence[str], history_s: np.ndarray, future_s: np.ndarray,
+                        inline: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    """What a model that reads `names` needs for one forecast: each covariate on the history's
+    grid `history_s` followed by the forecast steps `future_s`.
+
+    A known-future covariate's steps ahead come from `inline` (one value per step) or else from
+    its stored readings, and must all be there; a past-only one's are NaN.
+
+    Raises:
+        Invalid: an inline covariate the model does not read as known-future, or of another
+            length than the horizon; a known-future covariate that does not cover the horizon.
+        Conflict: the series no longer links a covariate the model reads.
+    """
+    links = {link.name: link for link in covariates_db.links_of(session=session,
+                                                                series_id=series.id)}
+    unlinked = [n for n in names if n not in links]
+    if unlinked:
+        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
+                       f"{series.id} no longer links: link it again, or forecast with another "
+                       "model", errors=[field_error("model_id", model_id,
+                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+    known_future = [n for n in names if links[n].known_future]
+    for name, values in inline.items():
+        if name not in known_future:
+            raise Invalid(f"Model {model_id} reads no known-future covariate {name!r} (it reads "
+                          f"{known_future or 'none'})",
+                          errors=[field_error(f"covariates.{name}", list(values),
+                                              "not a known-future covariate of the model")])
+        if len(values) != len(future_s):
+            raise Invalid(f"Covariate {name!r} has {len(values)} values for a horizon of "
+                          f"{len(future_s)} steps: send one per step ahead",
+                          errors=[field_error(f"covariates.{name}", len(values),
+                                              f"expected {len(future_s)} values")])
+    used = [links[n] for n in names]
+    history = aligned_covariates(session=session, links=used, grid_s=history_s)
+    future = aligned_covariates(session=session, links=[links[n] for n in known_future
+                                                        if n not in inline], grid_s=future_s)
+    future.update({n: np.asarray(v, dtype=np.float64) for n, v in inline.items()})
+    check_horizon_covered(future, future_s)
+    blank = np.full(len(future_s), np.nan)
+    return {n: np.concatenate([history[n], future.get(n, blank)]) for n in names}

@@ -2,6 +2,7 @@
 
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_setting_up_takes_exactly_make_run_and_make_test() -> None:
 
 def test_the_cli_lines_are_valid_command_lines() -> None:
     lines = cli_lines()
-    assert [argv[0] for argv in lines] == ["series", "upload", "train", "forecast"]
+    assert [argv[0] for argv in lines] == ["series", "upload", "train", "forecast",
+                                           "series", "series", "upload", "train", "forecast"]
     parser = build_parser()
     for argv in lines:
         try:
@@ -70,11 +72,12 @@ def test_the_cli_lines_run_as_written(settings: Settings, auth: dict[str, str],
                                       tmp_path: Path) -> None:
     """Each README CLI line, run in order against `statecast serve`, exits 0 and does its job.
 
-    It runs in a folder laid out like a clone (shared/ beside it), so the relative paths of the
-    README hold and forecast.png lands in the temporary folder, not the repository.
+    It runs in a folder laid out like a clone (its examples/, shared/ beside it), so the
+    relative paths of the README hold and forecast.png lands in the temporary folder, not the repository.
     """
     clone = tmp_path / "clone"
     clone.mkdir()
+    shutil.copytree(REPO_ROOT / "examples", clone / "examples")
     (tmp_path / "shared").symlink_to(REPO_ROOT.parent / "shared")
     server = ServerProcess(settings, tmp_path / "serve.log", workers=1)
     env = cli_env(STATECAST_URL=server.url,

@@ -368,15 +368,53 @@ class ForecastPoint(BaseModel):
     upper_95: float | None = None
 
 
+ForecastMode = Literal["covariates", "no_covariates"]
+Fallback = Literal["no_covariates"]
+FALLBACK_DESCRIPTION = (
+    "no_covariates: when the covariates do not cover the horizon, forecast with the series' "
+    "default among its models that read none (the answer's `mode` and `model_id` say so), "
+    "instead of a 422")
+
+
 class ForecastOut(BaseModel):
     series_id: int
     model_id: int
     freq: str
+    mode: ForecastMode = Field(
+        description="covariates: the model read the covariates named in `covariates`; "
+                    "no_covariates: it reads none (a fallback says so in `warning`).")
+    covariates: list[str] = Field(description="The covariates the forecast read.")
     points: list[dict[str, Any]] = Field(
         description="ts, mean, and lower_<level>/upper_<level> for each level asked")
     worse_than_naive: bool = Field(
         description="The model loses to the seasonal naive on validation data.")
     warning: str | None = None
+
+
+FiniteValue = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_READING,
+                                     le=MAX_ABS_READING)]
+
+
+class ForecastIn(BaseModel):
+    """A forecast with the known-future covariates given inline (your own weather feed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"horizon": 3, "covariates": {"temperature": [41.5, 40.25, 39.0]}},
+        {"horizon": 48, "level": [80], "fallback": "no_covariates"}]})
+
+    horizon: int = Field(default=48, ge=1, le=ml_spec.MAX_HORIZON_STEPS,
+                         description="Steps ahead, on the series' grid")
+    level: list[int] = Field(default=[80, 95], min_length=1, max_length=10,
+                             description="Interval levels in percent (80, 95)")
+    model_id: Id | None = Field(default=None, description="A model of this series (default: "
+                                "the series' default)")
+    covariates: dict[CovariateName, Annotated[list[FiniteValue], Field(
+        max_length=ml_spec.MAX_HORIZON_STEPS)]] = Field(
+        default={}, max_length=MAX_COVARIATES,
+        description="Per known-future covariate the model reads, one value per step ahead "
+                    "(`horizon` values, no null); covariates not given are read from their "
+                    "stored readings.")
+    fallback: Fallback | None = Field(default=None, description=FALLBACK_DESCRIPTION)
 
 
 class StreamCreate(BaseModel):

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db.readings import fetch_readings
-from app.db.tables import Series, SeriesCovariate
+from app.db.tables import ForecastModel, ModelSeries, Series, SeriesCovariate
 from app.errors import Conflict, Invalid, NotFound, field_error
 
 
@@ -111,3 +111,13 @@ def covariate_readings(*, session: Session, link: SeriesCovariate, start_s: int 
     a missing one), on the covariate's own grid; aligning them is the model side's job."""
     return fetch_readings(session=session, series_id=link.covariate_series_id, start_s=start_s,
                           end_s=end_s)
+
+
+def models_without_covariates(*, session: Session, series_id: int) -> list[int]:
+    """Ready models of the series that read no covariate (what `fallback=no_covariates` may
+    serve); a model's resolved spec lists the covariates it reads."""
+    rows = session.execute(
+        select(ForecastModel.id, ForecastModel.resolved_spec)
+        .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")).all()
+    return [model_id for model_id, spec in rows if not (spec or {}).get("covariates")]

@@ -1,6 +1,6 @@
 """Queries on trained models and which one a series forecasts with."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,16 +69,19 @@ class ModelRef:
     worse_than_naive: bool
 
 
-def default_model_ref(*, session: Session, series_id: int) -> ModelRef | None:
+def default_model_ref(*, session: Session, series_id: int,
+                      among: Collection[int] | None = None) -> ModelRef | None:
     """The model a series forecasts with: the last promoted one, else the newest ready one
-    that beats the seasonal naive, else the newest ready one (callers flag that it does not)."""
-    ready = [ModelRef(*row) for row in session.execute(
-        select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
-               ForecastModel.worse_than_naive)
-        .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
-        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
-        .order_by(ForecastModel.id.desc())
-    ).all()]
+    that beats the seasonal naive, else the newest ready one (callers flag that it does not);
+    `among` restricts the choice to those models."""
+    query = (select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
+                    ForecastModel.worse_than_naive)
+             .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+             .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
+             .order_by(ForecastModel.id.desc()))
+    if among is not None:
+        query = query.where(ForecastModel.id.in_(among))
+    ready = [ModelRef(*row) for row in session.execute(query).all()]
     promoted = [m for m in ready if m.promoted_at is not None]
     if promoted:
         return max(promoted, key=lambda m: m.promoted_at or datetime.min)

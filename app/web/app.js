@@ -44,7 +44,10 @@ const SPEC_FIELDS = [
 ];
 // Three-way choices: "auto" leaves the field to the server's frequency-dependent default.
 const TRISTATE = { auto: undefined, on: true, off: false };
-const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235" };
+const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235",
+  covariates: ["#b45309", "#047857", "#7c3aed", "#be123c"] };
+// Share of the series chart's height the covariates' panel takes, under the forecast.
+const COVARIATE_PANEL = 0.3;
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -555,6 +558,21 @@ function streamsCard(seriesById) {
 
 // ---- one series ---------------------------------------------------------------------------
 
+function seriesInputs(series) {
+  // What the series' models may read besides its readings: covariate series and the calendar.
+  const covariates = series.covariates || [];
+  const days = series.special_days || [];
+  if (!covariates.length && !series.holidays && !days.length) return null;
+  return h("div", { class: "facts", id: "series-inputs" },
+    covariates.length ? h("span", { id: "series-covariates" }, "covariates ",
+      covariates.flatMap((c, i) => [i ? ", " : "", h("a", { href: `#/series/${c.series_id}` },
+        h("b", {}, c.name)), c.known_future ? "" : " (past only)"])) : null,
+    series.holidays ? h("span", { id: "series-holidays" }, "holidays ", h("b", {}, series.holidays)) : null,
+    days.length ? h("span", { id: "series-special-days",
+      title: days.map((d) => `${d.date} ${d.label}`).join("\n") },
+      h("b", {}, days.length), days.length === 1 ? " special day" : " special days") : null);
+}
+
 function bandTraces(points, level, alpha) {
   const x = points.map((p) => p.ts);
   const upper = points.map((p) => p[`upper_${level}`]);
@@ -702,7 +720,8 @@ async function seriesView(view, seriesId) {
           h("span", {}, "local time ", h("b", {}, series.timezone || "UTC")),
           h("span", {}, h("b", { id: "reading-count" }, series.readings), " readings"),
           h("span", {}, fmtTs(series.first_ts), " – ", fmtTs(series.last_ts)),
-          series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null))),
+          series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null),
+        seriesInputs(series))),
     h("section", { class: "card" },
       h("div", { class: "page-head" }, h("h2", {}, "History and forecast"),
         h("label", { class: "check" }, "horizon", horizon,
@@ -726,6 +745,11 @@ async function seriesView(view, seriesId) {
   async function drawChart() {
     const [readings, detail] = await Promise.all([
       api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
+    const start = readings.data.length ? readings.data[0].ts : null;
+    // Each covariate over the series' span and past it: its stored forecast shows too.
+    const covariates = start === null ? [] : await Promise.all(series.covariates.map((c) =>
+      api(`/v1/series/${c.series_id}/readings?${new URLSearchParams({ start })}`)
+        .then((r) => ({ ...c, data: r.data })).catch(() => ({ ...c, data: [] }))));
     $("#reading-count").textContent = detail.readings;
     const local = wallClock(series.timezone);
     const traces = [{ x: readings.data.map((r) => local(r.ts)), y: readings.data.map((r) => r.value),
@@ -754,6 +778,15 @@ async function seriesView(view, seriesId) {
       "to the API. The history and its forecast appear here.");
     if (!readings.data.length) return;
     const layout = chartLayout("", series.unit);
+    if (covariates.length) {
+      covariates.forEach((c, i) => traces.push({
+        x: c.data.map((r) => local(r.ts)), y: c.data.map((r) => r.value), type: "scatter",
+        mode: "lines", name: `covariate ${c.name}`, yaxis: "y2", connectgaps: false,
+        line: { color: COLORS.covariates[i % COLORS.covariates.length], width: 1.2 } }));
+      layout.yaxis = { ...layout.yaxis, domain: [COVARIATE_PANEL + 0.05, 1] };
+      layout.yaxis2 = { domain: [0, COVARIATE_PANEL], anchor: "x", zeroline: false,
+        title: { text: covariates.map((c) => c.name).join(", ") } };
+    }
     const data = readings.data;
     if (data.length && Date.parse(data[data.length - 1].ts) - Date.parse(data[0].ts) > 2 * INITIAL_VIEW_DAYS * DAY_MS) {
       const end = local(forecast && forecast.points.length ? forecast.points[forecast.points.length - 1].ts : data[data.length - 1].ts);
