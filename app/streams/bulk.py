@@ -30,7 +30,7 @@ from app.db.tables import Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
-from app.ml.stream_seasonal import SeasonalSource, boundaries
+from app.ml.stream_seasonal import SeasonalSource
 from app.streams import accuracy, service
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
@@ -265,11 +265,10 @@ def _fit_keys(forecaster: Forecaster, steps: list[_Step]) -> list[tuple[int, int
     if not forecaster.needs_seasonal:
         return []
     ns = np.array([s.ts_s for s in steps], dtype=np.int64) * NS_PER_S
-    days = forecaster.spec.steps_per_day, forecaster.features.timezone
     series_ids = [s.row.series_id for s in steps]
     keys: set[tuple[int, int]] = set()
-    for stamps in (ns, ns + forecaster.step_size.value):
-        keys.update(zip(series_ids, (boundaries(stamps, *days) // NS_PER_S).tolist(), strict=True))
+    for bounds in forecaster.step_fit_boundaries(ns):
+        keys.update(zip(series_ids, (bounds // NS_PER_S).tolist(), strict=True))
     return list(keys)
 
 
