@@ -344,18 +344,19 @@ class ProfileSource:
 
 class PathFitter:
     """What a window model's `features.origin_batch` reads for a profile model: the profile
-    path at the positions of the readings it is given (and `ahead` after them)."""
+    around an origin, looked up by time in a `ProfileSource`."""
 
-    def __init__(self, path: np.ndarray) -> None:
-        self.path = np.asarray(path, dtype=np.float64)
+    def __init__(self, source: ProfileSource) -> None:
+        self.source = source
 
     def around(
         self, values: np.ndarray, timestamps: pd.DatetimeIndex, end: int, before: int, ahead: int
     ) -> np.ndarray:
-        """The profile at positions [end - before + 1, end + ahead] of the path."""
-        if end + ahead >= len(self.path) or end - before + 1 < 0:
+        """The profile over the `before` readings up to `timestamps[end]` and `ahead` after it."""
+        index = (int(timestamps[end].value) - self.source.start_ns) // self.source.step_ns
+        if index + ahead >= len(self.source.path) or index - before + 1 < 0:
             raise ValueError(
                 "Received a forecast beyond the span the profile was computed on; pass covariates "
                 "that span the history and the horizon."
             )
-        return self.path[end - before + 1 : end + ahead + 1]
+        return self.source.path[index - before + 1 : index + ahead + 1]

@@ -16,7 +16,7 @@ from app.ml import evaluation, windows
 from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
 from app.ml.features import FeatureConfig, calendar, origin_batch, training_seasonal, window_batch
-from app.ml.profile import PathFitter, RegressionProfile, fit_profile
+from app.ml.profile import PathFitter, ProfileSource, RegressionProfile, fit_profile
 from app.ml.seasonal import SeasonalFitter, usable_periods
 from app.ml.spec import ModelSpec, ResolvedSpec, baseline_lags, resolve_spec, seasonal_period
 from app.ml.stream_seasonal import (
@@ -513,7 +513,9 @@ def _origin_forecasts(
             # The serving path: inputs from the readings before each origin (seasonal refitted).
             fitter: SeasonalFitter | PathFitter | None = None
             if features.profile:
-                fitter = PathFitter(np.concatenate([table.paths[i], np.full(spec.horizon, np.nan)]))
+                path = np.concatenate([table.paths[i], np.full(spec.horizon, np.nan)])
+                step_ns = int(s.timestamps.asi8[1] - s.timestamps.asi8[0])
+                fitter = PathFitter(ProfileSource(int(s.timestamps.asi8[0]), step_ns, path))
             elif features.deseasonalized:
                 fitter = SeasonalFitter(features.seasonal())
             cal = table.cal[offset : offset + len(s.values)]
