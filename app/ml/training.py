@@ -16,6 +16,7 @@ from app.ml import evaluation, windows
 from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
 from app.ml.features import FeatureConfig, calendar, origin_batch, training_seasonal, window_batch
+from app.ml.profile import PathFitter, ProfileSource, RegressionProfile, fit_profile
 from app.ml.seasonal import SeasonalFitter, usable_periods
 from app.ml.spec import ModelSpec, ResolvedSpec, baseline_lags, resolve_spec, seasonal_period
 from app.ml.stream_seasonal import (
@@ -78,6 +79,8 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     mase_scales: dict[str, float] = field(default_factory=dict)
+    # Per series, the regression profile a profile model reads (`features.profile`).
+    profiles: dict[str, RegressionProfile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class _Table:
     selection: windows.Part = "validation"
     # Regular closed hours: windows span missing readings, which are masked (`_masked`).
     masked: bool = False
+    # Profile models: per series, the profile over all its readings (original units).
+    paths: tuple[np.ndarray, ...] = ()
 
     def ends(self, part: windows.Part, spec: ResolvedSpec, every: int = 1) -> np.ndarray:
         if self.masked:
@@ -134,9 +139,13 @@ def _has_closed_hours(table: _Table, spec: ResolvedSpec) -> bool:
     return len(table.ends("train", spec)) < MIN_COMPLETE_WINDOW_SHARE * possible
 
 
-def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Table:
+def _build_table(
+    prepared: list[PreparedSeries], features: FeatureConfig, paths: tuple[np.ndarray, ...] = ()
+) -> _Table:
     offsets = np.cumsum([0] + [len(s.values) for s in prepared[:-1]]).tolist()
-    if features.deseasonalized:
+    if features.profile:
+        scaled = [(s.values - path) / s.scale for s, path in zip(prepared, paths, strict=True)]
+    elif features.deseasonalized:
         # Training and validation-loss windows read one fit on the training part; forecasts at
         # evaluation origins refit, as serving does (`_origin_forecasts`).
         scaled = [
@@ -150,6 +159,7 @@ def _build_table(prepared: list[PreparedSeries], features: FeatureConfig) -> _Ta
         offsets=offsets,
         scaled=np.concatenate(scaled),
         cal=np.concatenate([calendar(s.timestamps, features) for s in prepared]),
+        paths=paths if features.profile else (),
     )
 
 
@@ -374,7 +384,11 @@ def _stream_table(
     does (`in_sample=False`: forecasts at validation and test origins), or against one fit on the
     training part (`in_sample=True`: what the network learns from, blind to later parts)."""
     parts = []
-    for s in table.series:
+    for i, s in enumerate(table.series):
+        if features.profile:
+            # The profile is fixed at training: learning and serving read the same path.
+            parts.append(in_sample_arrays(s.values, table.paths[i], s.scale, spec.horizon))
+            continue
         if features.deseasonalized and in_sample:
             seasonal = training_seasonal(s.values, s.split.val_start, features)
             parts.append(in_sample_arrays(s.values, seasonal, s.scale, spec.horizon))
@@ -490,14 +504,20 @@ def _origin_forecasts(
         stream_model = stream.ahead[ends] + stream.scale[ends, None] * relative.astype(np.float64)
     parts = []
     predict = None if stream is not None else compiled_predict(network)
-    for s, offset in zip(table.series, table.offsets, strict=True):
+    for i, (s, offset) in enumerate(zip(table.series, table.offsets, strict=True)):
         mine = (ends >= offset) & (ends < offset + len(s.values))
         local = ends[mine] - offset
         if predict is None:
             model = s.values[local][:, None] + stream_model[mine]
         else:
             # The serving path: inputs from the readings before each origin (seasonal refitted).
-            fitter = SeasonalFitter(features.seasonal()) if features.deseasonalized else None
+            fitter: SeasonalFitter | PathFitter | None = None
+            if features.profile:
+                path = np.concatenate([table.paths[i], np.full(spec.horizon, np.nan)])
+                step_ns = int(s.timestamps.asi8[1] - s.timestamps.asi8[0])
+                fitter = PathFitter(ProfileSource(int(s.timestamps.asi8[0]), step_ns, path))
+            elif features.deseasonalized:
+                fitter = SeasonalFitter(features.seasonal())
             cal = table.cal[offset : offset + len(s.values)]
             x, base = origin_batch(s.values, cal, s.timestamps, local, s.scale, features, fitter)
             model = base + s.scale * predict(x).astype(np.float64) if len(local) else base
@@ -572,7 +592,15 @@ def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, li
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         raise TrainingDataError(f"Series names must be unique, got {names}.")
-    resolved = resolve_spec(spec, freqs[0])
+    offered = [set(s.covariates) for s in series]
+    common = tuple(name for name in series[0].covariates if all(name in names for names in offered))
+    for name in spec.covariates or ():
+        if name not in common:
+            raise TrainingDataError(
+                f"The spec names covariate {name!r}, but the series offer {list(common)}; expected "
+                "covariates that every series names."
+            )
+    resolved = resolve_spec(spec, freqs[0], common)
     prepared = [
         prepare_series(
             s,
@@ -635,17 +663,27 @@ def train(
             spec, lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop)
         )
     resolved, prepared = prepare(spec, series)
-    features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
-    table = _build_table(prepared, features)
+    use_profile = bool(resolved.covariates) or any(s.calendar is not None for s in series)
+
+    def features_of(resolved: ResolvedSpec) -> FeatureConfig:
+        config = FeatureConfig.from_spec(resolved, profile=use_profile)
+        return dataclasses.replace(config, timezone=series[0].timezone)
+
+    features = features_of(resolved)
+    profiles = _fit_profiles(prepared, series, features) if features.profile else {}
+    paths = tuple(
+        _profile_path(profiles[s.name], s, source) for s, source in zip(prepared, series, strict=True)
+    ) if profiles else ()
+    table = _build_table(prepared, features, paths)
     if resolved.stateful and spec.stateful is None and _has_closed_hours(table, resolved):
         # A stream model fills missing readings with its own forecasts; a series with regular
         # closed hours gets, by default, a window model, which masks them instead.
         resolved = dataclasses.replace(resolved, stateful=False)
-        features = dataclasses.replace(FeatureConfig.from_spec(resolved), timezone=series[0].timezone)
-        table = _build_table(prepared, features)
+        features = features_of(resolved)
+        table = _build_table(prepared, features, paths)
     if not resolved.stateful and _has_closed_hours(table, resolved):
         features = dataclasses.replace(features, masked=True)
-        table = dataclasses.replace(_build_table(prepared, features), masked=True)
+        table = dataclasses.replace(_build_table(prepared, features, paths), masked=True)
     if not resolved.stateful and len(table.ends("validation", resolved)) == 0:
         raise TrainingDataError(
             "The validation part has no complete window and horizon without missing readings."
@@ -710,4 +748,30 @@ def train(
         history=control.history,
         best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else 0,
         mase_scales={s.name: s.mase_scale for s in prepared},
+        profiles=profiles,
+    )
+
+
+def _fit_profiles(
+    prepared: list[PreparedSeries], series: list[SeriesData], features: FeatureConfig
+) -> dict[str, RegressionProfile]:
+    """Per series, the regression profile fitted on its training part."""
+    out = {}
+    for s, source in zip(prepared, series, strict=True):
+        stop = s.split.val_start
+        out[s.name] = fit_profile(
+            s.values[:stop],
+            s.timestamps.asi8[:stop],
+            {name: source.covariates[name][:stop] for name in features.covariates},
+            source.calendar,
+            steps_per_day=features.steps_per_day,
+            timezone=features.timezone,
+        )
+    return out
+
+
+def _profile_path(profile: RegressionProfile, s: PreparedSeries, source: SeriesData) -> np.ndarray:
+    """The profile over every reading of a series, from its actual covariates."""
+    return profile.path(
+        s.timestamps.asi8, {name: source.covariates[name] for name in profile.covariates}, source.calendar
     )
