@@ -16,11 +16,14 @@ from app.db.tables import Series, SeriesCovariate
 from app.errors import Conflict, Invalid, field_error
 from app.ml.calendar import CalendarSpec, SpecialDay
 from app.ml.covariates import CovariateCoverageError, align, require_covered
-from app.timegrid import step_seconds, to_iso
+from app.ml.forecaster import Forecaster
+from app.ml.profile import ProfileSource
+from app.timegrid import NS_PER_S, step_seconds, to_iso
 
 # Readings fetched either side of the grid, so that its first and last steps can interpolate
 # between the covariate's readings around them; a calendar frequency's longest step.
-CALENDAR_STEP_S = 92 * 86_400
+DAY_S = 86_400
+CALENDAR_STEP_S = 92 * DAY_S
 
 
 def calendar_of(series: Series) -> CalendarSpec | None:
@@ -129,3 +132,29 @@ def forecast_covariates(*, session: Session, series: Series, model_id: int,
     check_horizon_covered(future, future_s)
     blank = np.full(len(future_s), np.nan)
     return {n: np.concatenate([history[n], future.get(n, blank)]) for n in names}
+
+
+def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
+                   first_s: int, last_s: int, horizon: int,
+                   inline: Mapping[str, Sequence[float]]) -> ProfileSource:
+    """What a profile model (trained on a series with a calendar or covariates) reads for one
+    forecast from `last_s`, warmed over readings from `first_s`: its profile from a day before
+    the history it reads (a covariate's past-day mean) to the end of the horizon, with the
+    covariates there and the series' calendar as it is now.
+
+    Raises:
+        Invalid, Conflict: as `forecast_covariates`.
+    """
+    step_s = step_seconds(series.freq)
+    if step_s is None:
+        raise Conflict(f"Model {model_id} reads a profile, which needs a fixed step; the "
+                       f"series' frequency {series.freq} has none")
+    start_s = min(first_s, last_s - forecaster.context_steps * step_s) - DAY_S
+    history_s = last_s - step_s * np.arange(-(-(last_s - start_s) // step_s), -1, -1,
+                                             dtype=np.int64)
+    future_s = last_s + step_s * np.arange(1, horizon + 1, dtype=np.int64)
+    covariates = forecast_covariates(session=session, series=series, model_id=model_id,
+                                     names=forecaster.covariates, history_s=history_s,
+                                     future_s=future_s, inline=inline)
+    ns = np.concatenate([history_s, future_s]) * NS_PER_S
+    return forecaster.profile_source(ns, covariates, calendar_of(series), series=series.name)

@@ -189,7 +189,15 @@ def register(subparsers: Any) -> None:
 
     forecast = add(subparsers, "forecast", forecast_series, "forecast a series (client)")
     forecast.add_argument("--series", required=True, help="series name (or id)")
-    forecast.add_argument("--horizon", type=int, default=48, help="steps ahead (default 48)")
+    forecast.add_argument("--horizon", type=int,
+                          help="steps ahead (default 48, or the rows of --covariates)")
+    forecast.add_argument("--covariates", type=Path, metavar="FILE.csv",
+                          help="known-future covariates for the steps ahead: a CSV with a "
+                               "column per covariate (its name as header) and a row per step; a "
+                               "ts or timestamp column, if any, must match the forecast's steps")
+    forecast.add_argument("--fallback", choices=["no_covariates"],
+                          help="if the covariates do not cover the horizon, forecast with a "
+                               "model that reads none (the output says so)")
     forecast.add_argument("--level", type=int, action="append",
                           help="interval level in percent, repeatable (default 80 and 95)")
     forecast.add_argument("--csv", action="store_true", help="write CSV to stdout")
@@ -607,7 +615,16 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         require_matplotlib()  # before the forecast is asked for, not after it is printed
     series = find_series(client, args.series)
     levels = args.level or [80, 95]
-    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
+    if args.covariates is not None:
+        stamps, covariates = read_covariates_csv(args.covariates)
+        horizon = args.horizon or len(next(iter(covariates.values())))
+        body = client.post(f"/v1/series/{series['id']}/forecast", {
+            "horizon": horizon, "level": levels, "covariates": covariates,
+            "fallback": args.fallback})
+        check_steps(args.covariates, stamps, body["points"])
+    else:
+        body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon or 48,
+                          level=levels, fallback=args.fallback)
     points = body["points"]
     columns = list(points[0]) if points else ["ts", "mean"]
     if body.get("warning"):
@@ -617,7 +634,9 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         writer.writerow(columns)
         writer.writerows([p.get(c) for c in columns] for p in points)
     else:
-        emit(args, body, f"series {series['name']!r}, model {body.get('model_id')}\n"
+        emit(args, body, f"series {series['name']!r}, model {body.get('model_id')}"
+             + (f", covariates {', '.join(body['covariates'])}" if body.get("covariates") else "")
+             + "\n"
              + table(columns, [[p.get(c) for c in columns] for p in points]))
     if args.plot:
         from app.client.plot import plot_forecast
@@ -626,6 +645,49 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         plot_forecast(args.plot, series["name"], history, points, levels)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+TS_COLUMNS = ("ts", "timestamp")
+
+
+def read_covariates_csv(path: Path) -> tuple[list[str] | None, dict[str, list[float | None]]]:
+    """A covariates file's timestamps (if it has a ts column) and its columns of values, in
+    row order; an empty cell is sent as null, which the API refuses naming the step."""
+    if not path.is_file():
+        raise ClientError(f"No covariates file {str(path)!r}")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [c for c in (rows[0] if rows else {}) if c not in TS_COLUMNS]
+    if not columns:
+        raise ClientError(f"{path} has no covariate column: expected a header such as "
+                          "ts,temperature and one row per step ahead")
+    values: dict[str, list[float | None]] = {c: [] for c in columns}
+    for number, row in enumerate(rows, start=1):
+        for column in columns:
+            cell = (row[column] or "").strip()
+            try:
+                values[column].append(float(cell) if cell else None)
+            except ValueError:
+                raise ClientError(f"{path}, row {number}, column {column!r}: {cell!r} is not a "
+                                  "number") from None
+    ts_column = next((c for c in TS_COLUMNS if rows and c in rows[0]), None)
+    return ([row[ts_column] for row in rows] if ts_column else None), values
+
+
+def check_steps(path: Path, stamps: list[str] | None, points: list[dict[str, Any]]) -> None:
+    """The covariates file's timestamps are the forecast's steps, or a ClientError saying where
+    they part (values for other times would have been read as these steps')."""
+    if stamps is None:
+        return
+    import pandas as pd
+
+    for stamp, point in zip(stamps, points, strict=False):
+        wanted = pd.Timestamp(point["ts"])
+        given = pd.Timestamp(stamp)
+        given = given.tz_localize("UTC") if given.tzinfo is None else given
+        if given != wanted:
+            raise ClientError(f"{path}: row {stamp!r} is not the forecast's step {point['ts']}: "
+                              "the rows must be the steps after the series' last reading")
 
 
 def require_matplotlib() -> None:

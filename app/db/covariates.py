@@ -113,11 +113,8 @@ def covariate_readings(*, session: Session, link: SeriesCovariate, start_s: int 
                           end_s=end_s)
 
 
-def models_without_covariates(*, session: Session, series_id: int) -> list[int]:
-    """Ready models of the series that read no covariate (what `fallback=no_covariates` may
-    serve); a model's resolved spec lists the covariates it reads."""
-    rows = session.execute(
-        select(ForecastModel.id, ForecastModel.resolved_spec)
-        .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
-        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")).all()
-    return [model_id for model_id, spec in rows if not (spec or {}).get("covariates")]
+def ready_models(*, session: Session, series_id: int) -> list[ForecastModel]:
+    """The series' ready models, among which `fallback=no_covariates` picks one reading none."""
+    return list(session.scalars(
+        select(ForecastModel).join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")))

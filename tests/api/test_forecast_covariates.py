@@ -1,17 +1,29 @@
-"""Forecasts and covariates: the inline body's checks, and what a model without covariates
-answers (mode, fallback) on both databases."""
+"""Forecasts and covariates on both databases: the inline body's checks, a model trained with a
+temperature covariate and US holidays served from stored or inline temperature, the 422 past
+what the covariate covers, and the fallback to a model without covariates."""
 
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.ml.calendar import CalendarSpec
+from app.ml.data import SeriesData
+from app.ml.spec import ModelSpec
 from tests.api.helpers import assert_problem
-from tests.streams.conftest import artifacts, install_model, load_series
+from tests.streams.conftest import (
+    SERIES_NAME,
+    artifacts,
+    hourly_values,
+    install_model,
+    load_series,
+    upload,
+)
 
 __all__ = ["artifacts"]
 
@@ -84,3 +96,124 @@ def test_inline_forecast_of_another_tenants_series_is_404(
         client: TestClient, auth: dict[str, str], other_auth: dict[str, str],
         plain: dict[str, int]) -> None:
     assert_problem(post(client, other_auth, plain["series"], {"horizon": 4}), 404)
+
+
+# --- a model trained with a temperature covariate and US holidays --------------------------
+
+WARM = 24 * 21  # hourly readings of load stored, and trained on
+AHEAD = 24  # hours of temperature stored past the last load reading (its "forecast")
+
+
+def temperature_values(n: int) -> np.ndarray:
+    t = np.arange(n)
+    rng = np.random.default_rng(7)
+    return 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(rng.normal(0, 0.3, n))
+
+
+@pytest.fixture(scope="module")
+def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stream model trained (few epochs) on load that follows temperature."""
+    from app.ml.artifacts import save_artifacts
+    from app.ml.training import train
+
+    stamps, values = hourly_values(WARM)
+    temperature = temperature_values(WARM)
+    data = SeriesData(values=values + 2.0 * temperature, timestamps=stamps, freq="h",
+                      name=SERIES_NAME, covariates={"temperature": temperature},
+                      calendar=CalendarSpec("US"))
+    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
+                     batch_size=4, seed=3, window=12)
+    trained = train(spec, [data])
+    assert trained.features.covariates == ("temperature",)
+    return save_artifacts(trained, tmp_path_factory.mktemp("covariate") / "model")
+
+
+@pytest.fixture
+def with_weather(client: TestClient, auth: dict[str, str], settings: Settings,
+                 covariate_artifact: Path, artifacts: dict[str, Path]) -> dict[str, int]:
+    """The load series (linked to temperature, US holidays), its covariate model, and a
+    temperature series stored AHEAD hours past the last load reading."""
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    stamps, values = hourly_values(WARM + AHEAD)
+    weather = temperature_values(WARM + AHEAD)
+    upload(client, auth, temperature, stamps, weather)
+    load = client.post("/v1/series", headers=auth, json={
+        "name": SERIES_NAME, "freq": "h", "holidays": "US",
+        "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
+    upload(client, auth, load, stamps[:WARM], (values + 2.0 * weather)[:WARM])
+    model = install_model(settings, covariate_artifact, load)
+    return {"series": load, "temperature": temperature, "model": model}
+
+
+def means(answer: Any) -> np.ndarray:
+    return np.array([p["mean"] for p in answer.json()["points"]])
+
+
+def forecast(client: TestClient, auth: dict[str, str], series_id: int, **params: Any) -> Any:
+    return client.get(f"/v1/series/{series_id}/forecast", params={"level": 80, **params},
+                      headers=auth)
+
+
+def test_a_covariate_model_reads_the_stored_temperature_forecast(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    answer = forecast(client, auth, with_weather["series"], horizon=AHEAD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model_id"], body["mode"], body["covariates"]) == (
+        with_weather["model"], "covariates", ["temperature"])
+    assert len(body["points"]) == AHEAD
+    # The same values inline give the same forecast; other values another one.
+    stored = temperature_values(WARM + AHEAD)[WARM:].tolist()
+    same = post(client, auth, with_weather["series"], {
+        "horizon": AHEAD, "level": [80], "covariates": {"temperature": stored}})
+    assert same.status_code == 200, same.text
+    # (to rounding: the first forecast warmed the state the later ones start from)
+    np.testing.assert_allclose(means(same), means(answer), rtol=1e-12)
+    warmer = post(client, auth, with_weather["series"], {
+        "horizon": AHEAD, "level": [80], "covariates": {"temperature": [v + 15 for v in stored]}})
+    assert warmer.status_code == 200, warmer.text
+    assert np.abs(means(warmer) - means(answer)).max() > 1e-3
+    # A newer temperature forecast, stored with on_conflict=replace, is what the next one reads.
+    stamps, _ = hourly_values(WARM + AHEAD)
+    newer = {"readings": [{"ts": t.isoformat(), "value": v + 15}
+                          for t, v in zip(stamps[WARM:], stored, strict=True)]}
+    assert client.post(f"/v1/series/{with_weather['temperature']}/readings?on_conflict=replace",
+                       json=newer, headers=auth).status_code == 200
+    np.testing.assert_allclose(means(forecast(client, auth, with_weather["series"],
+                                              horizon=AHEAD)), means(warmer), rtol=1e-12)
+
+
+def test_a_horizon_past_the_covariate_is_422_naming_it_and_its_last_time(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], artifacts: dict[str, Path]) -> None:
+    problem = assert_problem(forecast(client, auth, with_weather["series"], horizon=AHEAD + 1),
+                             422, "horizon")
+    last = hourly_values(WARM + AHEAD)[0][-1].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert problem["errors"][0]["covariate"] == "temperature"
+    assert problem["errors"][0]["covered_until"] == last
+    assert "'temperature'" in problem["detail"] and last in problem["detail"]
+    # Inline values of the wrong length name the field.
+    assert_problem(post(client, auth, with_weather["series"], {
+        "horizon": 4, "covariates": {"temperature": [1.0, 2.0]}}), 422, "covariates.temperature")
+    # No model without covariates to fall back on: 409 naming the fallback.
+    assert_problem(forecast(client, auth, with_weather["series"], horizon=AHEAD + 1,
+                            fallback="no_covariates"), 409, "fallback")
+    plain = install_model(settings, artifacts["gru_window"], with_weather["series"])
+    # The covariate model stays the series' default; the newer plain one is the fallback.
+    assert client.post(f"/v1/models/{with_weather['model']}/promote",
+                       headers=auth).status_code == 200
+    served = forecast(client, auth, with_weather["series"], horizon=AHEAD + 1,
+                      fallback="no_covariates")
+    assert served.status_code == 200, served.text
+    body = served.json()
+    assert (body["model_id"], body["mode"], body["covariates"]) == (plain, "no_covariates", [])
+    assert "fallback=no_covariates" in body["warning"] and "'temperature'" in body["warning"]
+    assert len(body["points"]) == AHEAD + 1
+
+
+def test_an_unlinked_covariate_is_409_for_its_model(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth,
+                        json={"covariates": []}).status_code == 200
+    assert_problem(forecast(client, auth, with_weather["series"], horizon=4), 409, "model_id")

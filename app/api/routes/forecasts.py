@@ -4,7 +4,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
@@ -13,18 +12,19 @@ from app.api.params import IdPath, IdQuery
 from app.api.routing import SessionReleasingRoute
 from app.api.schemas import FALLBACK_DESCRIPTION, Fallback, ForecastIn, ForecastOut
 from app.config import Settings
-from app.covariate_inputs import forecast_covariates
+from app.covariate_inputs import profile_inputs
 from app.db import covariates as covariates_db
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series
-from app.errors import Conflict, Invalid, Unavailable, field_error
+from app.errors import Conflict, Invalid, field_error
+from app.ml.forecaster import Forecaster
+from app.ml.profile import ProfileSource
 from app.streams.history import HistoryRead, read_history, store_state, warm_history
 from app.streams.model_cache import ForecasterCache
-from app.streams.seasonal_fits import seasonal_source
+from app.streams.seasonal_fits import StoredSeasonal, seasonal_source
 from app.streams.service import points, run_forecast
-from app.timegrid import following, on_grid
 
 router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 
@@ -97,42 +97,42 @@ def serve_forecast(*, session: Session, cache: ForecasterCache, settings: Settin
     forecaster = cache.get(model.id, model.ready_at)
     read = read_history(session=session, forecaster=forecaster, model_id=model.id,
                         series=series, max_steps=settings.stream_warm_steps)
-    names = tuple(forecaster.spec.covariates)
-    warning = WORSE_WARNING if model.worse_than_naive else None
-    if names or ask.covariates:
-        try:
-            covariates = read_covariates(session=session, series=series, model=model,
-                                         names=names, read=read, ask=ask)
-        except Invalid as exc:
-            plain = fallback_model(session=session, series=series, ask=ask, refused=exc)
-            return serve_forecast(
-                session=session, cache=cache, settings=settings, tenant_id=tenant_id,
-                series_id=series_id,
-                ask=replace(ask, model_id=plain.id, covariates={}, fallback=None)
-            ).model_copy(update={"warning": f"{exc.detail}. Served by model {plain.id}, which "
-                                            "reads no covariates (fallback=no_covariates)."})
-        if covariates:  # until the forecaster takes covariates (cov-model), never ignore them
-            raise Unavailable(f"Model {model.id} reads covariates {list(names)}, which this "
-                              "server cannot feed to a forecast yet")
+    names = forecaster.covariates
+    profile: ProfileSource | None = None
+    try:
+        if forecaster.features.profile:
+            profile = read_profile(session=session, series=series, forecaster=forecaster,
+                                   model=model, read=read, ask=ask)
+        else:
+            refuse_inline(model, ask)
+    except Invalid as exc:
+        plain = fallback_model(session=session, cache=cache, series=series, ask=ask, refused=exc)
+        served = serve_forecast(session=session, cache=cache, settings=settings,
+                                tenant_id=tenant_id, series_id=series_id,
+                                ask=replace(ask, model_id=plain.id, fallback=None))
+        return served.model_copy(update={"warning": f"{exc.detail}. Served by model {plain.id}, "
+                                         "which reads no covariates (fallback=no_covariates)."})
     session.commit()  # ends the read transaction (nothing written; objects stay loaded)
     # Deseasonalised stream models read a seasonal fit per series and day while they warm; the
-    # fits they have to make are kept aside and stored with the state.
-    seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster, defer_writes=True)
+    # fits they have to make are kept aside and stored with the state. Profile models read
+    # their profile instead.
+    seasonal = profile if profile is not None else seasonal_source(
+        session=session, series=series, model_id=model.id, forecaster=forecaster,
+        defer_writes=True)
     warmed = warm_history(forecaster, read, seasonal)
     forecast = run_forecast(forecaster, warmed.state, ask.horizon, ask.levels, seasonal)
     session.commit()  # ends any read transaction the fits opened: the write lock comes fresh
-    pending = seasonal is not None and bool(seasonal.pending)
-    if warmed.changed or pending:
+    fits = seasonal if isinstance(seasonal, StoredSeasonal) else None
+    if warmed.changed or (fits is not None and fits.pending):
         lock_for_write(session)
         unchanged = store_state(session=session, read=read, warmed=warmed) or not warmed.changed
-        if seasonal is not None and unchanged:
-            seasonal.store_pending()  # fits of readings an upload changed meanwhile are dropped
+        if fits is not None and unchanged:
+            fits.store_pending()  # fits of readings an upload changed meanwhile are dropped
     session.commit()
     return ForecastOut(series_id=series.id, model_id=model.id, freq=series.freq,
                        mode="covariates" if names else "no_covariates", covariates=list(names),
                        points=points(forecast), worse_than_naive=model.worse_than_naive,
-                       warning=warning)
+                       warning=WORSE_WARNING if model.worse_than_naive else None)
 
 
 def chosen_model(*, session: Session, series: Series, model_id: int | None) -> ForecastModel:
@@ -152,36 +152,42 @@ def chosen_model(*, session: Session, series: Series, model_id: int | None) -> F
     return default
 
 
-def read_covariates(*, session: Session, series: Series, model: ForecastModel,
-                    names: tuple[str, ...], read: HistoryRead, ask: ForecastAsk
-                    ) -> dict[str, np.ndarray]:
-    """The covariates the model reads over the history it warms over and the horizon."""
-    history_s, _ = on_grid(read.ts, read.values, series.freq)
+def read_profile(*, session: Session, series: Series, forecaster: Forecaster,
+                 model: ForecastModel, read: HistoryRead, ask: ForecastAsk) -> ProfileSource:
+    """The profile a profile model reads over the history it warms over and the horizon."""
     last_s = int(read.ts[-1]) if len(read.ts) else read.cached_last_ts
     if last_s is None:
         raise Conflict("Cannot forecast yet: the series has no readings")
-    return forecast_covariates(session=session, series=series, model_id=model.id, names=names,
-                               history_s=history_s,
-                               future_s=following(last_s, series.freq, ask.horizon),
-                               inline=ask.covariates)
+    return profile_inputs(session=session, series=series, forecaster=forecaster,
+                          model_id=model.id, first_s=int(read.ts[0]) if len(read.ts) else last_s,
+                          last_s=last_s, horizon=ask.horizon, inline=ask.covariates)
 
 
-def fallback_model(*, session: Session, series: Series, ask: ForecastAsk,
-                   refused: Invalid) -> ForecastModel:
-    """The model `fallback=no_covariates` serves when the covariates were refused; else the
-    refusal itself."""
+def refuse_inline(model: ForecastModel, ask: ForecastAsk) -> None:
+    """Invalid for inline covariates sent to a model that reads none."""
+    for name, values in ask.covariates.items():
+        raise Invalid(f"Model {model.id} reads no covariates; {name!r} would not be read",
+                      errors=[field_error(f"covariates.{name}", list(values),
+                                          "the model reads no covariates")])
+
+
+def fallback_model(*, session: Session, cache: ForecasterCache, series: Series,
+                   ask: ForecastAsk, refused: Invalid) -> ForecastModel:
+    """The model `fallback=no_covariates` serves when the covariates were refused: the series'
+    default among its models that read none; else the refusal itself."""
     if ask.fallback != "no_covariates" or ask.covariates:
         raise refused
-    ref = models_db.default_model_ref(session=session, series_id=series.id, among=(
-        covariates_db.models_without_covariates(session=session, series_id=series.id)))
+    plain = [model.id for model in covariates_db.ready_models(session=session, series_id=series.id)
+             if not cache.get(model.id, model.ready_at).covariates]
+    ref = models_db.default_model_ref(session=session, series_id=series.id, among=plain)
     if ref is None:
         raise Conflict(f"{refused.detail}; and the series has no ready model that reads no "
                        "covariates to fall back on",
                        errors=[*refused.errors, field_error(
                            "fallback", ask.fallback, "no model without covariates")])
-    plain = session.get(ForecastModel, ref.id)
-    assert plain is not None
-    return plain
+    model = session.get(ForecastModel, ref.id)
+    assert model is not None
+    return model
 
 
 def check_horizon(horizon: int, settings: Settings) -> None:
