@@ -4,6 +4,7 @@ model asked to read a covariate the series does not link is refused before any j
 import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,6 +13,7 @@ from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.ml.calendar import CalendarSpec, SpecialDay
 from app.worker.training_task import load_series_data
 from tests.api.helpers import CSV, assert_problem, fill_series
+from tests.worker.helpers import fast_worker, job_status, train, work_until
 
 
 def half_hourly_load_with_hourly_temperature(client: TestClient, auth: dict[str, str]
@@ -75,3 +77,43 @@ def test_a_global_model_needs_the_same_covariates_or_a_list(
     assert client.patch(f"/v1/series/{other}", headers=auth, json={"covariates": [
         {"series_id": temperature, "name": "temperature"}]}).status_code == 200
     assert client.post("/v1/models", headers=auth, json=body).status_code == 202
+
+
+@pytest.mark.slow
+def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    """Upload load with temperature in one CSV, train through the queue, forecast: the model
+    reads the stored temperature, and the horizon past it is refused naming it."""
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    load = client.post("/v1/series", headers=auth, json={
+        "name": "load", "freq": "h", "holidays": "US",
+        "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
+    hours = 24 * 20
+    t = np.arange(hours + 24)
+    weather = 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(
+        np.random.default_rng(1).normal(0, 0.3, len(t)))
+    stamps = pd.date_range("2024-01-01", periods=len(t), freq="h")
+    rows = []
+    for i, (stamp, w) in enumerate(zip(stamps, weather, strict=True)):
+        value = "" if i >= hours else f"{100 + 2 * w:.4f}"  # the last day: temperature only
+        rows.append(f"{stamp:%Y-%m-%d %H:%M},{value},{w:.4f}")
+    body = "ts,load,temperature\n" + "\n".join(rows) + "\n"
+    answer = client.post(f"/v1/series/{load}/readings", params={"covariate_cols": "temperature"},
+                         content=body.encode(), headers={**auth, **CSV})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["inserted"] == hours
+    assert answer.json()["covariates"][0]["inserted"] == hours + 24
+    accepted = train(client, auth, load, cell="gru", stateful=True, chunk=24)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
+               ("succeeded", "failed"))
+    worker.shutdown()
+    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
+    model = client.get(f"/v1/models/{accepted['model']['id']}", headers=auth).json()
+    assert model["resolved_spec"]["covariates"] == ["temperature"]
+    served = client.get(f"/v1/series/{load}/forecast?horizon=24", headers=auth)
+    assert served.status_code == 200, served.text
+    assert served.json()["mode"] == "covariates" and served.json()["covariates"] == ["temperature"]
+    assert_problem(client.get(f"/v1/series/{load}/forecast?horizon=25", headers=auth), 422,
+                   "horizon")
