@@ -217,3 +217,31 @@ def test_an_unlinked_covariate_is_409_for_its_model(
     assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth,
                         json={"covariates": []}).status_code == 200
     assert_problem(forecast(client, auth, with_weather["series"], horizon=4), 409, "model_id")
+
+
+def test_streams_refuse_a_model_trained_with_covariates_rather_than_fail(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], artifacts: dict[str, Path]) -> None:
+    """Streams do not feed covariates yet: a stream on such a model is a 409 naming it."""
+    problem = assert_problem(client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"}), 409, "model_id")
+    assert "calendar or covariates" in problem["detail"]
+    plain = install_model(settings, artifacts["lstm_stateful"], with_weather["series"])
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    # The covariate model becomes the default the stream follows: its next post is refused.
+    assert client.post(f"/v1/models/{with_weather['model']}/promote",
+                       headers=auth).status_code == 200
+    stamps, values = hourly_values(WARM + 1)
+    reading = {"ts": stamps[-1].isoformat(), "value": float(values[-1])}
+    assert_problem(client.post("/v1/streams/m1/readings", json={"readings": [reading]},
+                               headers=auth), 409, "model_id")
+    bulk = client.post("/v1/streams/readings", headers=auth,
+                       json={"readings": [{**reading, "stream_id": "m1"}]})
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["streams"][0]["status"] == "refused"
+    assert bulk.json()["streams"][0]["error"]["status"] == 409
+    assert client.post(f"/v1/models/{plain}/promote", headers=auth).status_code == 200
+    applied = client.post("/v1/streams/m1/readings", json={"readings": [reading]}, headers=auth)
+    assert applied.status_code == 200, applied.text
