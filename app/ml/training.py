@@ -592,8 +592,7 @@ def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, li
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         raise TrainingDataError(f"Series names must be unique, got {names}.")
-    offered = [set(s.covariates) for s in series]
-    common = tuple(name for name in series[0].covariates if all(name in names for names in offered))
+    common = _common_covariates(series)
     for name in spec.covariates or ():
         if name not in common:
             raise TrainingDataError(
@@ -660,7 +659,9 @@ def train(
         from app.ml.search import search
 
         return search(
-            spec, lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop)
+            spec,
+            lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop),
+            covariates=bool(_common_covariates(series)),
         )
     resolved, prepared = prepare(spec, series)
     use_profile = bool(resolved.covariates) or any(s.calendar is not None for s in series)
@@ -824,3 +825,9 @@ def _with_covariate_error(
         moved = profile.path(ns, perturbed, source.calendar) - profile.path(ns, actual, source.calendar)
         model[row] += moved[cut:]
     return dataclasses.replace(forecasts, model=model)
+
+
+def _common_covariates(series: list[SeriesData]) -> tuple[str, ...]:
+    """The covariates every series names, in the first series' order."""
+    offered = [set(s.covariates) for s in series]
+    return tuple(name for name in series[0].covariates if all(name in names for names in offered))
