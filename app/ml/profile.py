@@ -10,9 +10,11 @@ The terms, in the spirit of Tao Hong's "vanilla" load benchmark:
 - one level per day type (`calendar.DayType`) and time of day;
 - the season of the year: three annual Fourier pairs (when the training part spans a year);
 - a linear trend (the utility's growth; re-levelling makes its extrapolation harmless);
+- with a year of training data, a month x time-of-day shift (the daily shape follows daylight);
 - per covariate, standardised on the training part: a cubic in its value per time of day and
-  per month (per month only with a year of training data), and a quadratic in its mean over the
-  past day per time of day (buildings store heat: yesterday's temperature still moves demand).
+  per month (per month only with a year of training data), a quadratic in its mean over the
+  past day per time of day (buildings store heat: yesterday's temperature still moves demand),
+  and quadratics in its values over the past three hours.
 
 A missing covariate reading (NaN) is never invented: that covariate's terms contribute their
 training mean at that time of day instead. The forecast horizon must be covered; the caller
@@ -37,6 +39,9 @@ FOURIER_PAIRS = 3
 MONTHS = 12
 POLY_DEGREE = 3
 RECENT_DEGREE = 2
+# Lagged covariate values over the past eighth of a day (3 hours), each as a quadratic: the
+# response lags the weather by an hour or two.
+LAG_SHARE_OF_DAY = 1 / 8
 # A tiny ridge, relative to the mean diagonal of X'X: keeps the solve defined when a day type
 # never occurs in the training part (a series with no holiday yet), without shrinking anything.
 RIDGE = 1e-8
@@ -95,6 +100,10 @@ def _base_columns(
         angle = 2 * np.pi * (local % NS_PER_YEAR) / NS_PER_YEAR
         harmonics = [f(k * angle) for k in range(1, FOURIER_PAIRS + 1) for f in (np.sin, np.cos)]
         columns.append(np.stack(harmonics, axis=1))
+        # The daily shape follows daylight through the year: a month x time-of-day shift (the
+        # first cell is the day-type levels' reference, left out so the terms stay identifiable).
+        month = pd.DatetimeIndex(local).month.to_numpy() - 1
+        columns.append(_one_hot(month * terms.slots + slot, MONTHS * terms.slots)[:, 1:])
     columns.append(((ns - terms.trend_origin_ns) / NS_PER_YEAR)[:, None])
     return np.concatenate(columns, axis=1), slot
 
@@ -106,6 +115,10 @@ def _covariate_columns(
     recent = _recent_mean(standardised, steps_per_day)
     recent_powers = np.stack([recent**d for d in range(1, RECENT_DEGREE + 1)], axis=1)
     columns = [_interact(powers, slot_hot), _interact(recent_powers, slot_hot)]
+    for lag in range(1, max(1, round(steps_per_day * LAG_SHARE_OF_DAY)) + 1):
+        lagged = np.concatenate([np.full(lag, np.nan), standardised[:-lag]])
+        lagged[:lag] = standardised[:lag]
+        columns.append(np.stack([lagged, lagged**2], axis=1))
     if month_hot is not None:
         columns.append(_interact(powers, month_hot))
     return np.concatenate(columns, axis=1)

@@ -592,8 +592,7 @@ def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, li
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         raise TrainingDataError(f"Series names must be unique, got {names}.")
-    offered = [set(s.covariates) for s in series]
-    common = tuple(name for name in series[0].covariates if all(name in names for names in offered))
+    common = _common_covariates(series)
     for name in spec.covariates or ():
         if name not in common:
             raise TrainingDataError(
@@ -660,7 +659,9 @@ def train(
         from app.ml.search import search
 
         return search(
-            spec, lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop)
+            spec,
+            lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop),
+            covariates=bool(_common_covariates(series)),
         )
     resolved, prepared = prepare(spec, series)
     use_profile = bool(resolved.covariates) or any(s.calendar is not None for s in series)
@@ -708,14 +709,16 @@ def train(
     if control.cancelled:
         raise TrainingCancelled("Training was cancelled.")
 
-    validation, _ = _origin_forecasts(
+    validation, validation_ends = _origin_forecasts(
         network, resolved, features, table, table.selection, every=1, stream=stream
     )
-    calibration = validation
+    calibration, calibration_ends = validation, validation_ends
     if calibration_part != table.selection:
-        calibration, _ = _origin_forecasts(
+        calibration, calibration_ends = _origin_forecasts(
             network, resolved, features, table, calibration_part, every=1, stream=stream
         )
+    if profiles and features.covariates:
+        calibration = _with_covariate_error(calibration, calibration_ends, table, series, profiles, resolved)
     if len(validation.actual) == 0 or len(calibration.actual) == 0:
         raise TrainingDataError("The validation part has no complete forecast horizon.")
     # Conformal quantiles per horizon step over every calibration origin (rolling): a 95% quantile
@@ -775,3 +778,56 @@ def _profile_path(profile: RegressionProfile, s: PreparedSeries, source: SeriesD
     return profile.path(
         s.timestamps.asi8, {name: source.covariates[name] for name in profile.covariates}, source.calendar
     )
+
+
+# Intervals are calibrated on forecasts whose future covariates carry a forecast's error: a
+# smooth AR(1) error with this share of the covariate's training spread (day-ahead temperature
+# forecasts miss by 1-2 °F, against a spread of 15-20 °F over a year). Calibrated on the actual
+# values instead, the 80% intervals held 46% of a summer fortnight's readings on BigDEAL.
+CALIBRATION_COVARIATE_ERROR = 0.1
+CALIBRATION_ERROR_RHO = 0.9
+
+
+def _with_covariate_error(
+    forecasts: evaluation.Forecasts,
+    ends: np.ndarray,
+    table: _Table,
+    series: list[SeriesData],
+    profiles: dict[str, RegressionProfile],
+    spec: ResolvedSpec,
+) -> evaluation.Forecasts:
+    """`forecasts` as they move when each origin's future covariates carry a forecast's error.
+
+    A profile model's forecast reads the future covariates only through the profile over its
+    horizon, P(t+k), so the move is P with the perturbed covariates minus P with the actual ones.
+    """
+    rng = np.random.default_rng(spec.seed)
+    horizon = spec.horizon
+    lookback = max(1, round(spec.steps_per_day))  # the past-day mean the profile reads
+    model = forecasts.model.copy()
+    for row, end in enumerate(ends.tolist()):
+        index = int(np.searchsorted(table.offsets, end, side="right")) - 1
+        s, source, local = table.series[index], series[index], end - table.offsets[index]
+        profile = profiles[s.name]
+        first = max(0, local - lookback)
+        ns = s.timestamps.asi8[first : local + 1 + horizon]
+        actual = {name: source.covariates[name][first : local + 1 + horizon] for name in profile.covariates}
+        cut = local + 1 - first
+        perturbed = {}
+        for i, (name, values) in enumerate(actual.items()):
+            noise = np.empty(horizon)
+            noise[0] = rng.normal(0, 1)
+            innovations = rng.normal(0, np.sqrt(1 - CALIBRATION_ERROR_RHO**2), horizon)
+            for k in range(1, horizon):
+                noise[k] = CALIBRATION_ERROR_RHO * noise[k - 1] + innovations[k]
+            error = CALIBRATION_COVARIATE_ERROR * profile.stds[i] * noise
+            perturbed[name] = np.concatenate([values[:cut], values[cut:] + error])
+        moved = profile.path(ns, perturbed, source.calendar) - profile.path(ns, actual, source.calendar)
+        model[row] += moved[cut:]
+    return dataclasses.replace(forecasts, model=model)
+
+
+def _common_covariates(series: list[SeriesData]) -> tuple[str, ...]:
+    """The covariates every series names, in the first series' order."""
+    offered = [set(s.covariates) for s in series]
+    return tuple(name for name in series[0].covariates if all(name in names for names in offered))

@@ -139,3 +139,26 @@ def test_a_special_day_added_after_training_moves_the_forecast(profile_models: d
     shutdown = dataclasses.replace(US, special_days=(SpecialDay(day, "shutdown"),))
     moved = forecaster.forecast(*args, covariates=covariates, calendar=shutdown).mean
     assert not np.allclose(plain, moved)
+
+
+def test_auto_may_drop_covariates_only_when_the_spec_leaves_them_open() -> None:
+    from app.ml.search import WITHOUT_COVARIATES, candidate_specs
+
+    open_spec = ModelSpec(auto=True)
+    assert WITHOUT_COVARIATES in [change for change, _ in candidate_specs(open_spec, covariates=True)]
+    assert WITHOUT_COVARIATES not in [change for change, _ in candidate_specs(open_spec, covariates=False)]
+    chosen = ModelSpec(auto=True, covariates=["temperature"])
+    specs = candidate_specs(chosen, covariates=True)
+    assert all(spec.covariates == ["temperature"] for _, spec in specs)
+
+
+def test_a_spec_naming_a_covariate_the_series_lack_is_refused() -> None:
+    from app.ml.data import TrainingDataError
+    from app.ml.training import prepare
+
+    with pytest.raises(TrainingDataError, match="'humidity'"):
+        prepare(ModelSpec(covariates=["humidity"]), [_with_temperature()])
+    resolved, _ = prepare(ModelSpec(covariates=[]), [_with_temperature()])
+    assert resolved.covariates == ()
+    resolved, _ = prepare(ModelSpec(), [_with_temperature()])
+    assert resolved.covariates == ("temperature",)
