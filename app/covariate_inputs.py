@@ -156,5 +156,11 @@ def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
     covariates = forecast_covariates(session=session, series=series, model_id=model_id,
                                      names=forecaster.covariates, history_s=history_s,
                                      future_s=future_s, inline=inline)
-    ns = np.concatenate([history_s, future_s]) * NS_PER_S
-    return forecaster.profile_source(ns, covariates, calendar_of(series), series=series.name)
+    # A rollout computes whole heads: the steps of its last head past the horizon read the
+    # profile too, and are discarded; their covariates are missing (the profile's mean).
+    head = forecaster.spec.horizon
+    beyond_s = future_s[-1] + step_s * np.arange(1, head + 1, dtype=np.int64)
+    padded = {name: np.concatenate([values, np.full(head, np.nan)])
+              for name, values in covariates.items()}
+    ns = np.concatenate([history_s, future_s, beyond_s]) * NS_PER_S
+    return forecaster.profile_source(ns, padded, calendar_of(series), series=series.name)

@@ -62,6 +62,9 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
                   "help": "time-of-day and weekday inputs (default: on unless deseasonalised)"}),
     ("deseasonalize", {"choices": ["mstl", "none"],
                        "help": "remove daily and weekly seasonality first (default mstl)"}),
+    ("covariates", {"type": lambda text: [n for n in text.split(",") if n],
+                    "help": "comma-separated covariates the model reads; '' for none "
+                            "(default: all the series links)"}),
     ("loss", {"choices": ["mae", "mse"], "help": "training loss (default mae)"}),
     ("epochs", {"type": int, "help": "most training epochs (default 40)"}),
     ("patience", {"type": int, "help": "epochs without improvement before stopping (default 8)"}),

@@ -245,3 +245,14 @@ def test_streams_refuse_a_model_trained_with_covariates_rather_than_fail(
     assert client.post(f"/v1/models/{plain}/promote", headers=auth).status_code == 200
     applied = client.post("/v1/streams/m1/readings", json={"readings": [reading]}, headers=auth)
     assert applied.status_code == 200, applied.text
+
+
+def test_a_horizon_between_heads_reads_only_the_covariates_it_covers(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    """The model forecasts 4 steps a head: 5 steps roll out 8, but read temperature for 5."""
+    full = forecast(client, auth, with_weather["series"], horizon=AHEAD)
+    stored = temperature_values(WARM + AHEAD)[WARM:WARM + 5].tolist()
+    five = post(client, auth, with_weather["series"], {
+        "horizon": 5, "level": [80], "covariates": {"temperature": stored}})
+    assert five.status_code == 200, five.text
+    np.testing.assert_allclose(means(five), means(full)[:5], rtol=1e-12)

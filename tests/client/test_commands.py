@@ -12,6 +12,13 @@ from app.client import commands
 from app.client.api import ApiClient
 from app.config import Settings
 from app.ml.spec import ModelSpec
+from tests.api.test_forecast_covariates import (
+    AHEAD,
+    WARM,
+    covariate_artifact,
+    temperature_values,
+    with_weather,
+)
 from tests.streams.conftest import (
     artifacts,
     fleet_csv,
@@ -19,7 +26,8 @@ from tests.streams.conftest import (
     streams_on_the_series,
 )
 
-__all__ = ["artifacts"]  # the tiny trained models, for the streams the bulk command feeds
+# The tiny trained models, for the streams the bulk command feeds, and a covariate model.
+__all__ = ["artifacts", "covariate_artifact", "with_weather"]
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -231,3 +239,24 @@ def test_series_with_covariates_and_calendar(run: Run, tmp_path: Path) -> None:
     assert status == 1 and "no covariate named 'wind'" in err
     status, _, err = run("series", "create", "x", "--freq", "h", "--covariate", "temperature")
     assert status == 1 and "--covariate takes KEY=VALUE" in err
+
+
+def test_forecast_with_covariates_from_a_file(run: Run, tmp_path: Path,
+                                              with_weather: dict[str, int]) -> None:
+    stamps, _ = hourly_values(WARM + AHEAD)
+    weather = temperature_values(WARM + AHEAD)
+    rows = "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{w}\n"
+                   for t, w in zip(stamps[WARM:], weather[WARM:], strict=True))
+    file = write(tmp_path, "weather.csv", "ts,temperature\n" + rows)
+    status, out, err = run("forecast", "--series", "load", "--covariates", str(file))
+    assert status == 0, err
+    assert out.splitlines()[0] == f"series 'load', model {with_weather['model']}, covariates temperature"
+    assert sum(line.startswith("2024-01-22T") for line in out.splitlines()) == AHEAD
+    status, _, err = run("forecast", "--series", "load", "--covariates", str(file),
+                         "--horizon", "30")
+    assert status == 1 and "HTTP 422" in err and "covariates.temperature" in err
+    late = write(tmp_path, "late.csv", "ts,temperature\n" + rows.split("\n", 1)[1])
+    status, _, err = run("forecast", "--series", "load", "--covariates", str(late))
+    assert status == 1 and "is not the forecast's step" in err
+    status, _, err = run("forecast", "--series", "load", "--horizon", str(AHEAD + 1))
+    assert status == 1 and "HTTP 422" in err and "'temperature'" in err
