@@ -762,7 +762,9 @@ async function seriesView(view, seriesId) {
       try {
         forecast = await api(`/v1/series/${seriesId}/forecast?${query}`);
         traces.push(...forecastTraces(forecast.points.map((p) => ({ ...p, ts: local(p.ts) }))));
-        chartNote.textContent = `Forecast by model ${forecast.model_id}, with its 80% and 95% ` +
+        const reads = forecast.covariates && forecast.covariates.length
+          ? ` (reading ${forecast.covariates.join(", ")})` : "";
+        chartNote.textContent = `Forecast by model ${forecast.model_id}${reads}, with its 80% and 95% ` +
           "prediction intervals." + (forecast.warning ? ` ${forecast.warning}` : "");
         chartNote.classList.toggle("warn", Boolean(forecast.warning));
       } catch (error) {

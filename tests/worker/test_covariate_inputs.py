@@ -13,7 +13,7 @@ from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.ml.calendar import CalendarSpec, SpecialDay
 from app.worker.training_task import load_series_data
 from tests.api.helpers import CSV, assert_problem, fill_series
-from tests.worker.helpers import fast_worker, job_status, train, work_until
+from tests.worker.helpers import trained
 
 
 def half_hourly_load_with_hourly_temperature(client: TestClient, auth: dict[str, str]
@@ -104,13 +104,7 @@ def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
     assert answer.status_code == 200, answer.text
     assert answer.json()["inserted"] == hours
     assert answer.json()["covariates"][0]["inserted"] == hours + 24
-    accepted = train(client, auth, load, cell="gru", stateful=True, chunk=24)
-    worker = fast_worker(settings)
-    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
-               ("succeeded", "failed"))
-    worker.shutdown()
-    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
-    model = client.get(f"/v1/models/{accepted['model']['id']}", headers=auth).json()
+    model = trained(client, auth, settings, load, cell="gru", stateful=True, chunk=24)
     assert model["resolved_spec"]["covariates"] == ["temperature"]
     served = client.get(f"/v1/series/{load}/forecast?horizon=24", headers=auth)
     assert served.status_code == 200, served.text
