@@ -16,6 +16,9 @@ from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, ModelSeries, Series, SeriesCovariate
 from app.errors import Conflict, Invalid, NotFound, field_error
 
+# First key of the advisory lock on a tenant's links: "cv" in ASCII (readings use "sc").
+LINKS_LOCK_NAMESPACE = 0x6376
+
 
 @dataclass(frozen=True)
 class CovariateLink:
@@ -57,6 +60,7 @@ def replace_links(*, session: Session, series: Series, links: Sequence[Covariate
     looks the same), the series itself, a link that closes a cycle (A reads B, B reads A) and
     two links of one name; each error names the link's field and value.
     """
+    lock_links(session=session, tenant_id=series.tenant_id)
     names = [link.name for link in links]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -82,6 +86,19 @@ def replace_links(*, session: Session, series: Series, links: Sequence[Covariate
                                     covariate_series_id=link.series_id,
                                     known_future=link.known_future) for link in links)
     session.flush()
+
+
+def lock_links(*, session: Session, tenant_id: int) -> None:
+    """Serialise changes to a tenant's covariate links until the transaction ends.
+
+    Two requests linking A to B and B to A would each find no cycle in what the other has not
+    committed yet. PostgreSQL takes a transaction-scoped advisory lock per tenant; on SQLite the
+    caller's write lock already serialises every writer.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)",
+                                   (LINKS_LOCK_NAMESPACE, tenant_id))
 
 
 def _reachable(session: Session, start: Iterable[int]) -> set[int]:
