@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db.readings import fetch_readings
-from app.db.tables import ForecastModel, ModelSeries, Series, SeriesCovariate
+from app.db.tables import ForecastModel, ModelSeries, Series, SeriesCovariate, SeriesState
 from app.errors import Conflict, Invalid, NotFound, field_error
 
 # First key of the advisory lock on a tenant's links: "cv" in ASCII (readings use "sc").
@@ -110,6 +110,12 @@ def _reachable(session: Session, start: Iterable[int]) -> set[int]:
         frontier = set(session.scalars(select(SeriesCovariate.covariate_series_id).where(
             SeriesCovariate.series_id.in_(frontier)))) - seen
     return seen
+
+
+def forget_warmed(*, session: Session, series_id: int) -> None:
+    """Drop the series' warmed forecast states: a model that reads its calendar or covariates
+    warmed them over what these were (the next forecast warms again)."""
+    session.execute(delete(SeriesState).where(SeriesState.series_id == series_id))
 
 
 def check_not_read(*, session: Session, series: Series) -> None:

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.ml.calendar import CalendarSpec
 from app.ml.data import SeriesData
 from app.ml.spec import ModelSpec
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, count_rows
 from tests.streams.conftest import (
     SERIES_NAME,
     artifacts,
@@ -256,3 +256,16 @@ def test_a_horizon_between_heads_reads_only_the_covariates_it_covers(
         "horizon": 5, "level": [80], "covariates": {"temperature": stored}})
     assert five.status_code == 200, five.text
     np.testing.assert_allclose(means(five), means(full)[:5], rtol=1e-12)
+
+
+def test_a_new_calendar_drops_the_warmed_states_it_was_read_with(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int]) -> None:
+    assert forecast(client, auth, with_weather["series"], horizon=4).status_code == 200
+    assert count_rows(settings.database_url, "series_states") == 1
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth, json={
+        "special_days": [{"date": "2024-01-20", "label": "shutdown"}]}).status_code == 200
+    assert count_rows(settings.database_url, "series_states") == 0
+    again = forecast(client, auth, with_weather["series"], horizon=4)
+    assert again.status_code == 200, again.text
+    assert count_rows(settings.database_url, "series_states") == 1

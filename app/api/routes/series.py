@@ -148,6 +148,8 @@ def update_series(series_id: IdPath, body: SeriesUpdate, tenant: TenantDep,
         series.special_days = _special_days(body)
     if "covariates" in sent:
         covariates_db.replace_links(session=session, series=series, links=_links(body))
+    if sent & {"covariates", "holidays", "special_days"}:
+        covariates_db.forget_warmed(session=session, series_id=series.id)
     links = covariates_db.links_of(session=session, series_id=series.id)
     session.flush()
     session.commit()
