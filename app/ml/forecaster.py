@@ -117,6 +117,11 @@ class Forecaster:
     @property
     def seasonal_fitter(self) -> SeasonalFitter:
         """The fitter (and its cache of fits) of a deseasonalised model, shared by its sources."""
+        if self.features.profile:
+            raise ValueError(
+                "This model reads a regression profile fixed at training, not daily fits; build its "
+                "seasonal source with `profile_source`."
+            )
         if self.fitter is None:
             raise ValueError("This model reads the raw series; it makes no seasonal fits.")
         return self.fitter
@@ -124,6 +129,12 @@ class Forecaster:
     def history_seasonal(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> SeasonalSource:
         """Seasonal fits made from a block of history (what `forecast` uses)."""
         return HistorySeasonal(values, timestamps, self.seasonal_fitter)
+
+    @property
+    def uses_profile(self) -> bool:
+        """Whether the model reads a regression profile (series with a calendar or covariates):
+        its `seasonal` source comes from `profile_source`, not from stored daily fits."""
+        return self.features.profile
 
     @property
     def covariates(self) -> tuple[str, ...]:

@@ -162,3 +162,29 @@ def test_a_spec_naming_a_covariate_the_series_lack_is_refused() -> None:
     assert resolved.covariates == ()
     resolved, _ = prepare(ModelSpec(), [_with_temperature()])
     assert resolved.covariates == ("temperature",)
+
+
+def test_a_profile_stream_steps_reading_by_reading_as_its_forecast_warms(profile_models: dict) -> None:
+    """A live stream builds a source per reading (a day before it, one step after): the state and
+    the forecast match the forecast from history."""
+    _, directory, series = profile_models["stream"]
+    forecaster = Forecaster.load(directory)
+    assert forecaster.uses_profile and forecaster.covariates == ("temperature",)
+    ns, temperature = series.timestamps.asi8, series.covariates["temperature"]
+    end, horizon, live = 430, 4, 10
+    first = end + 1 - forecaster.stream_warm_steps
+
+    def source(start: int, stop: int):
+        return forecaster.profile_source(ns[start:stop], {"temperature": temperature[start:stop]}, US)
+
+    state = forecaster.warm(series.values[first : end + 1 - live], series.timestamps[first : end + 1 - live],
+                            forecaster.initial_state(), seasonal=source(0, end + 1))
+    for i in range(end + 1 - live, end + 1):
+        state = forecaster.step(state, float(series.values[i]), series.timestamps[i],
+                                seasonal=source(i - 24, i + 2))
+    got = forecaster.forecast_from_state(state, horizon, seasonal=source(end - 24, end + 1 + horizon))
+    want = forecaster.forecast(series.values[: end + 1], series.timestamps[: end + 1], horizon,
+                               covariates=_horizon_covariates(series, end, horizon), calendar=US)
+    np.testing.assert_allclose(got.mean, want.mean, atol=ATOL * forecaster.scales[series.name])
+    with pytest.raises(ValueError, match="profile_source"):
+        forecaster.seasonal_fitter  # noqa: B018
