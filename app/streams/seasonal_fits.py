@@ -185,7 +185,7 @@ def stored_source(session: Session, forecaster: Forecaster, model_id: int, serie
 def refuse_profile(forecaster: Forecaster, model_id: int) -> None:
     """Conflict for a model trained with a calendar or covariates: it reads a profile over the
     covariates' values, which streams do not feed it yet (series forecasts do)."""
-    if forecaster.features.profile:
+    if forecaster.uses_profile:
         raise Conflict(
             f"Model {model_id} was trained with a calendar or covariates, which streams cannot "
             "feed it yet: forecast with /v1/series/{id}/forecast, or pin a model trained "

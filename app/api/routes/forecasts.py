@@ -100,7 +100,7 @@ def serve_forecast(*, session: Session, cache: ForecasterCache, settings: Settin
     names = forecaster.covariates
     profile: ProfileSource | None = None
     try:
-        if forecaster.features.profile:
+        if forecaster.uses_profile:
             profile = read_profile(session=session, series=series, forecaster=forecaster,
                                    model=model, read=read, ask=ask)
         else:
