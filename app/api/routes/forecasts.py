@@ -110,8 +110,10 @@ def serve_forecast(*, session: Session, cache: ForecasterCache, settings: Settin
         served = serve_forecast(session=session, cache=cache, settings=settings,
                                 tenant_id=tenant_id, series_id=series_id,
                                 ask=replace(ask, model_id=plain.id, fallback=None))
-        return served.model_copy(update={"warning": f"{exc.detail}. Served by model {plain.id}, "
-                                         "which reads no covariates (fallback=no_covariates)."})
+        fell_back = (f"{exc.detail}. Served by model {plain.id}, which reads no covariates "
+                     "(fallback=no_covariates).")
+        return served.model_copy(update={"warning": " ".join(
+            w for w in (fell_back, served.warning) if w)})
     session.commit()  # ends the read transaction (nothing written; objects stay loaded)
     # Deseasonalised stream models read a seasonal fit per series and day while they warm; the
     # fits they have to make are kept aside and stored with the state. Profile models read
