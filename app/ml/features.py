@@ -8,7 +8,9 @@ Values are divided by a per-series scale fitted on the training part, and both i
 are taken relative to the last observed level: a level drift then shifts nothing the network sees.
 Deseasonalised window models (`seasonal_periods` set) read the series minus its MSTL seasonal
 component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
-horizon plus the last deseasonalised level plus the network's output.
+horizon plus the last deseasonalised level plus the network's output. Series with a calendar or
+covariates read a regression profile (`profile.py`, `FeatureConfig.profile`) in place of MSTL:
+fixed at training, the same path for learning and serving.
 Window models read `window` readings minus the last one; stream (stateful) models read one
 reading at a time as the change of the deseasonalised series since the previous reading
 (`stream_seasonal.py`). Targets are the next `horizon` readings minus the last one.
