@@ -227,7 +227,7 @@ def coverage(p: Period, band: tuple[np.ndarray, np.ndarray]) -> float:
 # name -> (spec fields, reads temperature, reads holidays)
 STATECAST_MODELS: dict[str, tuple[dict, bool, bool]] = {
     "statecast default, no covariates or holidays (MSTL)": ({}, False, False),
-    "statecast default, holidays only (profile)": ({}, False, True),
+    "statecast default, temperature only (no holidays)": ({}, True, False),
     "statecast default, temperature + holidays (stream)": ({}, True, True),
     "statecast window, temperature + holidays": ({"stateful": False}, True, True),
 }

@@ -8,7 +8,9 @@ Values are divided by a per-series scale fitted on the training part, and both i
 are taken relative to the last observed level: a level drift then shifts nothing the network sees.
 Deseasonalised window models (`seasonal_periods` set) read the series minus its MSTL seasonal
 component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
-horizon plus the last deseasonalised level plus the network's output.
+horizon plus the last deseasonalised level plus the network's output. Models that read
+covariates read a regression profile (`profile.py`, `FeatureConfig.profile`) in place of MSTL:
+fixed at training, the same path for learning and serving.
 Window models read `window` readings minus the last one; stream (stateful) models read one
 reading at a time as the change of the deseasonalised series since the previous reading
 (`stream_seasonal.py`). Targets are the next `horizon` readings minus the last one.
@@ -65,15 +67,15 @@ class FeatureConfig:
     # Series with regular closed hours: missing readings stay missing (a zero input beside a
     # `present` flag; no loss, metric or calibration on them) instead of cutting the windows.
     masked: bool = False
-    # Series with a calendar or covariates: the seasonal component is a regression profile
-    # fitted once on the training part (`profile.py`), not a daily MSTL fit.
+    # Models that read covariates: the seasonal component is a regression profile (with the
+    # series' holidays in its day types) fitted once on the training part (`profile.py`).
     profile: bool = False
     # The covariates the profile reads, in its order.
     covariates: tuple[str, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: ResolvedSpec, *, profile: bool = False) -> FeatureConfig:
-        """The features of `spec`; `profile`: the series have a calendar or covariates, so a
+        """The features of `spec`; `profile`: the model reads covariates, so a
         deseasonalised model reads a regression profile instead of MSTL fits."""
         profile = profile and spec.deseasonalize == "mstl"
         mstl = spec.deseasonalize == "mstl" and not profile

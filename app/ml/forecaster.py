@@ -14,7 +14,7 @@ Stream state is a JSON-able dict that round-trips exactly:
   readings (deseasonalised models: the last `features.context_steps`, the history their seasonal
   fit reads), "last_timestamp", "readings"}.
 
-Profile models (trained on series with a calendar or covariates, `features.profile`) read a
+Profile models (trained with covariates, holidays in their day types, `features.profile`) read a
 regression profile fixed at training (`profile.py`) where MSTL models read daily fits: its
 `ProfileSource`, built by `profile_source` from the covariates over the steps concerned and the
 series' current calendar, is the `seasonal` argument of every stream and window call, and
@@ -132,7 +132,7 @@ class Forecaster:
 
     @property
     def uses_profile(self) -> bool:
-        """Whether the model reads a regression profile (series with a calendar or covariates):
+        """Whether the model reads a regression profile (a model trained with covariates):
         its `seasonal` source comes from `profile_source`, not from stored daily fits."""
         return self.features.profile
 

@@ -1,8 +1,9 @@
 """A regression profile of demand: day type x time of day, the year, and covariate terms.
 
-Models of series with a calendar (holidays) or covariates (temperature) read this profile where
-the others read a daily MSTL fit: the stream model forecasts `last + (P(t+k) - P(t)) + scale *
-output`, which re-levels at every origin, and the network learns what the profile misses. The
+Models that read covariates (temperature) read this profile, with the series' holidays in its
+day types, where the others read a daily MSTL fit: the stream model forecasts
+`last + (P(t+k) - P(t)) + scale * output`, which re-levels at every origin, and the network
+learns what the profile misses. The
 profile is fitted once on the training part by least squares and stored in the artifact, so
 serving evaluates it with numpy and fits nothing on the request path.
 

@@ -188,3 +188,13 @@ def test_a_profile_stream_steps_reading_by_reading_as_its_forecast_warms(profile
     np.testing.assert_allclose(got.mean, want.mean, atol=ATOL * forecaster.scales[series.name])
     with pytest.raises(ValueError, match="profile_source"):
         forecaster.seasonal_fitter  # noqa: B018
+
+
+def test_holidays_alone_keep_the_mstl_model() -> None:
+    """Without covariates a profile lost to MSTL on BigDEAL; holidays alone change nothing."""
+    from app.ml.training import train
+
+    series = dataclasses.replace(_with_temperature(), covariates={})
+    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, **{**TINY, "deseasonalize": "mstl"})
+    trained = train(spec, [series])
+    assert not trained.features.profile and trained.features.seasonal_periods and not trained.profiles
