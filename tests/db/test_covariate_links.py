@@ -2,27 +2,17 @@
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
 from app.db.covariates import CovariateLink, replace_links
-from app.db.engine import create_db_engine, create_session_factory, lock_for_write
+from app.db.engine import lock_for_write
 from app.db.tables import Series
 from app.db.tenants import create_key
 from app.errors import Invalid
 
 # Long enough for the second request to reach the lock it waits on.
 SETTLE_S = 0.5
-
-
-@pytest.fixture
-def factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(settings.database_url)
-    yield create_session_factory(engine)
-    engine.dispose()
 
 
 def test_a_link_waits_for_the_one_that_would_close_a_cycle(
