@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import stream_rows
 from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
+from app.errors import Conflict, field_error
 from app.ml.forecaster import Forecaster
 from app.ml.seasonal import SeasonalCycles
 from app.timegrid import NS_PER_S, on_grid, step_seconds
@@ -164,6 +165,7 @@ def seasonal_source(*, session: Session, series: Series, model_id: int,
                     forecaster: Forecaster, defer_writes: bool = False,
                     cache: "FitCache | None" = None) -> StoredSeasonal | None:
     """The fits a model's stream steps read, or None for models that read none."""
+    refuse_profile(forecaster, model_id)
     if not forecaster.needs_seasonal:
         return None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
@@ -173,10 +175,22 @@ def seasonal_source(*, session: Session, series: Series, model_id: int,
 def stored_source(session: Session, forecaster: Forecaster, model_id: int, series_id: int,
                   cache: "FitCache | None" = None) -> StoredSeasonal:
     """Where a fit missing from a read ahead (`stored_fits`) comes from: made now and stored."""
+    refuse_profile(forecaster, model_id)
     series = session.get(Series, series_id)
     assert series is not None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
                           forecaster=forecaster, cache=cache)
+
+
+def refuse_profile(forecaster: Forecaster, model_id: int) -> None:
+    """Conflict for a model trained with a calendar or covariates: it reads a profile over the
+    covariates' values, which streams do not feed it yet (series forecasts do)."""
+    if forecaster.uses_profile:
+        raise Conflict(
+            f"Model {model_id} was trained with a calendar or covariates, which streams cannot "
+            "feed it yet: forecast with /v1/series/{id}/forecast, or pin a model trained "
+            "without them", errors=[field_error("model_id", model_id,
+                                                "reads a calendar or covariates")])
 
 
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:
