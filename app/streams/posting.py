@@ -178,7 +178,8 @@ def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCach
             or int(batch.ts_s[0]) != row.last_ts + step_s):
         return None
     forecaster = forecasters.get(row.current_model_id, row.current_ready_at)
-    if not forecaster.is_stream or not _fits_network(state, forecaster):
+    # A profile model reads its covariates' stored values around each reading: the general way.
+    if not forecaster.is_stream or forecaster.uses_profile or not _fits_network(state, forecaster):
         return None
     return _Step(row=row, state=state, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
 
