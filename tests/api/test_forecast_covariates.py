@@ -17,7 +17,7 @@ from app.ml.calendar import CalendarSpec
 from app.ml.data import SeriesData
 from app.ml.forecaster import Forecaster
 from app.ml.spec import ModelSpec
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, count_rows
 from tests.server import ServerProcess
 from tests.streams.conftest import (
     SERIES_NAME,
@@ -113,9 +113,8 @@ def temperature_values(n: int) -> np.ndarray:
     return 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(rng.normal(0, 0.3, n))
 
 
-@pytest.fixture(scope="module")
-def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny stream model trained (few epochs) on load that follows temperature."""
+def train_on_weather(spec: ModelSpec, directory: Path) -> Path:
+    """A tiny model (few epochs) trained on load that follows temperature, saved."""
     from app.ml.artifacts import save_artifacts
     from app.ml.training import train
 
@@ -124,11 +123,17 @@ def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = SeriesData(values=values + 2.0 * temperature, timestamps=stamps, freq="h",
                       name=SERIES_NAME, covariates={"temperature": temperature},
                       calendar=CalendarSpec("US"))
-    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
-                     batch_size=4, seed=3, window=12)
     trained = train(spec, [data])
     assert trained.features.covariates == ("temperature",)
-    return save_artifacts(trained, tmp_path_factory.mktemp("covariate") / "model")
+    return save_artifacts(trained, directory / "model")
+
+
+@pytest.fixture(scope="module")
+def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stream model trained on load that follows temperature."""
+    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
+                     batch_size=4, seed=3, window=12)
+    return train_on_weather(spec, tmp_path_factory.mktemp("covariate"))
 
 
 @pytest.fixture
@@ -284,27 +289,36 @@ def test_a_stream_on_a_covariate_model_steps_with_the_covariate_at_each_reading(
     assert stream_state(client, auth, "m1") == state
 
 
+def test_a_covariate_stream_whose_covariate_was_unlinked_is_refused_and_stores_nothing(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int]) -> None:
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth,
+                        json={"covariates": []}).status_code == 200
+    stored = count_rows(settings.database_url, "readings")
+    problem = assert_problem(post_hour(client, auth, "m1", WARM), 409, "model_id")
+    assert "'temperature'" in problem["detail"]
+    stamps, _ = hourly_values(WARM + 1)
+    bulk = client.post("/v1/streams/readings", headers=auth, json={"readings": [
+        {"stream_id": "m1", "ts": stamps[WARM].isoformat(), "value": 1.0}]})
+    assert bulk.json()["streams"][0]["error"]["status"] == 409
+    assert count_rows(settings.database_url, "readings") == stored
+
+
 @pytest.fixture(scope="module")
 def covariate_window_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny window model trained on load that follows temperature."""
-    from app.ml.artifacts import save_artifacts
-    from app.ml.training import train
-
-    stamps, values = hourly_values(WARM)
-    temperature = temperature_values(WARM)
-    data = SeriesData(values=values + 2.0 * temperature, timestamps=stamps, freq="h",
-                      name=SERIES_NAME, covariates={"temperature": temperature},
-                      calendar=CalendarSpec("US"))
     spec = ModelSpec(cell="gru", stateful=False, horizon=4, units=6, epochs=2, batch_size=4,
                      seed=3, window=12)
-    trained = train(spec, [data])
-    assert trained.features.profile
-    return save_artifacts(trained, tmp_path_factory.mktemp("covariate_window") / "model")
+    return train_on_weather(spec, tmp_path_factory.mktemp("covariate_window"))
 
 
 def test_a_stream_on_a_covariate_window_model_forecasts_as_the_series_does(
         client: TestClient, auth: dict[str, str], settings: Settings,
         with_weather: dict[str, int], covariate_window_artifact: Path) -> None:
+    assert Forecaster.load(covariate_window_artifact).uses_profile
     model = install_model(settings, covariate_window_artifact, with_weather["series"])
     created = client.post("/v1/streams", headers=auth, json={
         "series_id": with_weather["series"], "stream_id": "w", "model_id": model})
