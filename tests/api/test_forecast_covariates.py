@@ -286,6 +286,12 @@ def test_a_stream_on_a_covariate_model_steps_with_the_covariate_at_each_reading(
     problem = assert_problem(client.get("/v1/streams/m1/forecast", headers=auth,
                                         params={"horizon": too_far}), 422, "horizon")
     assert "'temperature'" in problem["detail"]
+    # A post asking for that forecast is refused whole: its reading is not applied.
+    stamps_, _ = hourly_values(WARM + AHEAD)
+    refused = client.post("/v1/streams/m1/readings", headers=auth, params={"horizon": too_far},
+                          json={"readings": [{"ts": stamps_[WARM + live].isoformat(),
+                                              "value": float(load[WARM + live])}]})
+    assert_problem(refused, 422, "horizon")
     assert stream_state(client, auth, "m1") == state
 
 
