@@ -40,8 +40,9 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
-from app.streams import accuracy, bulk
+from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
@@ -56,18 +57,19 @@ MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIM
 
 
 def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> StreamPublic:
-    scale = None
+    scale = period = None
     if stream.model_id is not None:
         model = session.get(ForecastModel, stream.model_id)
         series = session.get(Series, stream.series_id)
         if model is not None and model.status == "ready" and series is not None:
-            scale = streams.mase_scale(cache.get(model.id, model.ready_at), series)
+            forecaster = cache.get(model.id, model.ready_at)
+            scale, period = streams.mase_scale(forecaster, series), forecaster.spec.seasonal_period
     return StreamPublic(
         id=stream.name, series_id=stream.series_id, model_id=stream.model_id,
         pinned=stream.pinned,
         last_ts=None if stream.last_ts is None else datetime.fromtimestamp(stream.last_ts, UTC),
         readings_applied=stream.readings_applied, next_forecast=stream.next_forecast,
-        accuracy=accuracy.summary(stream.accuracy, scale), created_at=stream.created_at,
+        accuracy=accuracy.summary(stream.accuracy, scale, period), created_at=stream.created_at,
         updated_at=stream.updated_at)
 
 
@@ -137,9 +139,9 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     sent = []
     for name, positions in by_stream.items():
         at = np.array(positions)
-        sent.append(bulk.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
+        sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
-    outcomes = bulk.post_readings(session=session, forecasters=services.forecasters,
+    outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
                                   fits=services.fits, settings=services.settings,
                                   tenant_id=tenant.id, sent=sent, rewarm=rewarm)
     session.commit()
@@ -160,9 +162,9 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
-    sent = bulk.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
+    sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
-    (outcome,) = bulk.post_readings(session=session, forecasters=services.forecasters,
+    (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
                                     fits=services.fits, settings=services.settings,
                                     tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
     if outcome.error is not None:
@@ -201,7 +203,7 @@ def _utc_ns(ts: datetime) -> int:
     return (ts - EPOCH) // ONE_MICROSECOND * 1000
 
 
-def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
+def _result(outcome: posting.Outcome, sent: int) -> dict[str, Any]:
     error = outcome.error
     return {
         "stream_id": outcome.name, "status": "refused" if error else "applied",
@@ -212,7 +214,7 @@ def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
         "error": None if error is None else problem_body(error)}
 
 
-def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, horizon: int,
+def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome, horizon: int,
                      levels: tuple[int, ...]) -> list[dict[str, Any]]:
     """The forecast answered with a post: the stored next step if that is what was asked."""
     forecaster = outcome.forecaster
@@ -230,7 +232,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, ho
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
-        return streams.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
+        return judging.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
                                                    seasonal))
     return []
 
@@ -249,7 +251,7 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
                                                tenant_id=tenant.id, name=stream_id,
                                                horizon=horizon, levels=tuple(level))
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
-                          "points": streams.points(forecast)})
+                          "points": judging.points(forecast)})
 
 
 @router.get("/{stream_id}/state", response_model=dict[str, Any],
@@ -257,7 +259,7 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
 def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
-                          "state": stream.state})
+                          "state": None if stream.state is None else to_json(stream.state)})
 
 
 @router.post("/{stream_id}/reset", response_model=StreamPublic,
