@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default=Path("./models"), description="Where trained model files live.")
     host: str = Field(default="127.0.0.1", description="Address `statecast serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `statecast serve` listens on.")
+    api_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="API processes `statecast serve` runs on its one port (uvicorn workers).",
+    )
     max_upload_bytes: int = Field(
         default=64 * MIB, gt=0, description="Largest request body accepted (413 above it)."
     )
