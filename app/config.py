@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         default=20_000, ge=1,
         description="Readings of stored history a new stream (or forecast state) is warmed over.",
     )
+    readings_retention_days: int | None = Field(
+        default=None, ge=1,
+        description="PostgreSQL: whole months of readings older than this many days are dropped, "
+                    "except readings a training job or a stream's warm-up still needs "
+                    "(docs/operations.md); unset keeps every reading.",
+    )
     stream_max_gap: int = Field(
         default=96, ge=0,
         description="Missing steps a stream fills with its own forecasts before asking to re-warm.",
