@@ -284,8 +284,10 @@ class StreamPublic(BaseModel):
     next_forecast: dict[str, Any] | None = Field(
         description="The one-step forecast and intervals for the next reading.")
     accuracy: dict[str, Any] = Field(
-        description="Live accuracy since the last (re)warm: MAE, MASE, MAE relative to the "
-                    "seasonal naive, and coverage of the 80% and 95% intervals.")
+        description="Live accuracy since the last (re)warm: MAE, MASE, MAE beside two "
+                    "baselines at the same one-step lead (`relative_mae`: the seasonal naive, "
+                    "`relative_mae_persistence`: persistence, the reading one step earlier; "
+                    "`baselines` names them), and coverage of the 80% and 95% intervals.")
     created_at: datetime
     updated_at: datetime
 

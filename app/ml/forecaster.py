@@ -38,9 +38,6 @@ from app.ml.stream_seasonal import (
     HistorySeasonal,
     SeasonalSource,
     boundaries,
-    change_inputs,
-    seasonal_ahead,
-    seasonal_at,
 )
 
 DEFAULT_LEVELS = (80, 95)
@@ -195,15 +192,16 @@ class Forecaster:
         source = self._source(seasonal)
         state = self._fill_to(state, timestamps[0], source)
         present = ~np.isnan(values)
+        ns = timestamps.asi8
         # Runs of present readings go through the network in one call; gaps step by step.
         edges = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
         for run in np.split(np.arange(len(values)), edges):
             if present[run[0]]:
-                state, _ = self._run_stream(values[run], timestamps[run], state, source)
+                (state,), _ = self._run_streams([state], values[None, run], ns[None, run], [source])
                 continue
             for i in run:
-                filled = self._stream_head(state, source)[:1]
-                state, _ = self._run_stream(filled, timestamps[i : i + 1], state, source)
+                filled = self._roll_stream(state, 1, source)
+                (state,), _ = self._run_streams([state], filled[None], ns[None, i : i + 1], [source])
         return state
 
     def step(
@@ -250,16 +248,36 @@ class Forecaster:
             raise ValueError("The stream has no readings yet; warm it with history first.")
         start = pd.Timestamp(state["last_timestamp"]) + self.offset
         timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
-        scale = self.scales[state["series"]]
-        if self.is_stream:
-            mean = self._roll_stream(state, horizon, self._source(seasonal))
-        else:
-            mean = self._roll_window(state, horizon, scale)
-        lower, upper = {}, {}
-        for level in levels:
-            width = scale * self._widths(level, horizon)
-            lower[level], upper[level] = mean - width, mean + width
+        mean = self.rollout(state, horizon, seasonal=seasonal)
+        widths = self.interval_widths(state["series"], horizon, levels)
+        lower = {level: mean - width for level, width in widths.items()}
+        upper = {level: mean + width for level, width in widths.items()}
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
+
+    def rollout(
+        self, state: dict[str, Any], horizon: int, *, seasonal: SeasonalSource | None = None
+    ) -> np.ndarray:
+        """The mean forecast of `horizon` readings after the state's last one: heads of
+        forecasts, each fed back as readings until the horizon is covered."""
+        if self.is_stream:
+            return self._roll_stream(state, horizon, self._source(seasonal))
+        return self._roll_window(state, horizon, self.scales[state["series"]])
+
+    def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
+        """Each level's interval half-width per step ahead, in the series' units."""
+        scale = self.scales[series]
+        return {level: scale * self._widths(level, horizon) for level in levels}
+
+    def fit_boundaries(self, ns: np.ndarray) -> np.ndarray:
+        """The boundary (int64 ns) of the seasonal fit that a reading at each of `ns` (int64 ns,
+        UTC) is read against: the start of its local day. A forecast step reads the fit of its
+        origin's next step, so the one rule serves readings and forecasts alike."""
+        return boundaries(np.asarray(ns, dtype=np.int64), self.spec.steps_per_day, self.features.timezone)
+
+    def step_fit_boundaries(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fits a step at each of `ns` reads: its own day's (to deseasonalise the reading)
+        and its next step's (for the one-step forecast after it)."""
+        return self.fit_boundaries(ns), self.fit_boundaries(ns + self.step_size.value)
 
     def forecast_boundary_ns(self, state: dict[str, Any]) -> int | None:
         """The boundary (int64 ns) of the seasonal fit a forecast from `state` reads, the fit of
@@ -267,7 +285,7 @@ class Forecaster:
         if not self.needs_seasonal or state["last_timestamp"] is None:
             return None
         first = pd.Timestamp(state["last_timestamp"]).value + self.step_size.value
-        return int(boundaries(np.array([first]), self.spec.steps_per_day, self.features.timezone)[0])
+        return int(self.fit_boundaries(np.array([first]))[0])
 
     def advance(
         self,
@@ -295,20 +313,15 @@ class Forecaster:
             )
         )
         if contiguous and self.is_stream:
-            source = self._source(seasonal)
-            state, outputs = self._run_stream(values, timestamps, state, source)
-            ahead, _ = seasonal_ahead(
-                source, timestamps, self.step_size, 1, self.spec.steps_per_day, self.features.timezone
-            )
-            scale = self.scales[state["series"]]
-            return state, values + ahead[:, 0] + scale * outputs[:, 0]
+            states, means = self._step_run([state], values[None], timestamps.asi8[None], [seasonal])
+            return states[0], means[0]
         if contiguous and len(state["values"]) + len(values) >= self.spec.window:
             return self._advance_window(values, timestamps, state)
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
             state = self.warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal=seasonal)
             if self._can_forecast(state):
-                means[i] = self.forecast_from_state(state, 1, (), seasonal=seasonal).mean[0]
+                means[i] = self.rollout(state, 1, seasonal=seasonal)[0]
         return state, means
 
     def step_streams(
@@ -326,59 +339,102 @@ class Forecaster:
         Returns the new states and each stream's one-step forecast after its reading, exactly
         as `advance` would give them one stream at a time (up to floating-point rounding).
         """
-        values = np.asarray(values, dtype=np.float64)
+        ns = np.asarray(timestamps_ns, dtype=np.int64)[:, None]
+        new_states, means = self._step_run(states, np.asarray(values, dtype=np.float64)[:, None], ns, sources)
+        return new_states, means[:, 0]
+
+    def _step_run(
+        self,
+        states: Sequence[dict[str, Any]],
+        values: np.ndarray,
+        ns: np.ndarray,
+        sources: Sequence[SeasonalSource | None],
+    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """`_run_streams`, also returning the one-step forecast after each reading (B, T)."""
+        new_states, outputs = self._run_streams(states, values, ns, sources)
+        _, ahead_bounds = self.step_fit_boundaries(ns)
+        here, following = self._seasonal(sources, ns, ahead_bounds, (0, 1))
+        scales = np.array([self.scales[state["series"]] for state in new_states])[:, None]
+        return new_states, _forecast_value(values, following - here, scales, outputs[:, :, 0])
+
+    def _run_streams(
+        self,
+        states: Sequence[dict[str, Any]],
+        values: np.ndarray,
+        ns: np.ndarray,
+        sources: Sequence[SeasonalSource | None],
+    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """The batched step: B streams, each fed T present readings (B, T) at `ns` (int64 ns)
+        that follow its state's last one, in one network pass. The new states and the network's
+        outputs after each reading (B, T, out).
+
+        A fleet's post steps many streams a reading each, a warm-up one stream over many; both
+        take this pass, so they agree bit for bit. Every stream has its own state and seasonal
+        source; the states are stacked so a step is one matrix product per gate.
+        """
         states = [self._stream_state(state) for state in states]
-        # Plain int64 nanoseconds throughout: a DatetimeIndex costs more than the network step.
-        ns = np.asarray(timestamps_ns, dtype=np.int64)
-        step_ns = self.step_size.value
-        here = boundaries(ns, self.spec.steps_per_day, self.features.timezone)
-        ahead_bounds = boundaries(ns + step_ns, self.spec.steps_per_day, self.features.timezone)
-        offsets = (ns - here) // step_ns
-        ahead_offsets = (ns - ahead_bounds) // step_ns
-        seasonal = np.zeros(len(values))
-        ahead = np.zeros(len(values))
-        if self.features.deseasonalized:
-            # Plain Python per stream: numpy's per-call overhead would cost more than the lookups.
-            per_stream = zip(
-                sources,
-                here.tolist(),
-                offsets.tolist(),
-                ahead_bounds.tolist(),
-                ahead_offsets.tolist(),
-                strict=True,
-            )
-            for i, (source, bound, offset, ahead_bound, ahead_offset) in enumerate(per_stream):
-                if source is None:
-                    raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
-                seasonal[i] = source.cycles(bound).value_at(offset)
-                fit = source.cycles(ahead_bound)
-                ahead[i] = fit.value_at(ahead_offset + 1) - fit.value_at(ahead_offset)
-        scales = np.array([self.scales[state["series"]] for state in states])
+        (seasonal,) = self._seasonal(sources, ns, self.fit_boundaries(ns), (0,))
+        scales = np.array([self.scales[state["series"]] for state in states])[:, None]
         z = values - seasonal
-        # As `change_inputs` computes it, z/scale - previous/scale, so both paths agree bit for bit.
-        previous = np.array([z[i] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
+        first = np.array([z[i, 0] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
+        previous = np.concatenate([first[:, None], z[:, :-1]], axis=1)
+        # As `change_inputs` computes it, z/scale - previous/scale, so training and serving agree.
         change = z / scales - previous / scales
-        x = np.concatenate([change[:, None], calendar(ns, self.features)], axis=1)
+        known = calendar(ns.reshape(-1), self.features).reshape(*ns.shape, -1)
+        x = np.concatenate([change[:, :, None], known], axis=2)
         # Each state holds (1, units) per layer: one conversion per layer for all streams.
         stacked = [
             np.array([state["network"][layer][0] for state in states], dtype=np.float64)
             for layer in range(len(self.network.state_units))
         ]
-        y, net = self.network.run(x[:, None, :], stacked, return_sequences=True)
-        iso = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="s").tolist()
+        y, net = self.network.run(x, stacked, return_sequences=True)
+        iso = np.datetime_as_string(ns[:, -1].astype("datetime64[ns]"), unit="s").tolist()
         rows = [array.tolist() for array in net]
+        last_values, last_z = values[:, -1].tolist(), z[:, -1].tolist()
+        steps = ns.shape[1]
         new_states = [
             {
                 **state,
                 "network": [[layer[i]] for layer in rows],
-                "last_value": float(values[i]),
-                "last_z": float(z[i]),
+                "last_value": last_values[i],
+                "last_z": last_z[i],
                 "last_timestamp": iso[i],
-                "readings": state["readings"] + 1,
+                "readings": state["readings"] + steps,
             }
             for i, state in enumerate(states)
         ]
-        return new_states, values + ahead + scales * np.asarray(y[:, 0, 0], dtype=np.float64)
+        return new_states, np.asarray(y, dtype=np.float64)
+
+    def _seasonal(
+        self,
+        sources: Sequence[SeasonalSource | None],
+        ns: np.ndarray,
+        bounds: np.ndarray,
+        shifts: tuple[int, ...],
+    ) -> list[np.ndarray]:
+        """Per shift, each stream's seasonal component `shift` steps after each of its readings
+        (B, T), from the fit of the reading's boundary in `bounds`; zeros for raw models."""
+        out = [np.zeros(ns.shape) for _ in shifts]
+        if not self.features.deseasonalized:
+            return out
+        offsets = ((ns - bounds) // self.step_size.value).tolist()
+        for i, (source, row_bounds) in enumerate(zip(sources, bounds.tolist(), strict=True)):
+            if source is None:
+                raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
+            if len(row_bounds) == 1:
+                # Plain Python: numpy's per-call overhead would cost more than a fleet's lookups.
+                fit = source.cycles(row_bounds[0])
+                for values, shift in zip(out, shifts, strict=True):
+                    values[i, 0] = fit.value_at(offsets[i][0] + shift)
+                continue
+            row = np.asarray(row_bounds)
+            steps = np.asarray(offsets[i])
+            for bound in dict.fromkeys(row_bounds):
+                mine = row == bound
+                fit = source.cycles(bound)
+                for values, shift in zip(out, shifts, strict=True):
+                    values[i, mine] = fit.at(steps[mine] + shift)
+        return out
 
     def _can_forecast(self, state: dict[str, Any]) -> bool:
         if state["last_timestamp"] is None:
@@ -492,53 +548,12 @@ class Forecaster:
         upgraded["last_z"] = state["last_value"]
         return upgraded
 
-    def _run_stream(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any], source: SeasonalSource
-    ) -> tuple[dict[str, Any], np.ndarray]:
-        """Feed present readings that follow the state's last one; the outputs after each."""
-        state = self._stream_state(state)
-        scale = self.scales[state["series"]]
-        s, _ = seasonal_at(
-            source,
-            timestamps,
-            boundaries(timestamps, self.spec.steps_per_day, self.features.timezone),
-            self.step_size,
-        )
-        z = values - s
-        x = np.concatenate(
-            [change_inputs(z, scale, state["last_z"])[:, None], calendar(timestamps, self.features)], axis=1
-        )
-        net = self.network.state_from_lists(state["network"])
-        y, net = self.network.run(x[None], net, return_sequences=True)
-        new_state = {
-            **state,
-            "network": self.network.state_to_lists(net),
-            "last_value": float(values[-1]),
-            "last_z": float(z[-1]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
-        return new_state, np.asarray(y[0], dtype=np.float64)
-
-    def _stream_head(self, state: dict[str, Any], source: SeasonalSource) -> np.ndarray:
-        """The head of forecasts (original units) after the state's last reading."""
-        if state["last_timestamp"] is None:
-            raise ValueError("The stream has no readings yet; warm it with history first.")
-        state = self._stream_state(state)
-        output = self.network.output(self.network.state_from_lists(state["network"]))[0]
-        last_ts = pd.DatetimeIndex([pd.Timestamp(state["last_timestamp"])])
-        ahead, _ = seasonal_ahead(
-            source, last_ts, self.step_size, len(output), self.spec.steps_per_day, self.features.timezone
-        )
-        scale = self.scales[state["series"]]
-        return float(state["last_value"]) + ahead[0] + scale * np.asarray(output, dtype=np.float64)
-
     def _roll_stream(self, state: dict[str, Any], horizon: int, source: SeasonalSource) -> np.ndarray:
         """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
 
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
         a later day's fit would read readings that do not exist yet. The rollout is what
-        `_stream_head` and `_run_stream` would compute block by block, with the seasonal path
+        `_run_streams` would compute block by block, with the seasonal path
         and the calendar inputs' projection computed once; a step is then the cell's own work
         (a horizon-1 model steps 96 times for a two-day forecast). The arithmetic around the
         network is on Python floats: numpy's per-call overhead on one-element arrays would cost
@@ -553,7 +568,7 @@ class Forecaster:
         head = self.network.output_size
         steps = -(-horizon // head) * head
         future = last_ns + step_ns * np.arange(1, steps + 1, dtype=np.int64)
-        first = int(boundaries(future[:1], self.spec.steps_per_day, self.features.timezone)[0])
+        first = int(self.fit_boundaries(future[:1])[0])
         # seasonal[j]: the frozen fit's component j steps after the last reading (j = 0: at it).
         seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns).tolist()
         # The steps of the last head are never fed back: their inputs are not needed.
@@ -563,11 +578,11 @@ class Forecaster:
         mean: list[float] = []
         done = 0
         while True:
-            # As the block arithmetic `last + (S[k] - S[origin]) + scale * output` rounds it.
             origin = seasonal[done]
             outputs = stepper.output().tolist()
             mean += [
-                last_value + (seasonal[done + 1 + j] - origin) + scale * out for j, out in enumerate(outputs)
+                _forecast_value(last_value, seasonal[done + 1 + j] - origin, scale, out)
+                for j, out in enumerate(outputs)
             ]
             if done + head >= horizon:
                 return np.array(mean[:horizon], dtype=np.float64)
@@ -653,6 +668,12 @@ class Forecaster:
         steps = np.arange(1, horizon + 1)
         beyond = q[-1] * np.sqrt(steps / head)
         return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)
+
+
+def _forecast_value(last: Any, ahead: Any, scale: Any, output: Any) -> Any:
+    """A stream's forecast from its last reading: the seasonal change to the step ahead plus the
+    network's scaled output (floats or arrays alike, rounded the same)."""
+    return last + ahead + scale * output
 
 
 def _json_values(values: np.ndarray) -> list[float | None]:

@@ -30,11 +30,11 @@ from app.db.tables import Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
-from app.ml.stream_seasonal import SeasonalSource, boundaries
-from app.streams import accuracy, service
+from app.ml.stream_seasonal import SeasonalSource
+from app.streams import judging, service
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
-from app.timegrid import NS_PER_S, iso_many, step_seconds, to_iso
+from app.timegrid import NS_PER_S, step_seconds, to_iso
 
 
 @dataclass
@@ -196,13 +196,15 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
     series_ids = np.array([s.row.series_id for s in steps], dtype=np.int64)
     ts = np.array([s.ts_s for s in steps], dtype=np.int64)
     values = np.array([s.value for s in steps])
-    season_s = np.array([s.step_s for s in steps], dtype=np.int64) * forecaster.spec.seasonal_period
+    step_s = np.array([s.step_s for s in steps], dtype=np.int64)
     # One read: any reading already stored at each timestamp (by another stream of the series,
-    # or an upload), the seasonal naive's reading one season earlier, and the fits' versions.
+    # or an upload), the readings the baselines forecast each one with, and the fits' versions.
+    lags = judging.baseline_lags_s(forecaster, step_s)
+    looked_up = [ts, *(ts - lag for lag in lags.values())]
     fit_keys = _fit_keys(forecaster, steps)
     stored, versions = stream_rows.stored_values_and_fit_versions(
-        connection, np.concatenate([series_ids, series_ids]), np.concatenate([ts, ts - season_s]),
-        model_id, fit_keys)
+        connection, np.tile(series_ids, len(looked_up)), np.concatenate(looked_up), model_id,
+        fit_keys)
     refused: list[Outcome] = []
     keep, fresh = [], []
     # Two streams of one series may carry the same reading: the first stores it, and the
@@ -220,7 +222,7 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
     steps = [steps[i] for i in keep]
     if not steps:
         return refused
-    series_ids, ts, values, season_s = series_ids[keep], ts[keep], values[keep], season_s[keep]
+    series_ids, ts, values, step_s = series_ids[keep], ts[keep], values[keep], step_s[keep]
     # Stored first: the fit of the next step's day, made below when it is missing, reads them.
     new = np.array(fresh, dtype=bool)
     inserted = stream_rows.insert_new_readings(connection, series_ids[new], ts[new], values[new])
@@ -236,16 +238,28 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
                 refused.append(Outcome(name=steps[i].row.name,
                                        error=_stored_differs(steps[i], before)))
         keep = [i for i in range(len(steps)) if i not in lost]
-        steps, ts, values, season_s = [steps[i] for i in keep], ts[keep], values[keep], season_s[keep]
+        steps, ts, values, step_s = [steps[i] for i in keep], ts[keep], values[keep], step_s[keep]
+        series_ids = series_ids[keep]
         if not steps:
             return refused
     sources = _sources(session, connection, forecaster, model_id, steps, fits, fit_keys, versions)
     states, means = forecaster.step_streams([s.row.state or {} for s in steps], values,
                                             ts * NS_PER_S, sources)
-    outcomes = _judged(forecaster, steps, states, means, ts, values,
-                       naive=np.array([stored.get((s.row.series_id, s.ts_s - season), np.nan)
-                                       for s, season in zip(steps, season_s.tolist(),
-                                                            strict=True)]))
+    ones = np.ones(len(steps), dtype=np.int64)
+    sids = series_ids.tolist()
+    sums, points = judging.judged(forecaster, judging.Stepped(
+        series=[state["series"] for state in states], accuracies=[s.row.accuracy for s in steps],
+        stored_next=[s.row.next_forecast for s in steps], grid_counts=ones, grid_ts=ts,
+        means=means, sent_at=np.arange(len(steps)), sent_counts=ones, values=values,
+        baselines=judging.baseline_forecasts(ts, judging.baseline_lags_s(forecaster, step_s),
+                                             lambda at: np.array([stored.get(key, np.nan) for key in
+                                                                  zip(sids, at.tolist(), strict=True)])),
+        next_ts=ts + step_s))
+    outcomes = [Outcome(
+        name=s.row.name, done=service.Applied(applied=[to_iso(s.ts_s)]), last_ts=s.ts_s,
+        readings_applied=s.row.readings_applied + 1, next_forecast=points[i], state=states[i],
+        accuracy=sums[i], model_id=s.row.model_id, series_id=s.row.series_id,
+        forecaster=forecaster) for i, s in enumerate(steps)]
     stream_rows.save_streams(connection, [StreamUpdate(
         id=s.row.id, model_id=model_id, state=o.state, last_ts=o.last_ts,
         readings_applied=o.readings_applied, next_forecast=o.next_forecast,
@@ -265,11 +279,10 @@ def _fit_keys(forecaster: Forecaster, steps: list[_Step]) -> list[tuple[int, int
     if not forecaster.needs_seasonal:
         return []
     ns = np.array([s.ts_s for s in steps], dtype=np.int64) * NS_PER_S
-    days = forecaster.spec.steps_per_day, forecaster.features.timezone
     series_ids = [s.row.series_id for s in steps]
     keys: set[tuple[int, int]] = set()
-    for stamps in (ns, ns + forecaster.step_size.value):
-        keys.update(zip(series_ids, (boundaries(stamps, *days) // NS_PER_S).tolist(), strict=True))
+    for bounds in forecaster.step_fit_boundaries(ns):
+        keys.update(zip(series_ids, (bounds // NS_PER_S).tolist(), strict=True))
     return list(keys)
 
 
@@ -285,33 +298,6 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
         by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
             stored_source, session, forecaster, model_id, series_id))
     return [by_series[s.row.series_id] for s in steps]
-
-
-def _judged(forecaster: Forecaster, steps: list[_Step], states: list[dict[str, Any]],
-            means: np.ndarray, ts: np.ndarray, values: np.ndarray,
-            naive: np.ndarray) -> list[Outcome]:
-    """Each reading judged against the forecast made before it; the next one-step forecasts."""
-    scales = np.array([forecaster.scales[state["series"]] for state in states])
-    widths = {level: scales * float(q[0]) for level, q in forecaster.quantiles.items()
-              if level in (80, 95)}
-    prior = np.array([s.row.next_forecast["mean"] if s.row.next_forecast is not None
-                      and s.row.next_forecast["ts"] == stamp else np.nan
-                      for s, stamp in zip(steps, iso_many(ts), strict=True)])
-    sums = accuracy.judge_each([s.row.accuracy for s in steps], values, prior, widths, naive)
-    following = iso_many(ts + np.array([s.step_s for s in steps], dtype=np.int64))
-    judged = []
-    for i, s in enumerate(steps):
-        point: dict[str, Any] = {"ts": following[i], "mean": float(means[i])}
-        for level, width in widths.items():
-            point[f"lower_{level}"] = float(means[i] - width[i])
-            point[f"upper_{level}"] = float(means[i] + width[i])
-        done = service.Applied(applied=[to_iso(s.ts_s)])
-        judged.append(Outcome(
-            name=s.row.name, done=done, last_ts=s.ts_s, readings_applied=s.row.readings_applied + 1,
-            next_forecast=point if np.isfinite(means[i]) else None, state=states[i],
-            accuracy=sums[i], model_id=s.row.model_id, series_id=s.row.series_id,
-            forecaster=forecaster))
-    return judged
 
 
 def _apply_one(session: Session, forecasters: ForecasterCache, settings: Settings, row: StreamRow,

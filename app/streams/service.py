@@ -27,7 +27,7 @@ from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
 from app.ml.forecaster import Forecast, Forecaster
 from app.ml.stream_seasonal import SeasonalSource
-from app.streams import accuracy
+from app.streams import judging
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import (
@@ -145,10 +145,11 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     if len(ts) == 0:  # all re-sent: the state, and the model it belongs to, stay as they are
         return result, _current(session=session, cache=cache, stream=stream, fallback=forecaster)
     gaps = _gaps(last, ts, series.freq)
-    # One read serves both the duplicate check of the insert and the seasonal-naive values.
-    season_s = _season_s(forecaster, series)
+    # One read serves both the duplicate check of the insert and the baselines' readings.
+    lags = judging.baseline_lags_s(forecaster, step_seconds(series.freq))
     nearby = fetch_readings(session=session, series_id=series.id,
-                            start_s=int(ts[0]) - (season_s or 0), end_s=int(ts[-1]))
+                            start_s=int(ts[0]) - int(max(lags.values(), default=0)),
+                            end_s=int(ts[-1]))
     store_readings(session=session, series_id=series.id,
                    batch=ReadingsBatch(ts_s=ts, values=values), stored=nearby)
     too_long = np.flatnonzero(gaps > settings.stream_max_gap)
@@ -179,20 +180,14 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
         state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
         raise Conflict(f"The model cannot follow these readings: {exc}") from None
-    widths = _one_step_widths(forecaster, series)
-    # Each reading is judged against the forecast made just before it: the stored one for the
-    # first grid step, then the one made after the previous step.
-    prior = np.concatenate([[np.nan], means[:-1]])
-    stored = stream.next_forecast
-    if stored is not None and stored["ts"] == to_iso(int(grid[0])):
-        prior[0] = stored["mean"]
-    position = np.searchsorted(grid, ts)
-    naive = _naive_values(ts, np.concatenate([nearby[0], ts]), np.concatenate([nearby[1], values]),
-                          season_s)
-    sums = accuracy.judge_many(stream.accuracy, values, prior[position], widths, naive)
-    forecast = _point(int(following(int(grid[-1]), series.freq, 1)[0]), float(means[-1]),
-                      widths)
-    stream.state, stream.accuracy, stream.next_forecast = state, sums, forecast
+    known = partial(_stored_at, np.concatenate([nearby[0], ts]), np.concatenate([nearby[1], values]))
+    sums, (forecast,) = judging.judged(forecaster, judging.Stepped(
+        series=[series.name], accuracies=[stream.accuracy], stored_next=[stream.next_forecast],
+        grid_counts=np.array([len(grid)]), grid_ts=grid, means=means,
+        sent_at=np.searchsorted(grid, ts), sent_counts=np.array([len(ts)]), values=values,
+        baselines=judging.baseline_forecasts(ts, lags, known),
+        next_ts=following(int(grid[-1]), series.freq, 1)))
+    stream.state, stream.accuracy, stream.next_forecast = state, sums[0], forecast
     stream.last_ts = int(ts[-1])
     stream.readings_applied += len(ts)
     stream.updated_at = utcnow()
@@ -236,41 +231,18 @@ def _check_resent(*, session: Session, stream: Stream, ts: np.ndarray, values: n
                 last_ts=to_iso(stream.last_ts or 0))
 
 
-def _season_s(forecaster: Forecaster, series: Series) -> int | None:
-    step_s = step_seconds(series.freq)
-    return None if step_s is None else forecaster.spec.seasonal_period * step_s
-
-
-def _naive_values(ts: np.ndarray, known_ts: np.ndarray, known: np.ndarray,
-                  season_s: int | None) -> np.ndarray:
-    """The seasonal-naive forecast of each reading: the reading one season earlier (or NaN)."""
-    found = np.full(len(ts), np.nan)
-    if season_s is None or len(known_ts) == 0:
+def _stored_at(known_ts: np.ndarray, known: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The known reading at each of the times `at` (NaN where none is known)."""
+    found = np.full(len(at), np.nan)
+    if len(known_ts) == 0:
         return found
     order = np.argsort(known_ts, kind="stable")
     known_ts, known = known_ts[order], known[order]
-    before = ts - season_s
-    position = np.searchsorted(known_ts, before)
+    position = np.searchsorted(known_ts, at)
     hit = position < len(known_ts)
-    hit[hit] = known_ts[position[hit]] == before[hit]
+    hit[hit] = known_ts[position[hit]] == at[hit]
     found[hit] = known[position[hit]]
     return found
-
-
-def _one_step_widths(forecaster: Forecaster, series: Series) -> dict[int, float]:
-    scale = forecaster.scales[series.name]
-    return {level: float(q[0]) * scale for level, q in forecaster.quantiles.items()
-            if level in (80, 95)}
-
-
-def _point(ts_s: int, mean: float, widths: dict[int, float]) -> dict[str, Any] | None:
-    """A one-step forecast with its intervals, as stored for judging the next reading."""
-    if np.isnan(mean):
-        return None
-    row: dict[str, Any] = {"ts": to_iso(ts_s), "mean": mean}
-    for level, width in widths.items():
-        row[f"lower_{level}"], row[f"upper_{level}"] = mean - width, mean + width
-    return row
 
 
 def _state_ts(state: dict[str, Any]) -> int | None:
@@ -285,22 +257,7 @@ def _next(forecaster: Forecaster, state: dict[str, Any],
         forecast = forecaster.forecast_from_state(state, 1, seasonal=seasonal)
     except ValueError:
         return None
-    return points(forecast)[0]
-
-
-def points(forecast: Forecast) -> list[dict[str, Any]]:
-    """A forecast as the API's points: ts, mean and each level's bounds."""
-    timestamps = forecast.timestamps
-    if timestamps.tz is None:  # the naive UTC the ML core works with; strftime costs ~10x more
-        stamps = iso_many(timestamps.values.astype("datetime64[s]").astype(np.int64))
-    else:
-        stamps = timestamps.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
-    keys = ["ts", "mean"]
-    columns = [stamps, forecast.mean.tolist()]
-    for level in forecast.lower:
-        keys += [f"lower_{level}", f"upper_{level}"]
-        columns += [forecast.lower[level].tolist(), forecast.upper[level].tolist()]
-    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+    return judging.points(forecast)[0]
 
 
 def forecast_stream(*, session: Session, cache: ForecasterCache, fits: FitCache, tenant_id: int,

@@ -284,6 +284,13 @@ def test_stream_events_one_per_applied_reading(http: httpx.Client, auth: dict[st
         assert second.data["forecast"] is None and third.data["forecast"] == forecast
         assert third.data["accuracy"] == {"judged": 2, "mae": 0.5, "mase": None,
                                           "naive_mae": 1.0, "relative_mae": 0.5,
+                                          "persistence_mae": None,
+                                          "relative_mae_persistence": None,
+                                          "baselines": {
+                                              "naive": {"name": "seasonal naive",
+                                                        "lag_steps": None},
+                                              "persistence": {"name": "persistence",
+                                                              "lag_steps": 1}},
                                           "coverage_80": 0.5, "coverage_95": 1.0}
         assert http.delete("/v1/streams/meter-1", headers=auth).status_code == 204
         assert next_event(stream) == Event("deleted", {"stream_id": "meter-1"})

@@ -15,8 +15,9 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series
 from app.errors import Conflict, Invalid, field_error
 from app.streams.history import read_history, store_state, warm_history
+from app.streams.judging import points
 from app.streams.seasonal_fits import seasonal_source
-from app.streams.service import points, run_forecast
+from app.streams.service import run_forecast
 
 router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 

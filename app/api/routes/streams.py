@@ -41,7 +41,7 @@ from app.db.tables import ForecastModel, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
 from app.observability.metrics import STREAM_READINGS
-from app.streams import accuracy, bulk
+from app.streams import accuracy, bulk, judging
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
@@ -56,18 +56,19 @@ MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIM
 
 
 def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> StreamPublic:
-    scale = None
+    scale = period = None
     if stream.model_id is not None:
         model = session.get(ForecastModel, stream.model_id)
         series = session.get(Series, stream.series_id)
         if model is not None and model.status == "ready" and series is not None:
-            scale = streams.mase_scale(cache.get(model.id, model.ready_at), series)
+            forecaster = cache.get(model.id, model.ready_at)
+            scale, period = streams.mase_scale(forecaster, series), forecaster.spec.seasonal_period
     return StreamPublic(
         id=stream.name, series_id=stream.series_id, model_id=stream.model_id,
         pinned=stream.pinned,
         last_ts=None if stream.last_ts is None else datetime.fromtimestamp(stream.last_ts, UTC),
         readings_applied=stream.readings_applied, next_forecast=stream.next_forecast,
-        accuracy=accuracy.summary(stream.accuracy, scale), created_at=stream.created_at,
+        accuracy=accuracy.summary(stream.accuracy, scale, period), created_at=stream.created_at,
         updated_at=stream.updated_at)
 
 
@@ -230,7 +231,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, ho
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
-        return streams.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
+        return judging.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
                                                    seasonal))
     return []
 
@@ -249,7 +250,7 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
                                                tenant_id=tenant.id, name=stream_id,
                                                horizon=horizon, levels=tuple(level))
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
-                          "points": streams.points(forecast)})
+                          "points": judging.points(forecast)})
 
 
 @router.get("/{stream_id}/state", response_model=dict[str, Any],
