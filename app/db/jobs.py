@@ -34,6 +34,7 @@ class JobStatus(StrEnum):
 class JobKind(StrEnum):
     TRAIN = "train"  # a tenant's model
     PARTITIONS = "partitions"  # the readings' partitions ahead, and retention (PostgreSQL)
+    SEASONAL_FITS = "seasonal_fits"  # a model's seasonal fits of the coming days, made ahead
 
 
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -13,18 +13,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import pool, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
 from app.db import jobs, partitions
-from app.db.engine import create_db_engine, create_session_factory, transaction
+from app.db.engine import transaction
 from app.db.jobs import ClaimedJob, JobStatus
-from app.logs import configure_logging
 from app.ml.forecaster import STREAM_WARM_DAYS
 from app.ml.seasonal import FIT_SEASONS, candidate_periods
 from app.observability.metrics import JOBS_FINISHED
 from app.timegrid import step_seconds
+from app.worker.child import child_context
 
 logger = logging.getLogger("statecast.worker")
 MONTHS_AHEAD = 2
@@ -125,11 +124,8 @@ def maintain_partitions(factory: sessionmaker[Session], *, now_s: int,
 
 def run_partitions_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     """Entry point of the child process."""
-    settings = Settings(**settings_data)
-    configure_logging(settings.log_level, settings.log_format)
-    engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
-                              lock_timeout_s=settings.database_lock_timeout_s)
-    factory = create_session_factory(engine)
+    child = child_context(settings_data)
+    settings, factory = child.settings, child.factory
     log = {"job_id": job.id, "attempt": job.attempt}
     report = maintain_partitions(factory, now_s=int(time.time()),
                                  retention_days=settings.readings_retention_days,
@@ -141,4 +137,4 @@ def run_partitions_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
         "action": "partitions", "created": report.created, "dropped": report.dropped,
         "moved_from_default": report.moved_from_default,
         "retention_cutoff_s": report.retention_cutoff_s, **log})
-    engine.dispose()
+    child.engine.dispose()

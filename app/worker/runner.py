@@ -23,6 +23,7 @@ from app.db import jobs, workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobKind, JobStatus
 from app.db.tables import utcnow
+from app.worker.fits_task import run_fits_job
 from app.worker.maintenance_task import run_partitions_job
 from app.worker.schedule import SCHEDULE_INTERVAL_S, schedule_due
 from app.worker.training_task import run_training_job
@@ -40,6 +41,7 @@ TRANSIENT_DB_ERRORS = (DBAPIError, PoolTimeoutError)
 TASKS: dict[JobKind, Callable[[dict[str, Any], ClaimedJob], None]] = {
     JobKind.TRAIN: run_training_job,
     JobKind.PARTITIONS: run_partitions_job,
+    JobKind.SEASONAL_FITS: run_fits_job,
 }
 
 

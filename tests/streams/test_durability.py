@@ -14,7 +14,13 @@ from app.config import Settings
 from app.ml.forecaster import Forecaster
 from tests.api.helpers import count_rows
 from tests.server import ServerProcess
-from tests.streams.conftest import hourly_values, install_model, load_series, upload
+from tests.streams.conftest import (
+    fits_made_ahead,
+    hourly_values,
+    install_model,
+    load_series,
+    upload,
+)
 
 pytestmark = pytest.mark.slow
 WARM = 200
@@ -38,6 +44,7 @@ def prepare(client: Any, auth: dict[str, str], settings: Settings, artifact: Pat
     install_model(settings, artifact, sid)
     created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "m"}, headers=auth)
     assert created.status_code == 201, created.text
+    fits_made_ahead(settings)  # the next day's fit, as the workers make it
 
 
 def send(url: str, auth: dict[str, str], i: int) -> httpx.Response:
