@@ -134,7 +134,7 @@ def run_partitions_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
         jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED)
     JOBS_FINISHED.labels(str(JobStatus.SUCCEEDED)).inc()
     logger.info("partitions maintained", extra={
-        "action": "partitions", "created": report.created, "dropped": report.dropped,
+        "action": "partitions", "partitions_created": report.created, "dropped": report.dropped,
         "moved_from_default": report.moved_from_default,
         "retention_cutoff_s": report.retention_cutoff_s, **log})
     child.engine.dispose()
