@@ -53,6 +53,23 @@ def send(url: str, auth: dict[str, str], i: int) -> httpx.Response:
         "readings": [{"ts": stamps[i].isoformat(), "value": float(values[i])}]})
 
 
+def send_at_once(url: str, auth: dict[str, str], i: int, clients: int) -> list[int]:
+    """Reading `i` sent by `clients` clients at the same moment (retries racing); the statuses."""
+    gate = threading.Barrier(clients)
+    statuses: list[int] = []
+
+    def client() -> None:
+        gate.wait()
+        statuses.append(send(url, auth, i).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
 def final_state(url: str, auth: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(f"{url}/v1/streams/m/state", headers=auth).json()
     return body["state"]
@@ -118,17 +135,7 @@ def test_concurrent_retries_apply_each_reading_once(
     statuses: list[int] = []
     try:
         for i in range(WARM, WARM + LIVE // 2):
-            gate = threading.Barrier(4)
-
-            def retrying_client(i: int = i, gate: threading.Barrier = gate) -> None:
-                gate.wait()
-                statuses.append(send(server.url, auth, i).status_code)
-
-            threads = [threading.Thread(target=retrying_client) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            statuses += send_at_once(server.url, auth, i, clients=4)
         state = final_state(server.url, auth)
         detail = httpx.get(f"{server.url}/v1/streams/m", headers=auth).json()
     finally:
@@ -163,17 +170,8 @@ def test_two_api_processes_apply_each_reading_once(
     statuses: list[int] = []
     try:
         for i in range(WARM, WARM + LIVE):
-            gate = threading.Barrier(6)
-
-            def racing_client(i: int = i, gate: threading.Barrier = gate) -> None:
-                gate.wait()  # six new connections at once: the kernel spreads them over both
-                statuses.append(send(server.url, auth, i).status_code)
-
-            threads = [threading.Thread(target=racing_client) for _ in range(6)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            # Six new connections at once: the kernel spreads them over both processes.
+            statuses += send_at_once(server.url, auth, i, clients=6)
         state = final_state(server.url, auth)
         detail = httpx.get(f"{server.url}/v1/streams/m", headers=auth).json()
     finally:
