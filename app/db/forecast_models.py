@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db import jobs
@@ -69,22 +69,29 @@ class ModelRef:
     worse_than_naive: bool
 
 
+def default_model_id(series_id: int | ColumnElement[int]) -> ScalarSelect[int]:
+    """The id of the model a series forecasts with: the last promoted one, else the newest ready
+    one that beats the seasonal naive, else the newest ready one (callers flag that it does not).
+
+    Streams' plain SQL embeds this very query (`stream_rows`), so the fast path and the ORM path
+    always agree; `series_id` may be a column of the enclosing statement.
+    """
+    return (select(ForecastModel.id)
+            .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+            .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
+            .order_by(case((ForecastModel.promoted_at.is_(None), 1), else_=0),
+                      ForecastModel.promoted_at.desc(), ForecastModel.worse_than_naive,
+                      ForecastModel.id.desc())
+            .limit(1).correlate(None).scalar_subquery())
+
+
 def default_model_ref(*, session: Session, series_id: int) -> ModelRef | None:
-    """The model a series forecasts with: the last promoted one, else the newest ready one
-    that beats the seasonal naive, else the newest ready one (callers flag that it does not)."""
-    ready = [ModelRef(*row) for row in session.execute(
+    """The serving columns of the model the series forecasts with (`default_model_id`)."""
+    row = session.execute(
         select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
                ForecastModel.worse_than_naive)
-        .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
-        .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
-        .order_by(ForecastModel.id.desc())
-    ).all()]
-    promoted = [m for m in ready if m.promoted_at is not None]
-    if promoted:
-        return max(promoted, key=lambda m: m.promoted_at or datetime.min)
-    better = [m for m in ready if not m.worse_than_naive]
-    candidates = better or ready
-    return candidates[0] if candidates else None
+        .where(ForecastModel.id == default_model_id(series_id))).first()
+    return None if row is None else ModelRef(*row)
 
 
 def model_ref(*, session: Session, model_id: int) -> ModelRef | None:

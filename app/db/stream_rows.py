@@ -1,51 +1,96 @@
 """Streams' rows on the hot path: locked, read and written many at a time, in plain SQL.
 
 A one-reading post is a handful of statements, so their cost is the post's cost: building them
-with the ORM took most of it. Here each step is one statement for any number of streams, written
-for each driver. PostgreSQL takes arrays (`unnest`), so a statement's text never depends on how
-many rows it carries and stays prepared; SQLite takes chunks of VALUES rows.
+with the ORM took most of it. Here each operation is one statement for any number of streams,
+built by one function from the dialect's few differences (`_Dialect`): its placeholder, how it
+takes a table of rows, and how it reads JSON as text. PostgreSQL takes arrays (`unnest`), so a
+statement's text never depends on how many rows it carries and stays prepared; SQLite takes
+chunks of VALUES rows.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect, literal_column
 from sqlalchemy.exc import DBAPIError
 
-# Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_pg_rows).
+from app.db.forecast_models import default_model_id
+from app.db.tables import UTCDateTime
+from app.ml.stream_state import State, decode, encode
+
+# Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_Dialect.rows).
 PG_ARRAY_MIN_ROWS = 16
 # SQLite allows 32,766 bound variables a statement.
 SQLITE_MAX_VARIABLES = 32_000
 
-# The model each stream should use now: its pinned one, else the series' default, chosen as
-# app.db.forecast_models.default_model_ref does (the last promoted, else the newest that beats
-# the seasonal naive, else the newest), so the fast path and the ORM path always agree.
-_CURRENT_MODEL = """
-    CASE WHEN s.pinned THEN s.model_id ELSE (
-        SELECT d.id FROM forecast_models d JOIN model_series ms ON ms.model_id = d.id
-        WHERE ms.series_id = s.series_id AND d.status = 'ready'
-        ORDER BY CASE WHEN d.promoted_at IS NULL THEN 1 ELSE 0 END, d.promoted_at DESC,
-                 d.worse_than_naive, d.id DESC
-        LIMIT 1) END"""
+
+@dataclass(frozen=True)
+class _Dialect:
+    """What the statements here need to know of a database: everything else is shared SQL."""
+
+    postgres: bool
+    mark: str  # the driver's placeholder
+    json_text: str  # appended to a JSON column to read it as text
+    current_model: str  # the model a stream `s` should use now (see `_current_model`)
+    stamp: Callable[[datetime], Any]  # a UTC timestamp as the ORM binds it
+    read_stamp: Callable[[Any], datetime | None]  # and as the ORM reads it back
+
+    def rows(self, types: Sequence[str], *columns: list[Any]) -> tuple[str, tuple[Any, ...]]:
+        """Rows as a query (the body of a `WITH` or an `INSERT`) and its parameters, given
+        column by column.
+
+        On PostgreSQL many rows travel as one array per column (`unnest`), so the statement's
+        text stays the same whatever their number; a few travel as a VALUES list, because
+        psycopg's array adaptation costs more (~0.15 ms a statement) than a one-reading post's
+        whole query. SQLite takes VALUES rows (`types` are PostgreSQL's casts).
+        """
+        if self.postgres and len(columns[0]) > PG_ARRAY_MIN_ROWS:
+            return (f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)})", columns)
+        casts = [f"::{t}" if self.postgres else "" for t in types]
+        row = f"({', '.join(f'{self.mark}{cast}' for cast in casts)})"
+        return (f"VALUES {', '.join([row] * len(columns[0]))}",
+                tuple(v for values in zip(*columns, strict=True) for v in values))
+
+    def member_of(self, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """`IN (...)` of the values (PostgreSQL: `= ANY` of an array, for many)."""
+        if self.postgres and len(values) > PG_ARRAY_MIN_ROWS:
+            return "= ANY(%s)", (list(values),)
+        return f"IN ({', '.join([self.mark] * len(values))})", tuple(values)
+
+    def chunk_rows(self, columns_per_row: int) -> int:
+        """How many rows one statement may carry (SQLite caps its bound variables)."""
+        return 1 << 62 if self.postgres else SQLITE_MAX_VARIABLES // columns_per_row
 
 
-def _lock_sql(cast: str, where: str) -> str:
-    """The locking read, with JSON columns as text (`cast`) so orjson parses them."""
-    return (f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state{cast}, s.last_ts, "
-            f"s.readings_applied, s.next_forecast{cast}, s.accuracy{cast}, "
-            "se.name, se.freq, se.timezone, m.id, m.ready_at "
-            "FROM streams s JOIN series se ON se.id = s.series_id "
-            f"LEFT JOIN forecast_models m ON m.id = {_CURRENT_MODEL} AND m.status = 'ready' "
-            f"WHERE {where}")
+def _dialect(connection: Connection) -> _Dialect:
+    return _dialect_of(connection.dialect)
 
 
-_LOCK_PG = _lock_sql("::text", "s.tenant_id = %s AND s.name = ANY(%s) ORDER BY s.id FOR UPDATE OF s")
-_LOCK_SQLITE = _lock_sql("", "s.tenant_id = ? AND s.name IN ({names})")
+@cache
+def _dialect_of(dialect: Dialect) -> _Dialect:
+    postgres = dialect.name == "postgresql"
+    column_type = UTCDateTime().dialect_impl(dialect)
+    bind = column_type.bind_processor(dialect)
+    result = column_type.result_processor(dialect, None)
+    return _Dialect(
+        postgres=postgres, mark="%s" if postgres else "?", json_text="::text" if postgres else "",
+        current_model=_current_model(dialect),
+        stamp=bind if bind is not None else (lambda value: value),
+        read_stamp=result if result is not None else (lambda value: value))
+
+
+def _current_model(dialect: Dialect) -> str:
+    """The model each stream `s` should use now: its pinned one, else its series' default, chosen
+    by the very query the ORM path runs (`forecast_models.default_model_id`)."""
+    default = default_model_id(literal_column("s.series_id")).compile(
+        dialect=dialect, compile_kwargs={"literal_binds": True})
+    return f"CASE WHEN s.pinned THEN s.model_id ELSE {default} END"
 
 
 @dataclass
@@ -57,7 +102,7 @@ class StreamRow:
     series_id: int
     model_id: int | None
     pinned: bool
-    state: dict[str, Any] | None
+    state: State | None
     last_ts: int | None
     readings_applied: int
     next_forecast: dict[str, Any] | None
@@ -69,15 +114,6 @@ class StreamRow:
     current_ready_at: datetime | None
 
 
-# A stream as a forecast reads it: with its own model's ready time (NULL when that model is
-# not ready or is gone).
-_FORECAST_SQL = ("SELECT s.name, s.series_id, s.model_id, s.state{cast}, m.id, m.ready_at "
-                 "FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = 'ready' "
-                 "WHERE s.tenant_id = {mark} AND s.name = {mark}")
-_FORECAST_PG = _FORECAST_SQL.format(cast="::text", mark="%s")
-_FORECAST_SQLITE = _FORECAST_SQL.format(cast="", mark="?")
-
-
 @dataclass
 class ForecastRow:
     """A stream read for a forecast, without locking it."""
@@ -85,13 +121,9 @@ class ForecastRow:
     name: str
     series_id: int
     model_id: int | None
-    state: dict[str, Any] | None
+    state: State | None
     ready_model_id: int | None  # model_id if that model is ready, else None
     ready_at: datetime | None
-
-
-def is_postgres(connection: Connection) -> bool:
-    return connection.dialect.name == "postgresql"
 
 
 def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -> list[StreamRow]:
@@ -100,59 +132,68 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
     PostgreSQL locks the rows in id order, so concurrent posts over overlapping streams wait
     for each other instead of deadlocking; SQLite's write lock (taken by the caller) covers all.
     """
-    if is_postgres(connection):
-        if len(names) <= PG_ARRAY_MIN_ROWS:
-            rows: list[Any] = _run(connection, _LOCK_PG.replace(
-                "= ANY(%s)", f"IN ({', '.join(['%s'] * len(names))})"), (tenant_id, *names))
-        else:
-            rows = _run(connection, _LOCK_PG, (tenant_id, list(names)))
-    else:
-        rows = []
-        for chunk in _chunks(list(names), SQLITE_MAX_VARIABLES - 1):
-            sql = _LOCK_SQLITE.format(names=", ".join("?" * len(chunk)))
-            rows += _run(connection, sql, (tenant_id, *chunk))
-        rows = sorted(rows, key=lambda row: int(row[0]))
+    d = _dialect(connection)
+    rows: list[Any] = []
+    for chunk in _chunks(list(names), d.chunk_rows(1) - 1):
+        among, params = d.member_of(chunk)
+        rows += _run(connection,
+                     f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state, "
+                     f"s.last_ts, s.readings_applied, s.next_forecast{d.json_text}, "
+                     f"s.accuracy{d.json_text}, se.name, se.freq, se.timezone, m.id, m.ready_at "
+                     "FROM streams s JOIN series se ON se.id = s.series_id "
+                     f"LEFT JOIN forecast_models m ON m.id = {d.current_model} AND m.status = 'ready' "
+                     f"WHERE s.tenant_id = {d.mark} AND s.name {among}"
+                     + (" ORDER BY s.id FOR UPDATE OF s" if d.postgres else ""),
+                     (tenant_id, *params))
     return [StreamRow(
         id=row[0], name=row[1], series_id=row[2], model_id=row[3], pinned=bool(row[4]),
-        state=_json(row[5]), last_ts=row[6], readings_applied=row[7],
+        state=_state(row[5]), last_ts=row[6], readings_applied=row[7],
         next_forecast=_json(row[8]), accuracy=_json(row[9]), series_name=row[10], freq=row[11],
-        timezone=row[12], current_model_id=row[13], current_ready_at=_utc(row[14]),
-    ) for row in rows]
+        timezone=row[12], current_model_id=row[13], current_ready_at=d.read_stamp(row[14]),
+    ) for row in sorted(rows, key=lambda row: int(row[0]))]
 
 
 def read_for_forecast(connection: Connection, tenant_id: int, name: str) -> ForecastRow | None:
-    """The tenant's stream `name` with its model's ready time, in one statement; None if none."""
-    sql = _FORECAST_PG if is_postgres(connection) else _FORECAST_SQLITE
-    rows = _run(connection, sql, (tenant_id, name))
+    """The tenant's stream `name` with its model's ready time (NULL when that model is not
+    ready or is gone), in one statement; None if there is no such stream."""
+    d = _dialect(connection)
+    rows = _run(connection,
+                f"SELECT s.name, s.series_id, s.model_id, s.state, m.id, m.ready_at "
+                "FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = 'ready' "
+                f"WHERE s.tenant_id = {d.mark} AND s.name = {d.mark}", (tenant_id, name))
     if not rows:
         return None
     row = rows[0]
-    return ForecastRow(name=row[0], series_id=row[1], model_id=row[2], state=_json(row[3]),
-                       ready_model_id=row[4], ready_at=_utc(row[5]))
+    return ForecastRow(name=row[0], series_id=row[1], model_id=row[2], state=_state(row[3]),
+                       ready_model_id=row[4], ready_at=d.read_stamp(row[5]))
 
 
 def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray,
                   ) -> dict[tuple[int, int], float]:
     """The stored value (NaN if stored as missing) of each (series, timestamp) pair that exists."""
-    if len(ts) == 0:
-        return {}
-    if is_postgres(connection):
-        keys, params = _pg_rows(("int", "bigint"), series_ids.tolist(), ts.tolist())
-        rows: list[Any] = _run(connection,
-            f"SELECT r.series_id, r.ts, r.value FROM readings r JOIN {keys} AS k(series_id, ts) "
-            "ON r.series_id = k.series_id AND r.ts = k.ts", params)
-    else:
-        rows = []
-        pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
-        for chunk in _chunks(pairs, SQLITE_MAX_VARIABLES // 2):
-            rows += _run(connection,
-                f"WITH k(series_id, ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                # CROSS JOIN keeps k outermost: one primary-key lookup per pair (a row-value
-                # IN list made SQLite scan the whole table).
-                "SELECT r.series_id, r.ts, r.value FROM k CROSS JOIN readings r "
-                "ON r.series_id = k.series_id AND r.ts = k.ts",
-                tuple(v for pair in chunk for v in pair))
+    d = _dialect(connection)
+    rows: list[Any] = []
+    pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
+    for chunk in _chunks(pairs, d.chunk_rows(2)):
+        wanted, params = d.rows(("int", "bigint"), *_columns(chunk, 2))
+        rows += _run(connection, f"WITH k(series_id, ts) AS ({wanted}) {_readings_at('k')}", params)
     return {(row[0], row[1]): (np.nan if row[2] is None else row[2]) for row in rows}
+
+
+def _readings_at(keys: str, head: str = "", tail: str = "") -> str:
+    """The stored readings at the (series_id, ts) rows of `keys`, between `head` and `tail`
+    columns. CROSS JOIN keeps the keys outermost on SQLite: one primary-key lookup per pair (a
+    row-value IN list made it scan the whole table)."""
+    return (f"SELECT {head}r.series_id, r.ts, r.value{tail} FROM {keys} CROSS JOIN readings r "
+            f"WHERE r.series_id = {keys}.series_id AND r.ts = {keys}.ts")
+
+
+def _fits_at(d: _Dialect, keys: str, columns: str, head: str = "") -> str:
+    """The model's (a parameter after the keys') stored fits at the (series_id, boundary_ts)
+    rows of `keys`: series, boundary and `columns`."""
+    return (f"SELECT {head}f.series_id, f.boundary_ts, {columns} FROM {keys} "
+            f"CROSS JOIN seasonal_fits f WHERE f.series_id = {keys}.series_id "
+            f"AND f.boundary_ts = {keys}.boundary_ts AND f.model_id = {d.mark}")
 
 
 def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.ndarray,
@@ -162,25 +203,16 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
     A pair stored meanwhile by another writer is skipped, not an error: the caller compares its
     value. Rows go in (series, timestamp) order, so two writers meet in the same order.
     """
-    if len(ts) == 0:
-        return set()
+    d = _dialect(connection)
     order = np.lexsort((ts, series_ids))
-    sids, stamps = series_ids[order].tolist(), ts[order].tolist()
     column = [None if v != v else v for v in values[order].tolist()]  # NaN -> NULL
-    if is_postgres(connection):
-        new, params = _pg_rows(("int", "bigint", "float8"), sids, stamps, column)
-        rows: list[Any] = _run(connection,
-            f"INSERT INTO readings (series_id, ts, value) SELECT * FROM {new} AS k "
-            "ON CONFLICT DO NOTHING RETURNING series_id, ts", params)
-    else:
-        rows = []
-        for chunk in _chunks(list(zip(sids, stamps, column, strict=True)),
-                             SQLITE_MAX_VARIABLES // 3):
-            rows += _run(connection,
-                "INSERT INTO readings (series_id, ts, value) VALUES "
-                f"{', '.join(['(?, ?, ?)'] * len(chunk))} "
-                "ON CONFLICT DO NOTHING RETURNING series_id, ts",
-                tuple(v for row in chunk for v in row))
+    rows: list[Any] = []
+    new_rows = list(zip(series_ids[order].tolist(), ts[order].tolist(), column, strict=True))
+    for chunk in _chunks(new_rows, d.chunk_rows(3)):
+        new, params = d.rows(("int", "bigint", "float8"), *_columns(chunk, 3))
+        rows += _run(connection,
+                     f"INSERT INTO readings (series_id, ts, value) {new} "
+                     "ON CONFLICT DO NOTHING RETURNING series_id, ts", params)
     return {(row[0], row[1]) for row in rows}
 
 
@@ -188,7 +220,7 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
 class StreamUpdate:
     id: int
     model_id: int | None
-    state: dict[str, Any] | None
+    state: State | None
     last_ts: int | None
     readings_applied: int
     next_forecast: dict[str, Any] | None
@@ -196,39 +228,34 @@ class StreamUpdate:
 
 
 def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> None:
-    """Write the streams' new state, last reading, forecast and accuracy, in one statement."""
+    """Write the streams' new state, last reading, forecast and accuracy.
+
+    Few rows go in one statement from a table of rows; many are pipelined by the driver as one
+    statement per row, because arrays of JSON text cost twice as much to adapt (quoting).
+    """
     if not updates:
         return
-    now = datetime.now(UTC)
-    if is_postgres(connection) and len(updates) > PG_ARRAY_MIN_ROWS:
-        # Pipelined by psycopg; arrays of JSON text cost twice as much to adapt (quoting).
-        _run_many(connection,
-                  "UPDATE streams SET model_id = %s, state = %s::json, last_ts = %s, "
-                  "readings_applied = %s, next_forecast = %s::json, accuracy = %s::json, "
-                  "updated_at = %s WHERE id = %s",
-                  [(u.model_id, _dumps(u.state), u.last_ts, u.readings_applied,
-                    _dumps(u.next_forecast), _dumps(u.accuracy), now, u.id) for u in updates])
-        return
-    if is_postgres(connection):
-        rows, params = _pg_rows(
-            ("int", "int", "text", "bigint", "int", "text", "text"), [u.id for u in updates],
-            [u.model_id for u in updates], [_dumps(u.state) for u in updates],
-            [u.last_ts for u in updates], [u.readings_applied for u in updates],
-            [_dumps(u.next_forecast) for u in updates], [_dumps(u.accuracy) for u in updates])
+    d = _dialect(connection)
+    now = d.stamp(datetime.now(UTC))
+    json_type = "::json" if d.postgres else ""
+    rows = [(u.id, u.model_id, _encoded(u.state), u.last_ts, u.readings_applied,
+             _dumps(u.next_forecast), _dumps(u.accuracy)) for u in updates]
+    if d.postgres and len(updates) <= PG_ARRAY_MIN_ROWS:
+        table, params = d.rows(("int", "int", "bytea", "bigint", "int", "text", "text"),
+                               *_columns(rows, 7))
         _run(connection,
-             "UPDATE streams AS s SET model_id = u.model_id, state = u.state::json, "
+             "UPDATE streams AS s SET model_id = u.model_id, state = u.state, "
              "last_ts = u.last_ts, readings_applied = u.readings_applied, "
-             "next_forecast = u.next_forecast::json, accuracy = u.accuracy::json, "
-             f"updated_at = %s FROM {rows} AS u(id, model_id, state, last_ts, readings_applied, "
-             "next_forecast, accuracy) WHERE s.id = u.id", (now, *params))
+             f"next_forecast = u.next_forecast{json_type}, accuracy = u.accuracy{json_type}, "
+             f"updated_at = {d.mark} FROM ({table}) AS u(id, model_id, state, last_ts, "
+             "readings_applied, next_forecast, accuracy) WHERE s.id = u.id", (now, *params))
         return
-    # SQLAlchemy's format for DateTime on SQLite: UTC, no zone, microseconds.
-    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    m = d.mark
     _run_many(connection,
-        "UPDATE streams SET model_id = ?, state = ?, last_ts = ?, readings_applied = ?, "
-        "next_forecast = ?, accuracy = ?, updated_at = ? WHERE id = ?",
-        [(u.model_id, _dumps(u.state), u.last_ts, u.readings_applied, _dumps(u.next_forecast),
-          _dumps(u.accuracy), stamp, u.id) for u in updates])
+              f"UPDATE streams SET model_id = {m}, state = {m}, last_ts = {m}, "
+              f"readings_applied = {m}, next_forecast = {m}{json_type}, "
+              f"accuracy = {m}{json_type}, updated_at = {m} WHERE id = {m}",
+              [(*row[1:], now, row[0]) for row in rows])
 
 
 def fit_versions(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
@@ -243,19 +270,17 @@ def stored_values_and_fit_versions(
 ) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], int]]:
     """`stored_values` and `fit_versions` at once: one round trip on PostgreSQL, where a
     one-reading post's statements cost their round trips more than their work."""
-    if not is_postgres(connection) or len(ts) == 0 or not fit_keys:
+    d = _dialect(connection)
+    if not d.postgres or len(ts) == 0 or not fit_keys:
         return (stored_values(connection, series_ids, ts),
                 fit_versions(connection, model_id, fit_keys))
-    readings, reading_params = _pg_rows(("int", "bigint"), series_ids.tolist(), ts.tolist())
-    fits, fit_params = _pg_rows(("int", "bigint"), [k[0] for k in fit_keys],
-                                [k[1] for k in fit_keys])
+    readings, reading_params = d.rows(("int", "bigint"), series_ids.tolist(), ts.tolist())
+    fits, fit_params = d.rows(("int", "bigint"), *_columns(fit_keys, 2))
     rows = _run(connection,
-                "SELECT 0, r.series_id, r.ts, r.value, NULL::bigint FROM readings r "
-                f"JOIN {readings} AS k(series_id, ts) ON r.series_id = k.series_id AND r.ts = k.ts "
-                "UNION ALL SELECT 1, f.series_id, f.boundary_ts, NULL::float8, f.version "
-                f"FROM seasonal_fits f JOIN {fits} AS k(series_id, boundary_ts) "
-                "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
-                "WHERE f.model_id = %s", (*reading_params, *fit_params, model_id))
+                f"WITH k(series_id, ts) AS ({readings}), kf(series_id, boundary_ts) AS ({fits}) "
+                f"{_readings_at('k', '0, ', ', NULL::bigint')} "
+                f"UNION ALL {_fits_at(d, 'kf', 'NULL::float8, f.version', '1, ')}",
+                (*reading_params, *fit_params, model_id))
     stored = {(row[1], row[2]): (np.nan if row[3] is None else row[3])
               for row in rows if row[0] == 0}
     return stored, {(row[1], row[2]): row[4] for row in rows if row[0] == 1}
@@ -264,45 +289,26 @@ def stored_values_and_fit_versions(
 def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
                ) -> dict[tuple[int, int], tuple[int, list[list[float]]]]:
     """The version and cycles of each stored fit among (series, boundary) `keys` of a model."""
-    cycles = "f.cycles::text" if is_postgres(connection) else "f.cycles"
+    d = _dialect(connection)
     return {(row[0], row[1]): (row[2], orjson.loads(row[3]))
-            for row in _fit_rows(connection, model_id, keys, f"f.version, {cycles}")}
+            for row in _fit_rows(connection, model_id, keys, f"f.version, f.cycles{d.json_text}")}
 
 
 def _fit_rows(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
               columns: str) -> list[Any]:
     """Series, boundary and `columns` of the model's stored fits among (series, boundary) keys."""
-    if not keys:
-        return []
-    if is_postgres(connection):
-        wanted, params = _pg_rows(("int", "bigint"), [k[0] for k in keys], [k[1] for k in keys])
-        return _run(connection,
-                    f"SELECT f.series_id, f.boundary_ts, {columns} FROM seasonal_fits f "
-                    f"JOIN {wanted} AS k(series_id, boundary_ts) "
-                    "ON f.series_id = k.series_id AND f.boundary_ts = k.boundary_ts "
-                    "WHERE f.model_id = %s", (*params, model_id))
-    rows = []
-    for chunk in _chunks(list(keys), SQLITE_MAX_VARIABLES // 2 - 1):
-        rows += _run(connection,
-                     f"WITH k(series_id, boundary_ts) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                     f"SELECT f.series_id, f.boundary_ts, {columns} FROM k CROSS JOIN seasonal_fits f "
-                     "ON f.series_id = k.series_id AND f.model_id = ? AND f.boundary_ts = k.boundary_ts",
-                     (*(v for pair in chunk for v in pair), model_id))
+    d = _dialect(connection)
+    rows: list[Any] = []
+    for chunk in _chunks(list(keys), d.chunk_rows(2) - 1):
+        wanted, params = d.rows(("int", "bigint"), *_columns(chunk, 2))
+        rows += _run(connection, f"WITH k(series_id, boundary_ts) AS ({wanted}) "
+                                 f"{_fits_at(d, 'k', columns)}", (*params, model_id))
     return rows
 
 
-def _pg_rows(types: Sequence[str], *columns: list[Any]) -> tuple[str, tuple[Any, ...]]:
-    """Rows as a PostgreSQL table expression and its parameters, column by column.
-
-    Many rows travel as one array per column (`unnest`), so the statement's text stays the same
-    whatever their number; a few travel as a VALUES list, because psycopg's array adaptation
-    costs more (~0.15 ms a statement) than a one-reading post's whole query.
-    """
-    if len(columns[0]) > PG_ARRAY_MIN_ROWS:
-        return (f"unnest({', '.join(f'%s::{t}[]' for t in types)})", columns)
-    row = f"({', '.join(f'%s::{t}' for t in types)})"
-    return (f"(VALUES {', '.join([row] * len(columns[0]))})",
-            tuple(v for values in zip(*columns, strict=True) for v in values))
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as `width` lists, column by column (for `_Dialect.rows`)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _run(connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -348,14 +354,13 @@ def _json(text: str | bytes | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def _state(stored: bytes | str | None) -> State | None:
+    return None if stored is None else decode(stored)
+
+
+def _encoded(state: State | None) -> bytes | None:
+    return None if state is None else encode(state)
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def _utc(value: datetime | str | None) -> datetime | None:
-    """A timestamp column as the ORM reads it: aware UTC (SQLite returns its text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value

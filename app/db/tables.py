@@ -1,5 +1,6 @@
 """The tables, typed; the schema itself changes only through migrations/."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +14,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.ml.stream_state import State, decode, encode
 
 
 def utcnow() -> datetime:
@@ -40,6 +44,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+class StoredState(TypeDecorator[State]):
+    """A model's state in its compact binary form (`app.ml.stream_state`); rows stored in the
+    older JSON form read as well."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: State | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else encode(value)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], State | None]:
+        # Not the binary type's own: a JSON row SQLite holds as text is no bytes.
+        return lambda value: None if value is None else decode(value)
 
 
 class Base(DeclarativeBase):
@@ -182,7 +201,7 @@ class WorkerBeat(Base):
 class Stream(Base):
     """A live feed of one series with the model's state carried between requests.
 
-    `state` is the forecaster's JSON state (hidden state of every layer, or the last window);
+    `state` is the forecaster's state (hidden state of every layer, or the last window);
     `next_forecast` is the one-step forecast and intervals made at the last reading, judged when
     the next reading arrives; `accuracy` holds the running sums behind the live metrics.
     """
@@ -199,7 +218,7 @@ class Stream(Base):
     model_id: Mapped[int | None] = mapped_column(
         ForeignKey("forecast_models.id", ondelete="SET NULL"), index=True)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[State | None] = mapped_column(StoredState)
     last_ts: Mapped[int | None] = mapped_column(BigInteger)
     readings_applied: Mapped[int] = mapped_column(Integer, default=0)
     next_forecast: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -220,7 +239,7 @@ class SeriesState(Base):
         ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
     model_id: Mapped[int] = mapped_column(
         ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
-    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[State] = mapped_column(StoredState)
     last_ts: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -4,25 +4,24 @@ Never imports TensorFlow (the API serves with numpy; `import tensorflow` costs ~
 ~560 MiB). It reads meta.json and the numpy network export and builds the network's inputs with
 `features`, the very code training used.
 
-Stream state is a JSON-able dict that round-trips exactly:
-- stream (stateful) models: {"kind": "stream", "series", "network": per-layer h (and c) as
-  lists, "last_value", "last_z": the last reading minus its seasonal component (the reading
-  itself for raw stream models), "last_timestamp", "readings"}. The forecast is recomputed from
-  h, and the seasonal fits come from a `SeasonalSource` shared by every stream of the series, so
-  a stream's state is a few hundred bytes;
-- window (and bidirectional) models: {"kind": "window", "series", "values": the last `window`
-  readings (deseasonalised models: the last `features.context_steps`, the history their seasonal
-  fit reads), "last_timestamp", "readings"}.
+Stream state is a typed, immutable `app.ml.stream_state.State` (its encodings live there):
+- stream (stateful) models: per-layer h (and c), the last reading, its deseasonalised value
+  (the reading itself for raw stream models) and time. The forecast is recomputed from h, and
+  the seasonal fits come from a `SeasonalSource` shared by every stream of the series, so a
+  stream's state is a few hundred bytes;
+- window (and bidirectional) models: the last `window` readings (deseasonalised models: the
+  last `features.context_steps`, the history their seasonal fit reads).
+The public methods also take a state's JSON form and then answer in it, for callers that hold
+states as JSON (the API's state answer, scripts).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ from app.ml.stream_seasonal import (
     SeasonalSource,
     boundaries,
 )
+from app.ml.stream_state import State, StreamState, WindowState, from_json, to_json
 
 DEFAULT_LEVELS = (80, 95)
 # Days of history a deseasonalised stream model is warmed over when it starts from history.
@@ -48,6 +48,10 @@ STREAM_WARM_MIN_STEPS = 64
 # A stream that skips more readings than this must be re-warmed from history: imputing a long
 # stretch from the model's own forecasts would drift.
 MAX_IMPUTED_STEPS = 1_000
+
+# A state as a caller holds it: typed, or its JSON form (answered in the same form).
+S = TypeVar("S", bound=State | dict[str, Any])
+Kind = TypeVar("Kind", StreamState, WindowState)
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class Forecaster:
         seasonal = self.history_seasonal(values, timestamps) if self.needs_seasonal else None
         if seasonal is not None:
             values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
-        state = self.warm(values, timestamps, self.initial_state(series), seasonal=seasonal)
+        state = self._warm(values, timestamps, self.initial(series), seasonal)
         return self.forecast_from_state(state, horizon, levels, seasonal=seasonal)
 
     @property
@@ -146,48 +150,43 @@ class Forecaster:
 
     # -- per-stream state -----------------------------------------------------------------
 
-    def initial_state(self, series: str | None = None) -> dict[str, Any]:
+    def initial(self, series: str | None = None) -> State:
         """State of a stream that has seen nothing yet."""
         name = self._series(series)
         if self.is_stream:
-            return {
-                "kind": "stream",
-                "series": name,
-                "network": self.network.state_to_lists(self.network.zero_state(1)),
-                "last_value": None,
-                "last_z": None,
-                "last_timestamp": None,
-                "readings": 0,
-            }
-        return {
-            "kind": "window",
-            "series": name,
-            "values": [],
-            "last_timestamp": None,
-            "readings": 0,
-        }
+            return StreamState(series=name, network=tuple(self.network.zero_state(1)))
+        return WindowState(series=name)
+
+    def initial_state(self, series: str | None = None) -> dict[str, Any]:
+        """`initial` in the JSON form."""
+        return to_json(self.initial(series))
 
     def warm(
         self,
         values: np.ndarray,
         timestamps: pd.DatetimeIndex,
-        state: dict[str, Any],
+        state: S,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> dict[str, Any]:
+    ) -> S:
         """Feed a block of readings (on the grid, after the state's last one) into `state`.
 
         Short gaps are interpolated as in training; longer gaps are filled with the model's own
         one-step forecasts. Returns a new state; `state` is left unchanged. Deseasonalised stream
         models read their seasonal fits from `seasonal`.
         """
+        return _as_given(self._warm(values, timestamps, _typed(state), seasonal), state)
+
+    def _warm(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+    ) -> State:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
         self._check_grid(values, timestamps, state)
         if len(values) == 0:
-            return copy.deepcopy(state)
+            return state
         values = interpolate_short_gaps(values)
-        if not self.is_stream:
+        if isinstance(state, WindowState):
             return self._warm_window(values, timestamps, state)
         source = self._source(seasonal)
         state = self._fill_to(state, timestamps[0], source)
@@ -206,12 +205,12 @@ class Forecaster:
 
     def step(
         self,
-        state: dict[str, Any],
+        state: S,
         value: float,
         ts: pd.Timestamp,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> dict[str, Any]:
+    ) -> S:
         """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
 
         Readings skipped since the state's last timestamp are filled with the model's forecasts.
@@ -222,7 +221,7 @@ class Forecaster:
 
     def forecast_from_state(
         self,
-        state: dict[str, Any],
+        state: State | Mapping[str, Any],
         horizon: int,
         levels: tuple[int, ...] = DEFAULT_LEVELS,
         *,
@@ -244,24 +243,26 @@ class Forecaster:
                 f"Received an invalid value for argument `levels`, expected levels among "
                 f"{sorted(self.quantiles)}, got {list(levels)}."
             )
-        if state["last_timestamp"] is None:
+        state = _typed(state)
+        if state.last_ns is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
-        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        start = pd.Timestamp(state.last_ns) + self.offset
         timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
         mean = self.rollout(state, horizon, seasonal=seasonal)
-        widths = self.interval_widths(state["series"], horizon, levels)
+        widths = self.interval_widths(state.series, horizon, levels)
         lower = {level: mean - width for level, width in widths.items()}
         upper = {level: mean + width for level, width in widths.items()}
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
     def rollout(
-        self, state: dict[str, Any], horizon: int, *, seasonal: SeasonalSource | None = None
+        self, state: State, horizon: int, *, seasonal: SeasonalSource | None = None
     ) -> np.ndarray:
         """The mean forecast of `horizon` readings after the state's last one: heads of
         forecasts, each fed back as readings until the horizon is covered."""
-        if self.is_stream:
+        self._check_kind(state)
+        if isinstance(state, StreamState):
             return self._roll_stream(state, horizon, self._source(seasonal))
-        return self._roll_window(state, horizon, self.scales[state["series"]])
+        return self._roll_window(state, horizon, self.scales[state.series])
 
     def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
         """Each level's interval half-width per step ahead, in the series' units."""
@@ -279,28 +280,34 @@ class Forecaster:
         and its next step's (for the one-step forecast after it)."""
         return self.fit_boundaries(ns), self.fit_boundaries(ns + self.step_size.value)
 
-    def forecast_boundary_ns(self, state: dict[str, Any]) -> int | None:
+    def forecast_boundary_ns(self, state: State) -> int | None:
         """The boundary (int64 ns) of the seasonal fit a forecast from `state` reads, the fit of
         its first step; None for models that read no fits and states with no readings yet."""
-        if not self.needs_seasonal or state["last_timestamp"] is None:
+        if not self.needs_seasonal or state.last_ns is None:
             return None
-        first = pd.Timestamp(state["last_timestamp"]).value + self.step_size.value
+        first = state.last_ns + self.step_size.value
         return int(self.fit_boundaries(np.array([first]))[0])
 
     def advance(
         self,
         values: np.ndarray,
         timestamps: pd.DatetimeIndex,
-        state: dict[str, Any],
+        state: S,
         *,
         seasonal: SeasonalSource | None = None,
-    ) -> tuple[dict[str, Any], np.ndarray]:
+    ) -> tuple[S, np.ndarray]:
         """`warm`, also returning the one-step forecast made after each reading (NaN if none).
 
         Live accuracy judges each reading against the forecast made just before it, so a batch
         of readings needs every intermediate forecast. Contiguous readings with no gaps take one
         vectorised pass through the network; anything else goes a reading at a time.
         """
+        new_state, means = self._advance(values, timestamps, _typed(state), seasonal)
+        return _as_given(new_state, state), means
+
+    def _advance(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+    ) -> tuple[State, np.ndarray]:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
         self._check_grid(values, timestamps, state)
@@ -308,62 +315,66 @@ class Forecaster:
             len(values) > 0
             and not np.isnan(values).any()
             and (
-                state["last_timestamp"] is None
-                or timestamps[0] == pd.Timestamp(state["last_timestamp"]) + self.offset
+                state.last_ns is None or timestamps[0] == pd.Timestamp(state.last_ns) + self.offset
             )
         )
-        if contiguous and self.is_stream:
+        if contiguous and isinstance(state, StreamState):
             states, means = self._step_run([state], values[None], timestamps.asi8[None], [seasonal])
             return states[0], means[0]
-        if contiguous and len(state["values"]) + len(values) >= self.spec.window:
+        if (
+            contiguous
+            and isinstance(state, WindowState)
+            and len(state.values) + len(values) >= self.spec.window
+        ):
             return self._advance_window(values, timestamps, state)
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
-            state = self.warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal=seasonal)
+            state = self._warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal)
             if self._can_forecast(state):
                 means[i] = self.rollout(state, 1, seasonal=seasonal)[0]
         return state, means
 
     def step_streams(
         self,
-        states: Sequence[dict[str, Any]],
+        states: Sequence[S],
         values: np.ndarray,
         timestamps_ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
-    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    ) -> tuple[list[S], np.ndarray]:
         """Advance many streams of this stream model by one reading each, in one network pass.
 
         Each reading must be present and directly follow its state's last one (`advance`
         handles everything else, a stream at a time). Every stream has its own state and
         seasonal source; the B states are stacked so the step is one matrix product per gate.
-        Returns the new states and each stream's one-step forecast after its reading, exactly
-        as `advance` would give them one stream at a time (up to floating-point rounding).
+        Returns the new states and each stream's one-step forecast after its reading: the batched
+        step `advance` takes for one stream, so the two agree.
         """
         ns = np.asarray(timestamps_ns, dtype=np.int64)[:, None]
-        new_states, means = self._step_run(states, np.asarray(values, dtype=np.float64)[:, None], ns, sources)
-        return new_states, means[:, 0]
+        typed = [_stream_typed(state) for state in states]
+        new_states, means = self._step_run(typed, np.asarray(values, dtype=np.float64)[:, None], ns, sources)
+        return [_as_given(new, given) for new, given in zip(new_states, states, strict=True)], means[:, 0]
 
     def _step_run(
         self,
-        states: Sequence[dict[str, Any]],
+        states: Sequence[StreamState],
         values: np.ndarray,
         ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
-    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    ) -> tuple[list[StreamState], np.ndarray]:
         """`_run_streams`, also returning the one-step forecast after each reading (B, T)."""
         new_states, outputs = self._run_streams(states, values, ns, sources)
         _, ahead_bounds = self.step_fit_boundaries(ns)
         here, following = self._seasonal(sources, ns, ahead_bounds, (0, 1))
-        scales = np.array([self.scales[state["series"]] for state in new_states])[:, None]
+        scales = np.array([self.scales[state.series] for state in new_states])[:, None]
         return new_states, _forecast_value(values, following - here, scales, outputs[:, :, 0])
 
     def _run_streams(
         self,
-        states: Sequence[dict[str, Any]],
+        states: Sequence[StreamState],
         values: np.ndarray,
         ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
-    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    ) -> tuple[list[StreamState], np.ndarray]:
         """The batched step: B streams, each fed T present readings (B, T) at `ns` (int64 ns)
         that follow its state's last one, in one network pass. The new states and the network's
         outputs after each reading (B, T, out).
@@ -372,35 +383,30 @@ class Forecaster:
         take this pass, so they agree bit for bit. Every stream has its own state and seasonal
         source; the states are stacked so a step is one matrix product per gate.
         """
-        states = [self._stream_state(state) for state in states]
         (seasonal,) = self._seasonal(sources, ns, self.fit_boundaries(ns), (0,))
-        scales = np.array([self.scales[state["series"]] for state in states])[:, None]
+        scales = np.array([self.scales[state.series] for state in states])[:, None]
         z = values - seasonal
-        first = np.array([z[i, 0] if s["last_z"] is None else s["last_z"] for i, s in enumerate(states)])
+        first = np.array([z[i, 0] if s.last_z is None else s.last_z for i, s in enumerate(states)])
         previous = np.concatenate([first[:, None], z[:, :-1]], axis=1)
         # As `change_inputs` computes it, z/scale - previous/scale, so training and serving agree.
         change = z / scales - previous / scales
         known = calendar(ns.reshape(-1), self.features).reshape(*ns.shape, -1)
         x = np.concatenate([change[:, :, None], known], axis=2)
-        # Each state holds (1, units) per layer: one conversion per layer for all streams.
-        stacked = [
-            np.array([state["network"][layer][0] for state in states], dtype=np.float64)
-            for layer in range(len(self.network.state_units))
-        ]
+        # Each state holds (1, units) per layer: one concatenation per layer for all streams.
+        layers = range(len(self.network.state_units))
+        stacked = [np.concatenate([state.network[layer] for state in states]) for layer in layers]
         y, net = self.network.run(x, stacked, return_sequences=True)
-        iso = np.datetime_as_string(ns[:, -1].astype("datetime64[ns]"), unit="s").tolist()
-        rows = [array.tolist() for array in net]
-        last_values, last_z = values[:, -1].tolist(), z[:, -1].tolist()
+        last_values, last_z, last_ns = values[:, -1].tolist(), z[:, -1].tolist(), ns[:, -1].tolist()
         steps = ns.shape[1]
         new_states = [
-            {
-                **state,
-                "network": [[layer[i]] for layer in rows],
-                "last_value": last_values[i],
-                "last_z": last_z[i],
-                "last_timestamp": iso[i],
-                "readings": state["readings"] + steps,
-            }
+            StreamState(
+                series=state.series,
+                network=tuple(array[i : i + 1] for array in net),
+                last_value=last_values[i],
+                last_z=last_z[i],
+                last_ns=last_ns[i],
+                readings=state.readings + steps,
+            )
             for i, state in enumerate(states)
         ]
         return new_states, np.asarray(y, dtype=np.float64)
@@ -436,16 +442,16 @@ class Forecaster:
                     values[i, mine] = fit.at(steps[mine] + shift)
         return out
 
-    def _can_forecast(self, state: dict[str, Any]) -> bool:
-        if state["last_timestamp"] is None:
+    def _can_forecast(self, state: State) -> bool:
+        if state.last_ns is None:
             return False
-        return self.is_stream or len(state["values"]) >= self.spec.window
+        return isinstance(state, StreamState) or len(state.values) >= self.spec.window
 
     def _advance_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
-    ) -> tuple[dict[str, Any], np.ndarray]:
-        scale = self.scales[state["series"]]
-        kept = np.asarray(state["values"], dtype=np.float64)
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+    ) -> tuple[WindowState, np.ndarray]:
+        scale = self.scales[state.series]
+        kept = state.values
         combined = np.concatenate([kept, values])
         stamps = pd.date_range(end=timestamps[-1], periods=len(combined), freq=self.offset)
         ends = np.arange(len(kept), len(combined))
@@ -454,19 +460,19 @@ class Forecaster:
         if len(ends) and self.fitter is not None:
             for end in ends.tolist():
                 history = combined[max(0, end + 1 - self.context_steps) : end + 1]
-                means[end - len(kept)] = self._predict_window(history, stamps[end], state["series"])[0]
+                means[end - len(kept)] = self._predict_window(history, stamps[end], state.series)[0]
         elif len(ends):
             x, _ = window_batch(
                 combined / scale, calendar(stamps, self.features), ends, self.features, targets=False
             )
             y, _ = self.network.run(x)
             means[ends - len(kept)] = to_values(y[:, :1], combined[ends], scale)[:, 0]
-        new_state = {
-            **state,
-            "values": _json_values(combined[-self.context_steps :]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
+        new_state = WindowState(
+            series=state.series,
+            values=combined[-self.context_steps :],
+            last_ns=int(timestamps[-1].value),
+            readings=state.readings + len(values),
+        )
         return new_state, means
 
     # -- internals ------------------------------------------------------------------------
@@ -486,7 +492,15 @@ class Forecaster:
             )
         return series
 
-    def _check_grid(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]) -> None:
+    def _check_kind(self, state: State) -> None:
+        if isinstance(state, StreamState) != self.is_stream:
+            raise ValueError(
+                f"Received a {'stream' if isinstance(state, StreamState) else 'window'} model's state, "
+                f"expected a {'stream' if self.is_stream else 'window'} model's."
+            )
+
+    def _check_grid(self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State) -> None:
+        self._check_kind(state)
         if values.ndim != 1 or len(values) != len(timestamps):
             raise ValueError(
                 f"Received {values.shape} values and {len(timestamps)} timestamps, expected one "
@@ -499,17 +513,16 @@ class Forecaster:
                     f"Received timestamps that are not on a regular {self.spec.freq} grid; "
                     "expected one per step, with NaN values for missing readings."
                 )
-        last = state["last_timestamp"]
-        if len(timestamps) and last is not None and timestamps[0] <= pd.Timestamp(last):
+        if len(timestamps) and state.last_ns is not None and timestamps[0] <= pd.Timestamp(state.last_ns):
             raise ValueError(
                 f"Received a reading at {timestamps[0].isoformat()}, expected one after the "
-                f"stream's last reading at {last}."
+                f"stream's last reading at {pd.Timestamp(state.last_ns).isoformat()}."
             )
 
-    def _missing_steps(self, state: dict[str, Any], ts: pd.Timestamp) -> pd.DatetimeIndex:
-        if state["last_timestamp"] is None:
+    def _missing_steps(self, state: State, ts: pd.Timestamp) -> pd.DatetimeIndex:
+        if state.last_ns is None:
             return pd.DatetimeIndex([])
-        start = pd.Timestamp(state["last_timestamp"]) + self.offset
+        start = pd.Timestamp(state.last_ns) + self.offset
         count = int((ts - start) / pd.Timedelta(self.offset))
         missing = pd.date_range(start, periods=max(count, 0), freq=self.offset)
         if len(missing) > MAX_IMPUTED_STEPS:
@@ -520,13 +533,13 @@ class Forecaster:
         return missing
 
     def _fill_to(
-        self, state: dict[str, Any], ts: pd.Timestamp, source: SeasonalSource | None = None
-    ) -> dict[str, Any]:
+        self, state: Kind, ts: pd.Timestamp, source: SeasonalSource | None = None
+    ) -> Kind:
         """Fill the grid between the state's last reading and `ts` with missing readings."""
         missing = self._missing_steps(state, ts)
         if len(missing) == 0:
             return state
-        return self.warm(np.full(len(missing), np.nan), missing, state, seasonal=source)
+        return cast(Kind, self._warm(np.full(len(missing), np.nan), missing, state, source))
 
     @functools.cached_property
     def step_size(self) -> pd.Timedelta:
@@ -539,16 +552,7 @@ class Forecaster:
             raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
         return seasonal
 
-    @staticmethod
-    def _stream_state(state: dict[str, Any]) -> dict[str, Any]:
-        """States stored before `last_z` existed belong to raw stream models, where z = y."""
-        if "last_z" in state:
-            return state
-        upgraded = {k: v for k, v in state.items() if k != "output"}
-        upgraded["last_z"] = state["last_value"]
-        return upgraded
-
-    def _roll_stream(self, state: dict[str, Any], horizon: int, source: SeasonalSource) -> np.ndarray:
+    def _roll_stream(self, state: StreamState, horizon: int, source: SeasonalSource) -> np.ndarray:
         """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
 
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
@@ -559,12 +563,11 @@ class Forecaster:
         network is on Python floats: numpy's per-call overhead on one-element arrays would cost
         more than the network step, and the floats round exactly as float64 arrays do.
         """
-        if state["last_timestamp"] is None:
+        if state.last_ns is None or state.last_value is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
-        state = self._stream_state(state)
-        scale = self.scales[state["series"]]
+        scale = self.scales[state.series]
         step_ns = self.step_size.value
-        last_ns = pd.Timestamp(state["last_timestamp"]).value
+        last_ns = state.last_ns
         head = self.network.output_size
         steps = -(-horizon // head) * head
         future = last_ns + step_ns * np.arange(1, steps + 1, dtype=np.int64)
@@ -573,8 +576,8 @@ class Forecaster:
         seasonal = source.cycles(first).at((np.concatenate([[last_ns], future]) - first) // step_ns).tolist()
         # The steps of the last head are never fed back: their inputs are not needed.
         known = calendar(future[: steps - head], self.features)
-        stepper = self.network.stepper(self.network.state_from_lists(state["network"]), known)
-        last_value, last_z = float(state["last_value"]), state["last_z"]
+        stepper = self.network.stepper(list(state.network), known)
+        last_value, last_z = state.last_value, state.last_z
         mean: list[float] = []
         done = 0
         while True:
@@ -596,11 +599,11 @@ class Forecaster:
             done += head
 
     def _warm_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+    ) -> WindowState:
         state = self._fill_to(state, timestamps[0])
         size = self.spec.window
-        combined = np.concatenate([np.asarray(state["values"], dtype=np.float64), values])
+        combined = np.concatenate([state.values, values])
         tail = max(0, len(combined) - self.context_steps)
         # Gaps too long to interpolate are filled with forecasts, as a stream model fills them;
         # only the readings that stay in the held history matter. A masked model (closed hours)
@@ -616,13 +619,13 @@ class Forecaster:
                     f"expected the last {size} readings with gaps of at most a few steps."
                 )
             history_end = timestamps[-1] - self.offset * (len(combined) - i)
-            combined[i] = self._predict_window(history, history_end, state["series"])[0]
-        return {
-            **state,
-            "values": _json_values(combined[tail:]),
-            "last_timestamp": timestamps[-1].isoformat(),
-            "readings": state["readings"] + len(values),
-        }
+            combined[i] = self._predict_window(history, history_end, state.series)[0]
+        return WindowState(
+            series=state.series,
+            values=combined[tail:],
+            last_ns=int(timestamps[-1].value),
+            readings=state.readings + len(values),
+        )
 
     def _predict_window(self, history: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
         """One head of forecasts (original units) after `history` (at least a window) ending at `last_ts`."""
@@ -638,18 +641,18 @@ class Forecaster:
             self.fitter,
         )
         y, _ = self.network.run(x)
-        return base[0] + scale * np.asarray(y[0], dtype=np.float64)
+        return np.asarray(base[0] + scale * np.asarray(y[0], dtype=np.float64), dtype=np.float64)
 
-    def _roll_window(self, state: dict[str, Any], horizon: int, scale: float) -> np.ndarray:
-        history = np.asarray(state["values"], dtype=np.float64)
+    def _roll_window(self, state: WindowState, horizon: int, scale: float) -> np.ndarray:
+        history = state.values
         if len(history) < self.spec.window:
             raise ValueError(
                 f"The model needs the last {self.spec.window} readings to forecast, got {len(history)}."
             )
-        last_ts = pd.Timestamp(state["last_timestamp"])
+        last_ts = pd.Timestamp(state.last_ns)
         mean = np.zeros(0)
         while len(mean) < horizon:
-            block = self._predict_window(history, last_ts, state["series"])
+            block = self._predict_window(history, last_ts, state.series)
             mean = np.concatenate([mean, block])
             history = np.concatenate([history, block])[-self.context_steps :]
             last_ts = last_ts + self.offset * len(block)
@@ -667,7 +670,7 @@ class Forecaster:
         head = len(q)
         steps = np.arange(1, horizon + 1)
         beyond = q[-1] * np.sqrt(steps / head)
-        return np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond)
+        return np.asarray(np.where(steps <= head, q[np.minimum(steps, head) - 1], beyond), dtype=np.float64)
 
 
 def _forecast_value(last: Any, ahead: Any, scale: Any, output: Any) -> Any:
@@ -676,7 +679,17 @@ def _forecast_value(last: Any, ahead: Any, scale: Any, output: Any) -> Any:
     return last + ahead + scale * output
 
 
-def _json_values(values: np.ndarray) -> list[float | None]:
-    """Held readings as JSON allows them: a missing one (closed hours) is null, not NaN, which
-    PostgreSQL's json type refuses; `np.asarray(..., dtype=float)` reads null back as NaN."""
-    return [None if v != v else v for v in values.tolist()]
+def _typed(state: State | Mapping[str, Any]) -> State:
+    return state if isinstance(state, StreamState | WindowState) else from_json(state)
+
+
+def _stream_typed(state: State | Mapping[str, Any]) -> StreamState:
+    typed = _typed(state)
+    if not isinstance(typed, StreamState):
+        raise ValueError("Received a window model's state, expected a stream model's.")
+    return typed
+
+
+def _as_given(state: State, given: S) -> S:
+    """`state` in the form the caller gave one: typed, or its JSON form."""
+    return cast(S, state if isinstance(given, StreamState | WindowState) else to_json(state))

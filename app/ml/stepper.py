@@ -48,7 +48,8 @@ class Stepper:
         h = self._upper[-1][1][0] if self._upper else self._loop.h
         for layer in self._head:
             h = layer(h)
-        return h[0]
+        out: FloatArray = h[0]
+        return out
 
     def step(self, fed: float) -> None:
         """Advance one step whose first input feature is `fed`."""

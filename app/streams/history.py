@@ -17,12 +17,13 @@ from app.db.tables import Series, SeriesState
 from app.errors import Conflict
 from app.ml.forecaster import Forecaster
 from app.ml.stream_seasonal import SeasonalSource
+from app.ml.stream_state import State
 from app.streams.seasonal_fits import forget_fits_from, seasonal_source
 from app.timegrid import on_grid, to_index
 
 
-def warm_over(forecaster: Forecaster, state: dict, ts_s: np.ndarray, values: np.ndarray,
-              freq: str, seasonal: SeasonalSource | None = None) -> dict:
+def warm_over(forecaster: Forecaster, state: State, ts_s: np.ndarray, values: np.ndarray,
+              freq: str, seasonal: SeasonalSource | None = None) -> State:
     """`state` advanced over stored readings (gaps become NaN steps the model fills)."""
     if len(ts_s) == 0:
         return state
@@ -41,7 +42,7 @@ class HistoryRead:
     model_id: int
     freq: str
     name: str
-    cached_state: dict | None
+    cached_state: State | None
     cached_last_ts: int | None
     ts: np.ndarray
     values: np.ndarray
@@ -51,7 +52,7 @@ class HistoryRead:
 class WarmedHistory:
     """The state after the last reading read; `changed` when it should be stored."""
 
-    state: dict
+    state: State
     last_ts: int | None
     changed: bool
 
@@ -83,7 +84,7 @@ def warm_history(forecaster: Forecaster, read: HistoryRead,
     """The model's state after the readings read: computation only (the seasonal source, for
     deseasonalised stream models, may read and store its fits)."""
     start = read.cached_state if read.cached_state is not None else \
-        forecaster.initial_state(read.name)
+        forecaster.initial(read.name)
     if len(read.ts) == 0:
         return WarmedHistory(state=start, last_ts=read.cached_last_ts, changed=False)
     state = warm_over(forecaster, start, read.ts, read.values, read.freq, seasonal)
@@ -120,7 +121,7 @@ def store_state(*, session: Session, read: HistoryRead, warmed: WarmedHistory) -
 
 
 def history_state(*, session: Session, forecaster: Forecaster, model_id: int, series: Series,
-                  max_steps: int) -> dict:
+                  max_steps: int) -> State:
     """The model's state after the series' last stored reading (warmed from at most
     `max_steps` readings, from a zero state), reusing and advancing the stored one, all in the
     caller's transaction (streams, which hold the stream's lock anyway)."""

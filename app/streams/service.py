@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,6 +26,7 @@ from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
 from app.ml.forecaster import Forecast, Forecaster
 from app.ml.stream_seasonal import SeasonalSource
+from app.ml.stream_state import State
 from app.streams import judging
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
@@ -88,11 +88,8 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
         model = models_db.default_model(session=session, series_id=series.id)
         if model is None:
             raise Conflict("The series has no ready model yet: train one with POST /v1/models")
-    elif model.status != "ready" or series.id not in models_db.series_ids(
-            session=session, model_id=model.id):
-        raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
-                      errors=[field_error("model_id", model.id, "not ready, or not trained "
-                                                                  "on this series")])
+    else:
+        _check_pinnable(session=session, model=model, series=series)
     stream = Stream(tenant_id=tenant_id, name=name or f"st_{secrets.token_hex(8)}",
                     series_id=series.id, model_id=model.id, pinned=pinned, readings_applied=0)
     _warm(session=session, cache=cache, settings=settings, stream=stream, model=model,
@@ -104,6 +101,15 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
         raise Conflict(f"A stream with id {name!r} already exists",
                        errors=[field_error("stream_id", name, "already taken")]) from None
     return stream
+
+
+def _check_pinnable(*, session: Session, model: ForecastModel, series: Series) -> None:
+    """A stream may be pinned to a ready model trained on its series, and to no other."""
+    if model.status != "ready" or series.id not in models_db.series_ids(
+            session=session, model_id=model.id):
+        raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
+                      errors=[field_error("model_id", model.id, "not ready, or not trained "
+                                                                  "on this series")])
 
 
 def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
@@ -172,10 +178,10 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     for prev, gap in zip(previous, gaps.tolist(), strict=True):
         if gap > 0 and prev is not None:
             result.filled += iso_many(following(prev, series.freq, gap))
-    state = stream.state or forecaster.initial_state(series.name)
+    state = stream.state or forecaster.initial(series.name)
     grid, full = on_grid(ts, values, series.freq)
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster)
+                               forecaster=forecaster, stale_ok=True)  # a post never fits
     try:
         state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
@@ -210,7 +216,8 @@ def _gaps(last: int | None, ts: np.ndarray, freq: str) -> np.ndarray:
     if step_s is None or len(ts) == 0:
         return np.zeros(len(ts), dtype=np.int64)
     previous = np.concatenate([[ts[0] - step_s if last is None else last], ts[:-1]])
-    return (ts - previous) // step_s - 1
+    gaps: np.ndarray = (ts - previous) // step_s - 1
+    return gaps
 
 
 def _check_resent(*, session: Session, stream: Stream, ts: np.ndarray, values: np.ndarray) -> None:
@@ -245,12 +252,11 @@ def _stored_at(known_ts: np.ndarray, known: np.ndarray, at: np.ndarray) -> np.nd
     return found
 
 
-def _state_ts(state: dict[str, Any]) -> int | None:
-    last = state.get("last_timestamp")
-    return None if last is None else int(pd.Timestamp(last).value // NS_PER_S)
+def _state_ts(state: State) -> int | None:
+    return None if state.last_ns is None else state.last_ns // NS_PER_S
 
 
-def _next(forecaster: Forecaster, state: dict[str, Any],
+def _next(forecaster: Forecaster, state: State,
           seasonal: SeasonalSource | None) -> dict[str, Any] | None:
     """The one-step forecast and intervals from `state`, or None before it can forecast."""
     try:
@@ -286,7 +292,7 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, fits: FitCache,
 
 def _forecast_source(*, session: Session, connection: Connection, forecaster: Forecaster,
                      fits: FitCache, model_id: int, series_id: int,
-                     state: dict[str, Any]) -> SeasonalSource | None:
+                     state: State) -> SeasonalSource | None:
     """The fit a forecast from `state` reads, read ahead; made (and stored) if missing."""
     boundary_ns = forecaster.forecast_boundary_ns(state)
     if boundary_ns is None:
@@ -296,7 +302,7 @@ def _forecast_source(*, session: Session, connection: Connection, forecaster: Fo
         stored_source, session, forecaster, model_id, series_id, fits))
 
 
-def run_forecast(forecaster: Forecaster, state: dict[str, Any], horizon: int,
+def run_forecast(forecaster: Forecaster, state: State, horizon: int,
                  levels: tuple[int, ...], seasonal: SeasonalSource | None = None) -> Forecast:
     """Roll out from `state`, turning the forecaster's complaints into client errors."""
     unknown = [level for level in levels if level not in forecaster.quantiles]
@@ -319,11 +325,7 @@ def reset_stream(*, session: Session, cache: ForecasterCache, settings: Settings
                  stream: Stream, series: Series, model: ForecastModel | None) -> None:
     """Re-warm from history; with `model`, pin it (it must be a ready model of the series)."""
     if model is not None:
-        if model.status != "ready" or series.id not in models_db.series_ids(
-                session=session, model_id=model.id):
-            raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
-                          errors=[field_error("model_id", model.id, "not ready, or not "
-                                                                      "trained on this series")])
+        _check_pinnable(session=session, model=model, series=series)
         stream.pinned, stream.model_id = True, model.id
     chosen, _ = model_for(session=session, stream=stream)
     _warm(session=session, cache=cache, settings=settings, stream=stream, model=chosen,

@@ -67,3 +67,44 @@ def count(connection: Connection, table: str) -> int:
 def stored(connection: Connection) -> list[tuple[int, int, float | None]]:
     return [tuple(r) for r in connection.execute(  # type: ignore[misc]
         text("SELECT series_id, ts, value FROM readings ORDER BY series_id, ts")).all()]
+
+
+OLD_STATE = {"kind": "stream", "series": "load", "network": [[[0.5, -0.25]]], "last_value": 12.0,
+             "last_z": 11.5, "last_timestamp": "2024-01-01T05:00:00", "readings": 3}
+
+
+def test_stream_states_become_binary_and_back(empty_database_url: str) -> None:
+    """0011 stores states in binary: a row written as JSON before it reads after it, and a
+    downgrade writes every state back as the JSON it was."""
+    import json
+
+    from sqlalchemy import select, text
+
+    from app.db.engine import create_session_factory, transaction
+    from app.db.tables import Stream
+    from app.ml.stream_state import StreamState, to_json
+
+    upgrade(empty_database_url, "0007")
+    engine = create_db_engine(empty_database_url)
+    now = "2024-01-01 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', '{now}')"))
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                f"VALUES (1, 1, 'load', 'h', '{now}')"))
+        connection.execute(text(
+            "INSERT INTO streams (tenant_id, name, series_id, pinned, state, readings_applied, "
+            f"created_at, updated_at) VALUES (1, 's', 1, false, :state, 3, '{now}', '{now}')"),
+            {"state": json.dumps(OLD_STATE)})
+    upgrade(empty_database_url)
+    with transaction(create_session_factory(engine), write=True) as session:
+        stream = session.scalars(select(Stream)).one()
+        assert isinstance(stream.state, StreamState) and to_json(stream.state) == OLD_STATE
+        stream.state = StreamState(series="load", network=(stream.state.network[0] * 2,),
+                                   last_value=1.0, last_z=2.0, last_ns=0, readings=4)
+    downgrade(empty_database_url, "0007")
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT state FROM streams")).scalar_one()
+    engine.dispose()
+    assert (stored if isinstance(stored, dict) else json.loads(stored)) == {
+        **OLD_STATE, "network": [[[1.0, -0.5]]], "last_value": 1.0, "last_z": 2.0,
+        "last_timestamp": "1970-01-01T00:00:00", "readings": 4}

@@ -566,3 +566,35 @@ def test_a_stream_locked_too_long_is_503_and_nothing_is_applied(
     engine.dispose()
     assert snapshot(client, auth, "m1") == before
     assert bulk(client, auth, [reading("m1", WARM)])["applied"] == 1
+
+
+def test_rows_holding_the_old_json_state_step_on_exactly_as_binary_ones(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        fleet_artifacts: dict[str, Path]) -> None:
+    """A stream row written before states were stored in binary holds the JSON form: it still
+    loads, on the fast path (one reading) and the general one (two readings, a missing one),
+    and ends exactly where a stream stored in binary ends; its row is binary from then on."""
+    from sqlalchemy import text
+
+    from app.db.engine import create_db_engine
+    from app.ml.stream_state import FORMAT_VERSION
+
+    streams = {name: SERIES_NAME for name in ("new1", "new2", "old1", "old2")}
+    open_fleet(client, auth, settings, fleet_artifacts, streams)
+    engine = create_db_engine(settings.database_url)
+    with engine.begin() as connection:
+        for name in ("old1", "old2"):
+            connection.execute(text("UPDATE streams SET state = :state WHERE name = :name"),
+                               {"state": json.dumps(snapshot(client, auth, name)["state"]),
+                                "name": name})
+    bulk(client, auth, [reading("new1", WARM), reading("old1", WARM)])
+    for name in ("new2", "old2"):
+        single(client, auth, name, [reading(name, WARM), reading(name, WARM + 1, missing=True)])
+    for new, old in (("new1", "old1"), ("new2", "old2")):
+        got, want = snapshot(client, auth, old), snapshot(client, auth, new)
+        assert {k: v for k, v in got.items() if k != "updated_at"} == {
+            k: v for k, v in want.items() if k != "updated_at"}, old
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT state FROM streams")).scalars().all()
+    engine.dispose()
+    assert {bytes(state)[0] for state in stored} == {FORMAT_VERSION}

@@ -14,6 +14,7 @@ from app.ml.features import FeatureConfig, calendar
 from app.ml.forecaster import Forecaster
 from app.ml.spec import ResolvedSpec
 from app.ml.stream_seasonal import NO_SEASON, boundaries, change_inputs, seasonal_ahead, seasonal_at
+from app.ml.stream_state import decode, to_json
 from tests.api.helpers import assert_problem, count_rows
 from tests.streams.conftest import (
     fits_made_ahead,
@@ -287,12 +288,13 @@ def test_stream_rows_hold_only_the_state_and_share_one_seasonal_fit_a_day(
         rows = connection.execute(text(
             "SELECT state, next_forecast, accuracy FROM streams")).all()
     engine.dispose()
-    for state, next_forecast, accuracy in rows:
-        state = state if isinstance(state, dict) else json.loads(state)
+    for stored, next_forecast, accuracy in rows:
+        # The state is stored in its binary form (app.ml.stream_state), the rest as JSON.
+        state = to_json(decode(stored))
         assert set(state) == {"kind", "series", "network", "last_value", "last_z",
                               "last_timestamp", "readings"}
-        size = sum(len(v if isinstance(v, str) else json.dumps(v))
-                   for v in (state, next_forecast, accuracy))
+        size = len(bytes(stored)) + sum(len(v if isinstance(v, str) else json.dumps(v))
+                                        for v in (next_forecast, accuracy))
         assert size < 4096
     # A changed reading before a fit's day drops the fits that read it.
     changed = {"readings": [{"ts": stamps[WARM - 30].isoformat(), "value": 500.0}]}
@@ -328,3 +330,35 @@ def test_fits_older_than_four_weeks_before_a_new_one_are_dropped(
             "SELECT boundary_ts FROM seasonal_fits ORDER BY boundary_ts"))]
     engine.dispose()
     assert kept[0] == oldest + 2 * 86_400 and kept[-2] == newest and kept[-1] == later
+
+
+def test_live_accuracy_sets_the_model_beside_persistence_and_the_seasonal_naive(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        artifacts: dict[str, Path]) -> None:
+    """A one-step forecast is judged like for like: against persistence (the reading one step
+    earlier) as well as the seasonal naive, on the fast path (one reading a post) and the
+    general one (several), and the answer names both baselines."""
+    sid = load_series(client, auth, WARM)
+    install_model(settings, artifacts["lstm_stateful"], sid)
+    created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "m"}, headers=auth)
+    assert created.status_code == 201, created.text
+    stamps, values = hourly_values()
+    for i in range(WARM, WARM + 10):
+        response = post(client, auth, "m", [(stamps[i].isoformat(), float(values[i]))])
+        assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    response = post(client, auth, "m", [(stamps[i].isoformat(), float(values[i]))
+                                        for i in range(WARM + 10, WARM + 13)])
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    got = client.get("/v1/streams/m", headers=auth).json()["accuracy"]
+    period = Forecaster.load(artifacts["lstm_stateful"]).spec.seasonal_period
+    judged = np.arange(WARM, WARM + 13)
+    assert got["judged"] == len(judged)
+    assert got["persistence_mae"] == pytest.approx(
+        np.abs(values[judged] - values[judged - 1]).mean(), rel=1e-12)
+    assert got["naive_mae"] == pytest.approx(
+        np.abs(values[judged] - values[judged - period]).mean(), rel=1e-12)
+    # Every reading had both baselines' forecasts, so each ratio is of the whole MAEs.
+    assert got["relative_mae_persistence"] == pytest.approx(got["mae"] / got["persistence_mae"])
+    assert got["relative_mae"] == pytest.approx(got["mae"] / got["naive_mae"])
+    assert got["baselines"] == {"naive": {"name": "seasonal naive", "lag_steps": period},
+                                "persistence": {"name": "persistence", "lag_steps": 1}}

@@ -40,8 +40,9 @@ from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
-from app.streams import accuracy, bulk, judging
+from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
@@ -140,12 +141,12 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     sent = []
     for name, positions in by_stream.items():
         at = np.array(positions)
-        sent.append(bulk.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
+        sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
     with noting_stale_fits() as stale:
-        outcomes = bulk.post_readings(session=session, forecasters=services.forecasters,
-                                      fits=services.fits, settings=services.settings,
-                                      tenant_id=tenant.id, sent=sent, rewarm=rewarm)
+        outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
+                                         fits=services.fits, settings=services.settings,
+                                         tenant_id=tenant.id, sent=sent, rewarm=rewarm)
     session.commit()
     results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
     applied = sum(r["applied"] for r in results)
@@ -164,12 +165,12 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
-    sent = bulk.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
+    sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
     with noting_stale_fits() as stale:
-        (outcome,) = bulk.post_readings(session=session, forecasters=services.forecasters,
-                                        fits=services.fits, settings=services.settings,
-                                        tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
+        (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
+                                           fits=services.fits, settings=services.settings,
+                                           tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
         if outcome.error is not None:
             raise outcome.error
         forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
@@ -213,7 +214,7 @@ def _utc_ns(ts: datetime) -> int:
     return (ts - EPOCH) // ONE_MICROSECOND * 1000
 
 
-def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
+def _result(outcome: posting.Outcome, sent: int) -> dict[str, Any]:
     error = outcome.error
     return {
         "stream_id": outcome.name, "status": "refused" if error else "applied",
@@ -224,7 +225,7 @@ def _result(outcome: bulk.Outcome, sent: int) -> dict[str, Any]:
         "error": None if error is None else problem_body(error)}
 
 
-def _posted_forecast(session: Session, fits: FitCache, outcome: bulk.Outcome, horizon: int,
+def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome, horizon: int,
                      levels: tuple[int, ...]) -> list[dict[str, Any]]:
     """The forecast answered with a post: the stored next step if that is what was asked."""
     forecaster = outcome.forecaster
@@ -269,7 +270,7 @@ def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: Session
 def stream_state(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     return json_response({"stream_id": stream.name, "model_id": stream.model_id,
-                          "state": stream.state})
+                          "state": None if stream.state is None else to_json(stream.state)})
 
 
 @router.post("/{stream_id}/reset", response_model=StreamPublic,

@@ -31,6 +31,7 @@ from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
 from app.ml.stream_seasonal import SeasonalSource
+from app.ml.stream_state import State, StreamState
 from app.streams import judging, service
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
@@ -57,7 +58,7 @@ class Outcome:
     last_ts: int | None = None
     readings_applied: int = 0
     next_forecast: dict[str, Any] | None = None
-    state: dict[str, Any] | None = None
+    state: State | None = None
     accuracy: dict[str, Any] | None = None
     model_id: int | None = None
     series_id: int | None = None
@@ -69,6 +70,7 @@ class _Step:
     """A stream on the fast path: one present reading, right after its last one."""
 
     row: StreamRow
+    state: StreamState
     ts_s: int
     value: float
     step_s: int
@@ -168,26 +170,24 @@ def _checked_one(readings: StreamReadings, freq: str) -> ReadingsBatch | None:
 def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCache) -> _Step | None:
     """The stream's step if it can take the fast path, else None."""
     step_s = step_seconds(row.freq)
-    if (len(batch.ts_s) != 1 or row.last_ts is None or step_s is None or row.state is None
+    state = row.state
+    if (len(batch.ts_s) != 1 or row.last_ts is None or step_s is None
             or row.current_model_id is None or row.current_model_id != row.model_id
-            or row.state.get("kind") != "stream" or np.isnan(batch.values[0])
+            or not isinstance(state, StreamState) or np.isnan(batch.values[0])
             or int(batch.ts_s[0]) != row.last_ts + step_s):
         return None
     forecaster = forecasters.get(row.current_model_id, row.current_ready_at)
-    if not forecaster.is_stream or not _fits_network(row.state, forecaster):
+    if not forecaster.is_stream or not _fits_network(state, forecaster):
         return None
-    return _Step(row=row, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
+    return _Step(row=row, state=state, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
 
 
-def _fits_network(state: dict[str, Any], forecaster: Forecaster) -> bool:
+def _fits_network(state: StreamState, forecaster: Forecaster) -> bool:
     """Whether the state's arrays have the network's layout and its series a scale: anything
     else goes the general way, which refuses it with the reason instead of failing the post."""
-    layers = state.get("network")
     units = forecaster.network.state_units
-    return (state.get("series") in forecaster.scales and isinstance(layers, list)
-            and len(layers) == len(units)
-            and all(isinstance(layer, list) and len(layer) == 1 and isinstance(layer[0], list)
-                    and len(layer[0]) == width for layer, width in zip(layers, units, strict=False)))
+    return (state.series in forecaster.scales and len(state.network) == len(units)
+            and all(layer.shape == (1, width) for layer, width in zip(state.network, units, strict=True)))
 
 
 def _step_many(session: Session, connection: Connection, forecaster: Forecaster, model_id: int,
@@ -243,12 +243,12 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
         if not steps:
             return refused
     sources = _sources(session, connection, forecaster, model_id, steps, fits, fit_keys, versions)
-    states, means = forecaster.step_streams([s.row.state or {} for s in steps], values,
+    states, means = forecaster.step_streams([s.state for s in steps], values,
                                             ts * NS_PER_S, sources)
     ones = np.ones(len(steps), dtype=np.int64)
     sids = series_ids.tolist()
     sums, points = judging.judged(forecaster, judging.Stepped(
-        series=[state["series"] for state in states], accuracies=[s.row.accuracy for s in steps],
+        series=[state.series for state in states], accuracies=[s.row.accuracy for s in steps],
         stored_next=[s.row.next_forecast for s in steps], grid_counts=ones, grid_ts=ts,
         means=means, sent_at=np.arange(len(steps)), sent_counts=ones, values=values,
         baselines=judging.baseline_forecasts(ts, judging.baseline_lags_s(forecaster, step_s),
