@@ -18,9 +18,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.db import stream_rows
 from app.db.readings import fetch_readings
@@ -139,10 +139,7 @@ class StoredSeasonal:
             return None
         step_s = step_seconds(self.series.freq)
         assert step_s is not None, "stream models train on fixed frequencies only"
-        SEASONAL_FITS_STALE.inc()
-        noted = _STALE.get()
-        if noted is not None:
-            noted.append((self.series.id, boundary_s))
+        _note_stale([(self.series.id, boundary_s)])
         return SeasonalCycles.from_lists(row.cycles).shifted((boundary_s - row.boundary_ts) // step_s)
 
     def _load(self, boundary_s: int) -> SeasonalCycles | None:
@@ -200,9 +197,10 @@ class FitCache:
 
 def stored_fits(connection: Connection, cache: FitCache, model_id: int,
                 keys: Sequence[FitKey], versions: dict[FitKey, int] | None = None,
-                ) -> dict[FitKey, SeasonalCycles]:
+                stale_step_s: int | None = None) -> dict[FitKey, SeasonalCycles]:
     """The stored fits among `keys`: versions in one query (unless the caller read them),
-    cycles only for those not cached."""
+    cycles only for those not cached. With `stale_step_s` (a post's read ahead), a key with
+    no fit stored gets the newest earlier fit of its series, shifted (`stale_fits`)."""
     if versions is None:
         versions = stream_rows.fit_versions(connection, model_id, keys)
     found: dict[FitKey, SeasonalCycles] = {}
@@ -216,7 +214,43 @@ def stored_fits(connection: Connection, cache: FitCache, model_id: int,
     for key, (version, cycles) in stream_rows.fit_cycles(connection, model_id, missing).items():
         found[key] = SeasonalCycles.from_lists(cycles)
         cache.put((model_id, *key, version), found[key])
+    if stale_step_s is not None:
+        found.update(stale_fits(connection, model_id, [k for k in keys if k not in found],
+                                stale_step_s))
     return found
+
+
+def stale_fits(connection: Connection, model_id: int, keys: Sequence[FitKey],
+               step_s: int) -> dict[FitKey, SeasonalCycles]:
+    """For (series, day) `keys` with no fit stored, each series' newest fit before that day,
+    shifted to it, noted as stale; one query per distinct day (a fleet's posts share one)."""
+    found: dict[FitKey, SeasonalCycles] = {}
+    by_day: dict[int, list[int]] = {}
+    for series_id, boundary_s in keys:
+        by_day.setdefault(boundary_s, []).append(series_id)
+    older = aliased(SeasonalFit)
+    for boundary_s, series_ids in by_day.items():
+        newest = (select(func.max(older.boundary_ts))
+                  .where(older.series_id == SeasonalFit.series_id, older.model_id == model_id,
+                         older.boundary_ts < boundary_s).scalar_subquery())
+        rows = connection.execute(
+            select(SeasonalFit.series_id, SeasonalFit.boundary_ts, SeasonalFit.cycles)
+            .where(SeasonalFit.model_id == model_id, SeasonalFit.series_id.in_(series_ids),
+                   SeasonalFit.boundary_ts == newest)).all()
+        for series_id, fit_boundary_s, cycles in rows:
+            found[(series_id, boundary_s)] = SeasonalCycles.from_lists(cycles).shifted(
+                (boundary_s - fit_boundary_s) // step_s)
+    _note_stale(list(found))
+    return found
+
+
+def _note_stale(keys: list[FitKey]) -> None:
+    if not keys:
+        return
+    SEASONAL_FITS_STALE.inc(len(keys))
+    noted = _STALE.get()
+    if noted is not None:
+        noted.extend(keys)
 
 
 class PreloadedSeasonal:
