@@ -1,4 +1,5 @@
-"""The `statecast` command: serve, migrate, keys, worker."""
+"""The `statecast` command: the server (serve, worker, migrate, keys) and the client of a
+running API (login, series, upload, train, models, job, forecast, stream)."""
 
 import argparse
 import logging
@@ -171,12 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a process ended by SIGPIPE (a reader such as `head` that stopped).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
-    return handler(settings, args)
+    try:
+        status = handler(settings, args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:
+        # `statecast forecast ... | head`: the reader has what it wanted; no traceback. Python
+        # flushes stdout again at exit, so it now writes to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return status
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ validated arrays, and every problem is reported with its row so a client can fix
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,18 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from app.errors import Invalid, field_error
-from app.timegrid import NS_PER_S, off_grid
+from app.timegrid import NS_PER_S, SECONDS_PER_DAY, off_grid, step_seconds
 
 MAX_REPORTED_ROWS = 20
 # Separators a file sent without `sep` is checked for, to suggest the right one.
 OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# A date or a time of day: a one-line body holding one is readings whose line breaks were lost,
+# one without is a header alone.
+DATE_OR_TIME = re.compile(r"\d{4}-\d\d|\d\d?[/.-]\d\d?[/.-]\d\d|\d\d?:\d\d")
+# Rows count readings from 1 (a CSV's first line after its header, a JSON body's first reading),
+# and every message that names rows says so.
+FIRST_ROW = 1
+ROWS_COUNTED = "rows count readings from 1"
 # Distinct timestamps tried when inferring the column's format (a first row may be odd).
 FORMAT_SAMPLES = 5
 
@@ -51,6 +60,35 @@ class TimestampFormat:
     dayfirst: bool | None = None
 
 
+class Ambiguous(StrEnum):
+    """Which of a local time's two moments to store where the clocks go back and it occurs twice."""
+
+    EARLIEST = "earliest"  # the first, still on summer time
+    LATEST = "latest"  # the second, on winter time
+    INFER = "infer"  # from the order of the rows, as pandas' tz_localize does
+
+
+@dataclass(frozen=True)
+class LocalTimes:
+    """How timestamps without an offset are read: as the local time of the series' zone.
+
+    Attributes:
+        timezone: the series' IANA time zone; UTC reads them as UTC.
+        ambiguous: how to read a local time that occurs twice; None refuses such a time.
+    """
+
+    timezone: str = "UTC"
+    ambiguous: Ambiguous | None = None
+
+    @classmethod
+    def of_series(cls, timezone: str, freq: str, ambiguous: Ambiguous | None) -> "LocalTimes":
+        """How a series reads them: a grid of days or longer steps sits at midnight UTC, so its
+        zone-less dates name days (`2024-03-04` is that day's reading), never local instants."""
+        step_s = step_seconds(freq)
+        sub_daily = step_s is not None and step_s < SECONDS_PER_DAY
+        return cls(timezone=timezone if sub_daily else "UTC", ambiguous=ambiguous)
+
+
 @dataclass(frozen=True)
 class CsvOptions:
     ts_col: str | None = None
@@ -70,22 +108,50 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
                             keep_default_na=False, na_values=[""], dtype={0: str},
                             skipinitialspace=True, engine="c")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise Invalid(f"The body is not a readable CSV file: {exc}".strip()) from exc
-    columns = list(frame.columns)
-    ts_col = options.ts_col if options.ts_col is not None else (columns[0] if columns else None)
-    value_col = options.value_col if options.value_col is not None else (
-        columns[1] if len(columns) > 1 else None)
-    for name, col in (("ts_col", ts_col), ("value_col", value_col)):
-        if col is None or col not in frame.columns:
-            raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
-                          errors=[field_error(name, col, f"not one of the columns {columns}")])
+        raise Invalid(f"The body is not a readable CSV file: {exc}".strip(),
+                      errors=[field_error("body", _opening(body), str(exc))]) from exc
+    columns = [str(c) for c in frame.columns]
+    ts_col = options.ts_col if options.ts_col is not None else columns[0]
+    _check_column("ts_col", ts_col, columns)
+    value_col = options.value_col if options.value_col is not None else _value_column(
+        columns, ts_col)
+    _check_column("value_col", value_col, columns)
     return frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col]
+
+
+def _check_column(name: str, col: str, columns: list[str]) -> None:
+    if col not in columns:
+        raise Invalid(f"Column {col!r} ({name}) is not in the CSV header {columns}",
+                      errors=[field_error(name, col, f"not one of the columns {columns}")])
+
+
+def _value_column(columns: list[str], ts_col: str) -> str:
+    """The value column of a file sent without `value_col`: the one column beside the
+    timestamps. A file of one column has none, and one of several must say which it means."""
+    others = [c for c in columns if c != ts_col]
+    if not others:
+        raise Invalid(
+            f"The CSV header {columns} names one column: an upload needs a timestamp column and "
+            "a value column, with a header line such as `ts,value` (and `sep` if they are not "
+            "separated by commas)",
+            errors=[field_error("value_col", None, f"no column beside the timestamps in {columns}")])
+    if len(others) > 1:
+        raise Invalid(
+            f"The CSV has {len(columns)} columns {columns}: send `value_col` naming the one to "
+            f"store, one of {others}",
+            errors=[field_error("value_col", None, f"several columns could be the values: {others}")])
+    return others[0]
 
 
 def _check_layout(body: bytes, options: CsvOptions) -> None:
     """Refuse, with the fix, the two files that parse as nonsense: a body whose line breaks were
     stripped (`curl -d @file` does that) and one separated by another character than `sep`."""
     text = body.decode("utf-8", errors="replace").strip()
+    if text and "\n" not in text and "\r" not in text and not DATE_OR_TIME.search(text):
+        raise Invalid(
+            f"The body holds only a header line ({text[:80]!r}) and no readings: add one line per "
+            "reading below it",
+            errors=[field_error("body", text[:80], "a header line and no readings")])
     if text and "\n" not in text and "\r" not in text:
         raise Invalid(
             "The body is a single line: a CSV upload needs a header line and one line per reading. "
@@ -109,6 +175,17 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
                                     f"send {fix}")])
 
 
+@contextmanager
+def rows_counted() -> Iterator[None]:
+    """Say how rows are counted in any problem raised within that names rows."""
+    try:
+        yield
+    except Invalid as exc:
+        if not any("row" in error for error in exc.errors) or ROWS_COUNTED in exc.detail:
+            raise
+        raise Invalid(f"{exc.detail} ({ROWS_COUNTED})", errors=exc.errors, **exc.extra) from None
+
+
 def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
     """The raw timestamp and value columns of `{"readings": [{"ts", "value"}, ...]}`."""
 
@@ -120,9 +197,11 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
         # the row), not an OverflowError later.
         document = json.loads(body, parse_constant=reject_constant, parse_int=float)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}") from exc
+        raise Invalid(f"The body is not valid JSON: {exc}",
+                      errors=[field_error("body", _opening(body), str(exc))]) from exc
     except RecursionError:
-        raise Invalid("The body is not valid JSON: nested too deeply") from None
+        raise Invalid("The body is not valid JSON: nested too deeply",
+                      errors=[field_error("body", _opening(body), "nested too deeply")]) from None
     readings = document.get("readings") if isinstance(document, dict) else None
     if not isinstance(readings, list):
         raise Invalid("The body must be an object with a list `readings`",
@@ -135,21 +214,22 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
     problems = []
     ts: list[Any] = []
     values: list[Any] = []
+    # `readings[i]` indexes the array from 0; `row` counts readings from FIRST_ROW, as in a CSV.
     for row, item in enumerate(readings):
         if not isinstance(item, dict) or "ts" not in item or "value" not in item:
             problems.append(field_error(f"readings[{row}]", item, "expected {\"ts\", \"value\"}",
-                                        row=row))
+                                        row=row + FIRST_ROW))
             ts.append("")
             values.append(None)
             continue
         ts.append(item["ts"] if isinstance(item["ts"], str) else "")
         if not isinstance(item["ts"], str):
             problems.append(field_error(f"readings[{row}].ts", item["ts"],
-                                        "expected an ISO 8601 timestamp string", row=row))
+                                        "expected an ISO 8601 timestamp string", row=row + FIRST_ROW))
         value = item["value"]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             problems.append(field_error(f"readings[{row}].value", value,
-                                        "expected a number or null", row=row))
+                                        "expected a number or null", row=row + FIRST_ROW))
             value = None
         values.append(value)
         if len(problems) >= MAX_REPORTED_ROWS:
@@ -159,17 +239,20 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
     return pd.Series(ts, dtype=object), pd.Series(values, dtype=float)
 
 
-def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = 0,
+def to_batch(ts_raw: pd.Series, value_raw: pd.Series, freq: str, *, row_base: int = FIRST_ROW,
              ts_field: str = "ts", value_field: str = "value",
-             ts_format: TimestampFormat = TimestampFormat()) -> ReadingsBatch:
+             ts_format: TimestampFormat = TimestampFormat(),
+             local: LocalTimes = LocalTimes()) -> ReadingsBatch:
     """Validate raw columns against the series' grid; raise Invalid naming the rows at fault.
 
-    Timestamps without a zone are UTC. A missing value (empty or null) is kept as NaN;
+    Timestamps without an offset are local times of `local.timezone`; one that does not exist
+    there (the clocks go forward) is an error, and so is one that occurs twice (the clocks go
+    back) unless `local.ambiguous` says which to take. A missing value (empty or null) is kept as NaN;
     NaN/inf spelled out, non-numbers, unparsable or duplicated timestamps are errors, and so is
     a column whose timestamps are written in more than one format or read two ways.
     """
     n = len(ts_raw)
-    ts = _parse_timestamps(ts_raw, ts_format, lambda mask, message: _rows(
+    ts = _parse_timestamps(ts_raw, ts_format, local, lambda mask, message: _rows(
         mask, ts_raw, ts_field, message, row_base))
     values = pd.to_numeric(value_raw, errors="coerce").to_numpy(dtype=float)
     explicit_missing = value_raw.isna().to_numpy()
@@ -237,16 +320,19 @@ def checked_batch(ts_ns: np.ndarray, values: np.ndarray, freq: str,
 ZONE_SUFFIX = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
+def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, local: LocalTimes,
+                      report: Report) -> pd.Series:
     """Naive UTC datetimes (NaT where unparsable).
 
     Zoned and zone-less stamps are parsed apart: given both at once, pandas applies the first
-    offset it meets to the zone-less ones instead of reading them as UTC.
+    offset it meets to the zone-less ones instead of reading them as local times.
     """
     text = raw.astype(str).str.strip()
     zoned = text.str.contains(ZONE_SUFFIX, regex=True).to_numpy()
-    if zoned.all() or not zoned.any():
+    if zoned.all():
         return _parse_uniform(text, ts_format, report)
+    if not zoned.any():
+        return _from_local(_parse_uniform(text, ts_format, report), local, report)
     parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
 
     def report_within(part: np.ndarray) -> Report:
@@ -257,8 +343,48 @@ def _parse_timestamps(raw: pd.Series, ts_format: TimestampFormat, report: Report
         return within
 
     parsed[zoned] = _parse_uniform(text[zoned], ts_format, report_within(zoned))
-    parsed[~zoned] = _parse_uniform(text[~zoned], ts_format, report_within(~zoned))
+    parsed[~zoned] = _from_local(_parse_uniform(text[~zoned], ts_format, report_within(~zoned)),
+                                 local, report_within(~zoned))
     return parsed
+
+
+def _from_local(wall: pd.Series, local: LocalTimes, report: Report) -> pd.Series:
+    """Naive local times (`wall`, as parsed) as naive UTC, refusing the local times the zone
+    skips and, unless `local.ambiguous` says which, those it repeats."""
+    if local.timezone == "UTC":
+        return wall
+    zone, n = local.timezone, len(wall)
+    present = wall.notna().to_numpy()
+    earliest = wall.dt.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    skipped = present & earliest.isna().to_numpy()
+    if skipped.any():
+        raise Invalid(
+            f"{int(skipped.sum())} local time(s) do not exist in {zone}: the clocks go forward "
+            "over them. Send times in the zone's local clock, or with an offset such as +01:00",
+            errors=report(skipped, f"does not exist in {zone} (the clocks go forward)"))
+    if local.ambiguous is Ambiguous.INFER:
+        try:
+            localized = wall.dt.tz_localize(zone, ambiguous="infer")
+        except Exception as exc:  # pandas 2 raises pytz's AmbiguousTimeError, no ValueError
+            raise Invalid(
+                f"`ambiguous=infer` cannot tell the repeated local times of {zone} apart: {exc}. "
+                "It needs every reading of the repeated hour, in order; else send "
+                "`ambiguous=earliest` or `ambiguous=latest`",
+                errors=[field_error("ambiguous", local.ambiguous.value, str(exc))]) from None
+    elif local.ambiguous is Ambiguous.LATEST:
+        localized = wall.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool))
+    else:
+        localized = earliest
+        if local.ambiguous is None:
+            latest = wall.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool))
+            twice = present & (earliest != latest).to_numpy()
+            if twice.any():
+                raise Invalid(
+                    f"{int(twice.sum())} local time(s) occur twice in {zone}, where the clocks go "
+                    "back: send `ambiguous=earliest` (summer time), `ambiguous=latest` (winter "
+                    "time) or `ambiguous=infer` (from the order of the rows), or times with an "
+                    "offset", errors=report(twice, f"occurs twice in {zone}; set `ambiguous`"))
+    return _naive(localized.dt.tz_convert("UTC"))
 
 
 def _parse_uniform(text: pd.Series, ts_format: TimestampFormat, report: Report) -> pd.Series:
@@ -329,6 +455,11 @@ def _rows(mask: np.ndarray, raw: pd.Series, field: str, message: str,
     rows = np.flatnonzero(mask)[:MAX_REPORTED_ROWS]
     return [field_error(field, _jsonable(raw.iloc[i]), message, row=int(i) + row_base)
             for i in rows]
+
+
+def _opening(body: bytes) -> str:
+    """The start of a body, as text, to show which body a problem is about."""
+    return body[:80].decode("utf-8", errors="replace")
 
 
 def _jsonable(value: Any) -> Any:

@@ -70,5 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(docs.router)
     app.include_router(web_router)
-    openapi.install(app)
+    openapi.install(app, max_horizon_steps=settings.max_forecast_horizon_steps)
     return app

@@ -11,6 +11,7 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
 
 NS_PER_S = 1_000_000_000
+SECONDS_PER_DAY = 86_400
 
 
 @lru_cache(maxsize=256)
@@ -51,6 +52,29 @@ def step_seconds(freq: str) -> int | None:
     """Seconds between readings for fixed frequencies (minutes, hours, days), else None."""
     offset = parse_freq(freq)
     return offset.nanos // NS_PER_S if isinstance(offset, Tick) else None
+
+
+def steps_between(start: pd.Timestamp, end: pd.Timestamp, offset: BaseOffset) -> int:
+    """Grid steps from `start` (counted) up to `end` (not counted); 0 when `end` is not after it.
+
+    Weeks, months and quarters have no fixed length, so they are counted on the calendar.
+    """
+    if end <= start:
+        return 0
+    if isinstance(offset, Tick):
+        return int((end - start).value // offset.nanos)
+    return len(pd.date_range(start, end, freq=offset, inclusive="left"))
+
+
+def fixed_step(offset: BaseOffset) -> pd.Timedelta:
+    """The length of one step of a fixed frequency (minutes, hours, days).
+
+    Raises:
+        ValueError: a calendar frequency (weeks, months, quarters), whose steps differ in length.
+    """
+    if not isinstance(offset, Tick):
+        raise ValueError(f"'{offset.freqstr}' steps differ in length; expected a fixed step such as h or D")
+    return pd.Timedelta(offset)
 
 
 def off_grid(ts_s: np.ndarray, freq: str) -> np.ndarray:

@@ -117,3 +117,12 @@ def test_migrate_on_an_empty_database(empty_database_url: str, tmp_path: Path) -
     engine = create_db_engine(empty_database_url)
     assert is_at_head(engine)
     engine.dispose()
+
+
+def test_help_names_every_command() -> None:
+    from app.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    description = parser.description or ""
+    assert commands and all(name in description for name in commands), description

@@ -46,6 +46,14 @@ def test_the_cli_lines_are_valid_command_lines() -> None:
             pytest.fail(f"`statecast {shlex.join(argv)}` does not parse (exit {exc})")
 
 
+def test_the_files_the_readme_sends_ship_with_the_repository() -> None:
+    """A fresh clone has no shared/ beside it: curl would send an empty body."""
+    sent = re.findall(r"--data-binary @(\S+)", README.read_text())
+    sent += [argv[1] for argv in cli_lines() if argv[0] == "upload"]
+    assert sent and all((REPO_ROOT / name).is_file() for name in sent), sent
+    assert all(not name.startswith("../") for name in sent), sent
+
+
 def test_make_run_installs_what_the_plot_line_needs() -> None:
     """`forecast --plot` draws with matplotlib: the install behind `make run` must include it."""
     assert any("--plot" in argv for argv in cli_lines())
@@ -70,12 +78,13 @@ def test_the_cli_lines_run_as_written(settings: Settings, auth: dict[str, str],
                                       tmp_path: Path) -> None:
     """Each README CLI line, run in order against `statecast serve`, exits 0 and does its job.
 
-    It runs in a folder laid out like a clone (shared/ beside it), so the relative paths of the
-    README hold and forecast.png lands in the temporary folder, not the repository.
+    It runs in a folder laid out like a fresh clone (its examples/, and no shared/ beside it), so
+    the relative paths of the README hold and data/forecast.png lands in the temporary folder, not
+    the repository.
     """
     clone = tmp_path / "clone"
     clone.mkdir()
-    (tmp_path / "shared").symlink_to(REPO_ROOT.parent / "shared")
+    (clone / "examples").symlink_to(REPO_ROOT / "examples")
     server = ServerProcess(settings, tmp_path / "serve.log", workers=1)
     env = cli_env(STATECAST_URL=server.url,
                   STATECAST_API_KEY=auth["Authorization"].removeprefix("Bearer "))
@@ -88,4 +97,4 @@ def test_the_cli_lines_run_as_written(settings: Settings, auth: dict[str, str],
                                           f"{done.returncode}:\n{done.stdout}\n{done.stderr}")
     finally:
         server.stop()
-    assert (clone / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    assert (clone / "data" / "forecast.png").read_bytes()[:4] == b"\x89PNG"

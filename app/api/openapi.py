@@ -84,14 +84,26 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install(app: FastAPI) -> None:
-    """Serve the schema with the problem responses (built once, on first request)."""
+def publish_horizon_cap(schema: dict[str, Any], max_horizon_steps: int) -> dict[str, Any]:
+    """Give every `horizon` query parameter the configured cap as its maximum (in place): the
+    cap is a setting, so the route's annotation cannot carry it."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "horizon" and parameter["in"] == "query":
+                    parameter["schema"]["maximum"] = max_horizon_steps
+    return schema
+
+
+def install(app: FastAPI, *, max_horizon_steps: int) -> None:
+    """Serve the schema with the problem responses and the horizon cap (built once, on first
+    request)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(get_openapi(
+            app.openapi_schema = publish_horizon_cap(document_problems(get_openapi(
                 title=app.title, version=app.version, description=app.description,
-                routes=app.routes, tags=app.openapi_tags))
+                routes=app.routes, tags=app.openapi_tags)), max_horizon_steps)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

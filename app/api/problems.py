@@ -57,7 +57,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     errors = []
     for error in exc.errors():
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        errors.append({"field": ".".join(location), "value": _jsonable(error.get("input")),
+        # An error about the whole body (missing, not an object) is about the field `body`.
+        errors.append({"field": ".".join(location) or "body", "value": _jsonable(error.get("input")),
                        "message": error.get("msg", "")})
     fields = ", ".join(f"`{e['field']}` (got {e['value']!r})" for e in errors[:5])
     return problem(422, "Invalid input", f"Invalid value for {fields}", errors=errors)

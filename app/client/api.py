@@ -83,10 +83,10 @@ class ApiClient:
         return response
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=_drop_none(params)).json()
+        return self.request("GET", path, params=drop_none(params)).json()
 
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
-        response = self.request("POST", path, json=body, params=_drop_none(params))
+        response = self.request("POST", path, json=body, params=drop_none(params))
         return response.json() if response.content else None
 
     def post_stream_readings(self, readings: list[dict[str, Any]], *,
@@ -118,7 +118,7 @@ class ApiClient:
                     yield chunk
 
         response = self.request(
-            "POST", path, params=_drop_none(params), content=chunks(),
+            "POST", path, params=drop_none(params), content=chunks(),
             headers={"Content-Type": "text/csv", "Content-Length": str(size_bytes)})
         return response.json()
 
@@ -126,5 +126,5 @@ class ApiClient:
         self.http.close()
 
 
-def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
+def drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}

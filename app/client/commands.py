@@ -8,6 +8,7 @@ exit status 1.
 """
 
 import argparse
+import contextlib
 import csv
 import functools
 import getpass
@@ -18,7 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.client.api import DEFAULT_URL, MAX_BULK_READINGS, ApiClient, ApiError, ClientError
+from app.client.api import (
+    DEFAULT_URL,
+    MAX_BULK_READINGS,
+    ApiClient,
+    ApiError,
+    ClientError,
+    drop_none,
+)
 from app.client.credentials import (
     KEY_ENV,
     URL_ENV,
@@ -77,6 +85,11 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+TIMEZONE_HELP = ("IANA time zone, e.g. Europe/Berlin (default UTC): timestamps without an "
+                 "offset are its local times")
+# The upload flags sent as query options, by their API names.
+UPLOAD_OPTIONS = ("ts_col", "value_col", "sep", "decimal", "ts_format", "dayfirst", "ambiguous",
+                  "on_conflict")
 URL_HELP = f"the API's address (else {URL_ENV}, the saved config, or {DEFAULT_URL})"
 KEY_HELP = (f"API key (else {KEY_ENV}, the config `statecast login` or `statecast serve` saved, "
             "or STATECAST_KEY_FILE)")
@@ -114,6 +127,7 @@ def register(subparsers: Any) -> None:
     create = add(series, "create", series_create, "create a series")
     create.add_argument("name")
     create.add_argument("--freq", required=True, help="pandas offset alias: 15min, 30min, h, D")
+    create.add_argument("--timezone", help=TIMEZONE_HELP)
     create.add_argument("--unit", help="unit of the values, e.g. kWh")
     create.add_argument("--description")
     add(series, "list", series_list, "list the series of the key's tenant")
@@ -126,11 +140,22 @@ def register(subparsers: Any) -> None:
     upload = add(subparsers, "upload", upload_file, "upload a CSV file of readings (client)")
     upload.add_argument("file", type=Path)
     upload.add_argument("--series", required=True, help="series name (or id)")
-    upload.add_argument("--freq", help="create the series with this frequency if it is missing")
+    upload.add_argument("--freq", help="create the series with this frequency if it is missing "
+                        "(removed again if the upload fails)")
+    upload.add_argument("--timezone", help=TIMEZONE_HELP + "; with --freq")
+    # One flag per query option of POST /v1/series/{id}/readings (a test keeps them in step).
     upload.add_argument("--ts-col", help="timestamp column (default the first)")
     upload.add_argument("--value-col", help="value column (default the second)")
     upload.add_argument("--sep", help="field separator (default ,)")
     upload.add_argument("--decimal", choices=[".", ","], help="decimal mark (default .)")
+    upload.add_argument("--ts-format", help="strftime format of every timestamp, e.g. "
+                        "'%%d/%%m/%%Y %%H:%%M' (default: ISO 8601, else inferred for the column)")
+    upload.add_argument("--dayfirst", action=argparse.BooleanOptionalAction,
+                        help="12/08/2000 is 12 August (--no-dayfirst: December 8); default: "
+                             "inferred, and a column that reads both ways is refused")
+    upload.add_argument("--ambiguous", choices=["earliest", "latest", "infer"],
+                        help="a local time the clocks repeat in autumn: the first, the second, "
+                             "or inferred from the order of the rows (default: refused)")
     upload.add_argument("--on-conflict", choices=["error", "replace"],
                         help="a stored timestamp sent with another value (default error)")
 
@@ -173,7 +198,9 @@ def register(subparsers: Any) -> None:
     stream = group("stream", "feed readings to a stream and forecast its next step (client)")
     stream_create_parser = add(stream, "create", stream_create, "open a stream on a series")
     stream_create_parser.add_argument("--series", required=True, help="series name (or id)")
-    stream_create_parser.add_argument("--id", dest="name", help="your own id for the stream")
+    stream_create_parser.add_argument("stream_id", nargs="?",
+                                      help="your own id for the stream (default: the server "
+                                           "makes one), as the other stream commands take it")
     stream_create_parser.add_argument("--model", type=int, help="pin this model (default: follow "
                                                                  "the series' default model)")
     stream_show_parser = add(stream, "show", stream_show, "a stream's state and accuracy")
@@ -268,8 +295,9 @@ def find_series(client: ApiClient, ref: str) -> dict[str, Any]:
 # --- series ---------------------------------------------------------------------------------
 
 def series_create(client: ApiClient, args: argparse.Namespace) -> int:
-    body = client.post("/v1/series", {"name": args.name, "freq": args.freq, "unit": args.unit,
-                                      "description": args.description})
+    body = client.post("/v1/series", drop_none({
+        "name": args.name, "freq": args.freq, "timezone": args.timezone, "unit": args.unit,
+        "description": args.description}))
     emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})")
     return 0
 
@@ -308,25 +336,33 @@ def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
     file: Path = args.file
     if not file.is_file():
         raise ClientError(f"No file {str(file)!r} to upload")
+    created = False
     try:
         series = find_series(client, args.series)
     except ClientError:
         if not args.freq:
             raise
-        series = client.post("/v1/series", {"name": args.series, "freq": args.freq})
-        print(f"created series {series['id']} {series['name']!r} ({series['freq']})",
-              file=sys.stderr)
+        series = client.post("/v1/series", drop_none(
+            {"name": args.series, "freq": args.freq, "timezone": args.timezone}))
+        created = True
     size_bytes = file.stat().st_size
     bar = ProgressBar(size_bytes, label=f"upload {file.name}")
-    params = {"ts_col": args.ts_col, "value_col": args.value_col, "sep": args.sep,
-              "decimal": args.decimal, "on_conflict": args.on_conflict}
+    params = {name: getattr(args, name) for name in UPLOAD_OPTIONS}
     try:
         result = client.upload_csv(
             f"/v1/series/{series['id']}/readings", file, params,
             on_progress=lambda sent: bar.update(
                 sent, f"{format_bytes(sent)} / {format_bytes(size_bytes)}"))
+    except BaseException:
+        if created:  # an empty series left behind would only be in the way of the next try
+            with contextlib.suppress(ClientError):
+                client.delete(f"/v1/series/{series['id']}")
+        raise
     finally:
         bar.close()
+    if created:
+        print(f"created series {series['id']} {series['name']!r} ({series['freq']})",
+              file=sys.stderr)
     emit(args, result,
          f"{result['received']} readings into {series['name']!r}: {result['inserted']} new, "
          f"{result['updated']} updated, {result['unchanged']} unchanged "
@@ -531,7 +567,7 @@ def recent_readings(client: ApiClient, series: dict[str, Any], count: int) -> li
 def stream_create(client: ApiClient, args: argparse.Namespace) -> int:
     series = find_series(client, args.series)
     body = client.post("/v1/streams", {"series_id": series["id"], "model_id": args.model,
-                                       "stream_id": args.name})
+                                       "stream_id": args.stream_id})
     emit(args, body, f"created stream {body['id']} on series {series['name']!r} "
                      f"(model {body.get('model_id')})\n" + stream_text(body))
     return 0

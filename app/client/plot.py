@@ -38,6 +38,7 @@ def plot_forecast(path: Path, title: str, history: Sequence[dict[str, Any]],
         axes.legend(loc="upper left", frameon=False, ncols=4)
         figure.autofmt_xdate()
         figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)  # the README writes under data/
         figure.savefig(path)
     finally:
         plt.close(figure)

@@ -108,6 +108,22 @@ def default_model(*, session: Session, series_id: int) -> ForecastModel | None:
     return None if ref is None else session.get(ForecastModel, ref.id)
 
 
+def no_ready_model(*, session: Session, series_id: int) -> Conflict:
+    """Why a series that needs its default model has none: one is training (with its job, to
+    follow), or none was ever asked for."""
+    training = session.execute(
+        select(Job.id, Job.model_id).join(ModelSeries, ModelSeries.model_id == Job.model_id)
+        .where(ModelSeries.series_id == series_id,
+               Job.status.in_([jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING]))
+        .order_by(Job.id.desc())).first()
+    if training is None:
+        return Conflict("The series has no ready model yet: train one with POST /v1/models")
+    job_id, model_id = training
+    return Conflict(f"The series has no ready model yet: model {model_id} is training as job "
+                    f"{job_id}; follow it at GET /v1/jobs/{job_id} and try again when it has "
+                    "succeeded", job_id=job_id, model_id=model_id)
+
+
 def models_of_series(*, session: Session, series_id: int) -> list[int]:
     return list(session.scalars(select(ModelSeries.model_id)
                                 .where(ModelSeries.series_id == series_id)))

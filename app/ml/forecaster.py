@@ -39,6 +39,7 @@ from app.ml.stream_seasonal import (
     boundaries,
 )
 from app.ml.stream_state import State, StreamState, WindowState, from_json, to_json
+from app.timegrid import fixed_step, steps_between
 
 DEFAULT_LEVELS = (80, 95)
 # Days of history a deseasonalised stream model is warmed over when it starts from history.
@@ -523,7 +524,7 @@ class Forecaster:
         if state.last_ns is None:
             return pd.DatetimeIndex([])
         start = pd.Timestamp(state.last_ns) + self.offset
-        count = int((ts - start) / pd.Timedelta(self.offset))
+        count = steps_between(start, ts, self.offset)
         missing = pd.date_range(start, periods=max(count, 0), freq=self.offset)
         if len(missing) > MAX_IMPUTED_STEPS:
             raise ValueError(
@@ -543,7 +544,7 @@ class Forecaster:
 
     @functools.cached_property
     def step_size(self) -> pd.Timedelta:
-        return pd.Timedelta(self.offset)
+        return fixed_step(self.offset)
 
     def _source(self, seasonal: SeasonalSource | None) -> SeasonalSource:
         if not self.features.deseasonalized:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.timegrid import NS_PER_S, parse_freq, step_seconds
+from app.timegrid import NS_PER_S, SECONDS_PER_DAY, parse_freq, step_seconds
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Deseasonalize = Literal["mstl", "none"]
@@ -33,7 +33,6 @@ MAX_SEED = 2**31 - 1
 DEFAULT_AUTO_BUDGET_S = 600
 # Daily data has no within-day pattern; its season is the week.
 DAYS_PER_WEEK = 7
-SECONDS_PER_DAY = 86_400
 DAYS_PER_YEAR = 365
 DAYS_PER_YEAR_MEAN = 365.25
 

@@ -74,7 +74,7 @@ def model_for(*, session: Session, stream: Stream) -> tuple[ModelRef, str | None
         return model, None
     model = models_db.default_model_ref(session=session, series_id=stream.series_id)
     if model is None:
-        raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+        raise models_db.no_ready_model(session=session, series_id=stream.series_id)
     if stream.model_id is not None and model.id != stream.model_id:
         return model, f"the series' default model changed from {stream.model_id} to {model.id}"
     return model, None
@@ -87,7 +87,7 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
     if model is None:
         model = models_db.default_model(session=session, series_id=series.id)
         if model is None:
-            raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+            raise models_db.no_ready_model(session=session, series_id=series.id)
     else:
         _check_pinnable(session=session, model=model, series=series)
     stream = Stream(tenant_id=tenant_id, name=name or f"st_{secrets.token_hex(8)}",

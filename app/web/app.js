@@ -44,7 +44,9 @@ const SPEC_FIELDS = [
 ];
 // Three-way choices: "auto" leaves the field to the server's frequency-dependent default.
 const TRISTATE = { auto: undefined, on: true, off: false };
-const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316", band: "37, 99, 235" };
+// The 80% band in the forecast's blue, the 95% band in a paler cyan: told apart at a glance.
+const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316",
+  band: { 80: "37, 99, 235", 95: "103, 232, 249" } };
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -250,16 +252,25 @@ function csvOptionFields() {
     h("summary", {}, "CSV options"),
     h("div", { class: "fields" },
       h("label", {}, "Timestamp column", h("input", { name: "ts_col", placeholder: "first" })),
-      h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "second" })),
+      h("label", {}, "Value column", h("input", { name: "value_col", placeholder: "the other column" })),
       h("label", {}, "Separator", h("input", { name: "sep", value: ",", maxlength: 1 })),
       h("label", {}, "Decimal mark", h("select", { name: "decimal" },
-        h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)")))));
+        h("option", { value: "." }, ". (1.5)"), h("option", { value: "," }, ", (1,5)"))),
+      h("label", {}, "Timestamp format", h("input", { name: "ts_format", placeholder: "%d/%m/%Y %H:%M" })),
+      h("label", {}, "12/08/2000 is", h("select", { name: "dayfirst" },
+        h("option", { value: "" }, "inferred"), h("option", { value: "true" }, "12 August"),
+        h("option", { value: "false" }, "December 8"))),
+      // Times without an offset are the series' local times; autumn repeats one hour.
+      h("label", {}, "Repeated local time", h("select", { name: "ambiguous" },
+        h("option", { value: "" }, "refused"), h("option", { value: "earliest" }, "earliest"),
+        h("option", { value: "latest" }, "latest"), h("option", { value: "infer" }, "from the order")))));
 }
 
 async function uploadCsv(seriesId, form) {
   const file = form.elements.file.files[0];
   const params = new URLSearchParams();
-  for (const name of ["ts_col", "value_col", "sep", "decimal", "on_conflict"]) {
+  for (const name of ["ts_col", "value_col", "sep", "decimal", "ts_format", "dayfirst", "ambiguous",
+    "on_conflict"]) {
     const value = form.elements[name] && form.elements[name].value.trim();
     if (value) params.set(name, value);
   }
@@ -564,7 +575,7 @@ function bandTraces(points, level, alpha) {
     { x, y: upper, type: "scatter", mode: "lines", line: { width: 0 }, hoverinfo: "skip",
       showlegend: false, name: `upper ${level}%` },
     { x, y: lower, type: "scatter", mode: "lines", line: { width: 0 }, fill: "tonexty",
-      fillcolor: `rgba(${COLORS.band}, ${alpha})`, name: `${level}% interval`,
+      fillcolor: `rgba(${COLORS.band[level]}, ${alpha})`, name: `${level}% interval`,
       customdata: upper, hovertemplate: `${level}%: %{y:.4g} – %{customdata:.4g}<extra></extra>` },
   ];
 }
@@ -572,8 +583,8 @@ function bandTraces(points, level, alpha) {
 function forecastTraces(points) {
   // Widest band first: the narrower one drawn on top comes out darker.
   return [
-    ...bandTraces(points, 95, 0.15),
-    ...bandTraces(points, 80, 0.25),
+    ...bandTraces(points, 95, 0.3),
+    ...bandTraces(points, 80, 0.35),
     { x: points.map((p) => p.ts), y: points.map((p) => p.mean), type: "scatter", mode: "lines",
       name: "forecast", line: { color: COLORS.forecast, width: 2 } },
   ];
@@ -728,7 +739,8 @@ async function seriesView(view, seriesId) {
       api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
     $("#reading-count").textContent = detail.readings;
     const local = wallClock(series.timezone);
-    const traces = [{ x: readings.data.map((r) => local(r.ts)), y: readings.data.map((r) => r.value),
+    const history = withGaps(readings.data, series.freq);
+    const traces = [{ x: history.map((r) => local(r.ts)), y: history.map((r) => r.value),
       type: "scatter", mode: "lines", name: "history", line: { color: COLORS.history, width: 1.2 },
       connectgaps: false }];
     let forecast = null;
@@ -905,7 +917,7 @@ async function jobView(view, jobId) {
     figures.replaceChildren(figure("progress", `${percent}%`), figure("loss", fmt(p.loss)),
       figure("validation loss", fmt(p.val_loss)), figure("elapsed", fmtDuration(p.elapsed_s)),
       figure("remaining", FINAL_STATUSES.includes(job.status) ? "–" : fmtDuration(p.eta_s)));
-    cancel.disabled = FINAL_STATUSES.includes(job.status);
+    cancel.hidden = FINAL_STATUSES.includes(job.status); // nothing left to cancel
     for (const point of p.history || []) history.set(point.epoch, point);
     if (p.epoch) history.set(p.epoch, { epoch: p.epoch, loss: p.loss, val_loss: p.val_loss });
     const epochs = [...history.keys()].sort((a, b) => a - b);
@@ -987,6 +999,34 @@ function freqSeconds(freq) {
   return (Number(m[1] || 1)) * { s: 1, min: 60, h: 3600, D: 86400 }[m[2]];
 }
 
+// The longest one step of `freq` can last, in seconds: calendar steps differ in length (a
+// month: 28 to 31 days); null where unknown.
+function longestStepSeconds(freq) {
+  const fixed = freqSeconds(freq);
+  if (fixed) return fixed;
+  const m = /^(\d*)(W|M|Q|Y|A)/.exec(freq);
+  if (!m) return null;
+  return (Number(m[1] || 1)) * { W: 7, M: 31, Q: 92, Y: 366, A: 366 }[m[2]] * 86400;
+}
+
+// Readings as a line that breaks where readings are missing: Plotly joins the points it is
+// given, so a gap must be a null point, or it is drawn as a straight line that looks like data.
+function withGaps(readings, freq) {
+  const step = longestStepSeconds(freq);
+  if (!step) return readings;
+  const shown = [];
+  let previous = null;
+  for (const reading of readings) {
+    const t = Date.parse(reading.ts);
+    if (previous !== null && t - previous > 1000 * step) {
+      shown.push({ ts: new Date(previous + 1000 * step).toISOString(), value: null });
+    }
+    shown.push(reading);
+    previous = t;
+  }
+  return shown;
+}
+
 function nextTs(lastTs, freq) {
   const step = freqSeconds(freq);
   if (!lastTs || !step) return "";
@@ -1050,7 +1090,8 @@ async function streamView(view, streamId) {
     const start = stream.last_ts && step
       ? new Date(Date.parse(stream.last_ts) - 1000 * step * span).toISOString() : null;
     const query = start ? `?start=${encodeURIComponent(start)}` : "";
-    const readings = (await api(`/v1/series/${series.id}/readings${query}`)).data.slice(-span);
+    const readings = withGaps((await api(`/v1/series/${series.id}/readings${query}`)).data.slice(-span),
+      series.freq);
     const a = stream.accuracy || {};
     facts.replaceChildren(
       h("span", {}, "model ", h("b", {}, stream.model_id ?? "–"), stream.pinned ? " (pinned)" : " (series default)"),
@@ -1090,7 +1131,7 @@ async function streamView(view, streamId) {
         hovertemplate: "next %{y:.4g}" + (bounds ? "<br>80%: %{customdata[0]:.4g} – %{customdata[1]:.4g}" +
           "<br>95%: %{customdata[2]:.4g} – %{customdata[3]:.4g}" : "") + "<extra></extra>",
         error_y: bounds ? { type: "data", symmetric: false, array: [next.upper_95 - next.mean],
-          arrayminus: [next.mean - next.lower_95], color: `rgba(${COLORS.band}, 0.6)`, thickness: 2 } : undefined });
+          arrayminus: [next.mean - next.lower_95], color: `rgba(${COLORS.band[95]}, 0.9)`, thickness: 2 } : undefined });
     }
     chart.dataset.readings = stream.readings_applied;
     const layout = chartLayout("", series.unit);

@@ -82,3 +82,20 @@ def test_the_stream_post_documents_its_body_parameters_and_key(openapi: dict[str
     assert operation["security"] == [{"HTTPBearer": []}]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StreamPosted"}
+
+
+def test_the_horizon_parameters_publish_the_configured_cap(settings: Any) -> None:
+    from app.main import create_app
+
+    settings.max_forecast_horizon_steps = 96
+    with TestClient(create_app(settings)) as client:
+        document = client.get("/openapi.json").json()
+    horizons = {(path, method): parameter["schema"]
+                for path, operations in document["paths"].items()
+                for method, operation in operations.items()
+                for parameter in operation.get("parameters", []) if parameter["name"] == "horizon"}
+    assert set(horizons) == {("/v1/series/{series_id}/forecast", "get"),
+                             ("/v1/streams/{stream_id}/readings", "post"),
+                             ("/v1/streams/{stream_id}/forecast", "get")}
+    assert {(s["type"], s["minimum"], s["maximum"]) for s in horizons.values()} == {
+        ("integer", 1, 96)}

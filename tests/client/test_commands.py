@@ -197,3 +197,48 @@ def test_push_many_feeds_several_streams_and_says_which_were_refused(
     assert status == 0, out
     assert out.splitlines()[-1].startswith("0 applied, 4 duplicates, 0 refused")
     assert client.get("/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
+
+
+def test_upload_flags_cover_every_upload_option(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/series/{series_id}/readings"]
+    options = {p["name"] for p in operation["post"]["parameters"] if p["in"] == "query"}
+    assert set(commands.UPLOAD_OPTIONS) == options
+    parser = cli.build_parser()
+    args = parser.parse_args(["upload", "f.csv", "--series", "s", "--ts-col", "t",
+                              "--value-col", "v", "--sep", ";", "--decimal", ",",
+                              "--ts-format", "%d.%m.%Y", "--no-dayfirst", "--ambiguous", "infer",
+                              "--on-conflict", "replace"])
+    assert {name: getattr(args, name) for name in commands.UPLOAD_OPTIONS} == {
+        "ts_col": "t", "value_col": "v", "sep": ";", "decimal": ",", "ts_format": "%d.%m.%Y",
+        "dayfirst": False, "ambiguous": "infer", "on_conflict": "replace"}
+
+
+def test_upload_reads_day_first_local_times_as_the_server_asks(run: Run, client: TestClient,
+                                                                auth: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    file = write(tmp_path, "berlin.csv", "when,kwh\n04/03/2024 00:00,1\n04/03/2024 01:00,2\n")
+    status, _, err = run("upload", str(file), "--series", "berlin", "--freq", "h",
+                         "--timezone", "Europe/Berlin")
+    assert status == 1 and "dayfirst=true" in err
+    status, out, err = run("upload", str(file), "--series", "berlin", "--freq", "h",
+                           "--timezone", "Europe/Berlin", "--dayfirst")
+    assert status == 0, err
+    assert "(2024-03-03T23:00:00Z .. 2024-03-04T00:00:00Z)" in out
+    file = write(tmp_path, "iso.csv", "when,kwh\n2024-03-04 02:00,3\n")
+    status, out, err = run("upload", str(file), "--series", "berlin", "--ts-format",
+                           "%Y-%m-%d %H:%M")
+    assert status == 0 and "2024-03-04T01:00:00Z" in out, err
+    status, out, _ = run("series", "show", "berlin", "--json")
+    assert '"timezone": "Europe/Berlin"' in out
+
+
+def test_a_failed_upload_with_freq_leaves_no_series_behind(run: Run, tmp_path: Path) -> None:
+    file = write(tmp_path, "bad.csv", "ts,value\n2024-01-01 00:10,1\n")
+    status, _, err = run("upload", str(file), "--series", "fresh", "--freq", "30min")
+    assert status == 1 and "not on the series' 30min grid" in err
+    assert "created series" not in err
+    assert "(0 series)" in run("series", "list")[1]
+    # An upload into a series that existed before leaves the series alone.
+    run("series", "create", "kept", "--freq", "30min")
+    status, _, _ = run("upload", str(file), "--series", "kept", "--freq", "30min")
+    assert status == 1 and "(1 series)" in run("series", "list")[1]

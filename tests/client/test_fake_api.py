@@ -150,7 +150,7 @@ def test_stream_commands(fake: dict[str, Route], tmp_path: Path,
         "coverage_95": 1.0}}
     fake["GET /v1/streams/meter:1/forecast"] = lambda r: {"stream_id": "meter:1", "model_id": 9,
                                                           "points": POINTS[:1]}
-    assert cli.main(["stream", "create", "--series", "house", "--id", "meter:1", "--key", "k"]) == 0
+    assert cli.main(["stream", "create", "meter:1", "--series", "house", "--key", "k"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "created stream meter:1 on series 'house' (model 9)"
     assert "next: 2024-01-02T00:00:00Z 1.5 [1, 2]@80% [0.5, 2.5]@95%" in out
@@ -350,3 +350,21 @@ def test_push_many_stops_at_a_request_refused_whole_and_names_the_line(
         f"`{file} line 4 (ts)` [{file} line 4 (ts) = 'x': bad]; the 1 request(s) before it "
         "were applied as summarised above")
     assert len([r for r in requests_seen(fake) if r.method == "POST"]) == 2
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(
+        fake: dict[str, Route], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`statecast forecast ... | head`: no BrokenPipeError traceback, the status of SIGPIPE."""
+    import os
+    import sys
+
+    fake["GET /v1/series/7/forecast"] = lambda r: {"series_id": 7, "model_id": 9,
+                                                   "freq": "30min", "points": POINTS * 5000}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    with os.fdopen(write_end, "w") as closed_pipe, monkeypatch.context() as patched:
+        patched.setattr(sys, "stdout", closed_pipe)
+        status = cli.main(["forecast", "--series", "house", "--csv", "--key", "k"])
+    assert status == cli.EXIT_BROKEN_PIPE == 141
+    assert "Traceback" not in capsys.readouterr().err

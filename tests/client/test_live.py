@@ -74,7 +74,7 @@ def test_upload_train_forecast_and_stream_over_http(server: ServerProcess, auth:
         "2024-03-09T01:30:00Z"]
     assert (tmp_path / "house.png").read_bytes()[:4] == b"\x89PNG"
 
-    created = statecast(server, key, "stream", "create", "--series", "house", "--id", "meter:1")
+    created = statecast(server, key, "stream", "create", "meter:1", "--series", "house")
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith("created stream meter:1 on series 'house'")
     assert "next: 2024-03-09T00:00:00Z" in created.stdout

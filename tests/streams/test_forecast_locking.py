@@ -86,6 +86,12 @@ def test_horizon_above_the_cap_is_422(client: TestClient, auth: dict[str, str],
     assert str(cap) in body["detail"]
     assert_problem(client.get(f"/v1/streams/s/forecast?horizon={cap + 1}", headers=auth), 422,
                    "horizon")
+    # One cap, one message, however far past it.
+    for far in (99_999, 10**30):
+        for path in (f"/v1/series/{sid}/forecast", "/v1/streams/s/forecast"):
+            far_body = assert_problem(client.get(f"{path}?horizon={far}", headers=auth), 422,
+                                      "horizon")
+            assert far_body["detail"] == body["detail"]
     # At the cap the horizon is accepted (here: no model yet, so 409).
     assert_problem(client.get(f"/v1/series/{sid}/forecast?horizon={cap}", headers=auth), 409)
 

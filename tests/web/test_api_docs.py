@@ -1,5 +1,7 @@
 """The API reference at /docs and /redoc: served offline from the installed package, and complete."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,10 @@ def test_only_the_doc_files_are_served(client: TestClient, name: str) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_swagger_ui_renders_the_operations_offline(settings: Settings, tmp_path: Path) -> None:
-    """In a browser that may reach nothing but the server, /docs lists the API's operations."""
+@contextmanager
+def offline_page(settings: Settings, tmp_path: Path) -> Iterator[tuple[Any, str, list[str]]]:
+    """A browser page that may reach nothing but a `statecast serve`: (page, server URL, the
+    outside addresses it asked for, refused)."""
     require_chromium()
     server = ServerProcess(settings, tmp_path / "serve.log", workers=0)
     try:
@@ -60,11 +64,29 @@ def test_swagger_ui_renders_the_operations_offline(settings: Settings, tmp_path:
                     route.abort()
 
             page.route("**/*", only_the_server)
-            page.goto(server.url + "/docs")
-            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
-            paths = page.eval_on_selector_all(
-                ".opblock-summary-path", "nodes => nodes.map(n => n.dataset.path || n.innerText)")
-            assert "/v1/series" in paths and "/v1/streams/{stream_id}/readings" in paths, paths
-            assert outside == []
+            yield page, server.url, outside
     finally:
         server.stop()
+
+
+def test_swagger_ui_renders_the_operations_offline(settings: Settings, tmp_path: Path) -> None:
+    """In a browser that may reach nothing but the server, /docs lists the API's operations."""
+    with offline_page(settings, tmp_path) as (page, url, outside):
+        page.goto(url + "/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.eval_on_selector_all(
+            ".opblock-summary-path", "nodes => nodes.map(n => n.dataset.path || n.innerText)")
+        assert "/v1/series" in paths and "/v1/streams/{stream_id}/readings" in paths, paths
+        assert outside == []
+
+
+def test_redoc_renders_offline_without_asking_for_redoclys_logo(settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """ReDoc's footer would load a logo from Redocly's CDN: the page's policy keeps it local."""
+    with offline_page(settings, tmp_path) as (page, url, outside):
+        page.goto(url + "/redoc")
+        page.wait_for_selector("text=API docs by Redocly", timeout=30_000)
+        page.wait_for_selector("h2 >> text=Upload readings as JSON or CSV (all or nothing)")
+        page.wait_for_timeout(500)
+        assert outside == []
+        assert page.query_selector("img[alt='redocly logo']") is None

@@ -100,6 +100,7 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     page.wait_for_selector("#job-progress[data-percent='100']", timeout=TRAIN_TIMEOUT_MS)
     page.wait_for_selector("#job-result table")
     assert "succeeded" in page.inner_text("#job-status")
+    assert not page.is_visible(".page-head button.danger")  # nothing left to cancel
     assert chart_traces(page, "loss-chart")[0]["n"] == 2  # one loss per epoch
     assert not page.is_visible("#loss-empty")
 
@@ -110,6 +111,12 @@ def test_upload_train_forecast_and_stream(server: ServerProcess, page: Any, auth
     assert traces["80% interval"] == {"name": "80% interval", "fill": "tonexty", "n": 96}
     assert traces["95% interval"] == {"name": "95% interval", "fill": "tonexty", "n": 96}
     assert traces["forecast"]["n"] == 96
+    fills = page.evaluate("""() => Object.fromEntries(document.getElementById('series-chart').data
+        .filter(t => t.fill).map(t => [t.name, t.fillcolor]))""")
+    rgb = {name: [int(c) for c in color.split("(")[1].split(",")[:3]] for name, color in fills.items()}
+    # The two bands differ in hue, not only in how much they overlap.
+    assert sum(abs(a - b) for a, b in zip(rgb["80% interval"], rgb["95% interval"],
+                                          strict=True)) > 150, fills
     row = page.inner_text("#models-table tbody tr")
     assert "ready" in row and "default" in row
 
@@ -145,6 +152,7 @@ def test_the_page_sees_only_its_keys_tenant(server: ServerProcess, page: Any,
                                             ) -> None:
     httpx.post(f"{server.url}/v1/series", headers=auth, json={"name": "alices", "freq": "h"})
     page.goto(server.url + "/")
+    assert "data/api_key" in page.inner_text("#key-where")  # where make run saved its key
     enter_key(page, "sc_not_a_key")
     page.wait_for_selector("#key-error:not([hidden])")
     assert "not valid" in page.inner_text("#key-error")
@@ -236,3 +244,56 @@ def test_readings_for_many_streams_from_a_csv_show_per_stream_and_refresh_the_li
     error = page.wait_for_selector("#bulk-readings + .inline-error").inner_text()
     assert "Nothing was sent" in error and 'line 2: value "lots" is not a number' in error
     assert httpx.get(f"{server.url}/v1/streams/m1", headers=auth).json()["readings_applied"] == 2
+
+
+def test_missing_readings_are_drawn_as_a_gap_not_a_line(
+        page: Any, server: ServerProcess, client: TestClient, auth: dict[str, str],
+        settings: Settings, artifacts: dict[str, Path]) -> None:
+    warm = 300
+    sid = streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("m1",), warm)
+    stamps, values = hourly_values()
+
+    def post(i: int, query: str = "") -> None:
+        reading = {"ts": f"{stamps[i]:%Y-%m-%dT%H:%M:%SZ}", "value": float(values[i])}
+        response = client.post(f"/v1/streams/m1/readings{query}", json={"readings": [reading]},
+                               headers=auth)
+        assert response.status_code == 200, response.text
+
+    post(warm + 150, "?rewarm=true")  # 149 missing hours, more than a stream fills: re-warmed
+    post(warm + 160)  # 9 more, filled by the stream's model
+    chart_y = "id => document.getElementById(id).data[0].y"
+
+    page.goto(f"{server.url}/#/series/{sid}")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#series-chart .main-svg")
+    history = page.evaluate(chart_y, "series-chart")
+    assert len(history) == warm + 2 + 2 and history.count(None) == 2
+    assert history[warm] is None and history[warm + 2] is None
+
+    page.goto(f"{server.url}/#/streams/m1")
+    page.wait_for_selector("#stream-chart .main-svg")
+    readings = page.evaluate(chart_y, "stream-chart")
+    assert readings[-3:] == [float(values[warm + 150]), None, float(values[warm + 160])]
+
+
+def test_a_day_first_local_file_loads_with_the_options_the_server_asks_for(
+        server: ServerProcess, page: Any, auth: dict[str, str], tmp_path: Path) -> None:
+    day_first = tmp_path / "berlin.csv"
+    day_first.write_text("when,kwh\n04/03/2024 00:00,1\n04/03/2024 01:00,2\n")
+    page.goto(server.url + "/")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("text=No series yet")
+    page.fill("#new-series input[name=name]", "berlin")
+    page.fill("#new-series input[name=freq]", "h")
+    page.fill("#new-series input[name=timezone]", "Europe/Berlin")
+    page.set_input_files("#new-series input[name=file]", str(day_first))
+    page.click("#new-series summary")
+    page.click("#new-series button[type=submit]")
+    assert "dayfirst=true" in page.wait_for_selector("#new-series + .inline-error").inner_text()
+    page.click("#new-series + .inline-error button.dismiss")
+    page.select_option("#new-series select[name=dayfirst]", "true")
+    page.click("#new-series button[type=submit]")
+    page.wait_for_selector("#series-chart .main-svg")
+    series = httpx.get(f"{server.url}/v1/series", headers=auth).json()["data"][0]
+    detail = httpx.get(f"{server.url}/v1/series/{series['id']}", headers=auth).json()
+    assert detail["first_ts"] == "2024-03-03T23:00:00Z"  # midnight in Berlin, in UTC

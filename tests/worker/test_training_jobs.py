@@ -295,3 +295,48 @@ def test_series_with_closed_hours_trains_on_the_readings_that_exist(
     assert [p["ts"] for p in points] == [f"{t:%Y-%m-%dT%H:%M:%S}Z" for t in
                                          pd.date_range(last, periods=25, freq="h")[1:]]
     assert all(np.isfinite(p["mean"]) for p in points)
+
+
+@pytest.mark.parametrize(("freq", "years", "window", "horizon"), [
+    ("W-SAT", 6, 26, 13), ("MS", 14, 12, 6), ("QS", 40, 8, 4),
+])
+def test_calendar_series_forecasts_after_new_readings(
+        client: TestClient, auth: dict[str, str], settings: Settings, freq: str, years: int,
+        window: int, horizon: int) -> None:
+    # Weeks, months and quarters have no fixed length: following new readings must count steps
+    # on the calendar. Train, append, forecast, append, forecast, each forecast from the newest.
+    per_year = {"W-SAT": 52, "MS": 12, "QS": 4}[freq]
+    stamps = pd.date_range("1990-01-06", periods=(years + 3) * per_year, freq=freq)
+    values = 1000 + 200 * np.sin(2 * np.pi * np.arange(len(stamps)) / per_year)
+    known = years * per_year
+    kept = np.setdiff1d(np.arange(known), [10, 11, 30])  # missing steps in the history
+
+    def upload(rows: np.ndarray) -> None:
+        csv = "ts,value\n" + "".join(f"{stamps[i]:%Y-%m-%d},{values[i]:.3f}\n" for i in rows)
+        response = client.post(f"/v1/series/{sid}/readings", content=csv.encode(),
+                               headers={**auth, "Content-Type": "text/csv"})
+        assert response.status_code == 200, response.text
+
+    def forecast_after(last: int) -> None:
+        response = client.get(f"/v1/series/{sid}/forecast?horizon={horizon}", headers=auth)
+        assert response.status_code == 200, response.text
+        points = response.json()["points"]
+        assert [p["ts"][:10] for p in points] == \
+            [f"{t:%Y-%m-%d}" for t in stamps[last + 1:last + 1 + horizon]]
+        assert all(np.isfinite(p["mean"]) for p in points)
+
+    sid = client.post("/v1/series", json={"name": freq, "freq": freq}, headers=auth).json()["id"]
+    upload(kept)
+    accepted = train(client, auth, sid, window=window, horizon=horizon, epochs=1)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
+               ("succeeded", "failed"))
+    worker.shutdown()
+    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
+    forecast_after(known - 1)
+    half = per_year // 2
+    # The first append skips a step, which the model fills with its own forecast.
+    upload(np.arange(known + 1, known + half))
+    forecast_after(known + half - 1)
+    upload(np.arange(known + half, known + 2 * per_year))
+    forecast_after(known + 2 * per_year - 1)

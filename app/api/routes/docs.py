@@ -45,13 +45,20 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_favicon_url=f"{root}{ASSET_PREFIX}/favicon.png")
 
 
+# ReDoc's sidebar footer loads Redocly's logo from their CDN, and no option turns it off: the page
+# may load images from this server alone, so the browser never asks, and ReDoc drops the logo.
+REDOC_POLICY = {"Content-Security-Policy": "img-src 'self' data:"}
+
+
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
     root = _prefix(request)
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=f"{root}{request.app.openapi_url}", title=f"{request.app.title} - ReDoc",
         redoc_js_url=f"{root}{ASSET_PREFIX}/redoc.standalone.js",
         redoc_favicon_url=f"{root}{ASSET_PREFIX}/favicon.png", with_google_fonts=False)
+    page.headers.update(REDOC_POLICY)
+    return page
 
 
 @router.get(ASSET_PREFIX + "/{name}")

@@ -21,9 +21,11 @@ from app.streams.service import run_forecast
 
 router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 
-MAX_HORIZON_STEPS = 10_000
-HorizonQuery = Annotated[int, Query(ge=1, le=MAX_HORIZON_STEPS,
-                                    description="Steps ahead, on the series' grid")]
+# The upper bound is the configured cap, checked by `check_horizon` alone (one cap, one message);
+# the OpenAPI document publishes it as the parameter's maximum (app/api/openapi.py).
+HorizonQuery = Annotated[int, Query(
+    ge=1, description="Steps ahead, on the series' grid; at most "
+    "STATECAST_MAX_FORECAST_HORIZON_STEPS")]
 LevelsQuery = Annotated[list[int], Query(description="Interval levels in percent (80, 95)")]
 WORSE_WARNING = ("Every ready model of this series forecasts worse than the seasonal naive on "
                  "validation data; the seasonal naive (the same time one season earlier) is "
@@ -60,7 +62,7 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     else:
         default = models_db.default_model(session=session, series_id=series.id)
         if default is None:
-            raise Conflict("The series has no ready model yet: train one with POST /v1/models")
+            raise models_db.no_ready_model(session=session, series_id=series.id)
         model = default
     forecaster = cache.get(model.id, model.ready_at)
     read = read_history(session=session, forecaster=forecaster, model_id=model.id,

@@ -29,7 +29,16 @@ from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
 from app.errors import ServiceError, Unavailable
-from app.ingest import CsvOptions, TimestampFormat, parse_csv, parse_json, to_batch
+from app.ingest import (
+    Ambiguous,
+    CsvOptions,
+    LocalTimes,
+    TimestampFormat,
+    parse_csv,
+    parse_json,
+    rows_counted,
+    to_batch,
+)
 from app.model_files import remove_model_files
 from app.streams.history import forget_from
 from app.timegrid import NS_PER_S
@@ -112,8 +121,20 @@ def delete_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
     return Response(status_code=204)
 
 
+UPLOAD_DESCRIPTION = (
+    "Every reading must sit on the series' grid; the upload is stored whole or refused whole. "
+    "Timestamps with an offset or `Z` are exact instants. On a series of steps shorter than "
+    "a day, timestamps without one are local times of the series' `timezone` (UTC by "
+    "default), read as pandas' `tz_localize` reads them: a local time the clocks skip is "
+    "refused (422 naming the row), and one that occurs twice, where the clocks go back, is "
+    "refused unless `ambiguous` says which to store. Daily and longer steps sit at midnight "
+    "UTC, so their dates without a time name the day. Readings are stored, and read back, in "
+    "UTC.")
+
+
 @router.post("/{series_id}/readings", response_model=UploadResult, openapi_extra=UPLOAD_BODY,
-             summary="Upload readings as JSON or CSV (all or nothing)")
+             summary="Upload readings as JSON or CSV (all or nothing)",
+             description=UPLOAD_DESCRIPTION)
 async def upload_readings(
     series_id: IdPath, request: Request, tenant: TenantDep, factory: SessionFactoryDep,
     settings: SettingsDep,
@@ -121,8 +142,9 @@ async def upload_readings(
         description="What to do with a stored timestamp sent with another value")] = "error",
     ts_col: Annotated[str | None, Query(description="CSV: timestamp column (default first)")
                       ] = None,
-    value_col: Annotated[str | None, Query(description="CSV: value column (default second)")
-                         ] = None,
+    value_col: Annotated[str | None, Query(
+        description="CSV: value column (default: the one column beside the timestamps; a file "
+        "of more columns must name it)")] = None,
     sep: Annotated[str, Query(min_length=1, max_length=1, description="CSV field separator")
                    ] = ",",
     decimal: Annotated[Literal[".", ","], Query(description="CSV decimal mark")] = ".",
@@ -132,6 +154,11 @@ async def upload_readings(
     dayfirst: Annotated[bool | None, Query(
         description="true: 12/08/2000 is 12 August; false: December 8 (default: inferred, "
         "and an ambiguous column is refused)")] = None,
+    ambiguous: Annotated[Ambiguous | None, Query(
+        description="On a series with a time zone, which moment a local time that occurs twice "
+        "(the clocks go back) is: earliest (summer time), latest (winter time) or infer (from "
+        "the order of the rows; needs every reading of the repeated hour). Default: refused")
+    ] = None,
 ) -> UploadResult:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "text/csv", "application/csv"):
@@ -150,7 +177,7 @@ async def upload_readings(
     try:
         body = await request.body()
         return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
-                                       options, formats, on_conflict,
+                                       options, formats, ambiguous, on_conflict,
                                        settings.tenant_max_readings)
     finally:
         if large:
@@ -159,19 +186,20 @@ async def upload_readings(
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
             body: bytes, options: CsvOptions, formats: TimestampFormat,
-            on_conflict: Literal["error", "replace"], max_readings: int) -> UploadResult:
+            ambiguous: Ambiguous | None, on_conflict: Literal["error", "replace"],
+            max_readings: int) -> UploadResult:
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
-        if media_type == "application/json":
-            batch = to_batch(*parse_json(body), series.freq, ts_field="ts", value_field="value",
-                             ts_format=formats)
-        else:
-            ts_raw, value_raw = parse_csv(body, options)
-            # Row numbers count data rows from 1, as a spreadsheet shows them below the header.
-            batch = to_batch(ts_raw, value_raw, series.freq, row_base=1,
-                             ts_field=str(ts_raw.name), value_field=str(value_raw.name),
-                             ts_format=formats)
+        local = LocalTimes.of_series(series.timezone, series.freq, ambiguous)
+        with rows_counted():
+            if media_type == "application/json":
+                batch = to_batch(*parse_json(body), series.freq, ts_field="ts",
+                                 value_field="value", ts_format=formats, local=local)
+            else:
+                ts_raw, value_raw = parse_csv(body, options)
+                batch = to_batch(ts_raw, value_raw, series.freq, ts_field=str(ts_raw.name),
+                                 value_field=str(value_raw.name), ts_format=formats, local=local)
         check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
                               limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
