@@ -10,7 +10,7 @@ carries `params` and a `dedupe_key`, unique, so that workers that schedule the s
 same time queue it once.
 
 Revision ID: 0009
-Revises: 0007 (fold's binary states; the lead re-chains at merge)
+Revises: 0007
 Create Date: 2026-12-03
 """
 
