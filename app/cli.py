@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from app.client.commands import add_global_options
 from app.client.commands import register as register_client
+from app.client.commands import register_keys as register_client_keys
 from app.client.credentials import write_user_config
 from app.config import Settings, get_settings
 from app.logs import configure_logging
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("statecast.cli")
 DEFAULT_TENANT = "default"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1, with an error that says what it got."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -32,11 +44,12 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from app.db.engine import create_db_engine, create_session_factory, transaction
-    from app.db.tenants import create_key
+    from app.db.tenants import KeyScope, create_key
 
     engine = create_db_engine(settings.database_url)
     with transaction(create_session_factory(engine), write=True) as session:
-        tenant, key = create_key(session=session, tenant_name=args.tenant)
+        tenant, key = create_key(session=session, tenant_name=args.tenant, name=args.name,
+                                 scope=KeyScope(args.scope))
     engine.dispose()
     print(key)
     print(f"(a new key for tenant {tenant.name!r}; it is shown only once)", file=sys.stderr)
@@ -82,27 +95,25 @@ def bootstrap_key(settings: Settings) -> None:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from app.worker.runner import run_worker
 
-    run_worker(settings, args.concurrency)
+    run_worker(settings, args.concurrency, args.parent_pid)
     return 0
 
 
 def start_embedded_workers(settings: Settings, count: int) -> "Supervisor":
     """Worker processes beside the API (the embedded default), restarted if they die."""
+    from app.serving import settings_env
     from app.worker.supervisor import Supervisor
 
-    env = {**os.environ, **{f"STATECAST_{k.upper()}": str(v)
-                            for k, v in settings.model_dump(mode="json").items()}}
-    supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker"], count, env=env)
+    env = {**os.environ, **settings_env(settings)}
+    supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker",
+                             "--parent-pid", str(os.getpid())], count, env=env)
     supervisor.start()
     return supervisor
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.db.migrations import upgrade
-    from app.http_protocol import guarded_protocol
-    from app.main import create_app
+    from app.serving import multiprocess_metrics, run_api
 
     if args.host:
         settings.host = args.host
@@ -110,21 +121,26 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.port = args.port
     if args.workers is not None:
         settings.embedded_workers = args.workers
+    if args.processes is not None:
+        settings.api_processes = args.processes
     if settings.auto_migrate:
         upgrade(settings.database_url)
     bootstrap_key(settings)
     # uvicorn re-raises SIGTERM after its shutdown, which would end this process before the
-    # `finally` below stops the workers; unwinding instead lets it run.
+    # `finally` below stops the workers; unwinding instead lets it run. (With several API
+    # processes uvicorn's supervisor takes SIGTERM itself and returns.)
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    workers = start_embedded_workers(settings, settings.embedded_workers)
-    print(f"statecast serving on http://{settings.host}:{settings.port}"
-          f" with {settings.embedded_workers} worker process(es)", flush=True)
-    try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, access_log=False,
-                    http=guarded_protocol(settings.header_timeout_s))
-    finally:
-        workers.stop()
+    with multiprocess_metrics(settings.api_processes):
+        workers = start_embedded_workers(settings, settings.embedded_workers)
+        logger.info(f"statecast serving on http://{settings.host}:{settings.port} in "
+                    f"{settings.api_processes} API process(es) with "
+                    f"{settings.embedded_workers} worker process(es)",
+                    extra={"action": "serve", "workers": settings.embedded_workers,
+                           "processes": settings.api_processes})
+        try:
+            run_api(settings)
+        finally:
+            workers.stop()
     return 0
 
 
@@ -139,11 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N",
                        help="worker processes to start beside the API; 0 for none "
                             "(STATECAST_EMBEDDED_WORKERS, default 1)")
+    serve.add_argument("--processes", type=positive_int, metavar="N",
+                       help="API processes serving the one port (STATECAST_API_PROCESSES, "
+                            "default 1)")
     serve.set_defaults(handler=cmd_serve)
 
     worker = commands.add_parser("worker", help="run training jobs from the queue")
     worker.add_argument("--concurrency", type=int, default=1, metavar="N",
                         help="jobs at a time, each in its own process (default 1)")
+    worker.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="stop when process PID is gone (`statecast serve` passes its own)")
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to head")
@@ -151,9 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_commands.add_parser("create", help="create a key (and the tenant if new)")
+    create = key_commands.add_parser(
+        "create", help="create a key of any tenant (and the tenant if new), in the database")
     create.add_argument("--tenant", required=True, help="tenant name")
+    create.add_argument("--name", default="default", help="what the key is for")
+    create.add_argument("--scope", choices=["read", "write"], default="write",
+                        help="read: GET requests only (default write)")
     create.set_defaults(handler=cmd_keys_create)
+    register_client_keys(key_commands)
     register_client(commands)
     return parser
 

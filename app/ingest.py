@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from app.errors import Invalid, field_error
+from app.errors import Invalid, field_error, unreadable_body
 from app.timegrid import NS_PER_S, SECONDS_PER_DAY, off_grid, step_seconds
 
 MAX_REPORTED_ROWS = 20
+READING_KEYS = {"ts", "value"}
 # Separators a file sent without `sep` is checked for, to suggest the right one.
 OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 # A date or a time of day: a one-line body holding one is readings whose line breaks were lost,
@@ -31,6 +32,10 @@ DATE_OR_TIME = re.compile(r"\d{4}-\d\d|\d\d?[/.-]\d\d?[/.-]\d\d|\d\d?:\d\d")
 # and every message that names rows says so.
 FIRST_ROW = 1
 ROWS_COUNTED = "rows count readings from 1"
+# What a CSV field costs to parse, at least, counted in bytes against the large-upload limit: a
+# typical field ("2024-01-01 00:00", "1.5") is about this long, and a body of one-character
+# fields costs the parser as much per field.
+CSV_FIELD_COST_BYTES = 8
 # Distinct timestamps tried when inferring the column's format (a first row may be odd).
 FORMAT_SAMPLES = 5
 
@@ -58,6 +63,21 @@ class TimestampFormat:
 
     ts_format: str | None = None
     dayfirst: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts_format is not None:
+            checked_ts_format(self.ts_format)
+
+
+def checked_ts_format(ts_format: str) -> str:
+    """`ts_format` if pandas can parse with it, else Invalid naming it (a stray `%` or an
+    unknown directive would otherwise fail the parse itself, after the upload began)."""
+    try:
+        pd.to_datetime(pd.Series([""], dtype=object), format=ts_format, errors="coerce", utc=True)
+    except ValueError as exc:
+        raise Invalid(f"`ts_format` {ts_format!r} is not a strftime format: {exc}",
+                      errors=[field_error("ts_format", ts_format, str(exc))]) from None
+    return ts_format
 
 
 class Ambiguous(StrEnum):
@@ -95,6 +115,16 @@ class CsvOptions:
     value_col: str | None = None
     sep: str = ","
     decimal: str = "."
+    max_columns: int = 64
+
+
+def parse_cost_bytes(body: bytes, media_type: str, sep: str = ",") -> int:
+    """What parsing `body` costs, in bytes: its size, or for CSV its fields at
+    CSV_FIELD_COST_BYTES each when that is more."""
+    if media_type == "application/json":
+        return len(body)
+    fields = body.count(sep.encode()) + body.count(b"\n")
+    return max(len(body), fields * CSV_FIELD_COST_BYTES)
 
 
 def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
@@ -103,6 +133,7 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
         raise Invalid("`sep` and `decimal` must differ",
                       errors=[field_error("decimal", options.decimal, "same character as `sep`")])
     _check_layout(body, options)
+    _check_nul(body, options)
     try:
         frame = pd.read_csv(io.BytesIO(body), sep=options.sep, decimal=options.decimal,
                             keep_default_na=False, na_values=[""], dtype={0: str},
@@ -147,12 +178,16 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
     """Refuse, with the fix, the two files that parse as nonsense: a body whose line breaks were
     stripped (`curl -d @file` does that) and one separated by another character than `sep`."""
     text = body.decode("utf-8", errors="replace").strip()
-    if text and "\n" not in text and "\r" not in text and not DATE_OR_TIME.search(text):
+    if not text:
+        raise Invalid("The body is empty: a CSV upload needs a header line and one line per "
+                      "reading", errors=[field_error("body", body.decode("utf-8", "replace"),
+                                                     "empty")])
+    if "\n" not in text and "\r" not in text and not DATE_OR_TIME.search(text):
         raise Invalid(
             f"The body holds only a header line ({text[:80]!r}) and no readings: add one line per "
             "reading below it",
             errors=[field_error("body", text[:80], "a header line and no readings")])
-    if text and "\n" not in text and "\r" not in text:
+    if "\n" not in text and "\r" not in text:
         raise Invalid(
             "The body is a single line: a CSV upload needs a header line and one line per reading. "
             "If you sent a file with `curl -d @file`, which strips line breaks, send it with "
@@ -160,6 +195,12 @@ def _check_layout(body: bytes, options: CsvOptions) -> None:
             errors=[field_error("body", text[:80], "no line breaks")])
     lines = text.splitlines()
     header = lines[0]
+    columns = header.count(options.sep) + 1
+    if columns > options.max_columns:
+        raise Invalid(
+            f"The header has {columns} columns; at most {options.max_columns} are read "
+            "(STATECAST_MAX_CSV_COLUMNS)",
+            errors=[field_error("body", header[:80], f"{columns} columns in the header")])
     if options.sep in header:
         return
     for sep, name in OTHER_SEPARATORS.items():
@@ -184,6 +225,21 @@ def rows_counted() -> Iterator[None]:
         if not any("row" in error for error in exc.errors) or ROWS_COUNTED in exc.detail:
             raise
         raise Invalid(f"{exc.detail} ({ROWS_COUNTED})", errors=exc.errors, **exc.extra) from None
+def _check_nul(body: bytes, options: CsvOptions) -> None:
+    """Refuse a NUL byte, naming its row and column: the CSV parser ends a field at one, so
+    `1\\x00` would otherwise be stored as 1."""
+    at = body.find(b"\x00")
+    if at < 0:
+        return
+    lines = body.splitlines()
+    row = body.count(b"\n", 0, at)  # the header is line 0: data rows count from 1
+    line_start = body.rfind(b"\n", 0, at) + 1
+    column = body.count(options.sep.encode(), line_start, at)
+    header = lines[0].decode("utf-8", "replace").split(options.sep) if lines else []
+    field = header[column].strip() if column < len(header) else f"column {column + 1}"
+    line = body[line_start:].split(b"\n", 1)[0].decode("utf-8", "backslashreplace")
+    raise Invalid(f"Row {row} holds a NUL byte in {field!r}",
+                  errors=[field_error(field, line, "NUL byte in the value", row=row)])
 
 
 def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
@@ -196,16 +252,18 @@ def parse_json(body: bytes) -> tuple[pd.Series, pd.Series]:
         # Integers become floats as they are read: a 400-digit one is then inf (refused with
         # the row), not an OverflowError later.
         document = json.loads(body, parse_constant=reject_constant, parse_int=float)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}",
-                      errors=[field_error("body", _opening(body), str(exc))]) from exc
-    except RecursionError:
-        raise Invalid("The body is not valid JSON: nested too deeply",
-                      errors=[field_error("body", _opening(body), "nested too deeply")]) from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise unreadable_body(exc, body) from None
     readings = document.get("readings") if isinstance(document, dict) else None
-    if not isinstance(readings, list):
-        raise Invalid("The body must be an object with a list `readings`",
-                      errors=[field_error("readings", None, "missing or not a list")])
+    problems = [] if isinstance(readings, list) else [
+        field_error("readings", None, "missing or not a list")]
+    if isinstance(document, dict):
+        problems += [field_error(key, document[key], "unknown field")
+                     for key in document.keys() - {"readings"}]
+    if problems:
+        raise Invalid("The body must be an object with a list `readings` and nothing else",
+                      errors=problems)
+    assert isinstance(readings, list)
     return readings_columns(readings)
 
 
@@ -222,6 +280,9 @@ def readings_columns(readings: list[Any]) -> tuple[pd.Series, pd.Series]:
             ts.append("")
             values.append(None)
             continue
+        problems += [field_error(f"readings[{row}].{key}", item[key], "unknown field; a reading "
+                                 "has only `ts` and `value`", row=row + FIRST_ROW)
+                     for key in item.keys() - READING_KEYS]
         ts.append(item["ts"] if isinstance(item["ts"], str) else "")
         if not isinstance(item["ts"], str):
             problems.append(field_error(f"readings[{row}].ts", item["ts"],

@@ -9,10 +9,21 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import openapi, problems
+from app.api.auth import KeyCache
 from app.api.limits import BodyLimitMiddleware
 from app.api.prefixed import prefixed
 from app.api.quotas import RateLimiter
-from app.api.routes import docs, events, forecast_models, forecasts, health, jobs, series, streams
+from app.api.routes import (
+    docs,
+    events,
+    forecast_models,
+    forecasts,
+    health,
+    jobs,
+    keys,
+    series,
+    streams,
+)
 from app.config import Settings, get_settings
 from app.db.engine import create_db_engine, create_session_factory
 from app.observability.middleware import MetricsMiddleware
@@ -41,10 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = create_session_factory(engine)
         app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)
         app.state.seasonal_fits = FitCache(settings.seasonal_fit_cache_size)
+        app.state.keys = KeyCache()
         # What is loaded by now lives as long as the process: keep it out of every collection
         # (a full one walked it all and made a fleet's bulk post a third slower).
         gc.freeze()
         yield
+        app.state.keys.close()
         engine.dispose()
 
     # /docs and /redoc come from the docs router, which serves their files itself (no CDN).
@@ -65,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(forecasts.router)
     app.include_router(prefixed(streams.router))
     app.include_router(prefixed(events.router))
+    app.include_router(prefixed(keys.router))
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(metrics_router)

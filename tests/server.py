@@ -28,13 +28,13 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = cli_env(STATECAST_DATABASE_URL=settings.database_url,
-                      STATECAST_MODEL_DIR=str(settings.model_dir),
-                      STATECAST_KEY_FILE=str(settings.key_file),
-                      STATECAST_PORT=str(self.port), STATECAST_AUTO_MIGRATE="false",
-                      STATECAST_EMBEDDED_WORKERS=str(workers),
-                      STATECAST_WORKER_POLL_INTERVAL_S="0.2", STATECAST_LOG_LEVEL="warning",
-                      **extra_env)
+        env = cli_env(**{"STATECAST_DATABASE_URL": settings.database_url,
+                         "STATECAST_MODEL_DIR": str(settings.model_dir),
+                         "STATECAST_KEY_FILE": str(settings.key_file),
+                         "STATECAST_PORT": str(self.port), "STATECAST_AUTO_MIGRATE": "false",
+                         "STATECAST_EMBEDDED_WORKERS": str(workers),
+                         "STATECAST_WORKER_POLL_INTERVAL_S": "0.2",
+                         "STATECAST_LOG_LEVEL": "warning", **extra_env})
         self._log = log_path.open("a")
         self.process = subprocess.Popen([*statecast_argv(), "serve"], env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT,

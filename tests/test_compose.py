@@ -120,8 +120,6 @@ def test_service_command_is_a_statecast_subcommand(service: str) -> None:
     assert command[0] == "statecast", command
     parser = build_parser()
     if command[1] not in subcommands(parser):
-        if command[1] == "worker":  # being added; this xfail goes once the subcommand exists
-            pytest.xfail("`statecast worker` is not a subcommand yet")
         pytest.fail(f"`{' '.join(command)}`: {command[1]!r} is not one of {subcommands(parser)}")
     try:
         parser.parse_args(command[1:])

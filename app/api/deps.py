@@ -1,6 +1,5 @@
 """Dependencies of the routes, each as an Annotated alias."""
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -10,20 +9,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app.api import auth
+from app.api.auth import KeyCache
 from app.api.quotas import RateLimiter
 from app.config import Settings
 from app.db import tenants
 from app.db.tables import Tenant
+from app.db.tenants import Caller
 from app.errors import Unauthorized
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
-
-
-# How long a key stays trusted in this process after it was checked in the database.
-TENANT_CACHE_TTL_S = 10.0
-_tenants: dict[str, tuple[float, Tenant]] = {}
 
 
 # The cheap dependencies are `async def`: a plain `def` dependency costs a thread-pool hop.
@@ -64,7 +61,7 @@ class Services:
 
     FastAPI solves each dependency by walking its own sub-dependencies, parameters and cache
     key; the stream post, the hottest route, spent more on resolving three of them than on its
-    SQL (docs/benchmarks.md, issue 12).
+    SQL (docs/benchmarks.md, "Streams and forecasts").
     """
 
     settings: Settings
@@ -83,43 +80,47 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ForecastersDep = Annotated[ForecasterCache, Depends(get_forecasters)]
 SeasonalFitsDep = Annotated[FitCache, Depends(get_seasonal_fits)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
-# FastAPI closes it only once the answer is validated; `app.api.routing.SessionReleasingRoute`
-# closes a sync route's session in the route's own thread as it returns, so no request holds a
-# pooled connection while it waits for a thread (bench/load.py, 256 clients).
+# FastAPI closes it only once the answer is validated, even with scope="function";
+# `app.api.session_release.SessionReleasingRoute` closes a sync route's session in the route's
+# own thread as it returns, so no request holds a pooled connection while it waits for a thread.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_caller(request: Request,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                     ) -> Caller:
+    """The key's tenant and terms, looked up in a session of its own so the route's starts
+    untouched, and remembered (app/api/auth.py); held to the key's expiry and scope and to the
+    tenant's request rate.
+
+    The session factory is read from the app, not asked for as a dependency: every `/v1`
+    request authenticates, and each dependency costs FastAPI a resolution even when cached.
+    """
+    if credentials is None:
+        raise Unauthorized("Send an API key as `Authorization: Bearer <key>`")
+    keys: KeyCache = request.app.state.keys
+    key_hash = tenants.hash_key(credentials.credentials)
+    caller = keys.cached(key_hash)
+    if caller is None:
+        factory: sessionmaker[Session] = request.app.state.session_factory
+        caller = await run_in_threadpool(auth.lookup, factory, credentials.credentials)
+        if caller is None:
+            raise Unauthorized("The API key is not valid")
+        keys.remember(key_hash, caller)
+        keys.note_use(factory, caller)
+    auth.check_terms(caller, request.method)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(caller.tenant.id)
+    return caller
 
 
 async def get_tenant(request: Request,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                      ) -> Tenant:
-    """The key's tenant, looked up in a session of its own so the route's starts untouched.
-
-    Known keys are remembered for TENANT_CACHE_TTL_S: every request of a busy stream would
-    otherwise pay a query (and, as a sync dependency, a thread hop) just to authenticate. The
-    session factory is read from the app, not asked for as a dependency: every `/v1` request
-    authenticates, and each dependency costs FastAPI a resolution even when it is cached.
-    """
-    if credentials is None:
-        raise Unauthorized("Send an API key as `Authorization: Bearer <key>`")
-    key_hash = tenants.hash_key(credentials.credentials)
-    cached = _tenants.get(key_hash)
-    if cached is not None and cached[0] > time.monotonic():
-        tenant = cached[1]
-    else:
-        factory: sessionmaker[Session] = request.app.state.session_factory
-        found = await run_in_threadpool(_lookup_tenant, factory, credentials.credentials)
-        if found is None:
-            raise Unauthorized("The API key is not valid")
-        tenant = found
-        _tenants[key_hash] = (time.monotonic() + TENANT_CACHE_TTL_S, tenant)
-    limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.check(tenant.id)
-    return tenant
+    """The key's tenant: `get_caller` without a dependency of its own in between (the hot
+    routes pay one resolution less)."""
+    return (await get_caller(request, credentials)).tenant
 
 
-def _lookup_tenant(factory: sessionmaker[Session], key: str) -> Tenant | None:
-    with factory() as session:
-        return tenants.tenant_for_key(session=session, key=key)
-
-
+CallerDep = Annotated[Caller, Depends(get_caller)]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -1,13 +1,16 @@
-"""A cap on request bodies, enforced while they stream in (413 past the limit), and a bound on
+"""A cap on request bodies, enforced while they stream in (413 past the limit), a bound on
 the wait for each of their chunks (408 after it: a client trickling its body cannot hold a
-connection and a worker thread forever)."""
+connection and a worker thread forever), and the few slots for parsing large uploads."""
 
 import asyncio
+import threading
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem
+from app.config import Settings
+from app.errors import Unavailable
 
 
 class BodyTooLarge(Exception):
@@ -75,3 +78,28 @@ class BodyLimitMiddleware:
                            f"The body exceeds the limit of {self.max_body_bytes} bytes "
                            "(setting STATECAST_MAX_UPLOAD_BYTES)")
         await response(scope, receive, send)
+
+
+class LargeUploadSlots:
+    """This request's hold on one of the process's large-upload slots, taken at most once and
+    given back at the end of the `with` block; 503 when none is free."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, settings: Settings) -> None:
+        self.slots = slots
+        self.limit = settings.max_large_uploads
+        self.held = False
+
+    def take(self) -> None:
+        if self.held:
+            return
+        if not self.slots.acquire(blocking=False):
+            raise Unavailable(f"{self.limit} large uploads are being processed; retry after "
+                              "Retry-After (STATECAST_MAX_LARGE_UPLOADS)")
+        self.held = True
+
+    def __enter__(self) -> "LargeUploadSlots":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.held:
+            self.slots.release()

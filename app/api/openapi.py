@@ -32,7 +32,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
                                "schema": {"type": "integer"}}}
 DESCRIPTIONS = {
-    401: "No API key, or not a valid one",
+    401: "No API key, or not a valid one (unknown, revoked or expired)",
+    403: "The key's scope is `read`: this operation needs a `write` key",
     404: "No such resource of this tenant",
     409: "Conflicts with the resource's state (see `detail`)",
     413: "Request body larger than STATECAST_MAX_UPLOAD_BYTES",
@@ -47,7 +48,7 @@ CONFLICTS = {
     ("get", "/v1/series/{series_id}/forecast"), ("post", "/v1/models/{model_id}/promote"),
     ("post", "/v1/jobs/{job_id}/cancel"), ("post", "/v1/streams"),
     ("post", "/v1/streams/{stream_id}/readings"), ("get", "/v1/streams/{stream_id}/forecast"),
-    ("post", "/v1/streams/{stream_id}/reset"),
+    ("post", "/v1/streams/{stream_id}/reset"), ("delete", "/v1/keys/{key_id}"),
 }
 MEDIA_TYPE_CHECKED = {("post", "/v1/series/{series_id}/readings")}
 
@@ -57,6 +58,8 @@ def statuses_of(method: str, path: str, operation: dict[str, Any]) -> list[int]:
     if not path.startswith("/v1/"):
         return []
     statuses = [401, 422, 503]
+    if method not in ("get", "head", "options"):
+        statuses.append(403)
     if "{" in path:
         statuses.append(404)
     if (method, path) in CONFLICTS:

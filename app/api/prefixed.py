@@ -1,10 +1,12 @@
 """Routers that turn away a path outside their prefix before trying any of their routes.
 
 FastAPI matches a request by trying every route of every included router in turn, each try
-costing a few microseconds of scope bookkeeping besides its regular expression. A stream post,
-whose router is included after those of series, models, jobs and forecasts, spent as much
-finding its route as authenticating (py-spy, issue 12); one string comparison per router skips
-the routers that cannot hold it.
+costing a few microseconds of scope bookkeeping besides its regular expression, so a route
+included late (the stream post) pays for every route before it. One string comparison per
+router skips the routers that cannot hold the path (docs/benchmarks.md, "Streams and
+forecasts", for what it saves). FastAPI has no public prefix check for an included router, so
+this overrides `APIRouter.matches`; tests/api/test_prefixed.py fails if FastAPI stops asking an
+included router's `matches` first.
 """
 
 from fastapi import APIRouter

@@ -1,7 +1,9 @@
 """Every error leaves the API as application/problem+json (RFC 9457), naming field and value."""
 
+import json
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ServiceError
+from app.errors import ServiceError, unreadable_body
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("statecast.api")
@@ -56,6 +58,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":  # FastAPI's own JSON parse of the body
+            location = error.get("loc", ())
+            cause = json.JSONDecodeError((error.get("ctx") or {}).get("error", "invalid"), "",
+                                         int(location[-1]) if len(location) > 1 else 0)
+            return await _service_error(_, unreadable_body(cause))
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
         # An error about the whole body (missing, not an object) is about the field `body`.
         errors.append({"field": ".".join(location) or "body", "value": _jsonable(error.get("input")),
@@ -64,10 +71,33 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid input", f"Invalid value for {fields}", errors=errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, _title(exc.status_code), str(exc.detail),
-                   headers=getattr(exc, "headers", None))
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # FastAPI's "There was an error parsing the body": say what the error was.
+        return await _service_error(request, unreadable_body(exc.__cause__))
+    headers = getattr(exc, "headers", None)
+    allowed = allowed_methods(request) if exc.status_code == 405 else None
+    if allowed:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return problem(exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str] | None:
+    """The methods the API documents at the request's path; None for a path it does not
+    document. Starlette answers a 405 with the methods of the first route whose path matched:
+    `OPTIONS /v1/streams/readings` said `Allow: GET`, the methods of `/v1/streams/{stream_id}`,
+    where only POST exists (a literal path is never also a stream id: RESERVED_STREAM_IDS)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.url.path
+    operations = paths.get(path)
+    if operations is None:
+        templated = [ops for template, ops in paths.items() if "{" in template
+                     and re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)), path)]
+        if not templated:
+            return None
+        operations = {method: op for ops in templated for method, op in ops.items()}
+    return sorted(method.upper() for method in operations)
 
 
 def internal_error() -> JSONResponse:

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import reading_counts
 from app.db.jobs import JobStatus
-from app.db.tables import Job, Reading, Series
+from app.db.tables import Job
 from app.errors import TooManyRequests
 
 # A tenant that stopped sending is forgotten after this long (its bucket would be full anyway).
@@ -63,12 +64,16 @@ def check_active_jobs(*, session: Session, tenant_id: int, limit: int) -> None:
             retry_after_s=QUOTA_RETRY_AFTER_S)
 
 
-def check_stored_readings(*, session: Session, tenant_id: int, adding: int, limit: int) -> None:
-    """Refuse an upload that could take the tenant past `limit` stored readings."""
-    stored = session.scalar(select(func.count()).select_from(Reading).join(
-        Series, Series.id == Reading.series_id).where(Series.tenant_id == tenant_id)) or 0
-    if stored + adding > limit:
+def charge_stored_readings(*, session: Session, tenant_id: int, limit: int) -> None:
+    """Charge the tenant for the readings this transaction inserted; refuse (the caller's
+    transaction then rolls back) past `limit`. Call last before the commit: it holds the
+    tenant's row until then."""
+    added = reading_counts.take_inserted(session)
+    if added == 0:
+        return
+    total = reading_counts.add_stored(session=session, tenant_id=tenant_id, added=added)
+    if total > limit:
         raise TooManyRequests(
-            f"This tenant stores {stored} readings; {adding} more would pass the limit of {limit} "
-            "(STATECAST_TENANT_MAX_READINGS); delete a series to make room",
+            f"This tenant stores {total - added} readings; {added} more would pass the limit of "
+            f"{limit} (STATECAST_TENANT_MAX_READINGS); delete a series to make room",
             retry_after_s=QUOTA_RETRY_AFTER_S)

@@ -1,11 +1,12 @@
 """Request and response bodies of the API."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.params import STREAM_ID_PATTERN, Id, Text
+from app.db.tenants import KeyScope
 from app.ingest import MAX_ABS_READING, within_timestamp_range
 from app.ml import spec as ml_spec
 from app.timegrid import canonical_freq, checked_timezone
@@ -184,7 +185,8 @@ class _Reading(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ts: datetime = Field(description="On the series' grid; UTC when no zone is given.")
-    value: float | None = Field(allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
+    # Strict: a number or null, never `true` or "1" (uploads refuse them too).
+    value: float | None = Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_READING, le=MAX_ABS_READING,
                                 description="null for a missing reading")
 
 
@@ -203,6 +205,8 @@ class ReadingsIn(BaseModel):
     readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
 
 
+# Stream ids that are literal paths under /v1/streams: a stream with one could not be reached.
+RESERVED_STREAM_IDS = frozenset({"readings"})
 # A fleet's half-hour: one reading from each of 50,000 meters, about 4 MB of JSON.
 MAX_BULK_READINGS = 50_000
 
@@ -243,15 +247,6 @@ class StreamsPosted(BaseModel):
     streams: list[StreamResult] = Field(description="One per stream, in order of first mention.")
 
 
-class ForecastPoint(BaseModel):
-    ts: datetime
-    mean: float
-    lower_80: float | None = None
-    upper_80: float | None = None
-    lower_95: float | None = None
-    upper_95: float | None = None
-
-
 class ForecastOut(BaseModel):
     series_id: int
     model_id: int
@@ -271,7 +266,15 @@ class StreamCreate(BaseModel):
     model_id: Id | None = Field(
         default=None, description="Pin a model; without it the stream follows the series' default.")
     stream_id: str | None = Field(default=None, pattern=STREAM_ID_PATTERN,
-                                  description="Your own id for the stream (else one is made).")
+                                  description="Your own id for the stream (else one is made); "
+                                              "not `readings`, the bulk post's path.")
+
+    @field_validator("stream_id")
+    @classmethod
+    def _not_a_route(cls, value: str | None) -> str | None:
+        if value in RESERVED_STREAM_IDS:
+            raise ValueError(f"{value!r} is the path of another route; choose another id")
+        return value
 
 
 class StreamPublic(BaseModel):
@@ -301,3 +304,46 @@ class StreamPosted(BaseModel):
     last_ts: datetime | None
     readings_applied: int
     forecast: list[dict[str, Any]]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "ingest-2027", "scope": "write"},
+        {"name": "dashboard", "scope": "read", "expires_at": "2099-12-31T00:00:00Z"}]})
+
+    name: Text = Field(min_length=1, max_length=200, description="What the key is for.")
+    scope: KeyScope = Field(default=KeyScope.WRITE,
+                            description="read: GET requests only; write: everything.")
+    expires_at: datetime | None = Field(
+        default=None, description="When the key stops working (UTC if no zone); never if null.")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if aware <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        if aware.year > 9000:
+            raise ValueError("must be before the year 9000")
+        return aware
+
+
+class KeyPublic(BaseModel):
+    """A key as listed: never the key itself, which is shown once, when it is created."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    scope: KeyScope
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Brought up to date at most once a minute.")
+    expires_at: datetime | None
+    current: bool = Field(default=False, description="The key this request was made with.")
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The key: shown this once, never stored or shown again.")

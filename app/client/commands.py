@@ -101,23 +101,43 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help=KEY_HELP + "; client commands")
 
 
-def register(subparsers: Any) -> None:
-    """Add the client subcommands to `statecast`'s subparsers."""
+def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: given after the subcommand they override the ones before it; not given, they
     # leave those alone (a default here would overwrite them with None).
     common.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
     common.add_argument("--key", default=argparse.SUPPRESS, help=KEY_HELP)
     common.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+    return common
 
+
+def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    """A client subcommand `name` under `parent`, running `handler` with a connected client."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, parents=[_common_options()],
+                                                        help=help_text)
+    parser.set_defaults(handler=functools.partial(_run, handler))
+    return parser
+
+
+def register_keys(key_commands: Any) -> None:
+    """`statecast keys list|revoke|rotate`: the keys of the tenant of the key in use."""
+    add(key_commands, "list", keys_list, "list this tenant's keys (client)")
+    revoke = add(key_commands, "revoke", keys_revoke,
+                 "revoke a key: refused at once, within 5 s on every replica (client)")
+    revoke.add_argument("key_id", type=int)
+    rotate = add(key_commands, "rotate", keys_rotate,
+                 "make a replacement of a key (same name and scope), printed once (client)")
+    rotate.add_argument("key_id", type=int)
+    rotate.add_argument("--revoke", action="store_true",
+                        help="revoke the old key at once (else once the new one is deployed)")
+
+
+def register(subparsers: Any) -> None:
+    """Add the client subcommands to `statecast`'s subparsers."""
+    common = _common_options()
     login = subparsers.add_parser("login", parents=[common],
                                   help="check a key against the API and save it (client)")
     login.set_defaults(handler=login_command)
-
-    def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help_text)
-        parser.set_defaults(handler=functools.partial(_run, handler))
-        return parser
 
     def group(name: str, help_text: str) -> Any:
         parser = subparsers.add_parser(name, help=help_text)
@@ -290,6 +310,41 @@ def find_series(client: ApiClient, ref: str) -> dict[str, Any]:
     known = ", ".join(repr(n) for n in names[:10]) or "none yet"
     raise ClientError(f"No series named {ref!r} (this key's series: {known}); "
                    "create one with `statecast series create NAME --freq 30min`")
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+def keys_list(client: ApiClient, args: argparse.Namespace) -> int:
+    body = client.get("/v1/keys")
+    rows = [[k["id"], k["name"], k["prefix"] + "...", k["scope"], k["created_at"][:19],
+             (k["last_used_at"] or "")[:19] or None, (k["expires_at"] or "")[:19] or None,
+             "*" if k["current"] else ""] for k in body["data"]]
+    emit(args, body, table(["id", "name", "prefix", "scope", "created", "last used", "expires",
+                            "in use"], rows) + f"\n({body['count']} keys)")
+    return 0
+
+
+def keys_revoke(client: ApiClient, args: argparse.Namespace) -> int:
+    client.delete(f"/v1/keys/{args.key_id}")
+    if not args.json:
+        print(f"revoked key {args.key_id}")
+    return 0
+
+
+def keys_rotate(client: ApiClient, args: argparse.Namespace) -> int:
+    """Create, deploy, revoke: this makes the replacement; the old key works until revoked."""
+    old = next((k for k in client.get("/v1/keys")["data"] if k["id"] == args.key_id), None)
+    if old is None:
+        raise ClientError(f"No key with id {args.key_id} (see `statecast keys list`)")
+    new = client.post("/v1/keys", {"name": old["name"], "scope": old["scope"]})
+    if args.revoke:
+        client.delete(f"/v1/keys/{args.key_id}")
+    emit(args, new, new["key"])
+    then = (f"key {args.key_id} is revoked" if args.revoke else
+            f"deploy it, then revoke the old one: statecast keys revoke {args.key_id}")
+    print(f"(key {new['id']} replaces key {args.key_id}, shown only once; {then})",
+          file=sys.stderr)
+    return 0
 
 
 # --- series ---------------------------------------------------------------------------------
@@ -520,8 +575,8 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
     if args.plot:
         require_matplotlib()  # before the forecast is asked for, not after it is printed
     series = find_series(client, args.series)
-    levels = args.level or [80, 95]
-    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=levels)
+    # No --level: the server's default levels.
+    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=args.level)
     points = body["points"]
     columns = list(points[0]) if points else ["ts", "mean"]
     if body.get("warning"):
@@ -537,6 +592,7 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         from app.client.plot import plot_forecast
 
         history = recent_readings(client, series, args.history)
+        levels = levels_in(points[0], "lower_") if points else []
         plot_forecast(args.plot, series["name"], history, points, levels)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
@@ -595,7 +651,8 @@ def stream_text(stream: dict[str, Any]) -> str:
     accuracy = stream.get("accuracy") or {}
     if accuracy.get("judged"):
         coverage = ", ".join(f"{level}% -> {100 * accuracy[f'coverage_{level}']:.0f}%"
-                             for level in (80, 95) if accuracy.get(f"coverage_{level}") is not None)
+                             for level in levels_in(accuracy, "coverage_")
+                             if accuracy[f"coverage_{level}"] is not None)
         lines.append(f"accuracy over {accuracy['judged']} readings: MAE {cell(accuracy.get('mae'))}, "
                      f"MASE {cell(accuracy.get('mase'))}, MAE / seasonal-naive MAE "
                      f"{cell(accuracy.get('relative_mae'))}" + (f"; coverage {coverage}"
@@ -603,9 +660,16 @@ def stream_text(stream: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def levels_in(answer: dict[str, Any], prefix: str) -> list[int]:
+    """The interval levels an answer carries (keys `lower_80`, `coverage_95`, ...), ascending:
+    whichever the server chose, rather than a copy of its default."""
+    return sorted(int(key[len(prefix):]) for key in answer
+                  if key.startswith(prefix) and key[len(prefix):].isdigit())
+
+
 def point_text(point: dict[str, Any]) -> str:
     bounds = " ".join(f"[{cell(point[f'lower_{level}'])}, {cell(point[f'upper_{level}'])}]@{level}%"
-                      for level in (80, 95) if f"lower_{level}" in point)
+                      for level in levels_in(point, "lower_"))
     return f"{point['ts']} {cell(point['mean'])} {bounds}".rstrip()
 
 

@@ -10,6 +10,7 @@ would leave a gap the model fills with its own forecasts).
 import csv
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -116,26 +117,36 @@ def read_fleet_csv(handle: TextIO, source: str) -> list[FleetReading]:
     """The rows of a `stream_id,ts,value` CSV (columns by header name, in any order; an empty
     value is a missing reading). Raises ClientError naming the line of the first bad row."""
     reader = csv.DictReader(handle)
-    names = [n.strip() for n in reader.fieldnames or []]
+    reader.fieldnames = _header(reader.fieldnames, source)
+    readings = []
+    for row in reader:
+        reading = _reading(row, source, reader.line_num)
+        if reading is not None:
+            readings.append(reading)
+    if not readings:
+        raise ClientError(f"{source}: no readings (expected rows of stream_id,ts,value)")
+    return readings
+
+
+def _header(fieldnames: Sequence[str] | None, source: str) -> list[str]:
+    names = [n.strip() for n in fieldnames or []]
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise ClientError(f"{source}: the header must name the columns {', '.join(COLUMNS)}; "
                           f"missing {', '.join(missing)} (got {', '.join(names) or 'no header'})")
-    reader.fieldnames = names
-    readings = []
-    for row in reader:
-        line = reader.line_num
-        stream_id, ts = (row.get("stream_id") or "").strip(), (row.get("ts") or "").strip()
-        text = (row.get("value") or "").strip()
-        if not stream_id and not ts and not text:
-            continue
-        if not stream_id or not ts:
-            raise ClientError(f"{source} line {line}: a reading needs a stream_id and a ts")
-        readings.append(FleetReading(stream_id=stream_id, ts=ts, value=_value(text, source, line),
-                                     line=line, at=_timestamp(ts, source, line)))
-    if not readings:
-        raise ClientError(f"{source}: no readings (expected rows of stream_id,ts,value)")
-    return readings
+    return names
+
+
+def _reading(row: dict[str, str | None], source: str, line: int) -> FleetReading | None:
+    """One row's reading; None for a blank row."""
+    stream_id, ts = (row.get("stream_id") or "").strip(), (row.get("ts") or "").strip()
+    text = (row.get("value") or "").strip()
+    if not stream_id and not ts and not text:
+        return None
+    if not stream_id or not ts:
+        raise ClientError(f"{source} line {line}: a reading needs a stream_id and a ts")
+    return FleetReading(stream_id=stream_id, ts=ts, value=_value(text, source, line),
+                        line=line, at=_timestamp(ts, source, line))
 
 
 def _timestamp(ts: str, source: str, line: int) -> datetime:

@@ -9,14 +9,14 @@ from sqlalchemy import ColumnElement, ScalarSelect, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db import jobs
-from app.db.tables import ForecastModel, Job, ModelSeries, Series, utcnow
+from app.db.tables import ForecastModel, Job, ModelSeries, ModelStatus, Series, utcnow
 from app.errors import Conflict, NotFound
 
 
 def create_with_job(*, session: Session, tenant_id: int, series: Sequence[Series],
                     spec: dict[str, Any], max_attempts: int) -> tuple[ForecastModel, Job]:
     """A model row and the job that trains it, in the caller's transaction: never one alone."""
-    model = ForecastModel(tenant_id=tenant_id, status="training", spec=spec,
+    model = ForecastModel(tenant_id=tenant_id, status=ModelStatus.TRAINING, spec=spec,
                           worse_than_naive=False)
     session.add(model)
     session.flush()
@@ -53,7 +53,7 @@ def list_models(*, session: Session, tenant_id: int, series_id: int | None = Non
 
 
 def promote(*, session: Session, model: ForecastModel) -> None:
-    if model.status != "ready":
+    if model.status != ModelStatus.READY:
         raise Conflict(f"Model {model.id} is {model.status}; only a ready model can be promoted")
     model.promoted_at = utcnow()
     session.flush()
@@ -78,7 +78,7 @@ def default_model_id(series_id: int | ColumnElement[int]) -> ScalarSelect[int]:
     """
     return (select(ForecastModel.id)
             .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
-            .where(ModelSeries.series_id == series_id, ForecastModel.status == "ready")
+            .where(ModelSeries.series_id == series_id, ForecastModel.status == ModelStatus.READY)
             .order_by(case((ForecastModel.promoted_at.is_(None), 1), else_=0),
                       ForecastModel.promoted_at.desc(), ForecastModel.worse_than_naive,
                       ForecastModel.id.desc())
@@ -99,7 +99,7 @@ def model_ref(*, session: Session, model_id: int) -> ModelRef | None:
     row = session.execute(
         select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
                ForecastModel.worse_than_naive)
-        .where(ForecastModel.id == model_id, ForecastModel.status == "ready")).first()
+        .where(ForecastModel.id == model_id, ForecastModel.status == ModelStatus.READY)).first()
     return None if row is None else ModelRef(*row)
 
 

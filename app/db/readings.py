@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.db.reading_counts import count_inserted
 from app.db.tables import Reading
 from app.errors import Conflict, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch
@@ -124,9 +125,11 @@ def copy_binary(series_id: int, ts_s: np.ndarray, values: np.ndarray) -> bytes:
 
 def insert_readings(*, session: Session, series_id: int, ts_s: np.ndarray,
                     values: np.ndarray) -> None:
-    """Insert readings known to be new, as fast as the database allows."""
+    """Insert readings known to be new, as fast as the database allows (and count them
+    against the tenant's quota, app/db/reading_counts.py)."""
     if len(ts_s) == 0:
         return
+    count_inserted(session, len(ts_s))
     connection = session.connection()
     if connection.dialect.name == "postgresql" and len(ts_s) >= COPY_MIN_ROWS:
         raw = connection.connection.driver_connection

@@ -6,6 +6,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import reading_counts
 from app.db.tables import Reading, Series
 from app.errors import Conflict, NotFound
 
@@ -47,7 +48,8 @@ def get_series(*, session: Session, tenant_id: int, series_id: int,
 
 def delete_series(*, session: Session, series: Series) -> None:
     """Delete the series and its readings; its streams and warmed states go by cascade."""
-    session.execute(delete(Reading).where(Reading.series_id == series.id))
+    removed = session.connection().execute(delete(Reading).where(Reading.series_id == series.id)).rowcount
+    reading_counts.add_stored(session=session, tenant_id=series.tenant_id, added=-removed)
     session.delete(series)
     session.flush()
 

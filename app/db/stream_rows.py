@@ -21,13 +21,15 @@ from sqlalchemy import Connection, Dialect, literal_column
 from sqlalchemy.exc import DBAPIError
 
 from app.db.forecast_models import default_model_id
-from app.db.tables import UTCDateTime
+from app.db.tables import ModelStatus, UTCDateTime
 from app.ml.stream_state import State, decode, encode
 
 # Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_Dialect.rows).
 PG_ARRAY_MIN_ROWS = 16
 # SQLite allows 32,766 bound variables a statement.
 SQLITE_MAX_VARIABLES = 32_000
+# A ready model's status as an SQL literal, for the joins that keep only ready models.
+_READY = f"'{ModelStatus.READY.value}'"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
                      f"s.last_ts, s.readings_applied, s.next_forecast{d.json_text}, "
                      f"s.accuracy{d.json_text}, se.name, se.freq, se.timezone, m.id, m.ready_at "
                      "FROM streams s JOIN series se ON se.id = s.series_id "
-                     f"LEFT JOIN forecast_models m ON m.id = {d.current_model} AND m.status = 'ready' "
+                     f"LEFT JOIN forecast_models m ON m.id = {d.current_model} AND m.status = {_READY} "
                      f"WHERE s.tenant_id = {d.mark} AND s.name {among}"
                      + (" ORDER BY s.id FOR UPDATE OF s" if d.postgres else ""),
                      (tenant_id, *params))
@@ -159,7 +161,7 @@ def read_for_forecast(connection: Connection, tenant_id: int, name: str) -> Fore
     d = _dialect(connection)
     rows = _run(connection,
                 f"SELECT s.name, s.series_id, s.model_id, s.state, m.id, m.ready_at "
-                "FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = 'ready' "
+                f"FROM streams s LEFT JOIN forecast_models m ON m.id = s.model_id AND m.status = {_READY} "
                 f"WHERE s.tenant_id = {d.mark} AND s.name = {d.mark}", (tenant_id, name))
     if not rows:
         return None

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -74,8 +76,25 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class TenantReadings(Base):
+    """Readings stored across a tenant's series: the sum of its shards, kept by every path that
+    stores or deletes readings (app/db/reading_counts.py). The quota check reads it instead of
+    counting rows."""
+
+    __tablename__ = "tenant_readings"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    readings: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
 class ApiKey(Base):
-    """Only a SHA-256 of each key is stored; the key itself is shown once, at creation."""
+    """Only a SHA-256 of each key is stored; the key itself is shown once, at creation.
+
+    `scope` is `read` (GET only) or `write`; a key past `expires_at` no longer authenticates;
+    `last_used_at` is brought up to date at most once a minute.
+    """
 
     __tablename__ = "api_keys"
     __table_args__ = {"sqlite_autoincrement": True}
@@ -85,6 +104,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    name: Mapped[str] = mapped_column(String(200), default="default", server_default="default")
+    scope: Mapped[str] = mapped_column(String(8), default="write", server_default="write")
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Series(Base):
@@ -107,6 +130,8 @@ class Series(Base):
 class Reading(Base):
     """One value of a series; `ts` is whole seconds since the Unix epoch, UTC.
 
+    On PostgreSQL the table is partitioned by month of `ts` (migration 0009, app.db.partitions).
+
     Integer seconds rather than a DateTime column: exact on both databases, compact, and fast to
     bulk-load (no per-row datetime conversion), which the ingest path depends on.
     """
@@ -118,6 +143,15 @@ class Reading(Base):
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)
+
+
+class ModelStatus(StrEnum):
+    """A model's life: training -> ready | failed | cancelled."""
+
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class ForecastModel(Base):
@@ -132,7 +166,7 @@ class ForecastModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="training")
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.TRAINING)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     resolved_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -163,10 +197,16 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status_id", "status", "id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    model_id: Mapped[int] = mapped_column(
+    # None on the service's own jobs (partition maintenance, seasonal fits): no tenant sees or
+    # pays for them. A fit job keeps its model, so deleting the model deletes its jobs.
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int | None] = mapped_column(
         ForeignKey("forecast_models.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="train")
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Scheduled jobs are queued once per key however many workers schedule them at once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

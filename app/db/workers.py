@@ -5,16 +5,20 @@ only through the database: each worker stamps its row every time it polls the qu
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from app.db.jobs import JobStatus
 from app.db.tables import Job, WorkerBeat, utcnow
 
 # Rows of workers that stopped polling this long ago are dropped (a crashed worker never says
 # goodbye); liveness only ever looks at the last few poll intervals.
 FORGET_AFTER_S = 24 * 3600.0
+# How often a worker prunes them: often enough that the table stays small, rarely enough that
+# the poll loop does not pay a DELETE every round.
+FORGET_EVERY_S = 600.0
 
 
 def heartbeat(*, session: Session, worker_id: str, now: datetime | None = None) -> None:
@@ -52,7 +56,7 @@ def queue_health(*, session: Session, stale_after_s: float,
                  now: datetime | None = None) -> QueueHealth:
     now = now or utcnow()
     queued, oldest = session.execute(
-        select(func.count(), func.min(Job.created_at)).where(Job.status == "queued")).one()
+        select(func.count(), func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED)).one()
     beats = list(session.scalars(select(WorkerBeat.last_poll_at)))
     ages = [(now - _aware(beat)).total_seconds() for beat in beats]
     return QueueHealth(
@@ -64,11 +68,11 @@ def queue_health(*, session: Session, stale_after_s: float,
     )
 
 
-def forget_stale(*, session: Session, now: datetime | None = None) -> None:
-    now = now or utcnow()
-    cutoff = now.timestamp() - FORGET_AFTER_S
-    session.execute(delete(WorkerBeat).where(
-        WorkerBeat.last_poll_at < datetime.fromtimestamp(cutoff, tz=now.tzinfo)))
+def forget_stale(*, session: Session, now: datetime | None = None) -> int:
+    """Drop the rows of workers that have not polled for FORGET_AFTER_S; how many went."""
+    cutoff = (now or utcnow()) - timedelta(seconds=FORGET_AFTER_S)
+    result = session.execute(delete(WorkerBeat).where(WorkerBeat.last_poll_at < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _aware(value: datetime) -> datetime:

@@ -92,6 +92,32 @@ class _Dense:
 _Layer = _Recurrent | _Bidirectional | _Dense
 
 
+def _checked_stack(layers: Sequence[_Layer]) -> list[_Recurrent | _Bidirectional]:
+    """The recurrent layers of a stack that is recurrent layers, then Dense layers."""
+    recurrent = [layer for layer in layers if not isinstance(layer, _Dense)]
+    if not recurrent:
+        raise ValueError("A NumpyNetwork needs at least one recurrent layer, got none.")
+    if any(isinstance(layer, _Dense) for layer in layers[: len(recurrent)]):
+        raise NotImplementedError(
+            "A Dense layer before a recurrent layer is not supported; expected recurrent "
+            "layers followed by Dense layers."
+        )
+    for layer in recurrent[:-1]:
+        if not layer.return_sequences:
+            raise ValueError("Every recurrent layer below the top one must have return_sequences=True.")
+    return recurrent
+
+
+def _output_size(top: _Recurrent | _Bidirectional, dense: Sequence[_Dense]) -> int:
+    """Outputs per step: the last Dense layer's units, else the top recurrent layer's."""
+    if dense:
+        return int(dense[-1].kernel.shape[1])
+    if isinstance(top, _Recurrent):
+        return top.cell.units
+    factor = 2 if top.merge_mode == "concat" else 1
+    return factor * top.forward.units
+
+
 class NumpyNetwork:
     """A Keras recurrent stack (RNN layers then Dense layers) evaluated with numpy."""
 
@@ -102,17 +128,7 @@ class NumpyNetwork:
         layers: Sequence[_Layer],
         keras_batch_size: int | None = None,
     ) -> None:
-        recurrent = [layer for layer in layers if not isinstance(layer, _Dense)]
-        if not recurrent:
-            raise ValueError("A NumpyNetwork needs at least one recurrent layer, got none.")
-        if any(isinstance(layer, _Dense) for layer in layers[: len(recurrent)]):
-            raise NotImplementedError(
-                "A Dense layer before a recurrent layer is not supported; expected recurrent "
-                "layers followed by Dense layers."
-            )
-        for layer in recurrent[:-1]:
-            if not layer.return_sequences:
-                raise ValueError("Every recurrent layer below the top one must have return_sequences=True.")
+        recurrent = _checked_stack(layers)
         self._input_size = input_size
         self._layers = list(layers)
         self._recurrent = recurrent
@@ -124,21 +140,9 @@ class NumpyNetwork:
             cells = [layer.cell] if isinstance(layer, _Recurrent) else [layer.forward, layer.backward]
             for cell in cells:
                 self._state_units += [cell.units] * cell.state_count
-        top = recurrent[-1]
-        if self._dense:
-            self._output_size = int(self._dense[-1].kernel.shape[1])
-        elif isinstance(top, _Recurrent):
-            self._output_size = top.cell.units
-        else:
-            factor = 2 if top.merge_mode == "concat" else 1
-            self._output_size = factor * top.forward.units
+        self._output_size = _output_size(recurrent[-1], self._dense)
 
     # -- properties -----------------------------------------------------------------------
-
-    @property
-    def input_size(self) -> int:
-        """Features per time step (F)."""
-        return self._input_size
 
     @property
     def output_size(self) -> int:
@@ -147,23 +151,9 @@ class NumpyNetwork:
 
     @property
     def stateful(self) -> bool:
-        """Whether `step` works: no bidirectional layer (those need the whole window)."""
+        """Whether the network can be stepped (`stepper`, `output`): no bidirectional layer (those need
+        the whole window)."""
         return all(isinstance(layer, _Recurrent) for layer in self._recurrent)
-
-    @property
-    def keras_stateful(self) -> bool:
-        """Whether the Keras recurrent layers were built with stateful=True."""
-        return any(isinstance(layer, _Recurrent) and layer.keras_stateful for layer in self._recurrent)
-
-    @property
-    def keras_batch_size(self) -> int | None:
-        """The fixed batch size of the Keras input (stateful models), else None."""
-        return self._keras_batch_size
-
-    @property
-    def return_sequences(self) -> bool:
-        """Whether the Keras model outputs the whole sequence (B, T, out) rather than (B, out)."""
-        return self._recurrent[-1].return_sequences
 
     @property
     def state_units(self) -> list[int]:
@@ -232,36 +222,6 @@ class NumpyNetwork:
                 f"Received known inputs of shape {known.shape}, expected (steps, {self._input_size - 1})."
             )
         return Stepper(self._step_cells, self._dense, state, known)
-
-    def step(self, x: np.ndarray, state: Sequence[np.ndarray]) -> tuple[FloatArray, State]:
-        """Advance one time step.
-
-        Args:
-            x: inputs of this step, (B, F).
-            state: the carried state (see `zero_state`); left unchanged.
-
-        Returns:
-            The outputs of this step (B, out) and the new state.
-        """
-        if not self.stateful:
-            raise ValueError(
-                "This network has a bidirectional layer, which reads the whole window; "
-                "call `run(x)` with x of shape (B, T, F) instead of `step`."
-            )
-        x = np.asarray(x, dtype=COMPUTE_DTYPE)
-        if x.ndim != 2 or x.shape[1] != self._input_size:
-            raise ValueError(f"Received x of shape {x.shape}, expected (batch, {self._input_size}).")
-        self._check_state(state, batch=x.shape[0])
-        new_state: State = []
-        h = x
-        for cell in self._step_cells:
-            offset = len(new_state)
-            layer_state = cell.recur(cell.project(h), state[offset : offset + cell.state_count])
-            new_state += layer_state
-            h = layer_state[0]
-        for dense in self._dense:
-            h = dense(h)
-        return h, new_state
 
     def run(
         self,
@@ -444,100 +404,118 @@ class NumpyNetwork:
         """
         import keras  # deferred: importing Keras pulls in TensorFlow (~2 s, ~560 MiB)
 
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise NotImplementedError(
-                f"Model `{model.name}` has {len(model.inputs)} inputs and {len(model.outputs)} "
-                "outputs; expected a plain stack with one of each."
-            )
-        input_shape = tuple(model.inputs[0].shape)
-        if len(input_shape) != 3 or input_shape[2] is None:
-            raise NotImplementedError(
-                f"Model `{model.name}` has input shape {input_shape}; expected (batch, steps, "
-                "features) with a known number of features."
-            )
+        input_shape = _keras_input_shape(model)
         layers: list[_Layer] = []
         previous_output = model.inputs[0]
         for layer in model.layers:
-            class_name = type(layer).__name__
-            if class_name == "InputLayer":
+            if type(layer).__name__ == "InputLayer":
                 continue
             if not isinstance(model, keras.Sequential):
                 # A Sequential is a chain by construction (and a loaded one's layers carry
                 # several inbound nodes); a functional graph must be checked.
                 _check_chained(model, layer, previous_output)
                 previous_output = layer.output
-            if class_name in _KERAS_INFERENCE_IDENTITY:
-                continue
-            if class_name in _KERAS_CELL_KINDS:
-                config = layer.get_config()
-                _check_recurrent_options(layer, config)
-                if config.get("go_backwards"):
-                    raise NotImplementedError(
-                        f"Layer `{layer.name}` ({class_name}) has go_backwards=True; the numpy "
-                        "engine supports it only inside Bidirectional."
-                    )
-                layers.append(
-                    _Recurrent(
-                        _cell_from_keras(keras, layer),
-                        return_sequences=bool(config["return_sequences"]),
-                        keras_stateful=bool(config["stateful"]),
-                    )
-                )
-            elif class_name == "Bidirectional":
-                merge_mode = layer.merge_mode
-                if merge_mode not in MERGE_MODES:
-                    raise NotImplementedError(
-                        f"Layer `{layer.name}` (Bidirectional) has merge_mode={merge_mode!r}; "
-                        f"expected one of {MERGE_MODES}."
-                    )
-                for inner in (layer.forward_layer, layer.backward_layer):
-                    if type(inner).__name__ not in _KERAS_CELL_KINDS:
-                        raise NotImplementedError(
-                            f"Layer `{layer.name}` (Bidirectional) wraps {type(inner).__name__}; "
-                            f"expected one of {sorted(_KERAS_CELL_KINDS)}."
-                        )
-                    _check_recurrent_options(inner, inner.get_config())
-                if layer.forward_layer.go_backwards or not layer.backward_layer.go_backwards:
-                    raise NotImplementedError(
-                        f"Layer `{layer.name}` (Bidirectional) has a forward layer that reads "
-                        "backwards or a backward layer that reads forwards."
-                    )
-                layers.append(
-                    _Bidirectional(
-                        forward=_cell_from_keras(keras, layer.forward_layer),
-                        backward=_cell_from_keras(keras, layer.backward_layer),
-                        merge_mode=merge_mode,
-                        return_sequences=bool(layer.return_sequences),
-                    )
-                )
-            elif class_name == "Dense":
-                config = layer.get_config()
-                if getattr(layer, "quantization_mode", None):
-                    raise NotImplementedError(
-                        f"Layer `{layer.name}` (Dense) is quantized "
-                        f"({layer.quantization_mode!r}); expected float weights."
-                    )
-                bias = keras.ops.convert_to_numpy(layer.bias) if config["use_bias"] else None
-                layers.append(
-                    _make_dense(
-                        keras.ops.convert_to_numpy(layer.kernel),
-                        bias,
-                        config["activation"],
-                        f"Layer `{layer.name}` (Dense)",
-                    )
-                )
-            else:
-                raise NotImplementedError(
-                    f"Layer `{layer.name}` of type {class_name} is not supported by the numpy "
-                    "engine; expected SimpleRNN, LSTM, GRU (optionally in Bidirectional), "
-                    "Dropout and Dense layers."
-                )
+            read = _layer_from_keras(keras, layer)
+            if read is not None:
+                layers.append(read)
         batch = input_shape[0]
         return cls(
             input_size=int(input_shape[2]),
             layers=layers,
             keras_batch_size=int(batch) if batch is not None else None,
         )
+
+
+def _keras_input_shape(model: Any) -> tuple[Any, ...]:
+    """The (batch, steps, features) input of a one-input, one-output model."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise NotImplementedError(
+            f"Model `{model.name}` has {len(model.inputs)} inputs and {len(model.outputs)} "
+            "outputs; expected a plain stack with one of each."
+        )
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 3 or input_shape[2] is None:
+        raise NotImplementedError(
+            f"Model `{model.name}` has input shape {input_shape}; expected (batch, steps, "
+            "features) with a known number of features."
+        )
+    return input_shape
+
+
+def _layer_from_keras(keras: Any, layer: Any) -> _Layer | None:
+    """The engine's layer for one Keras layer; None for a layer that is the identity at inference."""
+    class_name = type(layer).__name__
+    if class_name in _KERAS_INFERENCE_IDENTITY:
+        return None
+    if class_name in _KERAS_CELL_KINDS:
+        return _recurrent_from_keras(keras, layer)
+    if class_name == "Bidirectional":
+        return _bidirectional_from_keras(keras, layer)
+    if class_name == "Dense":
+        return _dense_from_keras(keras, layer)
+    raise NotImplementedError(
+        f"Layer `{layer.name}` of type {class_name} is not supported by the numpy "
+        "engine; expected SimpleRNN, LSTM, GRU (optionally in Bidirectional), "
+        "Dropout and Dense layers."
+    )
+
+
+def _recurrent_from_keras(keras: Any, layer: Any) -> _Recurrent:
+    config = layer.get_config()
+    _check_recurrent_options(layer, config)
+    if config.get("go_backwards"):
+        raise NotImplementedError(
+            f"Layer `{layer.name}` ({type(layer).__name__}) has go_backwards=True; the numpy "
+            "engine supports it only inside Bidirectional."
+        )
+    return _Recurrent(
+        _cell_from_keras(keras, layer),
+        return_sequences=bool(config["return_sequences"]),
+        keras_stateful=bool(config["stateful"]),
+    )
+
+
+def _bidirectional_from_keras(keras: Any, layer: Any) -> _Bidirectional:
+    merge_mode = layer.merge_mode
+    if merge_mode not in MERGE_MODES:
+        raise NotImplementedError(
+            f"Layer `{layer.name}` (Bidirectional) has merge_mode={merge_mode!r}; "
+            f"expected one of {MERGE_MODES}."
+        )
+    for inner in (layer.forward_layer, layer.backward_layer):
+        if type(inner).__name__ not in _KERAS_CELL_KINDS:
+            raise NotImplementedError(
+                f"Layer `{layer.name}` (Bidirectional) wraps {type(inner).__name__}; "
+                f"expected one of {sorted(_KERAS_CELL_KINDS)}."
+            )
+        _check_recurrent_options(inner, inner.get_config())
+    if layer.forward_layer.go_backwards or not layer.backward_layer.go_backwards:
+        raise NotImplementedError(
+            f"Layer `{layer.name}` (Bidirectional) has a forward layer that reads "
+            "backwards or a backward layer that reads forwards."
+        )
+    return _Bidirectional(
+        forward=_cell_from_keras(keras, layer.forward_layer),
+        backward=_cell_from_keras(keras, layer.backward_layer),
+        merge_mode=merge_mode,
+        return_sequences=bool(layer.return_sequences),
+    )
+
+
+def _dense_from_keras(keras: Any, layer: Any) -> _Dense:
+    config = layer.get_config()
+    if getattr(layer, "quantization_mode", None):
+        raise NotImplementedError(
+            f"Layer `{layer.name}` (Dense) is quantized "
+            f"({layer.quantization_mode!r}); expected float weights."
+        )
+    bias = keras.ops.convert_to_numpy(layer.bias) if config["use_bias"] else None
+    return _make_dense(
+        keras.ops.convert_to_numpy(layer.kernel),
+        bias,
+        config["activation"],
+        f"Layer `{layer.name}` (Dense)",
+    )
 
 
 def _check_chained(model: Any, layer: Any, previous_output: Any) -> None:

@@ -1,16 +1,26 @@
-"""`auto`: train a few candidate specs within a time budget and keep the best by validation MASE."""
+"""`auto`: train a few candidate specs within a time budget and keep the best by validation MASE.
+
+The search knows a trained model only by its metrics and is handed the function that trains one,
+so that `training` calls it without the two importing each other.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from app.ml.data import TrainingDataError
 from app.ml.spec import DEFAULT_AUTO_BUDGET_S, ModelSpec
 
-if TYPE_CHECKING:
-    from app.ml.training import TrainedModel
+
+class Scored(Protocol):
+    """A trained model as the search sees it: its metrics (`training.TrainedModel`)."""
+
+    metrics: dict[str, Any]
+
+
+Trained = TypeVar("Trained", bound=Scored)
 
 # Tried in this order until the budget runs out: the default recipe first (a stream model, the
 # best measured on electricity demand), the window model beside it, then one change at a time
@@ -41,13 +51,13 @@ def candidate_specs(spec: ModelSpec, covariates: bool = False) -> list[tuple[dic
     return [(change, ModelSpec(**{**base, **change})) for change in changes]
 
 
-def validation_mase(trained: TrainedModel) -> float:
+def validation_mase(trained: Scored) -> float:
     return float(trained.metrics["validation"]["full_horizon"]["model"]["mase"])
 
 
 def search(
-    spec: ModelSpec, fit: Callable[[ModelSpec], TrainedModel], *, covariates: bool = False
-) -> TrainedModel:
+    spec: ModelSpec, fit: Callable[[ModelSpec], Trained], *, covariates: bool = False
+) -> Trained:
     """Fit candidates while the budget lasts; the best by validation MASE, with every score in
     `metrics["auto"]`.
 
@@ -57,7 +67,7 @@ def search(
     budget_s = spec.budget_s if spec.budget_s is not None else DEFAULT_AUTO_BUDGET_S
     start = time.monotonic()
     records: list[dict[str, Any]] = []
-    best: TrainedModel | None = None
+    best: Trained | None = None
     best_index = -1
     first_error: TrainingDataError | None = None
     for change, candidate in candidate_specs(spec, covariates):

@@ -183,6 +183,10 @@ class SeasonalCycles:
             total += float(cycle[offset % len(cycle)])
         return total
 
+    def shifted(self, steps: int) -> SeasonalCycles:
+        """The same component read from a boundary `steps` later: `shifted(s).at(k) == at(k + s)`."""
+        return SeasonalCycles(tuple(np.roll(cycle, -(steps % len(cycle))) for cycle in self.cycles))
+
     @property
     def periods(self) -> tuple[int, ...]:
         return tuple(len(cycle) for cycle in self.cycles)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.timegrid import NS_PER_S, SECONDS_PER_DAY, parse_freq, step_seconds
 
@@ -41,6 +41,13 @@ def _invalid(name: str, expected: str, got: Any) -> ValueError:
     return ValueError(f"Received an invalid value for argument `{name}`, expected {expected}, got {got!r}.")
 
 
+# Strict: a JSON `true`, `2.5` or `"4"` is refused, not read as 1, 2 or 4. Each field states both
+# its bounds in its `Field`; an error names the field, the value received and the bound missed.
+Int = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
+
+
 class ModelSpec(BaseModel):
     """What to train: the network, the inputs and the fitting schedule.
 
@@ -54,25 +61,25 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cell: Cell = Field("gru", description="Recurrent cell: 'gru', 'lstm' or 'simple_rnn'.")
-    units: int = Field(16, le=MAX_UNITS, description="Units per recurrent layer.")
-    layers: int = 1
-    dropout: float = 0.0
-    stateful: bool | None = Field(
+    units: Int = Field(16, ge=1, le=MAX_UNITS, description="Units per recurrent layer.")
+    layers: Int = Field(1, ge=1, le=MAX_LAYERS)
+    dropout: Number = Field(0.0, ge=0, lt=1)
+    stateful: Flag | None = Field(
         None,
         description="A stream model that carries its RNN state from one reading to the next, one cell "
         "step per reading (default: true, unless `bidirectional`). `false`: a window model that reads "
         "the last `window` readings at every forecast.",
     )
-    bidirectional: bool = False
-    window: int | None = Field(
-        None, le=MAX_WINDOW_STEPS,
+    bidirectional: Flag = False
+    window: Int | None = Field(
+        None, ge=MIN_WINDOW_STEPS, le=MAX_WINDOW_STEPS,
         description="Readings per input window (default: one day; daily data: two weeks)."
     )
-    horizon: int | None = Field(
-        None, le=MAX_HORIZON_STEPS,
+    horizon: Int | None = Field(
+        None, ge=1, le=MAX_HORIZON_STEPS,
         description="Steps of the direct head (default: one day; daily data: one week)."
     )
-    calendar: bool | None = Field(
+    calendar: Flag | None = Field(
         None,
         description="Time-of-day and day-of-week inputs (default: on for the raw series, off when "
         "deseasonalized: the seasonal component already carries the calendar).",
@@ -89,125 +96,26 @@ class ModelSpec(BaseModel):
         "that the series names; [], none. `auto` may drop them if validation says so.",
     )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
-    epochs: int = Field(40, le=MAX_EPOCHS)
-    patience: int = Field(
-        8, le=MAX_PATIENCE, description="Epochs without a better validation loss before stopping."
+    epochs: Int = Field(40, ge=1, le=MAX_EPOCHS)
+    patience: Int = Field(
+        8, ge=0, le=MAX_PATIENCE, description="Epochs without a better validation loss before stopping."
     )
-    batch_size: int = Field(64, le=MAX_BATCH_SIZE)
-    learning_rate: float = Field(1e-3, le=1.0)
-    seed: int = Field(0, le=MAX_SEED)
-    chunk: int | None = Field(None, le=MAX_CHUNK_STEPS)
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    auto: bool = Field(
+    batch_size: Int = Field(64, ge=1, le=MAX_BATCH_SIZE)
+    learning_rate: Number = Field(1e-3, gt=0, le=1.0)
+    seed: Int = Field(0, ge=0, le=MAX_SEED)
+    chunk: Int | None = Field(None, ge=1, le=MAX_CHUNK_STEPS)
+    validation_fraction: Number = Field(0.1, gt=0, lt=0.5)
+    test_fraction: Number = Field(0.1, gt=0, lt=0.5)
+    auto: Flag = Field(
         False,
         description="Search a few candidate specs (cells, sizes, window vs stream, bidirectional, "
         "deseasonalize on/off) within `budget_s` and keep the best by validation MASE; every candidate's "
         "score is stored in the model's metrics. What to use when you do not know what to pick.",
     )
-    budget_s: int | None = Field(
-        None, le=MAX_BUDGET_S,
+    budget_s: Int | None = Field(
+        None, ge=1, le=MAX_BUDGET_S,
         description=f"Seconds an `auto` search may spend (default {DEFAULT_AUTO_BUDGET_S})."
     )
-
-    @field_validator("cell", mode="before")
-    @classmethod
-    def _check_cell(cls, value: Any) -> Any:
-        if value not in ("lstm", "gru", "simple_rnn"):
-            raise _invalid("cell", "one of 'lstm', 'gru', 'simple_rnn'", value)
-        return value
-
-    @field_validator("units", "epochs", "batch_size", mode="before")
-    @classmethod
-    def _check_positive_int(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _invalid(info.field_name, "a positive integer", value)
-        return value
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _check_layers(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LAYERS:
-            raise _invalid("layers", f"an integer from 1 to {MAX_LAYERS}", value)
-        return value
-
-    @field_validator("patience", "seed", mode="before")
-    @classmethod
-    def _check_non_negative_int(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _invalid(info.field_name, "a non-negative integer", value)
-        return value
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _check_window(cls, value: Any) -> Any:
-        if value is None:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_WINDOW_STEPS:
-            raise _invalid("window", f"an integer of at least {MIN_WINDOW_STEPS} steps", value)
-        return value
-
-    @field_validator("horizon", "budget_s", mode="before")
-    @classmethod
-    def _check_optional_positive_int(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _invalid(info.field_name, "a positive integer", value)
-        return value
-
-    @field_validator("deseasonalize", mode="before")
-    @classmethod
-    def _check_deseasonalize(cls, value: Any) -> Any:
-        if value not in ("mstl", "none"):
-            raise _invalid("deseasonalize", "one of 'mstl', 'none'", value)
-        return value
-
-    @field_validator("loss", mode="before")
-    @classmethod
-    def _check_loss(cls, value: Any) -> Any:
-        if value not in ("mae", "mse"):
-            raise _invalid("loss", "one of 'mae', 'mse'", value)
-        return value
-
-    @field_validator("chunk", mode="before")
-    @classmethod
-    def _check_chunk(cls, value: Any) -> Any:
-        if value is None:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _invalid("chunk", "a positive integer (steps of truncated BPTT)", value)
-        return value
-
-    @field_validator("dropout", mode="before")
-    @classmethod
-    def _check_dropout(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise _invalid("dropout", "a number in [0, 1)", value)
-        return float(value)
-
-    @field_validator("learning_rate", mode="before")
-    @classmethod
-    def _check_learning_rate(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise _invalid("learning_rate", "a positive number", value)
-        return float(value)
-
-    @field_validator("validation_fraction", "test_fraction", mode="before")
-    @classmethod
-    def _check_fraction(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 0.5:
-            raise _invalid(info.field_name, "a number in (0, 0.5)", value)
-        return float(value)
-
-    @field_validator("stateful", "bidirectional", "calendar", "auto", mode="before")
-    @classmethod
-    def _check_bool(cls, value: Any, info: Any) -> Any:
-        if value is None and info.field_name in ("calendar", "stateful"):
-            return value
-        if not isinstance(value, bool):
-            raise _invalid(info.field_name, "true or false", value)
-        return value
 
     @property
     def is_stream(self) -> bool:

@@ -17,6 +17,7 @@ from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
 from app.ml.features import FeatureConfig, calendar, origin_batch, training_seasonal, window_batch
 from app.ml.profile import PathFitter, ProfileSource, RegressionProfile, fit_profile
+from app.ml.search import search
 from app.ml.seasonal import SeasonalFitter, usable_periods
 from app.ml.spec import ModelSpec, ResolvedSpec, baseline_lags, resolve_spec, seasonal_period
 from app.ml.stream_seasonal import (
@@ -656,8 +657,6 @@ def train(
         TrainingCancelled: `should_stop` returned True.
     """
     if spec.auto:
-        from app.ml.search import search
-
         return search(
             spec,
             lambda candidate: train(candidate, series, on_epoch=on_epoch, should_stop=should_stop),

@@ -5,7 +5,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability.metrics import HTTP_IN_FLIGHT, HTTP_REQUEST_SECONDS, HTTP_REQUESTS
-from app.observability.routing import route_template
+from app.observability.route_labels import route_template
 
 # Scrapes of /metrics itself would otherwise dominate the request counts.
 UNMEASURED_PATHS = frozenset({"/metrics"})

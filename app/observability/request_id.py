@@ -12,7 +12,7 @@ from app.observability.context import (
     install_request_id_filter,
     request_id_var,
 )
-from app.observability.routing import route_template
+from app.observability.route_labels import route_template
 
 access_logger = logging.getLogger("statecast.access")
 # Probes that orchestrators send every few seconds: logged at debug, so info stays readable.

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import stream_rows
 from app.db.engine import lock_for_write
+from app.db.reading_counts import count_inserted
 from app.db.stream_rows import StreamRow, StreamUpdate
 from app.db.tables import Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
@@ -226,6 +227,7 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
     # Stored first: the fit of the next step's day, made below when it is missing, reads them.
     new = np.array(fresh, dtype=bool)
     inserted = stream_rows.insert_new_readings(connection, series_ids[new], ts[new], values[new])
+    count_inserted(session, len(inserted))  # charged to the tenant's readings quota
     raced = [i for i in np.flatnonzero(new).tolist()
              if (steps[i].row.series_id, steps[i].ts_s) not in inserted]
     if raced:  # stored by another writer since the read above: the same value is no conflict
@@ -292,7 +294,8 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
     """Each stream's seasonal fits (made and stored, once a day, where missing)."""
     if not forecaster.needs_seasonal:
         return [None] * len(steps)
-    found = stored_fits(connection, fits, model_id, keys, versions)
+    found = stored_fits(connection, fits, model_id, keys, versions,
+                        stale_step_s=forecaster.step_size.value // NS_PER_S)
     by_series: dict[int, PreloadedSeasonal] = {}
     for series_id in {s.row.series_id for s in steps}:
         by_series[series_id] = PreloadedSeasonal(found, series_id, partial(

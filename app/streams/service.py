@@ -21,7 +21,7 @@ from app.db import stream_rows
 from app.db.forecast_models import ModelRef
 from app.db.readings import fetch_readings, store_readings
 from app.db.stream_rows import ForecastRow
-from app.db.tables import ForecastModel, Series, Stream, utcnow
+from app.db.tables import ForecastModel, ModelStatus, Series, Stream, utcnow
 from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
 from app.ml.forecaster import Forecast, Forecaster
@@ -105,7 +105,7 @@ def create_stream(*, session: Session, cache: ForecasterCache, settings: Setting
 
 def _check_pinnable(*, session: Session, model: ForecastModel, series: Series) -> None:
     """A stream may be pinned to a ready model trained on its series, and to no other."""
-    if model.status != "ready" or series.id not in models_db.series_ids(
+    if model.status != ModelStatus.READY or series.id not in models_db.series_ids(
             session=session, model_id=model.id):
         raise Invalid(f"Model {model.id} is not a ready model of series {series.id}",
                       errors=[field_error("model_id", model.id, "not ready, or not trained "
@@ -181,7 +181,7 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     state = stream.state or forecaster.initial(series.name)
     grid, full = on_grid(ts, values, series.freq)
     seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster)
+                               forecaster=forecaster, stale_ok=True)  # a post never fits
     try:
         state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
@@ -298,8 +298,9 @@ def _forecast_source(*, session: Session, connection: Connection, forecaster: Fo
     if boundary_ns is None:
         return None
     keys = [(series_id, boundary_ns // NS_PER_S)]
-    return PreloadedSeasonal(stored_fits(connection, fits, model_id, keys), series_id, partial(
-        stored_source, session, forecaster, model_id, series_id, fits))
+    return PreloadedSeasonal(stored_fits(
+        connection, fits, model_id, keys, stale_step_s=forecaster.step_size.value // NS_PER_S),
+        series_id, partial(stored_source, session, forecaster, model_id, series_id, fits))
 
 
 def run_forecast(forecaster: Forecaster, state: State, horizon: int,

@@ -233,7 +233,8 @@ async function route() {
   const path = location.hash.replace(/^#/, "") || "/";
   const match = path.match(/^\/(series|jobs)\/(\d+)$|^\/streams\/([A-Za-z0-9_.:-]+)$/);
   try {
-    if (!match) await seriesListView(view);
+    if (path === "/keys") await keysView(view);
+    else if (!match) await seriesListView(view);
     else if (match[1] === "series") await seriesView(view, Number(match[2]));
     else if (match[1] === "jobs") await jobView(view, Number(match[2]));
     else await streamView(view, decodeURIComponent(match[3]));
@@ -244,6 +245,67 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+
+// ---- keys ---------------------------------------------------------------------------------
+
+// The keys of this key's tenant: create one (shown once), revoke one. Rotating a key without
+// downtime is create, deploy, revoke (docs/operations.md).
+async function keysView(view) {
+  setCrumbs(h("a", { href: "#/" }, "Series"), "Keys");
+  const list = await api("/v1/keys");
+  const rows = list.data.map((k) => h("tr", { dataset: { keyId: k.id } },
+    h("td", {}, k.name, k.current ? h("span", { class: "badge ready" }, "this key") : ""),
+    h("td", {}, h("code", {}, `${k.prefix}…`)), h("td", {}, k.scope),
+    h("td", {}, fmtTs(k.created_at)), h("td", {}, fmtTs(k.last_used_at)),
+    h("td", {}, k.expires_at ? fmtTs(k.expires_at) : "never"),
+    h("td", { class: "num" }, h("button", {
+      class: "small danger", type: "button", onclick: async (event) => {
+        const button = event.currentTarget;
+        if (!confirm(`Revoke key "${k.name}" (${k.prefix}…)? Clients using it are refused.`)) return;
+        try {
+          await api(`/v1/keys/${k.id}`, { method: "DELETE" });
+          toast(`Revoked ${k.name}`);
+          route();
+        } catch (error) { showError(button, error.message); }
+      },
+    }, "Revoke"))));
+  const table = h("table", { id: "keys-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Key"), h("th", {}, "Scope"),
+      h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}))),
+    h("tbody", {}, rows));
+  const shown = h("p", { id: "new-key", class: "note", hidden: true });
+  const form = h("form", { class: "stack", id: "new-key-form" },
+    h("div", { class: "fields" },
+      h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "ingest" })),
+      h("label", {}, "Scope", h("select", { name: "scope" },
+        h("option", { value: "write" }, "write (everything)"),
+        h("option", { value: "read" }, "read (GET only)"))),
+      h("label", {}, "Expires (UTC, optional)", h("input", { name: "expires_at",
+        type: "datetime-local" }))),
+    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Create")),
+    shown);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    clearError(form);
+    const expires = f.expires_at.value ? `${f.expires_at.value}:00Z` : null;
+    try {
+      const created = await api("/v1/keys", { method: "POST", json: {
+        name: f.name.value.trim(), scope: f.scope.value, expires_at: expires } });
+      const rowsNow = await api("/v1/keys");
+      $("#keys-count").textContent = `Keys (${rowsNow.count})`;
+      shown.replaceChildren("New key (shown only this once; copy it now): ",
+        h("code", { id: "new-key-value" }, created.key));
+      shown.hidden = false;
+      form.reset();
+    } catch (error) { showError(form, error.message); }
+  });
+  view.append(
+    h("section", { class: "card" }, h("h2", { id: "keys-count" }, `Keys (${list.count})`), table,
+      h("p", { class: "muted" }, "A revoked key is refused at once by this server and within " +
+        "5 seconds by every other replica. The last write key cannot be revoked.")),
+    h("section", { class: "card" }, h("h2", {}, "New key"), form));
+}
 
 // ---- series list --------------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from sqlalchemy import pool
 from sqlalchemy.exc import DBAPIError
@@ -19,7 +21,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.config import Settings
 from app.db import jobs, workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
-from app.db.jobs import ClaimedJob, JobStatus
+from app.db.jobs import ClaimedJob, JobKind, JobStatus
+from app.db.tables import utcnow
+from app.worker.fits_task import run_fits_job
+from app.worker.maintenance_task import run_partitions_job
+from app.worker.parent import watch_parent
+from app.worker.schedule import SCHEDULE_INTERVAL_S, schedule_due
 from app.worker.training_task import run_training_job
 
 logger = logging.getLogger("statecast.worker")
@@ -31,6 +38,12 @@ DB_RETRY_FIRST_S = 0.5
 DB_RETRY_MAX_S = 10.0
 # What a worker survives: the database unreachable, restarting, or (SQLite) locked too long.
 TRANSIENT_DB_ERRORS = (DBAPIError, PoolTimeoutError)
+# What runs each kind of job, in a child process of its own: (settings as JSON, the job).
+TASKS: dict[JobKind, Callable[[dict[str, Any], ClaimedJob], None]] = {
+    JobKind.TRAIN: run_training_job,
+    JobKind.PARTITIONS: run_partitions_job,
+    JobKind.SEASONAL_FITS: run_fits_job,
+}
 
 
 @dataclass
@@ -59,6 +72,8 @@ class Worker:
         # locks; a fresh interpreter starts clean.
         self.context = multiprocessing.get_context("spawn")
         self._last_renewal = 0.0
+        self._last_pruned = -workers.FORGET_EVERY_S  # the first round prunes
+        self._last_schedule = -SCHEDULE_INTERVAL_S
         # After a claim, look again at once: a backlog drains without poll-interval pauses.
         self._claimed_last = False
 
@@ -98,9 +113,23 @@ class Worker:
         if now - self._last_renewal >= self.settings.job_lease_s / 3:
             self._renew_leases()
             self._last_renewal = now
+        prune = now - self._last_pruned >= workers.FORGET_EVERY_S
         with transaction(self.factory, write=True) as session:
             workers.heartbeat(session=session, worker_id=self.worker_id)
             requeued = jobs.requeue_expired(session=session)
+            forgotten = workers.forget_stale(session=session) if prune else 0
+        if prune:
+            self._last_pruned = now
+        if forgotten:
+            logger.info("forgot workers that stopped polling", extra={
+                "action": "forget_stale_workers", "workers": forgotten})
+        if now - self._last_schedule >= SCHEDULE_INTERVAL_S:
+            with transaction(self.factory, write=True) as session:
+                scheduled = schedule_due(session=session, settings=self.settings, now=utcnow())
+            self._last_schedule = now
+            if scheduled:
+                logger.info("scheduled jobs queued", extra={"action": "schedule_jobs",
+                                                            "keys": scheduled})
         if requeued:
             logger.warning("requeued jobs with expired leases",
                            extra={"action": "requeue_expired", "job_ids": requeued})
@@ -115,12 +144,13 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         process = self.context.Process(
-            target=run_training_job, args=(self.settings.model_dump(mode="json"), job),
+            target=TASKS[job.kind], args=(self.settings.model_dump(mode="json"), job),
             name=f"statecast-job-{job.id}", daemon=True)
         process.start()
         self.running[job.id] = Running(job=job, process=process)
         logger.info("job claimed", extra={"action": "claim_job", "job_id": job.id,
-                                          "attempt": job.attempt, "pid": process.pid})
+                                          "attempt": job.attempt, "kind": str(job.kind),
+                                          "pid": process.pid})
 
     def _reap(self) -> None:
         for job_id, entry in list(self.running.items()):
@@ -186,7 +216,9 @@ class Worker:
         logger.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
 
-def run_worker(settings: Settings, concurrency: int) -> None:
+def run_worker(settings: Settings, concurrency: int, parent_pid: int | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT, or until process `parent_pid` (the `statecast
+    serve` that embeds it) is gone: a killed server leaves no worker behind."""
     worker = Worker(settings, concurrency=concurrency)
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -194,4 +226,7 @@ def run_worker(settings: Settings, concurrency: int) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if parent_pid is not None:
+        watch_parent(parent_pid, worker.stop, "statecast serve gone; worker stopping",
+                     {"worker_id": worker.worker_id})
     worker.run()

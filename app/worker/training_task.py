@@ -7,7 +7,7 @@ the system when it exits, and a crash or out-of-memory kill ends one job, not th
 import logging
 import os
 import shutil
-import threading
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,22 @@ from app.db import forecast_models, jobs
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobStatus
 from app.db.readings import fetch_readings
-from app.db.tables import ForecastModel, Series, utcnow
+from app.db.tables import ForecastModel, ModelStatus, Series, utcnow
 from app.logs import configure_logging
 from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
 from app.timegrid import on_grid, to_index
+from app.worker.parent import watch_parent
 
 logger = logging.getLogger("statecast.worker")
 # A cancel is noticed within this long; the database is asked no more often than this.
 CANCEL_CHECK_INTERVAL_S = 0.5
 # Reported before TensorFlow is imported (about 20 s), so a new job never looks stuck.
 STARTING_PROGRESS = {"phase": "starting", "epoch": 0}
-PARENT_CHECK_INTERVAL_S = 0.5
 ORPHAN_EXIT_CODE = 75
+# The training process failed outside the training itself (the database, mostly): the worker
+# retries the attempt.
+RETRY_EXIT_CODE = 1
 
 
 def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
@@ -82,23 +85,35 @@ class CurrentAttempt:
 
 
 def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
-    """Entry point of the child process."""
+    """Entry point of the child process. Nothing escapes it: multiprocessing would print the
+    traceback as plain text into the JSON log; it is logged, and the exit status says what to do
+    (non-zero: the worker retries the attempt)."""
     settings = Settings(**settings_data)
     configure_logging(settings.log_level, settings.log_format)
+    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
+    try:
+        _run_job(settings, job, log)
+    except DBAPIError:
+        # The database, not the job: the worker retries the attempt.
+        logger.exception("training interrupted by a database error",
+                         extra={"action": "job_db_error", **log})
+        sys.exit(RETRY_EXIT_CODE)
+    except Exception:
+        logger.exception("training process failed", extra={"action": "job_crash", **log})
+        sys.exit(RETRY_EXIT_CODE)
+
+
+def _run_job(settings: Settings, job: ClaimedJob, log: dict[str, Any]) -> None:
     engine = create_db_engine(settings.database_url, poolclass=pool.NullPool,
                               lock_timeout_s=settings.database_lock_timeout_s)
     factory = create_session_factory(engine)
-    log = {"job_id": job.id, "model_id": job.model_id, "attempt": job.attempt}
     logger.info("training started", extra={"action": "start_job", **log})
-    watch_parent(log)
+    exit_with_worker(log)
     with transaction(factory) as session:
         jobs.report_progress(session=session, job=job, progress=STARTING_PROGRESS)
     try:
         status, error = _train(settings, factory, job)
     except DBAPIError:
-        # The database, not the job: exit non-zero and the worker retries the attempt.
-        logger.exception("training interrupted by a database error",
-                         extra={"action": "job_db_error", **log})
         raise
     except Exception as exc:  # a bug, not the data: record it rather than retry it forever
         logger.exception("training failed", extra={"action": "job_error", **log})
@@ -111,23 +126,15 @@ def run_training_job(settings_data: dict[str, Any], job: ClaimedJob) -> None:
     engine.dispose()
 
 
-def watch_parent(log: dict[str, Any]) -> None:
+def exit_with_worker(log: dict[str, Any]) -> None:
     """End this process as soon as the worker that started it is gone.
 
     The worker holds the job's lease; once it dies the job is requeued and another attempt
     starts, so an orphan would only burn CPU beside it. It exits at once, without touching the
     database: whatever it would record belongs to the next attempt now.
     """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_INTERVAL_S)
-        logger.warning("worker process gone; training abandoned",
-                       extra={"action": "orphan_exit", "parent_pid": parent, **log})
-        os._exit(ORPHAN_EXIT_CODE)
-
-    threading.Thread(target=watch, name="statecast-parent-watch", daemon=True).start()
+    watch_parent(os.getppid(), lambda: os._exit(ORPHAN_EXIT_CODE),
+                 "worker process gone; training abandoned", log)
 
 
 def _train(settings: Settings, factory: sessionmaker[Session],
@@ -137,13 +144,16 @@ def _train(settings: Settings, factory: sessionmaker[Session],
     from app.ml.spec import ModelSpec
     from app.ml.training import EpochProgress, TrainingCancelled, train
 
+    model_id = job.model_id
+    if model_id is None:  # only the service's own jobs have none
+        return JobStatus.FAILED, "a training job needs a model"
     with transaction(factory) as session:
-        model = session.get(ForecastModel, job.model_id)
+        model = session.get(ForecastModel, model_id)
         if model is None:
             return JobStatus.CANCELLED, "the model was deleted"
         spec = ModelSpec(**model.spec)
-        series = load_series_data(session, job.model_id)
-    target = model_path(settings.model_dir, job.model_id)
+        series = load_series_data(session, model_id)
+    target = model_path(settings.model_dir, model_id)
     staged: Path | None = None
     if not (target / "meta.json").exists():  # else an earlier attempt wrote it all, then died
         history: list[dict[str, float]] = []
@@ -172,7 +182,7 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         except TrainingCancelled:
             return JobStatus.CANCELLED, None
         TRAINING_SECONDS.labels(spec.cell).observe(time.monotonic() - started)
-        staged = attempt_path(settings.model_dir, job.model_id, job.attempt)
+        staged = attempt_path(settings.model_dir, model_id, job.attempt)
         shutil.rmtree(staged, ignore_errors=True)  # a released attempt's number comes back
         save_artifacts(trained, staged)
     with transaction(factory, write=True) as session:
@@ -181,14 +191,14 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         if not jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED):
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
-            if session.get(ForecastModel, job.model_id) is None:  # deleted while it trained
-                remove_model_files(settings.model_dir, [job.model_id])
+            if session.get(ForecastModel, model_id) is None:  # deleted while it trained
+                remove_model_files(settings.model_dir, [model_id])
             return JobStatus.SUCCEEDED, None  # fenced off: another attempt owns the outcome
         if staged is not None:
-            install_attempt(settings.model_dir, job.model_id, job.attempt)
+            install_attempt(settings.model_dir, model_id, job.attempt)
         meta = load_meta(target)
-        session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
-            status="ready", metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
+        session.execute(update(ForecastModel).where(ForecastModel.id == model_id).values(
+            status=ModelStatus.READY, metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
             worse_than_naive=is_worse_than_naive(meta.get("metrics") or {}),
             ready_at=utcnow(), error=None))
     return JobStatus.SUCCEEDED, None

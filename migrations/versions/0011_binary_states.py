@@ -5,7 +5,7 @@ A fleet's post parsed and wrote about 1.1 KB of JSON per stream; the binary form
 without parsing. Rows keep their JSON text as bytes, which the codec still reads.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

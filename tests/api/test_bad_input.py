@@ -75,3 +75,114 @@ def test_values_too_large_to_compute_with_are_422(client: TestClient, auth: dict
     assert_problem(client.post(f"/v1/series/{sid}/readings", content=csv,
                                headers={**auth, "Content-Type": "text/csv"}), 422, "value")
     assert readings(client, auth, sid) == []
+
+
+@pytest.mark.parametrize(("spec", "field", "expected"), [
+    ({"units": 0}, "units", "greater than or equal to 1"),
+    ({"units": True}, "units", "a valid integer"),
+    ({"window": 4}, "window", "greater than or equal to 8"),
+    ({"dropout": 1}, "dropout", "less than 1"),
+    ({"cell": "lstmx"}, "cell", "'lstm', 'gru' or 'simple_rnn'"),
+    ({"stateful": "yes"}, "stateful", "a valid boolean"),
+    ({"epochs": 10**9}, "epochs", "less than or equal to 2000"),
+])
+def test_a_bad_spec_field_is_422_naming_field_value_and_bound(
+        client: TestClient, auth: dict[str, str], spec: dict[str, object], field: str,
+        expected: str) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post("/v1/models", json={"series_ids": [sid], "spec": spec}, headers=auth)
+    problem = assert_problem(response, 422, f"spec.{field}")
+    (error,) = problem["errors"]
+    assert error["value"] == spec[field] and expected in error["message"]
+    assert f"`spec.{field}` (got {spec[field]!r})" in problem["detail"]
+    assert client.get("/v1/models", headers=auth).json()["count"] == 0
+CSV_HEADERS = {"Content-Type": "text/csv"}
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", b" ", b"\r\n", b"  \n \r\n"])
+def test_an_empty_csv_body_is_422_naming_the_body(client: TestClient, auth: dict[str, str],
+                                                  body: bytes) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings", content=body,
+                           headers={**auth, **CSV_HEADERS})
+    assert_problem(response, 422, "body")
+    assert readings(client, auth, sid) == []
+
+
+@pytest.mark.parametrize("ts_format", ["%Y%", "abc%", "%Q", "%Y-%m-%d %"])
+def test_a_malformed_ts_format_is_422_naming_it(client: TestClient, auth: dict[str, str],
+                                                ts_format: str) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings", params={"ts_format": ts_format},
+                           content=b"ts,value\n2024-01-01 00:00,1\n",
+                           headers={**auth, **CSV_HEADERS})
+    problem = assert_problem(response, 422, "ts_format")
+    assert problem["errors"][0]["value"] == ts_format
+    assert readings(client, auth, sid) == []
+
+
+def test_a_nul_in_a_csv_value_is_422_naming_the_row(client: TestClient,
+                                                    auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    response = client.post(f"/v1/series/{sid}/readings",
+                           content=b"ts,value\n2024-01-01 00:00,1\x00\n2024-01-01 01:00,2\n",
+                           headers={**auth, **CSV_HEADERS})
+    problem = assert_problem(response, 422, "value")
+    assert problem["errors"][0]["row"] == 1
+    assert readings(client, auth, sid) == []
+
+
+def test_unknown_keys_in_json_readings_are_422_naming_row_and_key(client: TestClient,
+                                                                  auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    body = {"readings": [{"ts": "2024-01-01T00:00:00Z", "value": 1},
+                         {"ts": "2024-01-01T01:00:00Z", "value": 2, "valu": 3}]}
+    problem = assert_problem(client.post(f"/v1/series/{sid}/readings", json=body, headers=auth),
+                             422, "readings[1].valu")
+    assert problem["errors"][0]["row"] == 2  # rows count readings from 1
+    assert readings(client, auth, sid) == []
+
+
+BAD_BODIES = {
+    "nested": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "not-utf8": (b'{"name": "\xff\xfe"}', "byte 0xff at position 10"),
+    "broken-off": (b'{"name": ', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_BODIES))
+@pytest.mark.parametrize("path", ["/v1/series", "/v1/series/{sid}/readings", "/v1/streams",
+                                  "/v1/streams/m/readings", "/v1/streams/readings", "/v1/models",
+                                  "/v1/keys"])
+def test_an_unreadable_json_body_is_the_same_422_on_every_route(
+        client: TestClient, auth: dict[str, str], path: str, bad: str) -> None:
+    """Deep nesting and invalid UTF-8 were a bare 400 "error parsing the body" on every route
+    but uploads; each is now one problem naming the body and what is wrong with it."""
+    sid = create_series(client, auth, freq="h")["id"]
+    body, says = BAD_BODIES[bad]
+    response = client.post(path.format(sid=sid), content=body, headers={**auth, **JSON})
+    problem = assert_problem(response, 422, "body")
+    assert says in problem["detail"], problem
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("OPTIONS", "/v1/streams/readings", "POST"),
+    ("GET", "/v1/streams/readings/readings", "POST"),
+    ("OPTIONS", "/v1/series", "GET, POST"),
+    ("PUT", "/v1/series/1", "DELETE, GET"),
+    ("PATCH", "/v1/keys/3", "DELETE"),
+])
+def test_a_405_allows_the_methods_of_the_path(client: TestClient, auth: dict[str, str],
+                                              method: str, path: str, allow: str) -> None:
+    """`OPTIONS /v1/streams/readings` said `Allow: GET` (the stream route's), where only POST
+    exists."""
+    response = client.request(method, path, headers=auth)
+    assert_problem(response, 405)
+    assert response.headers["Allow"] == allow
+
+
+def test_a_stream_cannot_take_the_bulk_posts_path_as_its_id(client: TestClient,
+                                                            auth: dict[str, str]) -> None:
+    sid = create_series(client, auth, freq="h")["id"]
+    assert_problem(client.post("/v1/streams", json={"series_id": sid, "stream_id": "readings"},
+                               headers=auth), 422, "stream_id")

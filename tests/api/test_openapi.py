@@ -58,7 +58,7 @@ def test_every_request_body_has_an_example(openapi: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("model", [schemas.SeriesCreate, schemas.ModelCreate,
-                                   schemas.StreamCreate, schemas.ReadingsIn])
+                                   schemas.StreamCreate, schemas.ReadingsIn, schemas.KeyCreate])
 def test_body_examples_are_valid_bodies(model: type[Any]) -> None:
     examples = model.model_json_schema()["examples"]
     assert examples
@@ -82,6 +82,16 @@ def test_the_stream_post_documents_its_body_parameters_and_key(openapi: dict[str
     assert operation["security"] == [{"HTTPBearer": []}]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StreamPosted"}
+
+
+def test_every_numeric_spec_field_documents_both_bounds(openapi: dict[str, Any]) -> None:
+    """The bounds the API enforces are the ones it documents: both ends of every number."""
+    properties = openapi["components"]["schemas"]["ModelSpec"]["properties"]
+    for name, field in properties.items():
+        schema = next((s for s in field.get("anyOf", [field]) if s.get("type") != "null"), field)
+        if schema.get("type") in ("integer", "number"):
+            assert {"minimum", "exclusiveMinimum"} & set(schema), name
+            assert {"maximum", "exclusiveMaximum"} & set(schema), name
 
 
 def test_the_horizon_parameters_publish_the_configured_cap(settings: Any) -> None:

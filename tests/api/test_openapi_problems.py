@@ -29,10 +29,12 @@ def test_every_v1_operation_documents_its_problems() -> None:
         assert "Retry-After" in responses["503"]["headers"]
         assert ("404" in responses) == ("{" in path), (method, path)
         assert ("413" in responses) == ("requestBody" in operation), (method, path)
+        assert ("403" in responses) == (method != "get"), (method, path)  # a read key's limit
     upload = ops[("post", "/v1/series/{series_id}/readings")]["responses"]
     assert {"409", "413", "415"} <= set(upload)
     assert "409" in ops[("get", "/v1/series/{series_id}/forecast")]["responses"]
     assert "409" not in ops[("get", "/v1/series")]["responses"]
+    assert "409" in ops[("delete", "/v1/keys/{key_id}")]["responses"]  # the last write key
     # Health and metrics are not behind a key.
     assert "401" not in ops[("get", "/healthz")]["responses"]
 

@@ -242,3 +242,20 @@ def test_a_failed_upload_with_freq_leaves_no_series_behind(run: Run, tmp_path: P
     run("series", "create", "kept", "--freq", "30min")
     status, _, _ = run("upload", str(file), "--series", "kept", "--freq", "30min")
     assert status == 1 and "(1 series)" in run("series", "list")[1]
+def test_keys_list_rotate_and_revoke(run: Run, client: TestClient) -> None:
+    status, out, _ = run("keys", "list")
+    assert status == 0 and "(1 keys)" in out and "*" in out
+    [old_id] = [line.split()[0] for line in out.splitlines()[2:-1]]
+    status, new_key, err = run("keys", "rotate", old_id)
+    assert status == 0 and new_key.startswith("sc_"), err
+    assert f"statecast keys revoke {old_id}" in err
+    new = {"Authorization": f"Bearer {new_key.strip()}"}
+    assert client.get("/v1/series", headers=new).status_code == 200
+    assert "(2 keys)" in run("keys", "list")[1]
+    status, out, err = run("keys", "revoke", old_id)
+    assert status == 0 and f"revoked key {old_id}" in out, err
+    listed = client.get("/v1/keys", headers=new).json()["data"]
+    assert [k["name"] for k in listed] == ["default"] and listed[0]["current"]
+    status, _, err = run("keys", "revoke", str(listed[0]["id"]), "--key", new_key.strip(),
+                         key_arg=False)
+    assert status == 1 and "409" in err and "last" in err

@@ -113,8 +113,14 @@ def test_forecast_as_table_csv_and_plot(fake: dict[str, Route], tmp_path: Path,
     assert out.splitlines()[1].split() == ["ts", "mean", "lower_80", "upper_80", "lower_95",
                                            "upper_95"]
     forecast_request = [r for r in requests_seen(fake) if r.url.path.endswith("/forecast")][-1]
-    assert forecast_request.url.params.get_list("level") == ["80", "95"]
+    # Without --level the server's default levels apply; the CLI keeps no copy of them.
+    assert forecast_request.url.params.get_list("level") == []
     assert forecast_request.url.params["horizon"] == "2"
+    assert cli.main(["forecast", "--series", "house", "--horizon", "2", "--level", "95",
+                     "--key", "k"]) == 0
+    capsys.readouterr()
+    forecast_request = [r for r in requests_seen(fake) if r.url.path.endswith("/forecast")][-1]
+    assert forecast_request.url.params.get_list("level") == ["95"]
 
     plot = tmp_path / "f.png"
     assert cli.main(["forecast", "--series", "7", "--horizon", "2", "--csv", "--plot", str(plot),

@@ -62,7 +62,8 @@ def test_upload_train_forecast_and_stream_over_http(server: ServerProcess, auth:
     refused = statecast(server, key, "train", "--series", "house", "--units", "0")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("statecast: error: HTTP 422: ")
-    assert "`units`" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert "`spec.units` (got 0)" in refused.stderr and "greater than or equal to 1" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
     forecast = statecast(server, key, "forecast", "--series", "house", "--horizon", "4", "--csv",
                          "--plot", str(tmp_path / "house.png"))

@@ -109,8 +109,7 @@ def test_window_matches_keras(
     last, _ = network.run(x)
 
     assert network.stateful is not bidirectional
-    assert network.return_sequences is return_sequences
-    assert (network.input_size, network.output_size) == (FEATURES, HEADS[kind][-1][1])
+    assert network.output_size == HEADS[kind][-1][1]
     np.testing.assert_allclose(last, expected[:, -1] if return_sequences else expected, atol=ATOL)
     if return_sequences or not bidirectional:
         sequence, _ = network.run(x, return_sequences=True)
@@ -204,11 +203,10 @@ def test_carried_steps_match_stateful_keras(kind: str, layer_count: int, top_ret
     state = initial
     outputs = []
     for t in range(CARRIED_STEPS):
-        y, state = network.step(x[:, t], state)
+        y, state = network.run(x[:, t : t + 1], state)
         outputs.append(y)
 
-    assert network.stateful and network.keras_stateful
-    assert network.keras_batch_size == batch
+    assert network.stateful
     np.testing.assert_allclose(np.stack(outputs, axis=1), expected, atol=ATOL)
     for got, want in zip(state, expected_state, strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL)
@@ -248,11 +246,11 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
             np.testing.assert_array_equal(after, before)
             for got, want in zip(after_state, before_state, strict=True):
                 np.testing.assert_array_equal(got, want)
-        assert (loaded.stateful, loaded.return_sequences, loaded.keras_batch_size) == (
-            network.stateful,
-            network.return_sequences,
-            network.keras_batch_size,
-        )
+        assert loaded.stateful == network.stateful
+        # Everything read from Keras (its batch size and statefulness too) is saved back as read.
+        loaded.save(tmp_path / f"{index}-again")
+        for saved in (tmp_path / str(index)).iterdir():
+            assert (tmp_path / f"{index}-again" / saved.name).read_bytes() == saved.read_bytes()
 
 
 def test_reads_sequential_models_loaded_from_keras_files(tmp_path: Path) -> None:
@@ -341,21 +339,23 @@ def test_unsupported_options_raise(build: Any, message: str) -> None:
         NumpyNetwork.from_keras(model)
 
 
-def test_step_refuses_bidirectional_and_bad_shapes() -> None:
+def test_stepping_refuses_bidirectional_and_bad_shapes() -> None:
     bidirectional = _stack(
         keras.Input(shape=(4, FEATURES)), "gru", 1, top_return_sequences=False, bidirectional=True
     )
     with pytest.raises(ValueError, match="bidirectional"):
         network = NumpyNetwork.from_keras(bidirectional)
-        network.step(np.zeros((1, FEATURES)), network.zero_state())
+        network.stepper(network.zero_state(), np.zeros((1, FEATURES - 1)))
 
     network = NumpyNetwork.from_keras(
         _stack(keras.Input(shape=(4, FEATURES)), "lstm", 1, top_return_sequences=False)
     )
-    with pytest.raises(ValueError, match=r"expected \(batch, 3\)"):
-        network.step(np.zeros((1, FEATURES + 1)), network.zero_state())
+    with pytest.raises(ValueError, match=r"expected \(batch, steps >= 1, 3\)"):
+        network.run(np.zeros((1, 1, FEATURES + 1)), network.zero_state())
     with pytest.raises(ValueError, match=r"expected \(2, 5\)"):
-        network.step(np.zeros((2, FEATURES)), network.zero_state(1))
+        network.run(np.zeros((2, 1, FEATURES)), network.zero_state(1))
+    with pytest.raises(ValueError, match=r"expected \(steps, 2\)"):
+        network.stepper(network.zero_state(), np.zeros((1, FEATURES)))
     with pytest.raises(ValueError, match="positive integer, got 0"):
         network.zero_state(0)
 

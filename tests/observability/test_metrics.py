@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from app.observability import metrics
-from app.observability.routing import UNMATCHED_ROUTE
+from app.observability.route_labels import UNMATCHED_ROUTE
 from tests.api.helpers import fill_series
 
 

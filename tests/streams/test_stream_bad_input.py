@@ -56,7 +56,7 @@ def test_a_model_with_unreadable_files_is_503_naming_it(client: TestClient, auth
      {"ts": "2024-01-03T00:00:00Z"}),
     (b'{"readings": []}', "readings", []),
     (b'{"readings": [{"ts": "2024-01-03T00:00:00Z", "value": 1}], "extra": 1}', "extra", 1),
-    (b'{"readings": [', "14", {}),  # where the JSON breaks off
+    (b'{"readings": [', "body", 14),  # the body, and where its JSON breaks off
 ])
 def test_a_malformed_stream_post_is_422_naming_field_and_value(
         client: TestClient, auth: dict[str, str], body: bytes, field: str, value: object) -> None:
@@ -77,4 +77,17 @@ def test_a_stream_post_with_a_bad_query_parameter_is_422_naming_it(
     body = {"readings": [{"ts": "2024-01-03T00:00:00Z", "value": 1}]}
     problem = assert_problem(client.post(f"/v1/streams/m/readings?{query}", json=body,
                                          headers=auth), 422, field)
+    assert problem["errors"][0]["value"] == value
+
+
+@pytest.mark.parametrize("value", [True, False, "1"])
+@pytest.mark.parametrize("path", ["/v1/streams/m/readings", "/v1/streams/readings"])
+def test_a_stream_reading_that_is_not_a_number_is_422(client: TestClient, auth: dict[str, str],
+                                                      path: str, value: object) -> None:
+    """As an upload refuses them: `true` is no reading, nor is the string "1"."""
+    reading = {"ts": "2024-01-03T00:00:00Z", "value": value}
+    if path == "/v1/streams/readings":
+        reading["stream_id"] = "m"
+    problem = assert_problem(client.post(path, json={"readings": [reading]}, headers=auth), 422,
+                             "readings.0.value")
     assert problem["errors"][0]["value"] == value

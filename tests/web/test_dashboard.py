@@ -297,3 +297,29 @@ def test_a_day_first_local_file_loads_with_the_options_the_server_asks_for(
     series = httpx.get(f"{server.url}/v1/series", headers=auth).json()["data"][0]
     detail = httpx.get(f"{server.url}/v1/series/{series['id']}", headers=auth).json()
     assert detail["first_ts"] == "2024-03-03T23:00:00Z"  # midnight in Berlin, in UTC
+def test_the_keys_page_creates_and_revokes_keys(server: ServerProcess, page: Any,
+                                                auth: dict[str, str]) -> None:
+    page.goto(server.url + "/#/keys")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#keys-table tbody tr")
+    assert "this key" in page.inner_text("#keys-table tbody tr")
+    page.fill("#new-key-form input[name=name]", "dashboard-made")
+    page.select_option("#new-key-form select[name=scope]", "read")
+    page.click("#new-key-form button[type=submit]")
+    page.wait_for_selector("#new-key-value")
+    new_key = page.inner_text("#new-key-value")
+    assert new_key.startswith("sc_")
+    made = {"Authorization": f"Bearer {new_key}"}
+    assert httpx.get(f"{server.url}/v1/series", headers=made).status_code == 200
+    assert httpx.post(f"{server.url}/v1/series", headers=made,
+                      json={"name": "x", "freq": "h"}).status_code == 403
+    page.reload()
+    page.wait_for_selector("#keys-table tbody tr:nth-child(2)")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#keys-table tbody tr:nth-child(2) button")
+    page.wait_for_function("document.querySelectorAll('#keys-table tbody tr').length === 1")
+    assert httpx.get(f"{server.url}/v1/series", headers=made).status_code == 401
+    # The last key stays: the page says why.
+    page.click("#keys-table tbody tr button")
+    page.wait_for_selector("#keys-table .inline-error")
+    assert "last" in page.inner_text("#keys-table .inline-error")

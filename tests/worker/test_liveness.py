@@ -5,11 +5,13 @@ import time
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from app.config import Settings
 from app.db import workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
-from app.db.tables import utcnow
+from app.db.tables import WorkerBeat, utcnow
+from app.worker.runner import Worker
 from app.worker.supervisor import Supervisor
 from tests.api.helpers import fill_series
 
@@ -106,3 +108,30 @@ def test_supervisor_stops_its_workers() -> None:
     time.sleep(0.2)
     supervisor.stop()
     assert len(started) == 2 and all(p.returncode is not None for p in started)
+
+
+def worker_ids(settings: Settings) -> set[str]:
+    engine = create_db_engine(settings.database_url)
+    with transaction(create_session_factory(engine)) as session:
+        ids = set(session.scalars(select(WorkerBeat.id)))
+    engine.dispose()
+    return ids
+
+
+def test_a_worker_prunes_the_rows_of_workers_that_stopped_polling(settings: Settings) -> None:
+    beat(settings, "crashed-yesterday", age_s=workers.FORGET_AFTER_S + 60)
+    beat(settings, "quiet-a-while", age_s=workers.FORGET_AFTER_S - 60)
+    worker = Worker(settings, worker_id="pruner")
+    try:
+        worker.tick()
+        assert worker_ids(settings) == {"quiet-a-while", "pruner"}
+        # Not every round: a row gone stale since waits for the next pruning.
+        beat(settings, "crashed-today", age_s=workers.FORGET_AFTER_S + 60)
+        worker.tick()
+        assert "crashed-today" in worker_ids(settings)
+        worker._last_pruned -= workers.FORGET_EVERY_S
+        worker.tick()
+        assert worker_ids(settings) == {"quiet-a-while", "pruner"}
+    finally:
+        worker.shutdown()
+    assert worker_ids(settings) == {"quiet-a-while"}

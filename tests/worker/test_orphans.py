@@ -1,5 +1,6 @@
 """A worker killed mid-training: its child stops, and the next attempt yields the one model."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -112,3 +113,22 @@ def test_sigkilled_worker_loses_no_model(client: TestClient, auth: dict[str, str
     assert client.get(f"/v1/models/{model_id}", headers=auth).json()["status"] == "ready"
     assert sorted(p.name for p in settings.model_dir.iterdir()) == [str(model_id)]
     assert (settings.model_dir / str(model_id) / "meta.json").exists()
+
+
+def test_a_sigkilled_server_leaves_no_embedded_worker(settings: Settings, tmp_path: Path) -> None:
+    """`statecast serve` killed outright (no shutdown code runs): its worker notices and stops,
+    instead of running on re-parented to PID 1, one more per restart."""
+    from tests.server import ServerProcess
+
+    server = ServerProcess(settings, tmp_path / "serve.log", workers=1)
+    try:
+        wait_for(lambda: any(b"worker" in Path(f"/proc/{c}/cmdline").read_bytes()
+                             for c in children_of(server.process.pid)), 30, "no worker started")
+        [worker] = [c for c in children_of(server.process.pid)
+                    if b"worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        wait_for(lambda: not is_running(worker), 30, "the embedded worker outlived its server")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            server.kill()

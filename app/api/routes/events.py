@@ -24,8 +24,8 @@ from app.api.deps import ForecastersDep, SessionFactoryDep, TenantDep
 from app.api.params import IdPath, StreamIdPath
 from app.api.routes.jobs import get_job
 from app.api.routes.streams import to_public
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic
+from app.api.session_release import SessionReleasingRoute
 from app.db.jobs import FINAL
 from app.db.readings import fetch_readings
 from app.db.tables import Job, Stream

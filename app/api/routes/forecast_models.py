@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, Response
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery, Offset
 from app.api.quotas import check_active_jobs
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
@@ -122,6 +122,7 @@ def delete_model(model_id: IdPath, tenant: TenantDep, session: SessionDep,
 @router.post("/{model_id}/promote", response_model=ModelPublic,
              summary="Make this model the default of the series it was trained on")
 def promote_model(model_id: IdPath, tenant: TenantDep, session: SessionDep) -> ModelPublic:
+    lock_for_write(session)
     model = models_db.get_model(session=session, tenant_id=tenant.id, model_id=model_id)
     models_db.promote(session=session, model=model)
     session.commit()

@@ -6,14 +6,15 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ForecastersDep, SessionDep, SettingsDep, TenantDep
 from app.api.params import IdPath, IdQuery
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import ForecastOut
+from app.api.session_release import SessionReleasingRoute
 from app.config import Settings
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
-from app.db.tables import ForecastModel, Series
+from app.db.tables import ForecastModel, ModelStatus, Series
 from app.errors import Conflict, Invalid, field_error
+from app.ml.forecaster import DEFAULT_LEVELS
 from app.streams.history import read_history, store_state, warm_history
 from app.streams.judging import points
 from app.streams.seasonal_fits import seasonal_source
@@ -26,7 +27,8 @@ router = APIRouter(tags=["forecasts"], route_class=SessionReleasingRoute)
 HorizonQuery = Annotated[int, Query(
     ge=1, description="Steps ahead, on the series' grid; at most "
     "STATECAST_MAX_FORECAST_HORIZON_STEPS")]
-LevelsQuery = Annotated[list[int], Query(description="Interval levels in percent (80, 95)")]
+LevelsQuery = Annotated[list[int], Query(
+    description=f"Interval levels in percent ({', '.join(map(str, DEFAULT_LEVELS))})")]
 WORSE_WARNING = ("Every ready model of this series forecasts worse than the seasonal naive on "
                  "validation data; the seasonal naive (the same time one season earlier) is "
                  "the better forecast.")
@@ -43,7 +45,7 @@ def forecast_out(series: Series, model: ForecastModel, points_: list[dict[str, o
             summary="Forecast from the end of the stored series")
 def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, settings: SettingsDep,
-                    horizon: HorizonQuery = 48, level: LevelsQuery = [80, 95],  # noqa: B006
+                    horizon: HorizonQuery = 48, level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
                     model_id: Annotated[IdQuery, Query(
                         description="A model of this series (default: the series' default)")
                     ] = None) -> ForecastOut:
@@ -57,7 +59,7 @@ def forecast_series(series_id: IdPath, tenant: TenantDep, session: SessionDep,
         if series.id not in models_db.series_ids(session=session, model_id=model.id):
             raise Invalid(f"Model {model.id} was not trained on series {series.id}",
                           errors=[field_error("model_id", model_id, "not a model of the series")])
-        if model.status != "ready":
+        if model.status != ModelStatus.READY:
             raise Conflict(f"Model {model.id} is {model.status}, not ready")
     else:
         default = models_db.default_model(session=session, series_id=series.id)

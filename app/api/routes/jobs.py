@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, TenantDep
 from app.api.params import IdPath, Offset
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import JobPublic, Page
+from app.api.session_release import SessionReleasingRoute
 from app.db import jobs as jobs_db
+from app.db.engine import lock_for_write
 from app.db.jobs import JobStatus
 from app.db.tables import Job
 from app.errors import Conflict, NotFound
@@ -45,6 +46,7 @@ def list_jobs(tenant: TenantDep, session: SessionDep,
 @router.post("/{job_id}/cancel", response_model=JobPublic,
              summary="Cancel: a queued job at once, a running one between batches")
 def cancel_job(job_id: IdPath, tenant: TenantDep, session: SessionDep) -> JobPublic:
+    lock_for_write(session)
     job = get_job(session, tenant.id, job_id)
     if job.status in jobs_db.FINAL:
         raise Conflict(f"Job {job_id} is already {job.status}")

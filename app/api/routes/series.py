@@ -1,7 +1,6 @@
 """Series: create, list, read, delete; and their readings, uploaded as CSV or JSON."""
 
 import io
-import threading
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -13,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from app.api.limits import LargeUploadSlots
 from app.api.params import IdPath, Offset
-from app.api.quotas import check_stored_readings
-from app.api.routing import SessionReleasingRoute
+from app.api.quotas import charge_stored_readings
 from app.api.schemas import (
     Page,
     ReadingsPage,
@@ -24,16 +23,19 @@ from app.api.schemas import (
     SeriesPublic,
     UploadResult,
 )
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import readings as readings_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write, transaction
-from app.errors import ServiceError, Unavailable
+from app.errors import ServiceError
 from app.ingest import (
     Ambiguous,
     CsvOptions,
     LocalTimes,
+    ReadingsBatch,
     TimestampFormat,
+    parse_cost_bytes,
     parse_csv,
     parse_json,
     rows_counted,
@@ -165,51 +167,56 @@ async def upload_readings(
         raise UnsupportedMediaType(
             f"Send readings as application/json or text/csv, not {media_type or 'no type'!r}",
             errors=[{"field": "Content-Type", "value": media_type, "message": "unsupported"}])
-    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal)
+    options = CsvOptions(ts_col=ts_col, value_col=value_col, sep=sep, decimal=decimal,
+                         max_columns=settings.max_csv_columns)
     formats = TimestampFormat(ts_format=ts_format, dayfirst=dayfirst)
     declared = request.headers.get("content-length", "")
-    large = not declared.isdigit() or int(declared) >= settings.large_upload_bytes
+    slots = LargeUploadSlots(request.app.state.large_uploads, settings)
     # Each large body costs several times its size while it is parsed: only a few at a time.
-    slots: threading.BoundedSemaphore = request.app.state.large_uploads
-    if large and not slots.acquire(blocking=False):
-        raise Unavailable(f"{settings.max_large_uploads} large uploads are being processed; "
-                          "retry after Retry-After (STATECAST_MAX_LARGE_UPLOADS)")
-    try:
+    with slots:
+        if not declared.isdigit() or int(declared) >= settings.large_upload_bytes:
+            slots.take()
         body = await request.body()
+        if parse_cost_bytes(body, media_type, sep) >= settings.large_upload_bytes:
+            slots.take()
         return await run_in_threadpool(_upload, factory, tenant.id, series_id, media_type, body,
                                        options, formats, ambiguous, on_conflict,
                                        settings.tenant_max_readings)
-    finally:
-        if large:
-            slots.release()
 
 
 def _upload(factory: sessionmaker[Session], tenant_id: int, series_id: int, media_type: str,
             body: bytes, options: CsvOptions, formats: TimestampFormat,
             ambiguous: Ambiguous | None, on_conflict: Literal["error", "replace"],
             max_readings: int) -> UploadResult:
+    """Parse and check the body first, outside any transaction: a slow or refused parse holds
+    no lock (a wide CSV once held SQLite's write lock for 49 s)."""
+    with factory() as session:
+        series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id)
+        freq, local = series.freq, LocalTimes.of_series(series.timezone, series.freq, ambiguous)
+    batch = _parsed(media_type, body, options, formats, local, freq)
     with transaction(factory, write=True) as session:
         series = series_db.get_series(session=session, tenant_id=tenant_id, series_id=series_id,
                                       for_update=True)
-        local = LocalTimes.of_series(series.timezone, series.freq, ambiguous)
-        with rows_counted():
-            if media_type == "application/json":
-                batch = to_batch(*parse_json(body), series.freq, ts_field="ts",
-                                 value_field="value", ts_format=formats, local=local)
-            else:
-                ts_raw, value_raw = parse_csv(body, options)
-                batch = to_batch(ts_raw, value_raw, series.freq, ts_field=str(ts_raw.name),
-                                 value_field=str(value_raw.name), ts_format=formats, local=local)
-        check_stored_readings(session=session, tenant_id=tenant_id, adding=len(batch.ts_s),
-                              limit=max_readings)
         result = readings_db.store_readings(session=session, series_id=series.id, batch=batch,
                                             on_conflict=on_conflict)
         if result.inserted or result.updated:  # warmed forecast states that saw older data
             forget_from(session=session, series_id=series.id, first_changed_ts=result.first_ts)
+        charge_stored_readings(session=session, tenant_id=tenant_id, limit=max_readings)
     return UploadResult(received=result.received, inserted=result.inserted,
                         updated=result.updated, unchanged=result.unchanged,
                         first_ts=datetime.fromtimestamp(result.first_ts, UTC),
                         last_ts=datetime.fromtimestamp(result.last_ts, UTC))
+
+
+def _parsed(media_type: str, body: bytes, options: CsvOptions, formats: TimestampFormat,
+            local: LocalTimes, freq: str) -> ReadingsBatch:
+    with rows_counted():
+        if media_type == "application/json":
+            return to_batch(*parse_json(body), freq, ts_field="ts", value_field="value",
+                            ts_format=formats, local=local)
+        ts_raw, value_raw = parse_csv(body, options)
+        return to_batch(ts_raw, value_raw, freq, ts_field=str(ts_raw.name),
+                        value_field=str(value_raw.name), ts_format=formats, local=local)
 
 
 @router.get("/{series_id}/readings", response_model=ReadingsPage,

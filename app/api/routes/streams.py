@@ -20,9 +20,9 @@ from app.api.deps import (
 )
 from app.api.params import IdQuery, Offset, StreamIdPath
 from app.api.problems import problem_body
+from app.api.quotas import charge_stored_readings
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
-from app.api.routing import SessionReleasingRoute
 from app.api.schemas import (
     Page,
     ReadingIn,
@@ -34,23 +34,27 @@ from app.api.schemas import (
     StreamReadingsIn,
     StreamsPosted,
 )
+from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
-from app.db.tables import ForecastModel, Series, Stream
+from app.db.tables import ForecastModel, ModelStatus, Series, Stream
 from app.errors import Conflict, Invalid, field_error
 from app.ingest import MAX_REPORTED_ROWS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.forecaster import DEFAULT_LEVELS
 from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, judging, posting
 from app.streams import service as streams
-from app.streams.seasonal_fits import FitCache, seasonal_source
+from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
 from app.timegrid import NS_PER_S, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=SessionReleasingRoute)
 
 RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
+# Set on a post's answer when some fit it read was stale (docs/operations.md).
+STALE_FITS_HEADER = "Statecast-Seasonal-Fits-Stale"
 EPOCH = datetime(1970, 1, 1)
 ONE_MICROSECOND = timedelta(microseconds=1)
 MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
@@ -61,7 +65,7 @@ def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> Str
     if stream.model_id is not None:
         model = session.get(ForecastModel, stream.model_id)
         series = session.get(Series, stream.series_id)
-        if model is not None and model.status == "ready" and series is not None:
+        if model is not None and model.status == ModelStatus.READY and series is not None:
             forecaster = cache.get(model.id, model.ready_at)
             scale, period = streams.mase_scale(forecaster, series), forecaster.spec.seasonal_period
     return StreamPublic(
@@ -141,9 +145,12 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
         at = np.array(positions)
         sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
-    outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
-                                  fits=services.fits, settings=services.settings,
-                                  tenant_id=tenant.id, sent=sent, rewarm=rewarm)
+    with noting_stale_fits() as stale:
+        outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
+                                         fits=services.fits, settings=services.settings,
+                                         tenant_id=tenant.id, sent=sent, rewarm=rewarm)
+    charge_stored_readings(session=session, tenant_id=tenant.id,
+                           limit=services.settings.tenant_max_readings)
     session.commit()
     results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
     applied = sum(r["applied"] for r in results)
@@ -151,25 +158,28 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     return json_response({
         "applied": applied, "duplicates": sum(r["duplicates"] for r in results),
         "refused": sum(len(s.positions) for o, s in zip(outcomes, sent, strict=True) if o.error),
-        "streams": results})
+        "streams": results}, headers=stale_header(stale))
 
 
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
              summary="Append readings: stored in the series and applied to the state at once")
 def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
                   services: ServicesDep, horizon: HorizonQuery = 1,
-                  level: LevelsQuery = [80, 95],  # noqa: B006
+                  level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
                   rewarm: RewarmQuery = False) -> Response:
     check_horizon(horizon, services.settings)
     ts_ns, values = _arrays(body.readings)
     sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
-    (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
-                                    fits=services.fits, settings=services.settings,
-                                    tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
-    if outcome.error is not None:
-        raise outcome.error
-    forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
+    with noting_stale_fits() as stale:
+        (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
+                                           fits=services.fits, settings=services.settings,
+                                           tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
+        if outcome.error is not None:
+            raise outcome.error
+        forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
+    charge_stored_readings(session=session, tenant_id=tenant.id,
+                           limit=services.settings.tenant_max_readings)
     session.commit()
     STREAM_READINGS.inc(len(outcome.done.applied))
     return json_response({
@@ -177,7 +187,14 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
         "duplicates": outcome.done.duplicates, "filled": outcome.done.filled,
         "rewarmed": outcome.done.rewarmed,
         "last_ts": None if outcome.last_ts is None else to_iso(outcome.last_ts),
-        "readings_applied": outcome.readings_applied, "forecast": forecast})
+        "readings_applied": outcome.readings_applied, "forecast": forecast},
+        headers=stale_header(stale))
+
+
+def stale_header(stale: list[FitKey]) -> dict[str, str]:
+    """How many of the post's (series, day) seasonal fits were read stale: the day's fit was not
+    made yet and the newest stored one stood in (the header is absent when none was)."""
+    return {STALE_FITS_HEADER: str(len(set(stale)))} if stale else {}
 
 
 def _arrays(readings: Sequence[ReadingIn | StreamReadingIn]) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +245,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome,
     series = session.get(Series, outcome.series_id)
     assert series is not None
     seasonal = seasonal_source(session=session, series=series, model_id=outcome.model_id,
-                               forecaster=forecaster, cache=fits)
+                               forecaster=forecaster, cache=fits, stale_ok=True)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
@@ -244,7 +261,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome,
 def stream_forecast(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep,
                     cache: ForecastersDep, fits: SeasonalFitsDep, settings: SettingsDep,
                     horizon: HorizonQuery = 1,
-                    level: LevelsQuery = [80, 95],  # noqa: B006
+                    level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
                     ) -> Response:
     check_horizon(horizon, settings)
     stream, forecast = streams.forecast_stream(session=session, cache=cache, fits=fits,
@@ -279,6 +296,7 @@ def reset_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep
 
 @router.delete("/{stream_id}", status_code=204, summary="Delete a stream (its readings stay)")
 def delete_stream(stream_id: StreamIdPath, tenant: TenantDep, session: SessionDep) -> Response:
+    lock_for_write(session)
     stream = streams.get_stream(session=session, tenant_id=tenant.id, name=stream_id)
     session.delete(stream)
     session.commit()

@@ -1,12 +1,13 @@
 """The API's route class: a sync route's database session is closed in its thread as it returns.
 
-FastAPI runs a plain `def` route in the thread pool, then validates its answer in the thread
-pool again, and closes the route's dependencies (its session, so its pooled connection) only
-after that. Under a few hundred concurrent requests the answers waiting for a second thread
-held every connection of the pool while every thread waited for one: the API stopped
-(bench/load.py, 256 clients). Here each sync route runs in one thread hop that ends by closing
-the sessions it was given, so a request never holds a connection while it waits for a thread,
-and its answer is validated on the event loop, without a second hop.
+FastAPI runs a plain `def` route in the thread pool, validates its answer in a second hop to the
+thread pool, and exits the route's dependencies (its session, so its pooled connection) only
+after that, even those declared with `scope="function"`. With more requests in flight than
+threads, answers waiting for their second hop would hold every connection while every thread
+waits for one. Here each sync route runs in one hop that ends by closing the sessions it was
+given, and its answer is validated on the event loop: a request never holds a connection while
+it waits for a thread. FastAPI offers no public hook for this, so the class overrides
+`APIRoute.__init__`; tests/api/test_session_release.py fails if FastAPI changes under it.
 """
 
 import functools
