@@ -39,6 +39,8 @@ def build_meta(trained: TrainedModel) -> dict[str, Any]:
                 "quantiles": trained.conformal,
             },
             "data_range": trained.data_range,
+            # Profile models: per series, the regression profile serving evaluates with numpy.
+            "profiles": {name: profile.to_dict() for name, profile in trained.profiles.items()},
             "metrics": trained.metrics,
             "history": trained.history,
             "best_epoch": trained.best_epoch,

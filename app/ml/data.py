@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from app.ml.calendar import CalendarSpec
 from app.ml.evaluation import mase_scale
 from app.ml.spec import freq_seconds
 from app.timegrid import parse_freq
@@ -25,13 +27,20 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class SeriesData:
-    """One series of readings on a regular grid; NaN marks a missing reading."""
+    """One series of readings on a regular grid; NaN marks a missing reading.
+
+    `covariates` are other series (temperature) already aligned to this grid by
+    `covariates.align`, one value per reading, NaN where missing: training masks those, it never
+    invents them. `calendar` names the series' holidays and special days (`calendar.py`).
+    """
 
     values: np.ndarray
     timestamps: pd.DatetimeIndex
     freq: str
     name: str = "series"
     timezone: str = "UTC"
+    covariates: Mapping[str, np.ndarray] = field(default_factory=dict)
+    calendar: CalendarSpec | None = None
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float64)
@@ -40,6 +49,14 @@ class SeriesData:
                 f"Series {self.name!r} must be one column of numbers, got an array of shape {values.shape}."
             )
         object.__setattr__(self, "values", values)
+        covariates = {name: np.asarray(c, dtype=np.float64) for name, c in self.covariates.items()}
+        for covariate_name, covariate in covariates.items():
+            if covariate.shape != values.shape:
+                raise TrainingDataError(
+                    f"Covariate {covariate_name!r} of series {self.name!r} has shape {covariate.shape}, "
+                    f"expected {values.shape}: one value per reading, aligned to the series' grid."
+                )
+        object.__setattr__(self, "covariates", covariates)
         if len(self.timestamps) != len(values):
             raise TrainingDataError(
                 f"Series {self.name!r} has {len(values)} readings but {len(self.timestamps)} "

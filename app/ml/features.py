@@ -8,7 +8,9 @@ Values are divided by a per-series scale fitted on the training part, and both i
 are taken relative to the last observed level: a level drift then shifts nothing the network sees.
 Deseasonalised window models (`seasonal_periods` set) read the series minus its MSTL seasonal
 component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
-horizon plus the last deseasonalised level plus the network's output.
+horizon plus the last deseasonalised level plus the network's output. Models that read
+covariates read a regression profile (`profile.py`, `FeatureConfig.profile`) in place of MSTL:
+fixed at training, the same path for learning and serving.
 Window models read `window` readings minus the last one; stream (stateful) models read one
 reading at a time as the change of the deseasonalised series since the previous reading
 (`stream_seasonal.py`). Targets are the next `horizon` readings minus the last one.
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from app.ml.profile import PathFitter
 from app.ml.seasonal import (
     FIT_SEASONS,
     SeasonalConfig,
@@ -64,10 +67,19 @@ class FeatureConfig:
     # Series with regular closed hours: missing readings stay missing (a zero input beside a
     # `present` flag; no loss, metric or calibration on them) instead of cutting the windows.
     masked: bool = False
+    # Models that read covariates: the seasonal component is a regression profile (with the
+    # series' holidays in its day types) fitted once on the training part (`profile.py`).
+    profile: bool = False
+    # The covariates the profile reads, in its order.
+    covariates: tuple[str, ...] = ()
 
     @classmethod
-    def from_spec(cls, spec: ResolvedSpec) -> FeatureConfig:
-        periods = candidate_periods(spec.steps_per_day) if spec.deseasonalize == "mstl" else ()
+    def from_spec(cls, spec: ResolvedSpec, *, profile: bool = False) -> FeatureConfig:
+        """The features of `spec`; `profile`: the model reads covariates, so a
+        deseasonalised model reads a regression profile instead of MSTL fits."""
+        profile = profile and spec.deseasonalize == "mstl"
+        mstl = spec.deseasonalize == "mstl" and not profile
+        periods = candidate_periods(spec.steps_per_day) if mstl else ()
         return cls(
             window=spec.window,
             horizon=spec.horizon,
@@ -79,10 +91,17 @@ class FeatureConfig:
             seasonal_periods=periods,
             fit_steps=max(FIT_SEASONS * max(periods), spec.window) if periods else 0,
             steps_per_day=spec.steps_per_day,
+            profile=profile,
+            covariates=spec.covariates if profile else (),
         )
 
     @property
     def deseasonalized(self) -> bool:
+        return bool(self.seasonal_periods) or self.profile
+
+    @property
+    def mstl(self) -> bool:
+        """Whether the seasonal component comes from MSTL fits made before each day."""
         return bool(self.seasonal_periods)
 
     def seasonal(self) -> SeasonalConfig:
@@ -91,7 +110,7 @@ class FeatureConfig:
     @property
     def context_steps(self) -> int:
         """Readings a forecast reads: the window, or the seasonal fit's history."""
-        return max(self.window, self.seasonal().context_steps) if self.deseasonalized else self.window
+        return max(self.window, self.seasonal().context_steps) if self.mstl else self.window
 
     @property
     def input_names(self) -> list[str]:
@@ -115,6 +134,7 @@ class FeatureConfig:
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         fields = {k: v for k, v in data.items() if k != "inputs"}
         fields["seasonal_periods"] = tuple(fields.get("seasonal_periods", ()))
+        fields["covariates"] = tuple(fields.get("covariates", ()))
         return cls(**fields)
 
 
@@ -222,7 +242,7 @@ def origin_batch(
     ends: np.ndarray,
     scale: float,
     config: FeatureConfig,
-    fitter: SeasonalFitter | None,
+    fitter: SeasonalFitter | PathFitter | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Network inputs (B, window, F) at forecast origins `ends`, and the base (B, horizon) that the
     network's rescaled output is added to: the forecast is `base + scale * output`.

@@ -13,6 +13,12 @@ Stream state is a typed, immutable `app.ml.stream_state.State` (its encodings li
   last `features.context_steps`, the history their seasonal fit reads).
 The public methods also take a state's JSON form and then answer in it, for callers that hold
 states as JSON (the API's state answer, scripts).
+
+Profile models (trained with covariates, holidays in their day types, `features.profile`) read a
+regression profile fixed at training (`profile.py`) where MSTL models read daily fits: its
+`ProfileSource`, built by `profile_source` from the covariates over the steps concerned and the
+series' current calendar, is the `seasonal` argument of every stream and window call, and
+`forecast` builds it from its `covariates` and `calendar` arguments.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ import numpy as np
 import pandas as pd
 
 from app.ml.artifacts import NETWORK_DIR, load_meta
+from app.ml.calendar import CalendarSpec
+from app.ml.covariates import require_covered
 from app.ml.data import interpolate_short_gaps
 from app.ml.engine import NumpyNetwork
 from app.ml.features import FeatureConfig, calendar, origin_batch, to_values, window_batch
+from app.ml.profile import PathFitter, ProfileSource, RegressionProfile
 from app.ml.seasonal import SeasonalFitter
 from app.ml.spec import ResolvedSpec
 from app.ml.stream_seasonal import (
@@ -39,7 +48,7 @@ from app.ml.stream_seasonal import (
     boundaries,
 )
 from app.ml.stream_state import State, StreamState, WindowState, from_json, to_json
-from app.timegrid import fixed_step, steps_between
+from app.timegrid import NS_PER_S, fixed_step, steps_between
 
 DEFAULT_LEVELS = (80, 95)
 # Days of history a deseasonalised stream model is warmed over when it starts from history.
@@ -89,7 +98,10 @@ class Forecaster:
         }
         self.offset = pd.tseries.frequencies.to_offset(self.spec.freq)
         # One MSTL fit per series and day, cached: batch and reading-by-reading forecasts agree.
-        self.fitter = SeasonalFitter(self.features.seasonal()) if self.features.deseasonalized else None
+        self.fitter = SeasonalFitter(self.features.seasonal()) if self.features.mstl else None
+        self.profiles = {
+            name: RegressionProfile.from_dict(profile) for name, profile in meta.get("profiles", {}).items()
+        }
         self.context_steps = self.features.context_steps
 
     @classmethod
@@ -109,6 +121,11 @@ class Forecaster:
     @property
     def seasonal_fitter(self) -> SeasonalFitter:
         """The fitter (and its cache of fits) of a deseasonalised model, shared by its sources."""
+        if self.features.profile:
+            raise ValueError(
+                "This model reads a regression profile fixed at training, not daily fits; build its "
+                "seasonal source with `profile_source`."
+            )
         if self.fitter is None:
             raise ValueError("This model reads the raw series; it makes no seasonal fits.")
         return self.fitter
@@ -116,6 +133,44 @@ class Forecaster:
     def history_seasonal(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> SeasonalSource:
         """Seasonal fits made from a block of history (what `forecast` uses)."""
         return HistorySeasonal(values, timestamps, self.seasonal_fitter)
+
+    @property
+    def uses_profile(self) -> bool:
+        """Whether the model reads a regression profile (a model trained with covariates):
+        its `seasonal` source comes from `profile_source`, not from stored daily fits."""
+        return self.features.profile
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """The covariates the model reads, whose values its calls need (empty: none)."""
+        return self.features.covariates if self.features.profile else ()
+
+    def profile_source(
+        self,
+        ns: np.ndarray,
+        covariates: Mapping[str, np.ndarray] | None = None,
+        calendar: CalendarSpec | None = None,
+        *,
+        series: str | None = None,
+    ) -> ProfileSource:
+        """The `seasonal` source of a profile model over the consecutive grid times `ns` (int64
+        ns, UTC), from each covariate's values at those times (`covariates.align`; NaN where
+        missing) and the series' current calendar (special days added after training count).
+
+        A stream step at t reads the profile at t and t + 1 step, a forecast at the origin and
+        over the horizon, a window model over its window too; a covariate's past-day mean reads
+        the day before each time, so start `ns` a day before the first step that matters.
+        """
+        profile = self.profiles[self._series(series)]
+        ns = np.asarray(ns, dtype=np.int64)
+        given = dict(covariates or {})
+        missing = [name for name in profile.covariates if name not in given]
+        if missing:
+            raise ValueError(
+                f"Received covariates {sorted(given)}, expected values of {list(profile.covariates)} "
+                "(the covariates this model was trained with)."
+            )
+        return ProfileSource.over(profile, ns, {name: given[name] for name in profile.covariates}, calendar)
 
     # -- from history ---------------------------------------------------------------------
 
@@ -127,19 +182,55 @@ class Forecaster:
         levels: tuple[int, ...] = DEFAULT_LEVELS,
         *,
         series: str | None = None,
+        covariates: Mapping[str, np.ndarray] | None = None,
+        calendar: CalendarSpec | None = None,
     ) -> Forecast:
         """Forecast `horizon` readings after the history `values` (NaN for missing).
 
         Window models read the last window; stream models warm their state over the history
         (deseasonalised ones over its last `stream_warm_steps`, each day against its own fit).
+        Profile models read `covariates` (name -> values on the grid over the history and the
+        horizon, len(values) + horizon each, NaN where missing) and the series' `calendar`.
+
+        Raises:
+            CovariateCoverageError: a covariate misses a value over the horizon (a ValueError
+                that names the covariate and the last time it covers).
         """
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
-        seasonal = self.history_seasonal(values, timestamps) if self.needs_seasonal else None
-        if seasonal is not None:
+        seasonal: SeasonalSource | None = None
+        if self.features.profile:
+            seasonal = self._forecast_profile(timestamps, horizon, covariates, calendar, series)
+        elif self.needs_seasonal:
+            seasonal = self.history_seasonal(values, timestamps)
+        if seasonal is not None and self.is_stream:
             values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
         state = self._warm(values, timestamps, self.initial(series), seasonal)
         return self.forecast_from_state(state, horizon, levels, seasonal=seasonal)
+
+    def _forecast_profile(
+        self,
+        timestamps: pd.DatetimeIndex,
+        horizon: int,
+        covariates: Mapping[str, np.ndarray] | None,
+        calendar: CalendarSpec | None,
+        series: str | None,
+    ) -> ProfileSource:
+        """The profile over a forecast's history and horizon, every covariate covering the horizon."""
+        step_ns = self.step_size.value
+        last_ns = int(timestamps[-1].value)
+        ns = np.concatenate([timestamps.asi8, last_ns + step_ns * np.arange(1, horizon + 1, dtype=np.int64)])
+        given = dict(covariates or {})
+        for name in self.covariates:
+            if name in given:
+                values = np.asarray(given[name], dtype=np.float64)
+                if values.shape != ns.shape:
+                    raise ValueError(
+                        f"Received covariate {name!r} with {values.size} values, expected {len(ns)}: "
+                        "one per reading of the history and step of the horizon."
+                    )
+                require_covered(name, values[len(timestamps) :], ns[len(timestamps) :] / NS_PER_S)
+        return self.profile_source(ns, given, calendar, series=series)
 
     @property
     def stream_warm_steps(self) -> int:
@@ -188,7 +279,7 @@ class Forecaster:
             return state
         values = interpolate_short_gaps(values)
         if isinstance(state, WindowState):
-            return self._warm_window(values, timestamps, state)
+            return self._warm_window(values, timestamps, state, self._window_fitter(seasonal))
         source = self._source(seasonal)
         state = self._fill_to(state, timestamps[0], source)
         present = ~np.isnan(values)
@@ -263,7 +354,7 @@ class Forecaster:
         self._check_kind(state)
         if isinstance(state, StreamState):
             return self._roll_stream(state, horizon, self._source(seasonal))
-        return self._roll_window(state, horizon, self.scales[state.series])
+        return self._roll_window(state, horizon, self._window_fitter(seasonal))
 
     def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
         """Each level's interval half-width per step ahead, in the series' units."""
@@ -327,7 +418,7 @@ class Forecaster:
             and isinstance(state, WindowState)
             and len(state.values) + len(values) >= self.spec.window
         ):
-            return self._advance_window(values, timestamps, state)
+            return self._advance_window(values, timestamps, state, self._window_fitter(seasonal))
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
             state = self._warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal)
@@ -448,8 +539,20 @@ class Forecaster:
             return False
         return isinstance(state, StreamState) or len(state.values) >= self.spec.window
 
+    def _window_fitter(self, seasonal: SeasonalSource | None) -> SeasonalFitter | PathFitter | None:
+        """What a window model deseasonalises with: its MSTL fitter, or a profile model's path."""
+        if not self.features.profile:
+            return self.fitter
+        if not isinstance(seasonal, ProfileSource):
+            raise TypeError("A profile model needs its `seasonal` source: see `profile_source`.")
+        return PathFitter(seasonal)
+
     def _advance_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: WindowState,
+        fitter: SeasonalFitter | PathFitter | None,
     ) -> tuple[WindowState, np.ndarray]:
         scale = self.scales[state.series]
         kept = state.values
@@ -458,10 +561,11 @@ class Forecaster:
         ends = np.arange(len(kept), len(combined))
         ends = ends[ends >= self.spec.window - 1]
         means = np.full(len(values), np.nan)
-        if len(ends) and self.fitter is not None:
+        if len(ends) and fitter is not None:
             for end in ends.tolist():
                 history = combined[max(0, end + 1 - self.context_steps) : end + 1]
-                means[end - len(kept)] = self._predict_window(history, stamps[end], state.series)[0]
+                forecast = self._predict_window(history, stamps[end], state.series, fitter)
+                means[end - len(kept)] = forecast[0]
         elif len(ends):
             x, _ = window_batch(
                 combined / scale, calendar(stamps, self.features), ends, self.features, targets=False
@@ -600,9 +704,15 @@ class Forecaster:
             done += head
 
     def _warm_window(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: WindowState
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: WindowState,
+        fitter: SeasonalFitter | PathFitter | None,
     ) -> WindowState:
-        state = self._fill_to(state, timestamps[0])
+        missing = self._missing_steps(state, timestamps[0])
+        if len(missing):
+            state = self._warm_window(np.full(len(missing), np.nan), missing, state, fitter)
         size = self.spec.window
         combined = np.concatenate([state.values, values])
         tail = max(0, len(combined) - self.context_steps)
@@ -620,7 +730,7 @@ class Forecaster:
                     f"expected the last {size} readings with gaps of at most a few steps."
                 )
             history_end = timestamps[-1] - self.offset * (len(combined) - i)
-            combined[i] = self._predict_window(history, history_end, state.series)[0]
+            combined[i] = self._predict_window(history, history_end, state.series, fitter)[0]
         return WindowState(
             series=state.series,
             values=combined[tail:],
@@ -628,7 +738,13 @@ class Forecaster:
             readings=state.readings + len(values),
         )
 
-    def _predict_window(self, history: np.ndarray, last_ts: pd.Timestamp, series: str) -> np.ndarray:
+    def _predict_window(
+        self,
+        history: np.ndarray,
+        last_ts: pd.Timestamp,
+        series: str,
+        fitter: SeasonalFitter | PathFitter | None,
+    ) -> np.ndarray:
         """One head of forecasts (original units) after `history` (at least a window) ending at `last_ts`."""
         scale = self.scales[series]
         timestamps = pd.date_range(end=last_ts, periods=len(history), freq=self.offset)
@@ -639,12 +755,14 @@ class Forecaster:
             np.array([len(history) - 1]),
             scale,
             self.features,
-            self.fitter,
+            fitter,
         )
         y, _ = self.network.run(x)
         return np.asarray(base[0] + scale * np.asarray(y[0], dtype=np.float64), dtype=np.float64)
 
-    def _roll_window(self, state: WindowState, horizon: int, scale: float) -> np.ndarray:
+    def _roll_window(
+        self, state: WindowState, horizon: int, fitter: SeasonalFitter | PathFitter | None
+    ) -> np.ndarray:
         history = state.values
         if len(history) < self.spec.window:
             raise ValueError(
@@ -653,7 +771,7 @@ class Forecaster:
         last_ts = pd.Timestamp(state.last_ns)
         mean = np.zeros(0)
         while len(mean) < horizon:
-            block = self._predict_window(history, last_ts, state.series)
+            block = self._predict_window(history, last_ts, state.series, fitter)
             mean = np.concatenate([mean, block])
             history = np.concatenate([history, block])[-self.context_steps :]
             last_ts = last_ts + self.offset * len(block)

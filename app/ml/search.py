@@ -36,17 +36,28 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
 )
 
 
-def candidate_specs(spec: ModelSpec) -> list[tuple[dict[str, Any], ModelSpec]]:
-    """The searched specs: the user's fixed fields (horizon, fractions, seed, ...) with each change."""
+# With covariates offered and none chosen by the spec, the default without them comes third:
+# `auto` drops them if validation says so.
+WITHOUT_COVARIATES: dict[str, Any] = {"covariates": []}
+
+
+def candidate_specs(spec: ModelSpec, covariates: bool = False) -> list[tuple[dict[str, Any], ModelSpec]]:
+    """The searched specs: the user's fixed fields (horizon, fractions, seed, ...) with each change;
+    `covariates`: the series offer covariates."""
     base = spec.model_dump(exclude={"auto", "budget_s", *set().union(*CANDIDATES)})
-    return [(change, ModelSpec(**{**base, **change})) for change in CANDIDATES]
+    changes = list(CANDIDATES)
+    if covariates and spec.covariates is None:
+        changes.insert(2, WITHOUT_COVARIATES)
+    return [(change, ModelSpec(**{**base, **change})) for change in changes]
 
 
 def validation_mase(trained: Scored) -> float:
     return float(trained.metrics["validation"]["full_horizon"]["model"]["mase"])
 
 
-def search(spec: ModelSpec, fit: Callable[[ModelSpec], Trained]) -> Trained:
+def search(
+    spec: ModelSpec, fit: Callable[[ModelSpec], Trained], *, covariates: bool = False
+) -> Trained:
     """Fit candidates while the budget lasts; the best by validation MASE, with every score in
     `metrics["auto"]`.
 
@@ -59,7 +70,7 @@ def search(spec: ModelSpec, fit: Callable[[ModelSpec], Trained]) -> Trained:
     best: Trained | None = None
     best_index = -1
     first_error: TrainingDataError | None = None
-    for change, candidate in candidate_specs(spec):
+    for change, candidate in candidate_specs(spec, covariates):
         elapsed_s = time.monotonic() - start
         if records and elapsed_s + elapsed_s / len(records) > budget_s:
             break

@@ -90,6 +90,11 @@ class ModelSpec(BaseModel):
         "one day and one week of readings, fitted on the data before each day), which the forecast "
         "adds back; 'none': the raw series.",
     )
+    covariates: list[str] | None = Field(
+        None,
+        description="Names of the series' covariates the model reads (temperature...): None, all "
+        "that the series names; [], none. `auto` may drop them if validation says so.",
+    )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
     epochs: Int = Field(40, ge=1, le=MAX_EPOCHS)
     patience: Int = Field(
@@ -166,6 +171,8 @@ class ResolvedSpec:
     freq: str
     steps_per_day: float
     seasonal_period: int
+    # The covariates the model reads: the spec's list, or every covariate of the series.
+    covariates: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,7 +181,9 @@ class ResolvedSpec:
     def from_dict(cls, data: dict[str, Any]) -> ResolvedSpec:
         # Models saved before these fields existed read the raw series with an MSE loss.
         defaults = {"deseasonalize": "none", "loss": "mse", "auto": False, "budget_s": None}
-        return cls(**{**defaults, **data})
+        fields = {**defaults, **data}
+        fields["covariates"] = tuple(fields.get("covariates") or ())
+        return cls(**fields)
 
 
 def freq_seconds(freq: str) -> float:
@@ -229,8 +238,9 @@ def baseline_lags(freq: str) -> tuple[int, ...]:
     return (per_day, DAYS_PER_WEEK * per_day)
 
 
-def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:
-    """Fill the frequency-dependent defaults of `spec` for readings every `freq`."""
+def resolve_spec(spec: ModelSpec, freq: str, covariates: tuple[str, ...] = ()) -> ResolvedSpec:
+    """Fill the frequency-dependent defaults of `spec` for readings every `freq`; `covariates`
+    are the names the series offer (the spec's `covariates: None` takes them all)."""
     period = seasonal_period(freq)
     steps_per_day = SECONDS_PER_DAY / freq_seconds(freq)
     # One day of readings; daily data gets two weeks so that the window sees a weekly cycle.
@@ -254,5 +264,6 @@ def resolve_spec(spec: ModelSpec, freq: str) -> ResolvedSpec:
         freq=freq,
         steps_per_day=steps_per_day,
         seasonal_period=period,
+        covariates=tuple(spec.covariates) if spec.covariates is not None else tuple(covariates),
     )
     return ResolvedSpec(**fields)

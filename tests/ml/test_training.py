@@ -25,6 +25,7 @@ META_KEYS = {
     "mase_scales",
     "conformal",
     "data_range",
+    "profiles",
     "metrics",
     "history",
     "best_epoch",
