@@ -116,6 +116,8 @@ class CsvOptions:
     sep: str = ","
     decimal: str = "."
     max_columns: int = 64
+    # Columns of covariate readings (app.covariate_uploads): never the value column by default.
+    covariate_cols: tuple[str, ...] = ()
 
 
 def parse_cost_bytes(body: bytes, media_type: str, sep: str = ",") -> int:
@@ -125,10 +127,18 @@ def parse_cost_bytes(body: bytes, media_type: str, sep: str = ",") -> int:
         return len(body)
     fields = body.count(sep.encode()) + body.count(b"\n")
     return max(len(body), fields * CSV_FIELD_COST_BYTES)
+    # Columns of covariate readings (app.covariate_uploads): never the value column by default.
 
 
 def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
     """The raw timestamp and value columns of a CSV body (header row required)."""
+    ts, values, _ = parse_csv_columns(body, options)
+    return ts, values
+
+
+def parse_csv_columns(body: bytes, options: CsvOptions
+                      ) -> tuple[pd.Series, pd.Series, dict[str, pd.Series]]:
+    """The raw timestamp and value columns of a CSV body, and its `covariate_cols` by name."""
     if options.sep == options.decimal:
         raise Invalid("`sep` and `decimal` must differ",
                       errors=[field_error("decimal", options.decimal, "same character as `sep`")])
@@ -144,10 +154,18 @@ def parse_csv(body: bytes, options: CsvOptions) -> tuple[pd.Series, pd.Series]:
     columns = [str(c) for c in frame.columns]
     ts_col = options.ts_col if options.ts_col is not None else columns[0]
     _check_column("ts_col", ts_col, columns)
+    for col in options.covariate_cols:
+        _check_column("covariate_cols", col, columns)
+    plain = [c for c in columns if c not in options.covariate_cols]
     value_col = options.value_col if options.value_col is not None else _value_column(
-        columns, ts_col)
+        plain, ts_col)
     _check_column("value_col", value_col, columns)
-    return frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col]
+    if set(options.covariate_cols) & {ts_col, value_col}:
+        col = next(c for c in options.covariate_cols if c in (ts_col, value_col))
+        raise Invalid(f"Column {col!r} cannot be both a covariate and the timestamp or value",
+                      errors=[field_error("covariate_cols", col, "is `ts_col` or `value_col`")])
+    return (frame[ts_col].astype(str).where(frame[ts_col].notna(), ""), frame[value_col],
+            {c: frame[c] for c in options.covariate_cols})
 
 
 def _check_column(name: str, col: str, columns: list[str]) -> None:

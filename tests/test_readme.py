@@ -37,7 +37,8 @@ def test_setting_up_takes_exactly_make_run_and_make_test() -> None:
 
 def test_the_cli_lines_are_valid_command_lines() -> None:
     lines = cli_lines()
-    assert [argv[0] for argv in lines] == ["series", "upload", "train", "forecast"]
+    assert [argv[0] for argv in lines] == ["series", "upload", "train", "forecast",
+                                           "series", "series", "upload", "train", "forecast"]
     parser = build_parser()
     for argv in lines:
         try:

@@ -1,14 +1,16 @@
 """Request and response bodies of the API."""
 
+import datetime as dt
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from app.api.params import STREAM_ID_PATTERN, Id, Text
 from app.db.tenants import KeyScope
 from app.ingest import MAX_ABS_READING, within_timestamp_range
 from app.ml import spec as ml_spec
+from app.ml.calendar import check_holidays_code
 from app.timegrid import canonical_freq, checked_timezone
 
 T = TypeVar("T")
@@ -19,10 +21,81 @@ class Page(BaseModel, Generic[T]):
     count: int = Field(description="How many there are in all, beyond this page too.")
 
 
-class SeriesCreate(BaseModel):
+# A covariate's name: the key of its values in a forecast's body, so an identifier.
+COVARIATE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+CovariateName = Annotated[str, Field(pattern=COVARIATE_NAME_PATTERN, examples=["temperature"])]
+MAX_COVARIATES = 20
+MAX_SPECIAL_DAYS = 1000
+
+
+class CovariateLinkIn(BaseModel):
+    """Another series of yours that this series' models read, under a name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_id: Id = Field(description="The covariate series (any frequency: its readings are "
+                          "aligned to this series' grid).")
+    name: CovariateName = Field(description="The covariate's name in model specs and in a "
+                                "forecast's inline `covariates`.")
+    known_future: bool = Field(
+        default=True, description="true: the covariate's readings past this series' last "
+        "reading are its forecast (weather), and a forecast needs them for every step ahead; "
+        "false: only its past is read.")
+
+
+class SpecialDayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date = Field(description="A day, in the series' local time.")
+    label: Text = Field(min_length=1, max_length=200, examples=["plant shutdown"])
+
+
+def _distinct_special_days(days: list[SpecialDayIn]) -> list[SpecialDayIn]:
+    dates = [d.date for d in days]
+    repeated = sorted({d for d in dates if dates.count(d) > 1})
+    if repeated:
+        raise ValueError(f"each date may appear once; {repeated[0].isoformat()} repeats")
+    return days
+
+
+def _known_holidays(code: str | None) -> str | None:
+    return None if code is None else check_holidays_code(code)
+
+
+class SeriesCalendarIn(BaseModel):
+    """The fields a series' calendar and covariates are set with, on create and update."""
+
+    covariates: list[CovariateLinkIn] = Field(
+        default=[], max_length=MAX_COVARIATES,
+        description="Series this series' models read (names must differ). On update, the new "
+                    "list replaces the old one.")
+    holidays: Text | None = Field(
+        default=None, max_length=32, examples=["US", "GB-ENG", "AU-VIC"],
+        description="Public holidays of a country, optionally with a subdivision, as the "
+                    "`holidays` package names them; null for none.")
+    special_days: list[SpecialDayIn] = Field(
+        default=[], max_length=MAX_SPECIAL_DAYS,
+        description="Extra days the calendar treats as holidays (a plant shutdown), one per "
+                    "date.")
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_holidays(cls, value: str | None) -> str | None:
+        return _known_holidays(value)
+
+    @field_validator("special_days")
+    @classmethod
+    def _distinct_days(cls, value: list[SpecialDayIn]) -> list[SpecialDayIn]:
+        return _distinct_special_days(value)
+
+
+class SeriesCreate(SeriesCalendarIn):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "ew-demand", "freq": "30min", "unit": "MW",
-         "description": "England and Wales electricity demand"}]})
+         "description": "England and Wales electricity demand"},
+        {"name": "utility-load", "freq": "h", "holidays": "US",
+         "covariates": [{"series_id": 7, "name": "temperature", "known_future": True}],
+         "special_days": [{"date": "2024-12-27", "label": "plant shutdown"}]}]})
 
     name: Text = Field(min_length=1, max_length=200, examples=["building-7"])
     freq: str = Field(max_length=40, description="A pandas offset alias: 15min, 30min, h, D, "
@@ -44,6 +117,33 @@ class SeriesCreate(BaseModel):
         return checked_timezone(value)
 
 
+class SeriesUpdate(SeriesCalendarIn):
+    """Change a series: only the fields sent change (`covariates` and `special_days` are
+    replaced as a whole; `"holidays": null` removes the holidays)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"covariates": [{"series_id": 7, "name": "temperature", "known_future": True}],
+         "holidays": "US"},
+        {"description": "Main building, from the new meter", "special_days": []}]})
+
+    name: Text = Field(default="", min_length=1, max_length=200, examples=["building-7"])
+    unit: Text | None = Field(default=None, max_length=64)
+    description: Text | None = Field(default=None, max_length=10_000)
+
+
+class CovariateLinkPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    series_id: int = Field(validation_alias=AliasChoices("covariate_series_id", "series_id"))
+    name: str
+    known_future: bool
+
+
+class SpecialDay(BaseModel):
+    date: dt.date
+    label: str
+
+
 class SeriesPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -53,6 +153,9 @@ class SeriesPublic(BaseModel):
     timezone: str
     unit: str | None
     description: str | None
+    covariates: list[CovariateLinkPublic] = []
+    holidays: str | None = None
+    special_days: list[SpecialDay] = []
     created_at: datetime
 
 
@@ -73,6 +176,17 @@ class ReadingsPage(BaseModel):
     count: int
 
 
+class CovariateUploaded(BaseModel):
+    """What a covariate column of an upload stored in its covariate series."""
+
+    name: str
+    series_id: int
+    received: int = Field(description="Cells with a value (empty cells store nothing).")
+    inserted: int
+    updated: int
+    unchanged: int
+
+
 class UploadResult(BaseModel):
     received: int
     inserted: int
@@ -80,6 +194,8 @@ class UploadResult(BaseModel):
     unchanged: int
     first_ts: datetime
     last_ts: datetime
+    covariates: list[CovariateUploaded] = Field(
+        default=[], description="One per column of `covariate_cols`.")
 
 
 # What the spec's fields without a description of their own mean in the API reference; a test
@@ -247,15 +363,53 @@ class StreamsPosted(BaseModel):
     streams: list[StreamResult] = Field(description="One per stream, in order of first mention.")
 
 
+ForecastMode = Literal["covariates", "no_covariates"]
+Fallback = Literal["no_covariates"]
+FALLBACK_DESCRIPTION = (
+    "no_covariates: when the covariates do not cover the horizon, forecast with the series' "
+    "default among its models that read none (the answer's `mode` and `model_id` say so), "
+    "instead of a 422")
+
+
 class ForecastOut(BaseModel):
     series_id: int
     model_id: int
     freq: str
+    mode: ForecastMode = Field(
+        description="covariates: the model read the covariates named in `covariates`; "
+                    "no_covariates: it reads none (a fallback says so in `warning`).")
+    covariates: list[str] = Field(description="The covariates the forecast read.")
     points: list[dict[str, Any]] = Field(
         description="ts, mean, and lower_<level>/upper_<level> for each level asked")
     worse_than_naive: bool = Field(
         description="The model loses to the seasonal naive on validation data.")
     warning: str | None = None
+
+
+FiniteValue = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_READING,
+                                     le=MAX_ABS_READING)]
+
+
+class ForecastIn(BaseModel):
+    """A forecast with the known-future covariates given inline (your own weather feed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"horizon": 3, "covariates": {"temperature": [41.5, 40.25, 39.0]}},
+        {"horizon": 48, "level": [80], "fallback": "no_covariates"}]})
+
+    horizon: int = Field(default=48, ge=1, le=ml_spec.MAX_HORIZON_STEPS,
+                         description="Steps ahead, on the series' grid")
+    level: list[int] = Field(default=[80, 95], min_length=1, max_length=10,
+                             description="Interval levels in percent (80, 95)")
+    model_id: Id | None = Field(default=None, description="A model of this series (default: "
+                                "the series' default)")
+    covariates: dict[CovariateName, Annotated[list[FiniteValue], Field(
+        max_length=ml_spec.MAX_HORIZON_STEPS)]] = Field(
+        default={}, max_length=MAX_COVARIATES,
+        description="Per known-future covariate the model reads, one value per step ahead "
+                    "(`horizon` values, no null); covariates not given are read from their "
+                    "stored readings.")
+    fallback: Fallback | None = Field(default=None, description=FALLBACK_DESCRIPTION)
 
 
 class StreamCreate(BaseModel):

@@ -89,6 +89,9 @@ class ApiClient:
         response = self.request("POST", path, json=body, params=drop_none(params))
         return response.json() if response.content else None
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body).json()
+
     def post_stream_readings(self, readings: list[dict[str, Any]], *,
                              rewarm: bool = False) -> dict[str, Any]:
         """One request to the bulk endpoint: readings of many streams, each applied whole or

@@ -70,6 +70,9 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
                   "help": "time-of-day and weekday inputs (default: on unless deseasonalised)"}),
     ("deseasonalize", {"choices": ["mstl", "none"],
                        "help": "remove daily and weekly seasonality first (default mstl)"}),
+    ("covariates", {"type": lambda text: [n for n in text.split(",") if n],
+                    "help": "comma-separated covariates the model reads; '' for none "
+                            "(default: all the series links)"}),
     ("loss", {"choices": ["mae", "mse"], "help": "training loss (default mae)"}),
     ("epochs", {"type": int, "help": "most training epochs (default 40)"}),
     ("patience", {"type": int, "help": "epochs without improvement before stopping (default 8)"}),
@@ -89,7 +92,7 @@ TIMEZONE_HELP = ("IANA time zone, e.g. Europe/Berlin (default UTC): timestamps w
                  "offset are its local times")
 # The upload flags sent as query options, by their API names.
 UPLOAD_OPTIONS = ("ts_col", "value_col", "sep", "decimal", "ts_format", "dayfirst", "ambiguous",
-                  "on_conflict")
+                  "on_conflict", "covariate_cols")
 URL_HELP = f"the API's address (else {URL_ENV}, the saved config, or {DEFAULT_URL})"
 KEY_HELP = (f"API key (else {KEY_ENV}, the config `statecast login` or `statecast serve` saved, "
             "or STATECAST_KEY_FILE)")
@@ -150,6 +153,31 @@ def register(subparsers: Any) -> None:
     create.add_argument("--timezone", help=TIMEZONE_HELP)
     create.add_argument("--unit", help="unit of the values, e.g. kWh")
     create.add_argument("--description")
+    add_calendar_options(create)
+    create.add_argument("--covariate", action="append", default=[], metavar="NAME=SERIES",
+                        help="read SERIES (name or id) as the covariate NAME, its future known "
+                             "(a weather forecast); repeatable")
+    create.add_argument("--past-covariate", action="append", default=[], metavar="NAME=SERIES",
+                        help="the same, for a covariate whose future is not known; repeatable")
+    update = add(series, "update", series_update,
+                 "change a series' unit, description, holidays or special days")
+    update.add_argument("name", help="series name (or id)")
+    update.add_argument("--unit")
+    update.add_argument("--description")
+    add_calendar_options(update)
+    update.add_argument("--no-holidays", action="store_true", help="remove its holidays")
+    update.add_argument("--no-special-days", action="store_true",
+                        help="remove its special days")
+    link = add(series, "link", series_link, "make a series read another as a covariate")
+    link.add_argument("name", help="series name (or id)")
+    link.add_argument("covariate", help="the covariate series' name (or id)")
+    link.add_argument("--as", dest="covariate_name", required=True, metavar="NAME",
+                      help="the covariate's name (in specs, uploads and forecasts)")
+    link.add_argument("--past-only", action="store_true",
+                      help="its future is not known: models read only its past")
+    unlink = add(series, "unlink", series_unlink, "stop a series reading a covariate")
+    unlink.add_argument("name", help="series name (or id)")
+    unlink.add_argument("covariate_name", metavar="NAME", help="the covariate's name")
     add(series, "list", series_list, "list the series of the key's tenant")
     show = add(series, "show", series_show, "a series and its extent")
     show.add_argument("name", help="series name (or id)")
@@ -178,6 +206,9 @@ def register(subparsers: Any) -> None:
                              "or inferred from the order of the rows (default: refused)")
     upload.add_argument("--on-conflict", choices=["error", "replace"],
                         help="a stored timestamp sent with another value (default error)")
+    upload.add_argument("--covariate-cols", metavar="COL[:NAME],...",
+                        help="columns to store in the series' covariates, each the column of "
+                             "the covariate of that name, or COL:NAME")
 
     train = add(subparsers, "train", train_model, "train a model in the background (client)")
     train.add_argument("--series", required=True, action="append",
@@ -206,7 +237,15 @@ def register(subparsers: Any) -> None:
 
     forecast = add(subparsers, "forecast", forecast_series, "forecast a series (client)")
     forecast.add_argument("--series", required=True, help="series name (or id)")
-    forecast.add_argument("--horizon", type=int, default=48, help="steps ahead (default 48)")
+    forecast.add_argument("--horizon", type=int,
+                          help="steps ahead (default 48, or the rows of --covariates)")
+    forecast.add_argument("--covariates", type=Path, metavar="FILE.csv",
+                          help="known-future covariates for the steps ahead: a CSV with a "
+                               "column per covariate (its name as header) and a row per step; a "
+                               "ts or timestamp column, if any, must match the forecast's steps")
+    forecast.add_argument("--fallback", choices=["no_covariates"],
+                          help="if the covariates do not cover the horizon, forecast with a "
+                               "model that reads none (the output says so)")
     forecast.add_argument("--level", type=int, action="append",
                           help="interval level in percent, repeatable (default 80 and 95)")
     forecast.add_argument("--csv", action="store_true", help="write CSV to stdout")
@@ -349,12 +388,101 @@ def keys_rotate(client: ApiClient, args: argparse.Namespace) -> int:
 
 # --- series ---------------------------------------------------------------------------------
 
+def add_calendar_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--holidays", metavar="CODE",
+                        help="public holidays of a country[-subdivision]: US, GB-ENG, AU-VIC")
+    parser.add_argument("--special-day", action="append", metavar="DATE=LABEL",
+                        help="a day off of your own (2024-12-27=plant shutdown); repeatable, "
+                             "the list replaces the series' special days")
+
+
+def pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    """`KEY=VALUE` arguments split once, or a ClientError naming the option."""
+    found = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ClientError(f"{option} takes KEY=VALUE, not {item!r}")
+        found.append((key, value))
+    return found
+
+
+def calendar_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The calendar fields the flags set (only those given)."""
+    fields: dict[str, Any] = {}
+    if args.holidays is not None:
+        fields["holidays"] = args.holidays
+    if args.special_day:
+        fields["special_days"] = [{"date": day, "label": label}
+                                  for day, label in pairs(args.special_day, "--special-day")]
+    return fields
+
+
+def covariate_link(client: ApiClient, name: str, ref: str, known_future: bool
+                   ) -> dict[str, Any]:
+    return {"series_id": find_series(client, ref)["id"], "name": name,
+            "known_future": known_future}
+
+
 def series_create(client: ApiClient, args: argparse.Namespace) -> int:
+    links = [covariate_link(client, name, ref, True)
+             for name, ref in pairs(args.covariate, "--covariate")]
+    links += [covariate_link(client, name, ref, False)
+              for name, ref in pairs(args.past_covariate, "--past-covariate")]
     body = client.post("/v1/series", drop_none({
         "name": args.name, "freq": args.freq, "timezone": args.timezone, "unit": args.unit,
-        "description": args.description}))
-    emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})")
+        "description": args.description, "covariates": links, **calendar_fields(args)}))
+    emit(args, body, f"created series {body['id']} {body['name']!r} ({body['freq']})"
+         + series_inputs_text(body))
     return 0
+
+
+def series_inputs_text(series: dict[str, Any]) -> str:
+    """The series' covariates and calendar, one line each (nothing when it has none)."""
+    lines = [f"\ncovariate {c['name']!r}: series {c['series_id']}"
+             + ("" if c["known_future"] else " (past only)") for c in series.get("covariates", [])]
+    if series.get("holidays"):
+        lines.append(f"\nholidays {series['holidays']}")
+    lines += [f"\nspecial day {d['date']}: {d['label']}" for d in series.get("special_days", [])]
+    return "".join(lines)
+
+
+def patch_series(client: ApiClient, args: argparse.Namespace, series: dict[str, Any],
+                 changes: dict[str, Any]) -> int:
+    body = client.patch(f"/v1/series/{series['id']}", changes)
+    emit(args, body, f"series {body['id']} {body['name']!r}" + series_inputs_text(body))
+    return 0
+
+
+def series_update(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    changes = {k: v for k, v in (("unit", args.unit), ("description", args.description))
+               if v is not None}
+    changes.update(calendar_fields(args))
+    if args.no_holidays:
+        changes["holidays"] = None
+    if args.no_special_days:
+        changes["special_days"] = []
+    if not changes:
+        raise ClientError("Nothing to change: give --unit, --description, --holidays, "
+                          "--no-holidays, --special-day or --no-special-days")
+    return patch_series(client, args, series, changes)
+
+
+def series_link(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    links = [c for c in series.get("covariates", []) if c["name"] != args.covariate_name]
+    links.append(covariate_link(client, args.covariate_name, args.covariate, not args.past_only))
+    return patch_series(client, args, series, {"covariates": links})
+
+
+def series_unlink(client: ApiClient, args: argparse.Namespace) -> int:
+    series = find_series(client, args.name)
+    links = [c for c in series.get("covariates", []) if c["name"] != args.covariate_name]
+    if len(links) == len(series.get("covariates", [])):
+        raise ClientError(f"Series {series['name']!r} has no covariate named "
+                          f"{args.covariate_name!r}")
+    return patch_series(client, args, series, {"covariates": links})
 
 
 def series_list(client: ApiClient, args: argparse.Namespace) -> int:
@@ -421,7 +549,10 @@ def upload_file(client: ApiClient, args: argparse.Namespace) -> int:
     emit(args, result,
          f"{result['received']} readings into {series['name']!r}: {result['inserted']} new, "
          f"{result['updated']} updated, {result['unchanged']} unchanged "
-         f"({result['first_ts']} .. {result['last_ts']})")
+         f"({result['first_ts']} .. {result['last_ts']})"
+         + "".join(f"\n{c['received']} readings into covariate {c['name']!r}: "
+                   f"{c['inserted']} new, {c['updated']} updated, {c['unchanged']} unchanged"
+                   for c in result.get("covariates", [])))
     return 0
 
 
@@ -576,7 +707,16 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         require_matplotlib()  # before the forecast is asked for, not after it is printed
     series = find_series(client, args.series)
     # No --level: the server's default levels.
-    body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon, level=args.level)
+    if args.covariates is not None:
+        stamps, covariates = read_covariates_csv(args.covariates)
+        horizon = args.horizon or len(next(iter(covariates.values())))
+        body = client.post(f"/v1/series/{series['id']}/forecast", drop_none({
+            "horizon": horizon, "level": args.level, "covariates": covariates,
+            "fallback": args.fallback}))
+        check_steps(args.covariates, stamps, body["points"])
+    else:
+        body = client.get(f"/v1/series/{series['id']}/forecast", horizon=args.horizon or 48,
+                          level=args.level, fallback=args.fallback)
     points = body["points"]
     columns = list(points[0]) if points else ["ts", "mean"]
     if body.get("warning"):
@@ -586,7 +726,9 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         writer.writerow(columns)
         writer.writerows([p.get(c) for c in columns] for p in points)
     else:
-        emit(args, body, f"series {series['name']!r}, model {body.get('model_id')}\n"
+        emit(args, body, f"series {series['name']!r}, model {body.get('model_id')}"
+             + (f", covariates {', '.join(body['covariates'])}" if body.get("covariates") else "")
+             + "\n"
              + table(columns, [[p.get(c) for c in columns] for p in points]))
     if args.plot:
         from app.client.plot import plot_forecast
@@ -596,6 +738,49 @@ def forecast_series(client: ApiClient, args: argparse.Namespace) -> int:
         plot_forecast(args.plot, series["name"], history, points, levels)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+TS_COLUMNS = ("ts", "timestamp")
+
+
+def read_covariates_csv(path: Path) -> tuple[list[str] | None, dict[str, list[float | None]]]:
+    """A covariates file's timestamps (if it has a ts column) and its columns of values, in
+    row order; an empty cell is sent as null, which the API refuses naming the step."""
+    if not path.is_file():
+        raise ClientError(f"No covariates file {str(path)!r}")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [c for c in (rows[0] if rows else {}) if c not in TS_COLUMNS]
+    if not columns:
+        raise ClientError(f"{path} has no covariate column: expected a header such as "
+                          "ts,temperature and one row per step ahead")
+    values: dict[str, list[float | None]] = {c: [] for c in columns}
+    for number, row in enumerate(rows, start=1):
+        for column in columns:
+            cell = (row[column] or "").strip()
+            try:
+                values[column].append(float(cell) if cell else None)
+            except ValueError:
+                raise ClientError(f"{path}, row {number}, column {column!r}: {cell!r} is not a "
+                                  "number") from None
+    ts_column = next((c for c in TS_COLUMNS if rows and c in rows[0]), None)
+    return ([row[ts_column] for row in rows] if ts_column else None), values
+
+
+def check_steps(path: Path, stamps: list[str] | None, points: list[dict[str, Any]]) -> None:
+    """The covariates file's timestamps are the forecast's steps, or a ClientError saying where
+    they part (values for other times would have been read as these steps')."""
+    if stamps is None:
+        return
+    import pandas as pd
+
+    for stamp, point in zip(stamps, points, strict=False):
+        wanted = pd.Timestamp(point["ts"])
+        given = pd.Timestamp(stamp)
+        given = given.tz_localize("UTC") if given.tzinfo is None else given
+        if given != wanted:
+            raise ClientError(f"{path}: row {stamp!r} is not the forecast's step {point['ts']}: "
+                              "the rows must be the steps after the series' last reading")
 
 
 def require_matplotlib() -> None:

@@ -1,6 +1,6 @@
 """Queries on trained models and which one a series forecasts with."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,28 +69,35 @@ class ModelRef:
     worse_than_naive: bool
 
 
-def default_model_id(series_id: int | ColumnElement[int]) -> ScalarSelect[int]:
+def default_model_id(series_id: int | ColumnElement[int],
+                     among: Collection[int] | None = None) -> ScalarSelect[int]:
     """The id of the model a series forecasts with: the last promoted one, else the newest ready
-    one that beats the seasonal naive, else the newest ready one (callers flag that it does not).
+    one that beats the seasonal naive, else the newest ready one (callers flag that it does not);
+    `among` restricts the choice to those models.
 
     Streams' plain SQL embeds this very query (`stream_rows`), so the fast path and the ORM path
     always agree; `series_id` may be a column of the enclosing statement.
     """
-    return (select(ForecastModel.id)
-            .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
-            .where(ModelSeries.series_id == series_id, ForecastModel.status == ModelStatus.READY)
+    query = (select(ForecastModel.id)
+             .join(ModelSeries, ModelSeries.model_id == ForecastModel.id)
+             .where(ModelSeries.series_id == series_id, ForecastModel.status == ModelStatus.READY))
+    if among is not None:
+        query = query.where(ForecastModel.id.in_(among))
+    return (query
             .order_by(case((ForecastModel.promoted_at.is_(None), 1), else_=0),
                       ForecastModel.promoted_at.desc(), ForecastModel.worse_than_naive,
                       ForecastModel.id.desc())
             .limit(1).correlate(None).scalar_subquery())
 
 
-def default_model_ref(*, session: Session, series_id: int) -> ModelRef | None:
-    """The serving columns of the model the series forecasts with (`default_model_id`)."""
+def default_model_ref(*, session: Session, series_id: int,
+                      among: Collection[int] | None = None) -> ModelRef | None:
+    """The serving columns of the model the series forecasts with (`default_model_id`), `among`
+    those models if given."""
     row = session.execute(
         select(ForecastModel.id, ForecastModel.ready_at, ForecastModel.promoted_at,
                ForecastModel.worse_than_naive)
-        .where(ForecastModel.id == default_model_id(series_id))).first()
+        .where(ForecastModel.id == default_model_id(series_id, among))).first()
     return None if row is None else ModelRef(*row)
 
 

@@ -13,17 +13,31 @@ from app.errors import Conflict, NotFound
 
 def create_series(*, session: Session, tenant_id: int, name: str, freq: str,
                   timezone: str = "UTC", unit: str | None = None,
-                  description: str | None = None) -> Series:
+                  description: str | None = None, holidays: str | None = None,
+                  special_days: list[dict[str, str]] | None = None) -> Series:
     series = Series(tenant_id=tenant_id, name=name, freq=freq, timezone=timezone, unit=unit,
-                    description=description)
+                    description=description, holidays=holidays,
+                    special_days=special_days or [])
     try:
         with session.begin_nested():
             session.add(series)
     except IntegrityError:
-        raise Conflict(f"A series named {name!r} already exists",
-                       errors=[{"field": "name", "value": name, "message": "already taken"}]
-                       ) from None
+        raise _name_taken(name) from None
     return series
+
+
+def rename_series(*, session: Session, series: Series, name: str) -> None:
+    try:
+        with session.begin_nested():
+            series.name = name
+            session.flush()
+    except IntegrityError:
+        raise _name_taken(name) from None
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A series named {name!r} already exists",
+                    errors=[{"field": "name", "value": name, "message": "already taken"}])
 
 
 def list_series(*, session: Session, tenant_id: int, offset: int = 0,

@@ -124,7 +124,31 @@ class Series(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     unit: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
+    # A `holidays` package code (US, GB-ENG, AU-VIC) and extra days off, each {date, label}:
+    # the calendar a model reads, known into any future.
+    holidays: Mapped[str | None] = mapped_column(String(32))
+    special_days: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list,
+                                                               server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SeriesCovariate(Base):
+    """A series reads another series of its tenant as the covariate `name` (temperature, ...).
+
+    `known_future`: the covariate's readings past the series' last reading are its forecast, and
+    a forecast reads them for every step ahead. A covariate series may have another frequency.
+    """
+
+    __tablename__ = "series_covariates"
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Deleting a series that others read is refused by app.db.series.delete_series; the cascade
+    # is for a tenant's deletion, which takes all its series at once.
+    covariate_series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    known_future: Mapped[bool] = mapped_column(Boolean)
 
 
 class Reading(Base):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from app.db import stream_rows
 from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
+from app.errors import Conflict, field_error
 from app.ml.forecaster import Forecaster
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
 from app.ml.stream_seasonal import fit_ahead, fit_cutoff_ns
@@ -275,6 +276,7 @@ def seasonal_source(*, session: Session, series: Series, model_id: int,
                     cache: "FitCache | None" = None,
                     stale_ok: bool = False) -> StoredSeasonal | None:
     """The fits a model's stream steps read, or None for models that read none."""
+    refuse_profile(forecaster, model_id)
     if not forecaster.needs_seasonal:
         return None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
@@ -286,10 +288,22 @@ def stored_source(session: Session, forecaster: Forecaster, model_id: int, serie
                   cache: "FitCache | None" = None) -> StoredSeasonal:
     """Where a fit missing from a post's read ahead (`stored_fits`) comes from: the newest fit
     stored, read stale (made, only if the series has none at all)."""
+    refuse_profile(forecaster, model_id)
     series = session.get(Series, series_id)
     assert series is not None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
                           forecaster=forecaster, cache=cache, stale_ok=True)
+
+
+def refuse_profile(forecaster: Forecaster, model_id: int) -> None:
+    """Conflict for a model trained with a calendar or covariates: it reads a profile over the
+    covariates' values, which streams do not feed it yet (series forecasts do)."""
+    if forecaster.uses_profile:
+        raise Conflict(
+            f"Model {model_id} was trained with a calendar or covariates, which streams cannot "
+            "feed it yet: forecast with /v1/series/{id}/forecast, or pin a model trained "
+            "without them", errors=[field_error("model_id", model_id,
+                                                "reads a calendar or covariates")])
 
 
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

@@ -46,7 +46,10 @@ const SPEC_FIELDS = [
 const TRISTATE = { auto: undefined, on: true, off: false };
 // The 80% band in the forecast's blue, the 95% band in a paler cyan: told apart at a glance.
 const COLORS = { history: "#334155", forecast: "#2563eb", val: "#f97316",
-  band: { 80: "37, 99, 235", 95: "103, 232, 249" } };
+  band: { 80: "37, 99, 235", 95: "103, 232, 249" },
+  covariates: ["#b45309", "#047857", "#7c3aed", "#be123c"] };
+// Share of the series chart's height the covariates' panel takes, under the forecast.
+const COVARIATE_PANEL = 0.3;
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -628,6 +631,21 @@ function streamsCard(seriesById) {
 
 // ---- one series ---------------------------------------------------------------------------
 
+function seriesInputs(series) {
+  // What the series' models may read besides its readings: covariate series and the calendar.
+  const covariates = series.covariates || [];
+  const days = series.special_days || [];
+  if (!covariates.length && !series.holidays && !days.length) return null;
+  return h("div", { class: "facts", id: "series-inputs" },
+    covariates.length ? h("span", { id: "series-covariates" }, "covariates ",
+      covariates.flatMap((c, i) => [i ? ", " : "", h("a", { href: `#/series/${c.series_id}` },
+        h("b", {}, c.name)), c.known_future ? "" : " (past only)"])) : null,
+    series.holidays ? h("span", { id: "series-holidays" }, "holidays ", h("b", {}, series.holidays)) : null,
+    days.length ? h("span", { id: "series-special-days",
+      title: days.map((d) => `${d.date} ${d.label}`).join("\n") },
+      h("b", {}, days.length), days.length === 1 ? " special day" : " special days") : null);
+}
+
 function bandTraces(points, level, alpha) {
   const x = points.map((p) => p.ts);
   const upper = points.map((p) => p[`upper_${level}`]);
@@ -775,7 +793,8 @@ async function seriesView(view, seriesId) {
           h("span", {}, "local time ", h("b", {}, series.timezone || "UTC")),
           h("span", {}, h("b", { id: "reading-count" }, series.readings), " readings"),
           h("span", {}, fmtTs(series.first_ts), " – ", fmtTs(series.last_ts)),
-          series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null))),
+          series.unit ? h("span", {}, "unit ", h("b", {}, series.unit)) : null),
+        seriesInputs(series))),
     h("section", { class: "card" },
       h("div", { class: "page-head" }, h("h2", {}, "History and forecast"),
         h("label", { class: "check" }, "horizon", horizon,
@@ -799,6 +818,11 @@ async function seriesView(view, seriesId) {
   async function drawChart() {
     const [readings, detail] = await Promise.all([
       api(`/v1/series/${seriesId}/readings`), api(`/v1/series/${seriesId}`)]);
+    const start = readings.data.length ? readings.data[0].ts : null;
+    // Each covariate over the series' span and past it: its stored forecast shows too.
+    const covariates = start === null ? [] : await Promise.all(series.covariates.map((c) =>
+      api(`/v1/series/${c.series_id}/readings?${new URLSearchParams({ start })}`)
+        .then((r) => ({ ...c, data: r.data })).catch(() => ({ ...c, data: [] }))));
     $("#reading-count").textContent = detail.readings;
     const local = wallClock(series.timezone);
     const history = withGaps(readings.data, series.freq);
@@ -812,7 +836,9 @@ async function seriesView(view, seriesId) {
       try {
         forecast = await api(`/v1/series/${seriesId}/forecast?${query}`);
         traces.push(...forecastTraces(forecast.points.map((p) => ({ ...p, ts: local(p.ts) }))));
-        chartNote.textContent = `Forecast by model ${forecast.model_id}, with its 80% and 95% ` +
+        const reads = forecast.covariates && forecast.covariates.length
+          ? ` (reading ${forecast.covariates.join(", ")})` : "";
+        chartNote.textContent = `Forecast by model ${forecast.model_id}${reads}, with its 80% and 95% ` +
           "prediction intervals." + (forecast.warning ? ` ${forecast.warning}` : "");
         chartNote.classList.toggle("warn", Boolean(forecast.warning));
       } catch (error) {
@@ -828,6 +854,15 @@ async function seriesView(view, seriesId) {
       "to the API. The history and its forecast appear here.");
     if (!readings.data.length) return;
     const layout = chartLayout("", series.unit);
+    if (covariates.length) {
+      covariates.forEach((c, i) => traces.push({
+        x: c.data.map((r) => local(r.ts)), y: c.data.map((r) => r.value), type: "scatter",
+        mode: "lines", name: `covariate ${c.name}`, yaxis: "y2", connectgaps: false,
+        line: { color: COLORS.covariates[i % COLORS.covariates.length], width: 1.2 } }));
+      layout.yaxis = { ...layout.yaxis, domain: [COVARIATE_PANEL + 0.05, 1] };
+      layout.yaxis2 = { domain: [0, COVARIATE_PANEL], anchor: "x", zeroline: false,
+        title: { text: covariates.map((c) => c.name).join(", ") } };
+    }
     const data = readings.data;
     if (data.length && Date.parse(data[data.length - 1].ts) - Date.parse(data[0].ts) > 2 * INITIAL_VIEW_DAYS * DAY_MS) {
       const end = local(forecast && forecast.points.length ? forecast.points[forecast.points.length - 1].ts : data[data.length - 1].ts);

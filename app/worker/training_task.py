@@ -17,11 +17,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.covariate_inputs import aligned_covariates, calendar_of, used_links
+from app.db import covariates as covariates_db
 from app.db import forecast_models, jobs
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.db.jobs import ClaimedJob, JobStatus
 from app.db.readings import fetch_readings
 from app.db.tables import ForecastModel, ModelStatus, Series, utcnow
+from app.errors import Invalid
 from app.logs import configure_logging
 from app.model_files import attempt_path, install_attempt, model_path, remove_model_files
 from app.observability.metrics import JOBS_FINISHED, TRAINING_SECONDS
@@ -47,8 +50,14 @@ def is_worse_than_naive(metrics: dict[str, Any]) -> bool:
     return model is not None and naive is not None and model > naive
 
 
-def load_series_data(session: Session, model_id: int) -> list[Any]:
-    """The model's series as regular grids with NaN where a reading is missing."""
+def load_series_data(session: Session, model_id: int,
+                     covariates: list[str] | None = None) -> list[Any]:
+    """The model's series as regular grids with NaN where a reading is missing, each with its
+    calendar and the covariates `covariates` names (None: all the series links) on its grid.
+
+    Raises:
+        Invalid: a series no longer has a covariate the spec names.
+    """
     from app.ml.data import SeriesData
 
     result = []
@@ -56,8 +65,12 @@ def load_series_data(session: Session, model_id: int) -> list[Any]:
         series = session.get(Series, series_id)
         assert series is not None
         grid, full = on_grid(*fetch_readings(session=session, series_id=series_id), series.freq)
-        result.append(SeriesData(values=full, timestamps=to_index(grid), freq=series.freq,
-                                 name=series.name, timezone=series.timezone))
+        links = used_links(covariates_db.links_of(session=session, series_id=series_id),
+                           covariates, "spec.covariates")
+        result.append(SeriesData(
+            values=full, timestamps=to_index(grid), freq=series.freq, name=series.name,
+            timezone=series.timezone, calendar=calendar_of(series),
+            covariates=aligned_covariates(session=session, links=links, grid_s=grid)))
     return result
 
 
@@ -152,7 +165,10 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         if model is None:
             return JobStatus.CANCELLED, "the model was deleted"
         spec = ModelSpec(**model.spec)
-        series = load_series_data(session, model_id)
+        try:
+            series = load_series_data(session, model_id, spec.covariates)
+        except Invalid as exc:  # a covariate unlinked since the model was asked for
+            return JobStatus.FAILED, exc.detail
     target = model_path(settings.model_dir, model_id)
     staged: Path | None = None
     if not (target / "meta.json").exists():  # else an earlier attempt wrote it all, then died

@@ -57,7 +57,8 @@ def test_every_request_body_has_an_example(openapi: dict[str, Any]) -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("model", [schemas.SeriesCreate, schemas.ModelCreate,
+@pytest.mark.parametrize("model", [schemas.SeriesCreate, schemas.SeriesUpdate, schemas.ForecastIn,
+                                   schemas.ModelCreate,
                                    schemas.StreamCreate, schemas.ReadingsIn, schemas.KeyCreate])
 def test_body_examples_are_valid_bodies(model: type[Any]) -> None:
     examples = model.model_json_schema()["examples"]

@@ -26,7 +26,8 @@ def test_csv_upload_and_read_back(client: TestClient, auth: dict[str, str]) -> N
     assert response.status_code == 200, response.text  # type: ignore[attr-defined]
     assert response.json() == {  # type: ignore[attr-defined]
         "received": 3, "inserted": 3, "updated": 0, "unchanged": 0,
-        "first_ts": "2024-01-01T00:00:00Z", "last_ts": "2024-01-01T01:00:00Z"}
+        "first_ts": "2024-01-01T00:00:00Z", "last_ts": "2024-01-01T01:00:00Z",
+        "covariates": []}
     assert readings(client, auth, sid) == [
         {"ts": "2024-01-01T00:00:00Z", "value": 1.0},
         {"ts": "2024-01-01T00:30:00Z", "value": 2.5},

@@ -12,6 +12,13 @@ from app.client import commands
 from app.client.api import ApiClient
 from app.config import Settings
 from app.ml.spec import ModelSpec
+from tests.api.test_forecast_covariates import (
+    AHEAD,
+    WARM,
+    covariate_artifact,
+    temperature_values,
+    with_weather,
+)
 from tests.streams.conftest import (
     artifacts,
     fleet_csv,
@@ -19,7 +26,8 @@ from tests.streams.conftest import (
     streams_on_the_series,
 )
 
-__all__ = ["artifacts"]  # the tiny trained models, for the streams the bulk command feeds
+# The tiny trained models, for the streams the bulk command feeds, and a covariate model.
+__all__ = ["artifacts", "covariate_artifact", "with_weather"]
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -210,7 +218,7 @@ def test_upload_flags_cover_every_upload_option(client: TestClient) -> None:
                               "--on-conflict", "replace"])
     assert {name: getattr(args, name) for name in commands.UPLOAD_OPTIONS} == {
         "ts_col": "t", "value_col": "v", "sep": ";", "decimal": ",", "ts_format": "%d.%m.%Y",
-        "dayfirst": False, "ambiguous": "infer", "on_conflict": "replace"}
+        "dayfirst": False, "ambiguous": "infer", "on_conflict": "replace", "covariate_cols": None}
 
 
 def test_upload_reads_day_first_local_times_as_the_server_asks(run: Run, client: TestClient,
@@ -259,3 +267,58 @@ def test_keys_list_rotate_and_revoke(run: Run, client: TestClient) -> None:
     status, _, err = run("keys", "revoke", str(listed[0]["id"]), "--key", new_key.strip(),
                          key_arg=False)
     assert status == 1 and "409" in err and "last" in err
+
+
+def test_series_with_covariates_and_calendar(run: Run, tmp_path: Path) -> None:
+    assert run("series", "create", "temperature", "--freq", "h")[0] == 0
+    assert run("series", "create", "wind", "--freq", "h")[0] == 0
+    status, out, err = run("series", "create", "load", "--freq", "30min", "--holidays", "US",
+                           "--covariate", "temperature_c=temperature",
+                           "--special-day", "2024-12-27=plant shutdown")
+    assert status == 0, err
+    assert "covariate 'temperature_c': series 1" in out and "holidays US" in out
+    assert "special day 2024-12-27: plant shutdown" in out
+    status, out, err = run("series", "link", "load", "wind", "--as", "wind", "--past-only")
+    assert status == 0, err
+    assert "covariate 'wind': series 2 (past only)" in out and "temperature_c" in out
+    status, out, err = run("series", "update", "load", "--no-holidays")
+    assert status == 0 and "holidays" not in out and "special day" in out
+    status, out, _ = run("series", "update", "load", "--holidays", "XX")
+    assert status == 1
+    status, _, err = run("series", "update", "load", "--holidays", "XX")
+    assert status == 1 and "HTTP 422" in err and "holidays = 'XX'" in err
+    file = write(tmp_path, "load.csv", "ts,load,temp\n2024-01-01 00:00,10,5\n"
+                                       "2024-01-01 00:30,11,\n2024-01-01 01:00,,6\n")
+    status, out, err = run("upload", str(file), "--series", "load",
+                           "--covariate-cols", "temp:temperature_c")
+    assert status == 0, err
+    assert out.splitlines()[0].startswith("2 readings into 'load': 2 new")
+    assert out.splitlines()[1] == ("2 readings into covariate 'temperature_c': 2 new, "
+                                   "0 updated, 0 unchanged")
+    status, out, err = run("series", "unlink", "load", "wind")
+    assert status == 0 and "wind" not in out
+    status, _, err = run("series", "unlink", "load", "wind")
+    assert status == 1 and "no covariate named 'wind'" in err
+    status, _, err = run("series", "create", "x", "--freq", "h", "--covariate", "temperature")
+    assert status == 1 and "--covariate takes KEY=VALUE" in err
+
+
+def test_forecast_with_covariates_from_a_file(run: Run, tmp_path: Path,
+                                              with_weather: dict[str, int]) -> None:
+    stamps, _ = hourly_values(WARM + AHEAD)
+    weather = temperature_values(WARM + AHEAD)
+    rows = "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{w}\n"
+                   for t, w in zip(stamps[WARM:], weather[WARM:], strict=True))
+    file = write(tmp_path, "weather.csv", "ts,temperature\n" + rows)
+    status, out, err = run("forecast", "--series", "load", "--covariates", str(file))
+    assert status == 0, err
+    assert out.splitlines()[0] == f"series 'load', model {with_weather['model']}, covariates temperature"
+    assert sum(line.startswith("2024-01-22T") for line in out.splitlines()) == AHEAD
+    status, _, err = run("forecast", "--series", "load", "--covariates", str(file),
+                         "--horizon", "30")
+    assert status == 1 and "HTTP 422" in err and "covariates.temperature" in err
+    late = write(tmp_path, "late.csv", "ts,temperature\n" + rows.split("\n", 1)[1])
+    status, _, err = run("forecast", "--series", "load", "--covariates", str(late))
+    assert status == 1 and "is not the forecast's step" in err
+    status, _, err = run("forecast", "--series", "load", "--horizon", str(AHEAD + 1))
+    assert status == 1 and "HTTP 422" in err and "'temperature'" in err

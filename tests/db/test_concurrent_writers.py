@@ -1,14 +1,11 @@
 """Two writers of one series' readings at once (PostgreSQL: row-level concurrency)."""
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
-from app.db.engine import create_db_engine, create_session_factory
 from app.db.readings import StoreResult, fetch_readings, store_readings
 from app.db.tables import Series
 from app.db.tenants import create_key
@@ -16,13 +13,6 @@ from app.errors import Conflict
 from app.ingest import ReadingsBatch
 
 TS = 1_700_000_000
-
-
-@pytest.fixture
-def factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = create_db_engine(settings.database_url)
-    yield create_session_factory(engine)
-    engine.dispose()
 
 
 def a_series(factory: sessionmaker[Session]) -> int:

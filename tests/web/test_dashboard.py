@@ -323,3 +323,36 @@ def test_the_keys_page_creates_and_revokes_keys(server: ServerProcess, page: Any
     page.click("#keys-table tbody tr button")
     page.wait_for_selector("#keys-table .inline-error")
     assert "last" in page.inner_text("#keys-table .inline-error")
+
+
+@pytest.mark.slow
+def test_the_series_page_lists_its_inputs_and_plots_the_covariate_under_the_forecast(
+        server: ServerProcess, page: Any, auth: dict[str, str]) -> None:
+    temperature = httpx.post(f"{server.url}/v1/series", headers=auth,
+                             json={"name": "temperature", "freq": "h"}).json()
+    load = httpx.post(f"{server.url}/v1/series", headers=auth, json={
+        "name": "load", "freq": "h", "holidays": "US",
+        "special_days": [{"date": "2024-12-27", "label": "plant shutdown"}],
+        "covariates": [{"series_id": temperature["id"], "name": "temperature"}]}).json()
+    # A day of load, and the temperature over it and the day after (its forecast).
+    body = "ts,load,temperature\n" + "".join(
+        f"2024-03-0{1 + h // 24} {h % 24:02d}:00,{'' if h >= 24 else 10 + h},{5 + h / 10}\n"
+        for h in range(48))
+    answer = httpx.post(f"{server.url}/v1/series/{load['id']}/readings", headers={
+        **auth, "Content-Type": "text/csv"}, params={"covariate_cols": "temperature"},
+        content=body.encode())
+    assert answer.status_code == 200, answer.text
+    page.goto(f"{server.url}/#/series/{load['id']}")
+    enter_key(page, key_of(auth))
+    page.wait_for_selector("#series-inputs")
+    assert page.inner_text("#series-covariates") == "covariates temperature"
+    assert page.get_attribute("#series-covariates a", "href") == f"#/series/{temperature['id']}"
+    assert page.inner_text("#series-holidays") == "holidays US"
+    assert page.get_attribute("#series-special-days", "title") == "2024-12-27 plant shutdown"
+    page.wait_for_function("document.getElementById('series-chart').data")
+    traces = page.evaluate("""() => document.getElementById('series-chart').data.map(t => ({
+        name: t.name, yaxis: t.yaxis || 'y', n: (t.y || []).length }))""")
+    assert {"name": "history", "yaxis": "y", "n": 24} in traces
+    assert {"name": "covariate temperature", "yaxis": "y2", "n": 48} in traces
+    domain = page.evaluate("document.getElementById('series-chart').layout.yaxis2.domain")
+    assert domain[1] < page.evaluate("document.getElementById('series-chart').layout.yaxis.domain")[0]

@@ -60,3 +60,17 @@ def job_status(client: TestClient, auth: dict[str, str], job_id: int) -> dict[st
 def fast_worker(settings: Settings, **kwargs: Any) -> Worker:
     settings.worker_poll_interval_s = 0.1
     return Worker(settings, **kwargs)
+
+
+def trained(client: TestClient, auth: dict[str, str], settings: Settings, sid: int,
+            **spec: Any) -> dict[str, Any]:
+    """Train through the queue, with a worker in this thread; the model once its job succeeded."""
+    accepted = train(client, auth, sid, **spec)
+    worker = fast_worker(settings)
+    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
+               ("succeeded", "failed"))
+    worker.shutdown()
+    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
+    model: dict[str, Any] = client.get(f"/v1/models/{accepted['model']['id']}",
+                                       headers=auth).json()
+    return model

@@ -11,7 +11,14 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from tests.api.helpers import assert_problem, count_rows
-from tests.worker.helpers import fast_worker, job_status, series_with_data, train, work_until
+from tests.worker.helpers import (
+    fast_worker,
+    job_status,
+    series_with_data,
+    train,
+    trained,
+    work_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -216,13 +223,7 @@ def test_weekly_series_with_gaps_trains_and_forecasts(client: TestClient, auth: 
     refused = client.post("/v1/models", json={"series_ids": [sid], "spec": {"stateful": True}},
                           headers=auth)
     assert "stateful" in assert_problem(refused, 422, "spec.stateful")["detail"]
-    accepted = train(client, auth, sid, window=26, horizon=13, epochs=3)
-    worker = fast_worker(settings)
-    work_until(worker, lambda: job_status(client, auth, accepted["job"]["id"])["status"] in
-               ("succeeded", "failed"))
-    worker.shutdown()
-    assert job_status(client, auth, accepted["job"]["id"])["status"] == "succeeded"
-    model = client.get(f"/v1/models/{accepted['model']['id']}", headers=auth).json()
+    model = trained(client, auth, settings, sid, window=26, horizon=13, epochs=3)
     assert model["resolved_spec"]["stateful"] is False
     assert model["metrics"]["baseline"] == {"name": "seasonal_naive", "lag": 52}
     forecast = client.get(f"/v1/series/{sid}/forecast?horizon=13", headers=auth)

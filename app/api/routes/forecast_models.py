@@ -9,6 +9,8 @@ from app.api.params import IdPath, IdQuery, Offset
 from app.api.quotas import check_active_jobs
 from app.api.schemas import JobPublic, ModelAccepted, ModelCreate, ModelPublic, Page
 from app.api.session_release import SessionReleasingRoute
+from app.covariate_inputs import check_linked
+from app.db import covariates as covariates_db
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
@@ -46,8 +48,9 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
         raise Invalid("All series of one model must share a frequency",
                       errors=[field_error("series_ids", body.series_ids,
                                           f"frequencies differ: {sorted(freqs)}")])
+    covariates = _covariate_names(session, series, body)
     try:
-        resolved = resolve_spec(body.spec, series[0].freq)
+        resolved = resolve_spec(body.spec, series[0].freq, covariates)
     except ValueError as exc:
         raise Invalid(str(exc), errors=[field_error("spec", body.spec.model_dump(), str(exc))]
                       ) from None
@@ -67,6 +70,23 @@ def create_model(body: ModelCreate, tenant: TenantDep, session: SessionDep,
         spec=body.spec.model_dump(mode="json"), max_attempts=settings.job_max_attempts)
     session.commit()
     return ModelAccepted(model=to_public(session, model), job=JobPublic.model_validate(job))
+
+
+def _covariate_names(session: SessionDep, series: list[Series], body: ModelCreate
+                     ) -> tuple[str, ...]:
+    """The covariates the model will read: the spec's, each linked on every series, or (with
+    none named) those the series link, which must then be the same names for all."""
+    offered = [[link.name for link in covariates_db.links_of(session=session, series_id=s.id)]
+               for s in series]
+    if body.spec.covariates is not None:
+        for links in offered:
+            check_linked(links, body.spec.covariates, "spec.covariates")
+        return tuple(body.spec.covariates)
+    if any(set(names) != set(offered[0]) for names in offered):
+        message = ("The series link different covariates; name those the model reads in "
+                   "`spec.covariates` (each must be linked on every series)")
+        raise Invalid(message, errors=[field_error("spec.covariates", None, message)])
+    return tuple(offered[0])
 
 
 def _check_length(session: SessionDep, series: list[Series], spec: ResolvedSpec) -> None:

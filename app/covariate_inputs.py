@@ -1,0 +1,166 @@
+"""A series' covariates and calendar as the ML core takes them: arrays on the series' grid and a
+`CalendarSpec`, read from storage for training and serving alike.
+
+Alignment (a covariate of another frequency onto the series' grid) is the ML core's rule,
+`app.ml.covariates.align`; this module only reads the readings it needs and hands them over.
+"""
+
+import datetime
+from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.db import covariates as covariates_db
+from app.db.tables import Series, SeriesCovariate
+from app.errors import Conflict, Invalid, field_error
+from app.ml.calendar import CalendarSpec, SpecialDay
+from app.ml.covariates import CovariateCoverageError, align, require_covered
+from app.ml.forecaster import Forecaster
+from app.ml.profile import ProfileSource
+from app.timegrid import NS_PER_S, step_seconds, to_iso
+
+# Readings fetched either side of the grid, so that its first and last steps can interpolate
+# between the covariate's readings around them; a calendar frequency's longest step.
+DAY_S = 86_400
+CALENDAR_STEP_S = 92 * DAY_S
+
+
+def calendar_of(series: Series) -> CalendarSpec | None:
+    """The series' holidays and special days, or None when it has neither."""
+    if series.holidays is None and not series.special_days:
+        return None
+    days = tuple(SpecialDay(date=datetime.date.fromisoformat(d["date"]), label=d["label"])
+                 for d in series.special_days)
+    return CalendarSpec(holidays=series.holidays, special_days=days)
+
+
+def check_linked(linked: Collection[str], names: Sequence[str], field: str) -> None:
+    """Invalid naming `field` and the first of `names` that is not among the `linked` ones."""
+    missing = [n for n in names if n not in linked]
+    if missing:
+        raise Invalid(f"The series has no covariate named {missing[0]!r} (it has "
+                      f"{sorted(linked) or 'none'}); link it with PATCH /v1/series/{{id}}",
+                      errors=[field_error(field, list(names), f"no covariate {missing[0]!r}")])
+
+
+def used_links(links: Sequence[SeriesCovariate], names: Sequence[str] | None,
+               field: str) -> list[SeriesCovariate]:
+    """The links a model reads: those of `names` (None: all); Invalid as `check_linked`."""
+    if names is None:
+        return list(links)
+    by_name = {link.name: link for link in links}
+    check_linked(by_name, names, field)
+    return [by_name[n] for n in names]
+
+
+def aligned_covariates(*, session: Session, links: Sequence[SeriesCovariate],
+                       grid_s: np.ndarray) -> dict[str, np.ndarray]:
+    """Each linked covariate's stored readings on `grid_s` (Unix seconds), NaN where none."""
+    aligned: dict[str, np.ndarray] = {}
+    for link in links:
+        if len(grid_s) == 0:
+            aligned[link.name] = np.empty(0)
+            continue
+        covariate = session.get(Series, link.covariate_series_id)
+        assert covariate is not None  # links cascade with their series
+        margin_s = step_seconds(covariate.freq) or CALENDAR_STEP_S
+        ts_s, values = covariates_db.covariate_readings(
+            session=session, link=link, start_s=int(grid_s[0]) - margin_s,
+            end_s=int(grid_s[-1]) + margin_s)
+        aligned[link.name] = align(ts_s, values, grid_s)
+    return aligned
+
+
+def check_horizon_covered(covariates: Mapping[str, np.ndarray], future_s: np.ndarray,
+                          field: str = "horizon") -> None:
+    """Invalid naming the covariate and the last time it covers, unless every covariate has a
+    value at every forecast step (`covariates` aligned to `future_s`). Never filled silently."""
+    for name, values in covariates.items():
+        try:
+            require_covered(name, values, future_s)
+        except CovariateCoverageError as exc:
+            until = None if exc.covered_until_s is None else to_iso(int(exc.covered_until_s))
+            raise Invalid(
+                f"Covariate {name!r} covers the forecast until {until or 'no step at all'}, "
+                f"but the horizon runs to {to_iso(int(future_s[-1]))}: upload its forecast "
+                "further ahead, shorten the horizon, send the values inline (POST), or send "
+                "`fallback=no_covariates`",
+                errors=[field_error(field, len(future_s), f"covariate {name!r} covers until "
+                                    f"{until}", covariate=name, covered_until=until)]) from None
+
+
+def forecast_covariates(*, session: Session, series: Series, model_id: int,
+                        names: Sequence[str], history_s: np.ndarray, future_s: np.ndarray,
+                        inline: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    """What a model that reads `names` needs for one forecast: each covariate on the history's
+    grid `history_s` followed by the forecast steps `future_s`.
+
+    A known-future covariate's steps ahead come from `inline` (one value per step) or else from
+    its stored readings, and must all be there; a past-only one's are NaN.
+
+    Raises:
+        Invalid: an inline covariate the model does not read as known-future, or of another
+            length than the horizon; a known-future covariate that does not cover the horizon.
+        Conflict: the series no longer links a covariate the model reads.
+    """
+    links = {link.name: link for link in covariates_db.links_of(session=session,
+                                                                series_id=series.id)}
+    unlinked = [n for n in names if n not in links]
+    if unlinked:
+        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
+                       f"{series.id} no longer links: link it again, or forecast with another "
+                       "model", errors=[field_error("model_id", model_id,
+                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+    known_future = [n for n in names if links[n].known_future]
+    for name, values in inline.items():
+        if name not in known_future:
+            raise Invalid(f"Model {model_id} reads no known-future covariate {name!r} (it reads "
+                          f"{known_future or 'none'})",
+                          errors=[field_error(f"covariates.{name}", list(values),
+                                              "not a known-future covariate of the model")])
+        if len(values) != len(future_s):
+            raise Invalid(f"Covariate {name!r} has {len(values)} values for a horizon of "
+                          f"{len(future_s)} steps: send one per step ahead",
+                          errors=[field_error(f"covariates.{name}", len(values),
+                                              f"expected {len(future_s)} values")])
+    used = [links[n] for n in names]
+    history = aligned_covariates(session=session, links=used, grid_s=history_s)
+    future = aligned_covariates(session=session, links=[links[n] for n in known_future
+                                                        if n not in inline], grid_s=future_s)
+    future.update({n: np.asarray(v, dtype=np.float64) for n, v in inline.items()})
+    check_horizon_covered(future, future_s)
+    blank = np.full(len(future_s), np.nan)
+    return {n: np.concatenate([history[n], future.get(n, blank)]) for n in names}
+
+
+def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
+                   first_s: int, last_s: int, horizon: int,
+                   inline: Mapping[str, Sequence[float]]) -> ProfileSource:
+    """What a profile model (trained on a series with a calendar or covariates) reads for one
+    forecast from `last_s`, warmed over readings from `first_s`: its profile from a day before
+    the history it reads (a covariate's past-day mean) to the end of the horizon, with the
+    covariates there and the series' calendar as it is now.
+
+    Raises:
+        Invalid, Conflict: as `forecast_covariates`.
+    """
+    step_s = step_seconds(series.freq)
+    if step_s is None:
+        raise Conflict(f"Model {model_id} reads a profile, which needs a fixed step; the "
+                       f"series' frequency {series.freq} has none")
+    start_s = min(first_s, last_s - forecaster.context_steps * step_s) - DAY_S
+    history_s = last_s - step_s * np.arange(-(-(last_s - start_s) // step_s), -1, -1,
+                                             dtype=np.int64)
+    future_s = last_s + step_s * np.arange(1, horizon + 1, dtype=np.int64)
+    covariates = forecast_covariates(session=session, series=series, model_id=model_id,
+                                     names=forecaster.covariates, history_s=history_s,
+                                     future_s=future_s, inline=inline)
+    # A rollout computes whole heads: the steps of its last head past the horizon read the
+    # profile too, and are discarded; their covariates are missing (the profile's mean).
+    head = forecaster.spec.horizon
+    beyond_s = future_s[-1] + step_s * np.arange(1, head + 1, dtype=np.int64)
+    padded = {name: np.concatenate([values, np.full(head, np.nan)])
+              for name, values in covariates.items()}
+    ns = np.concatenate([history_s, future_s, beyond_s]) * NS_PER_S
+    return forecaster.profile_source(ns, padded, calendar_of(series), series=series.name)

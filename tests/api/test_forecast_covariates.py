@@ -1,0 +1,271 @@
+"""Forecasts and covariates on both databases: the inline body's checks, a model trained with a
+temperature covariate and US holidays served from stored or inline temperature, the 422 past
+what the covariate covers, and the fallback to a model without covariates."""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.ml.calendar import CalendarSpec
+from app.ml.data import SeriesData
+from app.ml.spec import ModelSpec
+from tests.api.helpers import assert_problem, count_rows
+from tests.streams.conftest import (
+    SERIES_NAME,
+    artifacts,
+    hourly_values,
+    install_model,
+    load_series,
+    upload,
+)
+
+__all__ = ["artifacts"]
+
+
+@pytest.fixture
+def plain(client: TestClient, auth: dict[str, str], settings: Settings,
+          artifacts: dict[str, Path]) -> dict[str, int]:
+    """The series with a temperature covariate linked, and a model that reads no covariates."""
+    series_id = load_series(client, auth, 300)
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    assert client.patch(f"/v1/series/{series_id}", headers=auth, json={"covariates": [
+        {"series_id": temperature, "name": "temperature"}]}).status_code == 200
+    model_id = install_model(settings, artifacts["gru_window"], series_id)
+    return {"series": series_id, "model": model_id}
+
+
+def post(client: TestClient, auth: dict[str, str], series_id: int, body: Any) -> Any:
+    # json.dumps writes NaN as JSON's common extension does, as a careless client would.
+    return client.post(f"/v1/series/{series_id}/forecast", content=json.dumps(body),
+                       headers={**auth, "Content-Type": "application/json"})
+
+
+def test_a_model_without_covariates_says_so_and_post_equals_get(
+        client: TestClient, auth: dict[str, str], plain: dict[str, int]) -> None:
+    got = client.get(f"/v1/series/{plain['series']}/forecast?horizon=4&level=80", headers=auth)
+    assert got.status_code == 200, got.text
+    posted = post(client, auth, plain["series"], {"horizon": 4, "level": [80]})
+    assert posted.status_code == 200, posted.text
+    assert posted.json() == got.json()
+    body = got.json()
+    assert (body["model_id"], body["mode"], body["covariates"]) == (
+        plain["model"], "no_covariates", [])
+    assert len(body["points"]) == 4
+    fallback = client.get(f"/v1/series/{plain['series']}/forecast?horizon=4&level=80"
+                          "&fallback=no_covariates", headers=auth)
+    assert fallback.json() == body
+
+
+@pytest.mark.parametrize("covariates,field", [
+    ({"temperature": [1.0, 2.0, 3.0, 4.0]}, "covariates.temperature"),
+    ({"temperature": [1.0, math.nan, 3.0, 4.0]}, "covariates.temperature.1"),
+    ({"temperature": [1.0, None, 3.0, 4.0]}, "covariates.temperature.1"),
+    ({"temperature": [1.0, 1e300, 3.0, 4.0]}, "covariates.temperature.1"),
+    ({"air temperature": [1.0]}, "covariates.air temperature.[key]"),
+    ({"temperature": "warm"}, "covariates.temperature"),
+])
+def test_bad_inline_covariates_are_422_naming_the_field(
+        client: TestClient, auth: dict[str, str], plain: dict[str, int],
+        covariates: dict[str, Any], field: str) -> None:
+    problem = assert_problem(post(client, auth, plain["series"],
+                                  {"horizon": 4, "covariates": covariates}), 422, field)
+    assert problem["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"horizon": 0}, "horizon"),
+    ({"horizon": 4, "fallback": "anything"}, "fallback"),
+    ({"horizon": 4, "level": []}, "level"),
+    ({"horizon": 4, "model_id": 0}, "model_id"),
+    ({"horizon": 4, "weather": {}}, "weather"),
+])
+def test_bad_forecast_bodies_are_422(client: TestClient, auth: dict[str, str],
+                                     plain: dict[str, int], body: dict[str, Any],
+                                     field: str) -> None:
+    assert_problem(post(client, auth, plain["series"], body), 422, field)
+
+
+def test_inline_forecast_of_another_tenants_series_is_404(
+        client: TestClient, auth: dict[str, str], other_auth: dict[str, str],
+        plain: dict[str, int]) -> None:
+    assert_problem(post(client, other_auth, plain["series"], {"horizon": 4}), 404)
+
+
+# --- a model trained with a temperature covariate and US holidays --------------------------
+
+WARM = 24 * 21  # hourly readings of load stored, and trained on
+AHEAD = 24  # hours of temperature stored past the last load reading (its "forecast")
+
+
+def temperature_values(n: int) -> np.ndarray:
+    t = np.arange(n)
+    rng = np.random.default_rng(7)
+    return 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(rng.normal(0, 0.3, n))
+
+
+@pytest.fixture(scope="module")
+def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stream model trained (few epochs) on load that follows temperature."""
+    from app.ml.artifacts import save_artifacts
+    from app.ml.training import train
+
+    stamps, values = hourly_values(WARM)
+    temperature = temperature_values(WARM)
+    data = SeriesData(values=values + 2.0 * temperature, timestamps=stamps, freq="h",
+                      name=SERIES_NAME, covariates={"temperature": temperature},
+                      calendar=CalendarSpec("US"))
+    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
+                     batch_size=4, seed=3, window=12)
+    trained = train(spec, [data])
+    assert trained.features.covariates == ("temperature",)
+    return save_artifacts(trained, tmp_path_factory.mktemp("covariate") / "model")
+
+
+@pytest.fixture
+def with_weather(client: TestClient, auth: dict[str, str], settings: Settings,
+                 covariate_artifact: Path, artifacts: dict[str, Path]) -> dict[str, int]:
+    """The load series (linked to temperature, US holidays), its covariate model, and a
+    temperature series stored AHEAD hours past the last load reading."""
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    stamps, values = hourly_values(WARM + AHEAD)
+    weather = temperature_values(WARM + AHEAD)
+    upload(client, auth, temperature, stamps, weather)
+    load = client.post("/v1/series", headers=auth, json={
+        "name": SERIES_NAME, "freq": "h", "holidays": "US",
+        "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
+    upload(client, auth, load, stamps[:WARM], (values + 2.0 * weather)[:WARM])
+    model = install_model(settings, covariate_artifact, load)
+    return {"series": load, "temperature": temperature, "model": model}
+
+
+def means(answer: Any) -> np.ndarray:
+    return np.array([p["mean"] for p in answer.json()["points"]])
+
+
+def forecast(client: TestClient, auth: dict[str, str], series_id: int, **params: Any) -> Any:
+    return client.get(f"/v1/series/{series_id}/forecast", params={"level": 80, **params},
+                      headers=auth)
+
+
+def test_a_covariate_model_reads_the_stored_temperature_forecast(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    answer = forecast(client, auth, with_weather["series"], horizon=AHEAD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model_id"], body["mode"], body["covariates"]) == (
+        with_weather["model"], "covariates", ["temperature"])
+    assert len(body["points"]) == AHEAD
+    # The same values inline give the same forecast; other values another one.
+    stored = temperature_values(WARM + AHEAD)[WARM:].tolist()
+    same = post(client, auth, with_weather["series"], {
+        "horizon": AHEAD, "level": [80], "covariates": {"temperature": stored}})
+    assert same.status_code == 200, same.text
+    # (to rounding: the first forecast warmed the state the later ones start from)
+    np.testing.assert_allclose(means(same), means(answer), rtol=1e-12)
+    warmer = post(client, auth, with_weather["series"], {
+        "horizon": AHEAD, "level": [80], "covariates": {"temperature": [v + 15 for v in stored]}})
+    assert warmer.status_code == 200, warmer.text
+    assert np.abs(means(warmer) - means(answer)).max() > 1e-3
+    # A newer temperature forecast, stored with on_conflict=replace, is what the next one reads.
+    stamps, _ = hourly_values(WARM + AHEAD)
+    newer = {"readings": [{"ts": t.isoformat(), "value": v + 15}
+                          for t, v in zip(stamps[WARM:], stored, strict=True)]}
+    assert client.post(f"/v1/series/{with_weather['temperature']}/readings?on_conflict=replace",
+                       json=newer, headers=auth).status_code == 200
+    np.testing.assert_allclose(means(forecast(client, auth, with_weather["series"],
+                                              horizon=AHEAD)), means(warmer), rtol=1e-12)
+
+
+def test_a_horizon_past_the_covariate_is_422_naming_it_and_its_last_time(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], artifacts: dict[str, Path]) -> None:
+    problem = assert_problem(forecast(client, auth, with_weather["series"], horizon=AHEAD + 1),
+                             422, "horizon")
+    last = hourly_values(WARM + AHEAD)[0][-1].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert problem["errors"][0]["covariate"] == "temperature"
+    assert problem["errors"][0]["covered_until"] == last
+    assert "'temperature'" in problem["detail"] and last in problem["detail"]
+    # Inline values of the wrong length name the field.
+    assert_problem(post(client, auth, with_weather["series"], {
+        "horizon": 4, "covariates": {"temperature": [1.0, 2.0]}}), 422, "covariates.temperature")
+    # No model without covariates to fall back on: 409 naming the fallback.
+    assert_problem(forecast(client, auth, with_weather["series"], horizon=AHEAD + 1,
+                            fallback="no_covariates"), 409, "fallback")
+    plain = install_model(settings, artifacts["gru_window"], with_weather["series"])
+    # The covariate model stays the series' default; the newer plain one is the fallback.
+    assert client.post(f"/v1/models/{with_weather['model']}/promote",
+                       headers=auth).status_code == 200
+    served = forecast(client, auth, with_weather["series"], horizon=AHEAD + 1,
+                      fallback="no_covariates")
+    assert served.status_code == 200, served.text
+    body = served.json()
+    assert (body["model_id"], body["mode"], body["covariates"]) == (plain, "no_covariates", [])
+    assert "fallback=no_covariates" in body["warning"] and "'temperature'" in body["warning"]
+    assert len(body["points"]) == AHEAD + 1
+
+
+def test_an_unlinked_covariate_is_409_for_its_model(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth,
+                        json={"covariates": []}).status_code == 200
+    assert_problem(forecast(client, auth, with_weather["series"], horizon=4), 409, "model_id")
+
+
+def test_streams_refuse_a_model_trained_with_covariates_rather_than_fail(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], artifacts: dict[str, Path]) -> None:
+    """Streams do not feed covariates yet: a stream on such a model is a 409 naming it."""
+    problem = assert_problem(client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"}), 409, "model_id")
+    assert "calendar or covariates" in problem["detail"]
+    plain = install_model(settings, artifacts["lstm_stateful"], with_weather["series"])
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    # The covariate model becomes the default the stream follows: its next post is refused.
+    assert client.post(f"/v1/models/{with_weather['model']}/promote",
+                       headers=auth).status_code == 200
+    stamps, values = hourly_values(WARM + 1)
+    reading = {"ts": stamps[-1].isoformat(), "value": float(values[-1])}
+    assert_problem(client.post("/v1/streams/m1/readings", json={"readings": [reading]},
+                               headers=auth), 409, "model_id")
+    bulk = client.post("/v1/streams/readings", headers=auth,
+                       json={"readings": [{**reading, "stream_id": "m1"}]})
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["streams"][0]["status"] == "refused"
+    assert bulk.json()["streams"][0]["error"]["status"] == 409
+    assert client.post(f"/v1/models/{plain}/promote", headers=auth).status_code == 200
+    applied = client.post("/v1/streams/m1/readings", json={"readings": [reading]}, headers=auth)
+    assert applied.status_code == 200, applied.text
+
+
+def test_a_horizon_between_heads_reads_only_the_covariates_it_covers(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
+    """The model forecasts 4 steps a head: 5 steps roll out 8, but read temperature for 5."""
+    full = forecast(client, auth, with_weather["series"], horizon=AHEAD)
+    stored = temperature_values(WARM + AHEAD)[WARM:WARM + 5].tolist()
+    five = post(client, auth, with_weather["series"], {
+        "horizon": 5, "level": [80], "covariates": {"temperature": stored}})
+    assert five.status_code == 200, five.text
+    np.testing.assert_allclose(means(five), means(full)[:5], rtol=1e-12)
+
+
+def test_a_new_calendar_drops_the_warmed_states_it_was_read_with(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int]) -> None:
+    assert forecast(client, auth, with_weather["series"], horizon=4).status_code == 200
+    assert count_rows(settings.database_url, "series_states") == 1
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth, json={
+        "special_days": [{"date": "2024-01-20", "label": "shutdown"}]}).status_code == 200
+    assert count_rows(settings.database_url, "series_states") == 0
+    again = forecast(client, auth, with_weather["series"], horizon=4)
+    assert again.status_code == 200, again.text
+    assert count_rows(settings.database_url, "series_states") == 1

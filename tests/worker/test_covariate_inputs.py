@@ -1,0 +1,113 @@
+"""Training reads each series' covariates (aligned to its grid) and calendar from storage, and a
+model asked to read a covariate the series does not link is refused before any job runs."""
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.db.engine import create_db_engine, create_session_factory, transaction
+from app.ml.calendar import CalendarSpec, SpecialDay
+from app.worker.training_task import load_series_data
+from tests.api.helpers import CSV, assert_problem, fill_series
+from tests.worker.helpers import trained
+
+
+def half_hourly_load_with_hourly_temperature(client: TestClient, auth: dict[str, str]
+                                             ) -> tuple[int, int]:
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    body = "ts,value\n" + "".join(f"2024-01-01 {h:02d}:00,{10 + h}\n" for h in range(4))
+    client.post(f"/v1/series/{temperature}/readings", content=body.encode(),
+                headers={**auth, **CSV})
+    load = client.post("/v1/series", headers=auth, json={
+        "name": "load", "freq": "30min", "holidays": "US",
+        "special_days": [{"date": "2024-12-27", "label": "plant shutdown"}],
+        "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
+    fill_series(client, auth, load, freq="30min", n=300)
+    return load, temperature
+
+
+def test_training_data_carries_aligned_covariates_and_calendar(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    load, _ = half_hourly_load_with_hourly_temperature(client, auth)
+    answer = client.post("/v1/models", headers=auth, json={
+        "series_ids": [load], "spec": {"epochs": 1, "covariates": ["temperature"]}})
+    assert answer.status_code == 202, answer.text
+    engine = create_db_engine(settings.database_url)
+    with transaction(create_session_factory(engine)) as session:
+        [data] = load_series_data(session, answer.json()["model"]["id"], ["temperature"])
+        [plain] = load_series_data(session, answer.json()["model"]["id"], [])
+    engine.dispose()
+    temperature = data.covariates["temperature"]
+    assert temperature.shape == data.values.shape
+    # 00:00 .. 03:00 hourly: the half hours between are interpolated, nothing after 03:00.
+    np.testing.assert_allclose(temperature[:7], [10, 10.5, 11, 11.5, 12, 12.5, 13])
+    assert np.isnan(temperature[7:]).all()
+    assert data.calendar == CalendarSpec(holidays="US", special_days=(
+        SpecialDay(datetime.date(2024, 12, 27), "plant shutdown"),))
+    assert dict(plain.covariates) == {}
+
+
+@pytest.mark.parametrize("spec_covariates", [["wind"], ["temperature", "wind"]])
+def test_a_model_of_an_unlinked_covariate_is_422(client: TestClient, auth: dict[str, str],
+                                                 settings: Settings,
+                                                 spec_covariates: list[str]) -> None:
+    load, _ = half_hourly_load_with_hourly_temperature(client, auth)
+    problem = assert_problem(client.post("/v1/models", headers=auth, json={
+        "series_ids": [load], "spec": {"covariates": spec_covariates}}), 422, "spec.covariates")
+    assert "wind" in problem["detail"]
+    assert client.get("/v1/models", headers=auth).json()["count"] == 0
+
+
+def test_a_global_model_needs_the_same_covariates_or_a_list(
+        client: TestClient, auth: dict[str, str]) -> None:
+    load, temperature = half_hourly_load_with_hourly_temperature(client, auth)
+    other = client.post("/v1/series", headers=auth,
+                        json={"name": "other", "freq": "30min"}).json()["id"]
+    fill_series(client, auth, other, freq="30min", n=300)
+    body = {"series_ids": [load, other], "spec": {"epochs": 1}}
+    assert_problem(client.post("/v1/models", headers=auth, json=body), 422, "spec.covariates")
+    answer = client.post("/v1/models", headers=auth,
+                         json={**body, "spec": {"epochs": 1, "covariates": []}})
+    assert answer.status_code == 202, answer.text
+    assert client.patch(f"/v1/series/{other}", headers=auth, json={"covariates": [
+        {"series_id": temperature, "name": "temperature"}]}).status_code == 200
+    assert client.post("/v1/models", headers=auth, json=body).status_code == 202
+
+
+@pytest.mark.slow
+def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    """Upload load with temperature in one CSV, train through the queue, forecast: the model
+    reads the stored temperature, and the horizon past it is refused naming it."""
+    temperature = client.post("/v1/series", headers=auth,
+                              json={"name": "temperature", "freq": "h"}).json()["id"]
+    load = client.post("/v1/series", headers=auth, json={
+        "name": "load", "freq": "h", "holidays": "US",
+        "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
+    hours = 24 * 20
+    t = np.arange(hours + 24)
+    weather = 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(
+        np.random.default_rng(1).normal(0, 0.3, len(t)))
+    stamps = pd.date_range("2024-01-01", periods=len(t), freq="h")
+    rows = []
+    for i, (stamp, w) in enumerate(zip(stamps, weather, strict=True)):
+        value = "" if i >= hours else f"{100 + 2 * w:.4f}"  # the last day: temperature only
+        rows.append(f"{stamp:%Y-%m-%d %H:%M},{value},{w:.4f}")
+    body = "ts,load,temperature\n" + "\n".join(rows) + "\n"
+    answer = client.post(f"/v1/series/{load}/readings", params={"covariate_cols": "temperature"},
+                         content=body.encode(), headers={**auth, **CSV})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["inserted"] == hours
+    assert answer.json()["covariates"][0]["inserted"] == hours + 24
+    model = trained(client, auth, settings, load, cell="gru", stateful=True, chunk=24)
+    assert model["resolved_spec"]["covariates"] == ["temperature"]
+    served = client.get(f"/v1/series/{load}/forecast?horizon=24", headers=auth)
+    assert served.status_code == 200, served.text
+    assert served.json()["mode"] == "covariates" and served.json()["covariates"] == ["temperature"]
+    assert_problem(client.get(f"/v1/series/{load}/forecast?horizon=25", headers=auth), 422,
+                   "horizon")
