@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
@@ -44,7 +45,8 @@ def boundaries(
     if isinstance(timestamps, np.ndarray) or (timezone == "UTC" and timestamps.tz is None):
         # Integer arithmetic: pandas' floor costs ~1 ms a call, more than a cell step.
         ns = np.asarray(timestamps if isinstance(timestamps, np.ndarray) else timestamps.asi8)
-        return ns - ns % NS_PER_DAY
+        day_start_ns: npt.NDArray[np.int64] = ns - ns % NS_PER_DAY
+        return day_start_ns
     aware = timestamps if timestamps.tz is not None else timestamps.tz_localize("UTC")
     local = aware.tz_convert(timezone).floor("D", ambiguous=True, nonexistent="shift_forward")
     return np.asarray(local.asi8)
