@@ -23,6 +23,17 @@ logger = logging.getLogger("statecast.cli")
 DEFAULT_TENANT = "default"
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1, with an error that says what it got."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from app.db.migrations import upgrade
 
@@ -90,10 +101,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def start_embedded_workers(settings: Settings, count: int) -> "Supervisor":
     """Worker processes beside the API (the embedded default), restarted if they die."""
+    from app.serving import settings_env
     from app.worker.supervisor import Supervisor
 
-    env = {**os.environ, **{f"STATECAST_{k.upper()}": str(v)
-                            for k, v in settings.model_dump(mode="json").items()}}
+    env = {**os.environ, **settings_env(settings)}
     supervisor = Supervisor([sys.executable, "-m", "app.cli", "worker",
                              "--parent-pid", str(os.getpid())], count, env=env)
     supervisor.start()
@@ -101,11 +112,8 @@ def start_embedded_workers(settings: Settings, count: int) -> "Supervisor":
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.db.migrations import upgrade
-    from app.http_protocol import guarded_protocol
-    from app.main import create_app
+    from app.serving import multiprocess_metrics, run_api
 
     if args.host:
         settings.host = args.host
@@ -113,24 +121,26 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.port = args.port
     if args.workers is not None:
         settings.embedded_workers = args.workers
+    if args.processes is not None:
+        settings.api_processes = args.processes
     if settings.auto_migrate:
         upgrade(settings.database_url)
     bootstrap_key(settings)
     # uvicorn re-raises SIGTERM after its shutdown, which would end this process before the
-    # `finally` below stops the workers; unwinding instead lets it run.
+    # `finally` below stops the workers; unwinding instead lets it run. (With several API
+    # processes uvicorn's supervisor takes SIGTERM itself and returns.)
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    workers = start_embedded_workers(settings, settings.embedded_workers)
-    logger.info(f"statecast serving on http://{settings.host}:{settings.port} with "
-                f"{settings.embedded_workers} worker process(es)",
-                extra={"action": "serve", "workers": settings.embedded_workers})
-    try:
-        # log_config=None: uvicorn's lines go through the service's logging (JSON by default)
-        # instead of the plain-text handlers it would install.
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, access_log=False, log_config=None,
-                    http=guarded_protocol(settings.header_timeout_s))
-    finally:
-        workers.stop()
+    with multiprocess_metrics(settings.api_processes):
+        workers = start_embedded_workers(settings, settings.embedded_workers)
+        logger.info(f"statecast serving on http://{settings.host}:{settings.port} in "
+                    f"{settings.api_processes} API process(es) with "
+                    f"{settings.embedded_workers} worker process(es)",
+                    extra={"action": "serve", "workers": settings.embedded_workers,
+                           "processes": settings.api_processes})
+        try:
+            run_api(settings)
+        finally:
+            workers.stop()
     return 0
 
 
@@ -145,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N",
                        help="worker processes to start beside the API; 0 for none "
                             "(STATECAST_EMBEDDED_WORKERS, default 1)")
+    serve.add_argument("--processes", type=positive_int, metavar="N",
+                       help="API processes serving the one port (STATECAST_API_PROCESSES, "
+                            "default 1)")
     serve.set_defaults(handler=cmd_serve)
 
     worker = commands.add_parser("worker", help="run training jobs from the queue")

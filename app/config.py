@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default=Path("./models"), description="Where trained model files live.")
     host: str = Field(default="127.0.0.1", description="Address `statecast serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `statecast serve` listens on.")
+    api_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="API processes `statecast serve` runs on its one port (uvicorn workers).",
+    )
     max_upload_bytes: int = Field(
         default=64 * MIB, gt=0, description="Largest request body accepted (413 above it)."
     )
@@ -119,6 +123,12 @@ class Settings(BaseSettings):
     stream_warm_steps: int = Field(
         default=20_000, ge=1,
         description="Readings of stored history a new stream (or forecast state) is warmed over.",
+    )
+    readings_retention_days: int | None = Field(
+        default=None, ge=1,
+        description="PostgreSQL: whole months of readings older than this many days are dropped, "
+                    "except readings a training job or a stream's warm-up still needs "
+                    "(docs/operations.md); unset keeps every reading.",
     )
     stream_max_gap: int = Field(
         default=96, ge=0,

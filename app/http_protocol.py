@@ -6,7 +6,9 @@ would hold their connections forever. Here each request's head must arrive withi
 `header_timeout_s` of its first byte (or of the connection opening); the body's chunks are
 bounded by the ASGI middleware in app.api.limits. uvicorn has no setting for this (its
 `timeout_keep_alive` covers only idle time between requests), so this subclasses its private
-`HttpToolsProtocol`; tests/test_http_protocol.py fails if the hooks used here change.
+`HttpToolsProtocol`; tests/test_http_protocol.py fails if the hooks used here change. uvicorn
+takes the class by its import path, which is what lets it reach spawned API processes; each
+reads the timeout from its settings.
 """
 
 import asyncio
@@ -14,14 +16,15 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.config import get_settings
+
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """Closes a connection whose request head takes longer than `header_timeout_s`."""
 
-    header_timeout_s = 10.0
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.header_timeout_s = get_settings().header_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:
@@ -54,8 +57,3 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-
-def guarded_protocol(header_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class for `uvicorn.run(http=...)` with this head timeout."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
-                {"header_timeout_s": header_timeout_s})

@@ -6,6 +6,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Tick
@@ -44,7 +45,8 @@ def checked_timezone(name: str) -> str:
 
 
 def canonical_freq(freq: str) -> str:
-    return parse_freq(freq).freqstr
+    freqstr: str = parse_freq(freq).freqstr  # pandas is untyped here: its attributes are Any
+    return freqstr
 
 
 @lru_cache(maxsize=256)
@@ -80,11 +82,14 @@ def fixed_step(offset: BaseOffset) -> pd.Timedelta:
 def off_grid(ts_s: np.ndarray, freq: str) -> np.ndarray:
     """Mask of the timestamps (Unix seconds) that do not sit on the series' grid."""
     offset = parse_freq(freq)
+    off: npt.NDArray[np.bool_]
     if isinstance(offset, Tick):
-        return ts_s % (offset.nanos // NS_PER_S) != 0
+        off = ts_s % (offset.nanos // NS_PER_S) != 0
+        return off
     stamps = pd.to_datetime(ts_s, unit="s")
     on = np.fromiter((offset.is_on_offset(t) for t in stamps), bool, len(stamps))
-    return ~on | (stamps != stamps.normalize())
+    off = ~on | (stamps != stamps.normalize())
+    return off
 
 
 def following(last_ts_s: int, freq: str, periods: int) -> np.ndarray:
@@ -95,7 +100,8 @@ def following(last_ts_s: int, freq: str, periods: int) -> np.ndarray:
     offset = parse_freq(freq)
     start = pd.Timestamp(last_ts_s, unit="s") + offset
     stamps = pd.date_range(start=start, periods=periods, freq=offset)
-    return (stamps.asi8 // NS_PER_S).astype(np.int64)
+    ts_s: npt.NDArray[np.int64] = (stamps.asi8 // NS_PER_S).astype(np.int64)
+    return ts_s
 
 
 def grid_between(first_ts_s: int, last_ts_s: int, freq: str) -> np.ndarray:
@@ -106,7 +112,8 @@ def grid_between(first_ts_s: int, last_ts_s: int, freq: str) -> np.ndarray:
     offset = parse_freq(freq)
     stamps = pd.date_range(start=pd.Timestamp(first_ts_s, unit="s"),
                            end=pd.Timestamp(last_ts_s, unit="s"), freq=offset)
-    return (stamps.asi8 // NS_PER_S).astype(np.int64)
+    ts_s: npt.NDArray[np.int64] = (stamps.asi8 // NS_PER_S).astype(np.int64)
+    return ts_s
 
 
 def grid_steps(first_ts_s: int, last_ts_s: int, freq: str) -> int:

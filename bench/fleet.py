@@ -64,6 +64,11 @@ COPIED_DAYS = 2
 BULK_BATCH = 10_000
 BULK_PATH = "/v1/streams/readings"
 PREFIX = "meter-"
+# The day-turn fleets: streams at 23:00 of the measured day that post 23:30 and then 00:00 of
+# the next day; without the next day's fit (the workers are late), then with it made ahead.
+TURN_PREFIXES = {"day turn, fit late": "turn-", "day turn, fit made ahead": "ahead-"}
+TURN_STEPS = (MAX_STEPS, MAX_STEPS + 1)
+NEXT_DAY_S = DAY_START_S + 86_400
 START_DELAY_S = 1.5
 SAMPLES_KEPT = 5
 
@@ -315,7 +320,9 @@ class Fleet:
         """Bytes on disk per table, its indexes included."""
         query = ("SELECT s.tbl_name, SUM(d.pgsize) FROM dbstat d JOIN sqlite_schema s "
                  "ON s.name = d.name GROUP BY s.tbl_name" if self.is_sqlite else
-                 "SELECT relname, pg_total_relation_size(relid) FROM pg_statio_user_tables")
+                 # A partitioned table's partitions count as the table (readings, by month).
+                 "SELECT coalesce(pg_partition_root(relid)::regclass::text, relname), "
+                 "SUM(pg_total_relation_size(relid)) FROM pg_statio_user_tables GROUP BY 1")
         with self.engine.connect() as connection:
             return {name: int(size) for name, size in connection.execute(text(query)).all()}
 
@@ -442,10 +449,12 @@ def _widen_model(workdir: Path, model_id: int, names: Sequence[str]) -> None:
 
 
 @contextlib.contextmanager
-def fleet(database: str, database_url: str, workdir: Path, max_streams: int) -> Iterator[Fleet]:
-    """A server with one prototype stream on a trained model, ready to grow to `max_streams`."""
-    with serving_process(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2") as (
-            url, key, env, process):
+def fleet(database: str, database_url: str, workdir: Path, max_streams: int,
+          processes: int = 1) -> Iterator[Fleet]:
+    """A server of `processes` API processes with one prototype stream on a trained model,
+    ready to grow to `max_streams`."""
+    with serving_process(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2",
+                         STATECAST_API_PROCESSES=str(processes)) as (url, key, env, process):
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
         series = api.post("/v1/series", json={"name": stream_name(0), "freq": "30min"})
         series.raise_for_status()
@@ -458,7 +467,8 @@ def fleet(database: str, database_url: str, workdir: Path, max_streams: int) -> 
         model = api.get(f"/v1/models/{job['model_id']}").json()
         if model["status"] != "ready":
             raise RuntimeError(f"training failed: {model}")
-        _widen_model(workdir, model["id"], [stream_name(i) for i in range(1, max_streams)])
+        _widen_model(workdir, model["id"], [f"{prefix}{i}" for i in range(max_streams + 1)
+                                            for prefix in (PREFIX, *TURN_PREFIXES.values())])
         api.post("/v1/streams", json={"series_id": sid, "stream_id": stream_name(0)}
                  ).raise_for_status()
         engine = create_engine(database_url, connect_args={"timeout": 60}
@@ -471,6 +481,8 @@ def fleet(database: str, database_url: str, workdir: Path, max_streams: int) -> 
                 {"s": sid, "d": DAY_START_S}).scalar_one()
         if not fits:
             raise RuntimeError("the prototype stream made no seasonal fit for the measured day")
+        turn_prototypes(api, engine, workdir, tenant_id=tenant_id, model_id=model["id"],
+                        series_id=sid)
         try:
             yield Fleet(database=database, database_url=database_url, engine=engine,
                         workdir=workdir, port=int(url.rsplit(":", 1)[1]), key=key,
@@ -481,6 +493,75 @@ def fleet(database: str, database_url: str, workdir: Path, max_streams: int) -> 
 
 
 # -- what is measured ------------------------------------------------------------------------
+
+
+def turn_prototypes(api: httpx.Client, engine: Engine, workdir: Path, *, tenant_id: int,
+                    model_id: int, series_id: int) -> None:
+    """`turn-0`, the prototype moved on to 23:00 of the measured day through the API, and
+    `ahead-0`, a copy of it whose next day's fit is made by the workers' code (fits_task)."""
+    late, ahead = TURN_PREFIXES.values()
+    clone_fleet(engine, tenant_id=tenant_id, model_id=model_id, series_id=series_id, first=0,
+                last=0, prefix=late)
+    for step in range(MAX_STEPS):
+        api.post(f"/v1/streams/{late}0/readings", content=reading_body(
+            DAY_START_S + step * FREQ_S), headers={"Content-Type": "application/json"}
+        ).raise_for_status()
+    with engine.connect() as connection:
+        turn_id = connection.execute(text("SELECT id FROM series WHERE name = :n"),
+                                     {"n": f"{late}0"}).scalar_one()
+    clone_fleet(engine, tenant_id=tenant_id, model_id=model_id, series_id=turn_id, first=0,
+                last=0, prefix=ahead)
+    from sqlalchemy import select
+
+    from app.db.engine import create_session_factory, transaction
+    from app.db.tables import Series
+    from app.ml.forecaster import Forecaster
+    from app.streams.seasonal_fits import make_fit, store_fit
+
+    forecaster = Forecaster.load(workdir / "models" / str(model_id))
+    with transaction(create_session_factory(engine), write=True) as session:
+        series = session.scalars(select(Series).where(Series.name == f"{ahead}0")).one()
+        fit, _ = make_fit(session, series, forecaster.seasonal_fitter,
+                          forecaster.features.fit_steps, NEXT_DAY_S)
+        store_fit(session, series.id, model_id, NEXT_DAY_S, fit)
+
+
+def drop_turn_fleet(engine: Engine, prefix: str) -> None:
+    """Remove a day-turn fleet's clones (not its prototype, `<prefix>0`)."""
+    clones = "SELECT id FROM series WHERE name LIKE :like AND name <> :proto"
+    params = {"like": f"{prefix}%", "proto": f"{prefix}0"}
+    with engine.begin() as connection:
+        for table in ("streams", "seasonal_fits", "readings", "model_series"):
+            connection.execute(text(f"DELETE FROM {table} WHERE series_id IN ({clones})"), params)
+        connection.execute(text(f"DELETE FROM series WHERE id IN ({clones})"), params)
+
+
+def turn_lanes(prefix: str, size: int, batch: int = BULK_BATCH) -> list[Lane]:
+    """Bulk posts of the last reading of the day to streams 1..size, then of the first of the
+    next day, in batches of `batch` streams."""
+    calls: list[Call] = []
+    for step in TURN_STEPS:
+        ts = DAY_START_S + step * FREQ_S
+        for first in range(1, size + 1, batch):
+            readings = [{"stream_id": f"{prefix}{i}", "ts": iso(ts), "value": value_at(ts)}
+                        for i in range(first, min(first + batch, size + 1))]
+            calls.append(("POST", BULK_PATH, json.dumps({"readings": readings}).encode(),
+                          len(readings)))
+    return [CallList(calls)]
+
+
+def measure_turn(fleet_: Fleet, size: int, label: str, args: argparse.Namespace) -> Measured:
+    """The day turn of `size` streams cloned from the turn prototype of `label`."""
+    prefix = TURN_PREFIXES[label]
+    with fleet_.engine.connect() as connection:
+        proto = connection.execute(text("SELECT id FROM series WHERE name = :n"),
+                                   {"n": f"{prefix}0"}).scalar_one()
+    drop_turn_fleet(fleet_.engine, prefix)
+    clone_fleet(fleet_.engine, tenant_id=fleet_.tenant_id, model_id=fleet_.model_id,
+                series_id=proto, first=1, last=size, prefix=prefix)
+    measured, _ = drive(fleet_.port, fleet_.key, fleet_.server_pid, turn_lanes(prefix, size), 1,
+                        args.run_seconds)
+    return measured
 
 
 def reading_body(ts_s: int) -> bytes:
@@ -556,6 +637,11 @@ def measure_stage(fleet_: Fleet, size: int, args: argparse.Namespace) -> Stage:
                             bulk_lanes(fleet_, args.bulk_steps), 1, args.run_seconds)
     behind["bulk"] = fleet_.resync()
     _report(fleet_.database, size, "bulk", runs["bulk"], behind["bulk"])
+    if args.day_turn:
+        for label in TURN_PREFIXES:
+            runs[label] = measure_turn(fleet_, size, label, args)
+            behind[label] = 0
+            _report(fleet_.database, size, label, runs[label], 0)
     return Stage(fleet_.database, size, clone, before, fleet_.database_bytes(), rss_before,
                  rss_bytes(fleet_.server_pid), behind, fleet_.table_bytes(), runs)
 
@@ -616,6 +702,11 @@ def print_tables(stages: list[Stage]) -> None:
                       f"= {ratio:.2f} (goal >= {FLEET_SCALING_MIN:.2f}: "
                       f"{'met' if ratio >= FLEET_SCALING_MIN else 'missed'})")
         for s in mine.values():
+            for label in TURN_PREFIXES:
+                if label in s.runs:
+                    ratio = s.runs[label].readings_per_s / max(s.runs["bulk"].readings_per_s, 1e-9)
+                    print(f"[{database}] N={s.size:,} {label}: {ratio:.2f} x mid-day bulk "
+                          f"readings/s (goal with fits made ahead >= 0.80)")
             x64 = s.runs.get("single x64")
             if x64 is not None:
                 met = x64.status_5xx == 0 and x64.transport_errors == 0 and (
@@ -659,6 +750,10 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--run-seconds", type=float, default=60.0,
                         help="stop each run after this long (the rest of its calls are not sent)")
+    parser.add_argument("--day-turn", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the day turn: every stream's last reading of the day, then "
+                             "its first of the next, with the next day's fit late, then made "
+                             "ahead")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()

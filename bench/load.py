@@ -7,7 +7,11 @@ server's): 80% one-reading posts to streams (each connection walks its own strea
 Reports req/s, p50, p99, 5xx and other non-2xx answers. The fleet is set up as in bench/fleet.py
 (one prototype through the API, the rest cloned in bulk SQL).
 
-    python -m bench.load [--seconds 60] [--connections 64,256] [--streams 4000]
+    python -m bench.load [--seconds 60] [--connections 64,256] [--streams 4000] [--processes 1,2]
+
+`--processes` runs the whole case once per number of API processes (`statecast serve
+--processes N`), each on a database and fleet of its own; server CPU and RSS are those of the
+server's whole process tree.
 """
 
 import argparse
@@ -19,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ from bench.fleet import (
     value_at,
 )
 from bench.goals import LOAD_P99_MS_MAX, LOAD_SPEEDUP_MIN
+from bench.harness import rss_bytes
 
 POST_SHARE = 0.80
 FORECAST_SHARE = 0.15
@@ -161,12 +167,17 @@ def main() -> None:
     parser.add_argument("--mix", type=lambda v: tuple(float(x) for x in v.split(",")),
                         default=(POST_SHARE, FORECAST_SHARE),
                         help="shares of posts and forecasts (uploads: the rest), e.g. 0.8,0.15")
+    parser.add_argument("--processes", type=int_list, default=[1],
+                        help="API processes of the server, one run of everything per number")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     args = parser.parse_args()
-    rows: list[tuple[str, Measured, dict[str, int]]] = []
+    rows: list[tuple[str, Measured, dict[str, int], int]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, database in databases(args.databases.split(","), Path(tmp), args.postgres_url):
-            with database as url, fleet(name, url, Path(tmp) / name, args.streams) as fleet_:
+        for processes, db in product(args.processes, args.databases.split(",")):
+            root = Path(tmp) / f"processes-{processes}"
+            ((_, database),) = databases([db], root, args.postgres_url)
+            name = f"{db} x{processes} proc"
+            with database as url, fleet(name, url, root / db, args.streams, processes) as fleet_:
                 fleet_.grow(args.streams)
                 uploads = upload_series(fleet_, max(args.connections))
                 # Uploads start after the measured day: they never touch the streams' day.
@@ -176,30 +187,38 @@ def main() -> None:
                     measured, counts = run(fleet_, connections, args.seconds,
                                            args.client_processes, uploads, upload_next_s, k,
                                            args.mix)
-                    rows.append((name, measured, counts))
+                    rows.append((name, measured, counts, rss_bytes(fleet_.server_pid)))
                     print(f"[{name}] x{connections}: {measured.rps:.0f} req/s in "
                           f"{time.perf_counter() - start:.0f} s, {counts}, statuses "
                           f"{measured.statuses}, transport errors {measured.transport_errors}",
                           file=sys.stderr, flush=True)
                     for sample in measured.samples:
                         print(f"    {sample}", file=sys.stderr)
-    print("| database | conns | requests | req/s | p50 ms | p99 ms | 5xx | other non-2xx "
-          "| posts / forecasts / uploads | client CPU | server CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, m, counts in rows:
+    print("| database, API processes | conns | requests | req/s | p50 ms | p99 ms | 5xx "
+          "| other non-2xx | posts / forecasts / uploads | client CPU | server CPU | server RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, m, counts, rss in rows:
         print(f"| {name} | {m.connections} | {m.requests:,} | {m.rps:,.0f} | {m.p50_ms:.1f} | "
               f"{m.p99_ms:.1f} | {m.status_5xx} | "
               f"{m.non_2xx - m.status_5xx + m.transport_errors} | "
               f"{counts['posts']:,} / {counts['forecasts']:,} / {counts['uploads']:,} | "
-              f"{100 * m.client_cpu_s / m.wall_s:.0f}% | {100 * m.server_cpu_s / m.wall_s:.0f}% |")
+              f"{100 * m.client_cpu_s / m.wall_s:.0f}% | {100 * m.server_cpu_s / m.wall_s:.0f}% | "
+              f"{rss / 2**20:,.0f} MiB |")
     print()
-    for name, m, _ in rows:
-        old = OLD_RPS[name]
+    for name, m, _, _ in rows:
+        old = OLD_RPS[name.split()[0]]
         print(f"[{name}] x{m.connections}: {m.rps / old:.2f}x the old {old:.0f} req/s "
               f"(goal >= {LOAD_SPEEDUP_MIN:.0f}x: {'met' if m.rps >= LOAD_SPEEDUP_MIN * old else 'missed'})"
               f"; p99 {m.p99_ms:.0f} ms (goal < {LOAD_P99_MS_MAX:.0f}: "
               f"{'met' if m.p99_ms < LOAD_P99_MS_MAX else 'missed'}); {m.status_5xx} 5xx "
               f"(goal 0: {'met' if m.status_5xx == 0 else 'missed'})")
+    for name, m, _, _ in rows:  # each run with more processes against one process
+        db, processes = name.split()[0], int(name.split()[1][1:])
+        one = next((r for r in rows if r[0] == f"{db} x1 proc" and r[1].connections
+                    == m.connections), None)
+        if processes > 1 and one is not None:
+            print(f"[{name}] x{m.connections}: {m.rps / one[1].rps:.2f}x the req/s of one "
+                  f"process (goal >= 1.6), p99 {m.p99_ms / one[1].p99_ms:.2f}x (goal <= 0.5)")
 
 
 if __name__ == "__main__":

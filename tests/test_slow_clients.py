@@ -14,10 +14,12 @@ pytestmark = pytest.mark.slow
 CLIENT_PATIENCE_S = 30.0
 
 
-@pytest.fixture
-def server(settings: Settings, tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(params=["1", "2"], ids=["one-process", "two-processes"])
+def server(settings: Settings, tmp_path: Path,
+           request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    # Spawned API processes read the timeouts from their settings, as the one process does.
     process = ServerProcess(settings, tmp_path / "serve.log", STATECAST_HEADER_TIMEOUT_S="1",
-                            STATECAST_BODY_TIMEOUT_S="1")
+                            STATECAST_BODY_TIMEOUT_S="1", STATECAST_API_PROCESSES=request.param)
     yield process
     process.stop()
 

@@ -5,6 +5,10 @@ transaction holds the database's write lock, which serialises claimers). A claim
 lease that its worker renews; a job whose lease expired is requeued, or failed after its last
 attempt. Every state change after the claim is fenced by the attempt number, so a worker that
 lost its lease cannot overwrite what the next attempt did.
+
+Tenants queue training jobs. The service queues its own jobs (no tenant): the workers schedule
+them as they poll, each under a `dedupe_key` that makes it one job however many workers schedule
+it at once.
 """
 
 from dataclasses import dataclass
@@ -13,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.db.tables import ForecastModel, Job, ModelStatus, utcnow
@@ -26,6 +31,12 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobKind(StrEnum):
+    TRAIN = "train"  # a tenant's model
+    PARTITIONS = "partitions"  # the readings' partitions ahead, and retention (PostgreSQL)
+    SEASONAL_FITS = "seasonal_fits"  # a model's seasonal fits of the coming days, made ahead
+
+
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -34,15 +45,18 @@ class ClaimedJob:
     """What a worker needs to run a job it claimed."""
 
     id: int
-    model_id: int
-    tenant_id: int
+    model_id: int | None
+    tenant_id: int | None
     attempt: int
     max_attempts: int
+    kind: JobKind = JobKind.TRAIN
+    params: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, job: Job) -> "ClaimedJob":
         return cls(id=job.id, model_id=job.model_id, tenant_id=job.tenant_id,
-                   attempt=job.attempts, max_attempts=job.max_attempts)
+                   attempt=job.attempts, max_attempts=job.max_attempts, kind=JobKind(job.kind),
+                   params=job.params)
 
 
 def enqueue(*, session: Session, tenant_id: int, model_id: int, max_attempts: int) -> Job:
@@ -51,6 +65,19 @@ def enqueue(*, session: Session, tenant_id: int, model_id: int, max_attempts: in
     session.add(job)
     session.flush()
     return job
+
+
+def schedule(*, session: Session, kind: JobKind, dedupe_key: str, max_attempts: int,
+             model_id: int | None = None, params: dict[str, Any] | None = None) -> bool:
+    """Queue one of the service's own jobs unless `dedupe_key` was queued before; True if new."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new_id = session.execute(insert(Job).values(
+        tenant_id=None, model_id=model_id, kind=kind, params=params, dedupe_key=dedupe_key,
+        status=JobStatus.QUEUED, attempts=0, max_attempts=max_attempts, cancel_requested=False,
+        created_at=utcnow()).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Job.id)).scalar()
+    return new_id is not None
 
 
 def claim(*, session: Session, worker_id: str, lease_s: float) -> ClaimedJob | None:
@@ -115,7 +142,7 @@ def finish(*, session: Session, job: ClaimedJob, status: JobStatus,
         return False
     model_status = {JobStatus.FAILED: ModelStatus.FAILED,
                     JobStatus.CANCELLED: ModelStatus.CANCELLED}.get(status)
-    if model_status:
+    if model_status and job.kind == JobKind.TRAIN:
         session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id)
                         .values(status=model_status, error=error))
     return True

@@ -154,6 +154,8 @@ class SeriesCovariate(Base):
 class Reading(Base):
     """One value of a series; `ts` is whole seconds since the Unix epoch, UTC.
 
+    On PostgreSQL the table is partitioned by month of `ts` (migration 0009, app.db.partitions).
+
     Integer seconds rather than a DateTime column: exact on both databases, compact, and fast to
     bulk-load (no per-row datetime conversion), which the ingest path depends on.
     """
@@ -219,10 +221,16 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status_id", "status", "id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    model_id: Mapped[int] = mapped_column(
+    # None on the service's own jobs (partition maintenance, seasonal fits): no tenant sees or
+    # pays for them. A fit job keeps its model, so deleting the model deletes its jobs.
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int | None] = mapped_column(
         ForeignKey("forecast_models.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="train")
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Scheduled jobs are queued once per key however many workers schedule them at once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

@@ -26,7 +26,7 @@ def build_meta(trained: TrainedModel) -> dict[str, Any]:
     import keras  # deferred: only the training process writes artifacts
     import tensorflow as tf
 
-    return _json_safe(
+    meta: dict[str, Any] = _json_safe(
         {
             "format_version": META_FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(),
@@ -52,6 +52,7 @@ def build_meta(trained: TrainedModel) -> dict[str, Any]:
             "files": {"keras": KERAS_FILE, "network": NETWORK_DIR},
         }
     )
+    return meta
 
 
 def _json_safe(value: Any) -> Any:

@@ -43,12 +43,14 @@ def _elu(x: FloatArray) -> FloatArray:
 
 def _softmax(x: FloatArray) -> FloatArray:
     e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    out: FloatArray = e / np.sum(e, axis=-1, keepdims=True)
+    return out
 
 
 def _log_softmax(x: FloatArray) -> FloatArray:
     shifted = x - np.max(x, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    out: FloatArray = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    return out
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -56,7 +58,8 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 def _gelu(x: FloatArray) -> FloatArray:
     # Keras' string "gelu" is the exact form (approximate=False).
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    erf: FloatArray = _erf(x / math.sqrt(2.0))
+    return 0.5 * x * (1.0 + erf)
 
 
 def _hard_sigmoid(x: FloatArray) -> FloatArray:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from app.ml.calendar import CalendarSpec
@@ -99,7 +100,7 @@ def interpolate_short_gaps(values: np.ndarray, max_gap_steps: int = MAX_INTERPOL
     # pandas fills the first `limit` NaNs of a longer gap too; keep long gaps whole.
     run_id = np.cumsum(~missing)
     run_len = np.bincount(run_id, weights=missing)[run_id]
-    out = filled.to_numpy()
+    out: npt.NDArray[np.float64] = filled.to_numpy()
     out[missing & (run_len > max_gap_steps)] = np.nan
     return out
 

@@ -45,7 +45,8 @@ def seasonal_naive(values: np.ndarray, ends: np.ndarray, horizon: int, period: i
     """The reading one season before each target that was observed by the origin, (n, H)."""
     steps = np.arange(1, horizon + 1)
     back = period * np.ceil(steps / period).astype(np.int64)
-    return values[ends[:, None] + steps[None, :] - back[None, :]]
+    naive: np.ndarray = values[ends[:, None] + steps[None, :] - back[None, :]]
+    return naive
 
 
 def mase_scale(train_values: np.ndarray, period: int) -> float:

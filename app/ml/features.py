@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -166,9 +167,11 @@ def local_wall_ns(timestamps: pd.DatetimeIndex | np.ndarray, timezone: str) -> n
         timestamps = pd.DatetimeIndex(timestamps)
     if timestamps.tz is None:
         if timezone == "UTC":
-            return timestamps.asi8
+            utc_ns: npt.NDArray[np.int64] = timestamps.asi8
+            return utc_ns
         timestamps = timestamps.tz_localize("UTC")
-    return timestamps.tz_convert(timezone).tz_localize(None).asi8
+    wall_ns: npt.NDArray[np.int64] = timestamps.tz_convert(timezone).tz_localize(None).asi8
+    return wall_ns
 
 
 def window_batch(
@@ -229,7 +232,8 @@ def training_seasonal(
         slots = wall_slots(int(timestamps.asi8[0]), step_ns, len(values), config.timezone)
         local, ahead = on_wall_clock(values[:train_stop], slots)
         periods = _usable_periods(config.seasonal_periods, len(local))
-        return extend(decompose(local, periods), periods, ahead)[slots]
+        on_slots: np.ndarray = extend(decompose(local, periods), periods, ahead)[slots]
+        return on_slots
     periods = _usable_periods(config.seasonal_periods, train_stop)
     components = decompose(values[:train_stop], periods)
     return extend(components, periods, len(values) - train_stop)

@@ -564,7 +564,8 @@ class Forecaster:
         if len(ends) and fitter is not None:
             for end in ends.tolist():
                 history = combined[max(0, end + 1 - self.context_steps) : end + 1]
-                means[end - len(kept)] = self._predict_window(history, stamps[end], state.series, fitter)[0]
+                forecast = self._predict_window(history, stamps[end], state.series, fitter)
+                means[end - len(kept)] = forecast[0]
         elif len(ends):
             x, _ = window_batch(
                 combined / scale, calendar(stamps, self.features), ends, self.features, targets=False

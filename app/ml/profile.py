@@ -71,7 +71,8 @@ class ProfileTerms:
 def _local_ns(ns: np.ndarray, timezone: str) -> np.ndarray:
     if timezone == "UTC":
         return ns
-    return pd.DatetimeIndex(ns, tz="UTC").tz_convert(timezone).tz_localize(None).asi8
+    local_ns: np.ndarray = pd.DatetimeIndex(ns, tz="UTC").tz_convert(timezone).tz_localize(None).asi8
+    return local_ns
 
 
 def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
@@ -81,12 +82,14 @@ def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
 
 
 def _interact(columns: np.ndarray, one_hot: np.ndarray) -> np.ndarray:
-    return (columns[:, :, None] * one_hot[:, None, :]).reshape(len(columns), -1)
+    interacted: np.ndarray = (columns[:, :, None] * one_hot[:, None, :]).reshape(len(columns), -1)
+    return interacted
 
 
 def _recent_mean(x: np.ndarray, steps: int) -> np.ndarray:
     """The mean over the past `steps` readings (fewer at the start), NaN-aware."""
-    return pd.Series(x).rolling(max(1, steps), min_periods=1).mean().to_numpy()
+    means: np.ndarray = pd.Series(x).rolling(max(1, steps), min_periods=1).mean().to_numpy()
+    return means
 
 
 def _base_columns(
@@ -152,7 +155,7 @@ class RegressionProfile:
         """
         ns = np.asarray(ns, dtype=np.int64)
         base, slot = _base_columns(ns, self.terms, calendar)
-        out = base @ self.base_coef
+        out: np.ndarray = base @ self.base_coef
         for columns, coef, fill in self._covariate_parts(ns, covariates, slot):
             contribution = columns @ coef
             missing = ~np.isfinite(contribution)

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 DAYS_PER_WEEK = 7
@@ -62,7 +63,8 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
     if not missing.any():
         return values
     positions = np.arange(len(values))
-    return np.interp(positions, positions[~missing], values[~missing])
+    filled: npt.NDArray[np.float64] = np.interp(positions, positions[~missing], values[~missing])
+    return filled
 
 
 def _odd(x: float) -> int:
@@ -119,7 +121,8 @@ def wall_slots(first_ns: int, step_ns: int, n: int, timezone: str) -> np.ndarray
     lands on the slots it repeats."""
     utc = pd.DatetimeIndex(first_ns + step_ns * np.arange(n, dtype=np.int64), tz="UTC")
     wall = utc.tz_convert(timezone).tz_localize(None).asi8
-    return (wall - wall[0]) // step_ns
+    slots: npt.NDArray[np.int64] = (wall - wall[0]) // step_ns
+    return slots
 
 
 def on_wall_clock(history: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, int]:
@@ -182,6 +185,10 @@ class SeasonalCycles:
         for cycle in self.cycles:
             total += float(cycle[offset % len(cycle)])
         return total
+
+    def shifted(self, steps: int) -> SeasonalCycles:
+        """The same component read from a boundary `steps` later: `shifted(s).at(k) == at(k + s)`."""
+        return SeasonalCycles(tuple(np.roll(cycle, -(steps % len(cycle))) for cycle in self.cycles))
 
     @property
     def periods(self) -> tuple[int, ...]:
@@ -257,7 +264,8 @@ class SeasonalFitter:
         wall-clock grid (`on_wall_clock`)."""
         if slots is not None:
             local, ahead_local = on_wall_clock(history, slots)
-            return self._path(local, ahead_local)[slots]
+            on_slots: np.ndarray = self._path(local, ahead_local)[slots]
+            return on_slots
         components, periods = self._components(history)
         return extend(components, periods, ahead)
 

@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
 
 NS_PER_DAY = 86_400 * 10**9
+# Fits are made a day ahead, by the workers: the fit read on day D reads the readings before the
+# start of day D-1 (daily data: before the step before), shifted to start at D, so it can be made
+# at any time during D-1. What the earlier cutoff costs is measured by bench/fit_cutoff.py.
+FIT_LEAD_DAYS = 1
 
 
 def boundaries(
@@ -40,10 +45,30 @@ def boundaries(
     if isinstance(timestamps, np.ndarray) or (timezone == "UTC" and timestamps.tz is None):
         # Integer arithmetic: pandas' floor costs ~1 ms a call, more than a cell step.
         ns = np.asarray(timestamps if isinstance(timestamps, np.ndarray) else timestamps.asi8)
-        return ns - ns % NS_PER_DAY
+        day_start_ns: npt.NDArray[np.int64] = ns - ns % NS_PER_DAY
+        return day_start_ns
     aware = timestamps if timestamps.tz is not None else timestamps.tz_localize("UTC")
     local = aware.tz_convert(timezone).floor("D", ambiguous=True, nonexistent="shift_forward")
     return np.asarray(local.asi8)
+
+
+def fit_cutoff_ns(boundary_ns: int, steps_per_day: float, timezone: str, step_ns: int,
+                  lead_days: int = FIT_LEAD_DAYS) -> int:
+    """Where the readings that the fit for `boundary_ns` reads end: the start of the local day
+    `lead_days` days before (daily data and longer steps: `lead_days` steps before)."""
+    cutoff = boundary_ns
+    for _ in range(lead_days):
+        if steps_per_day <= 1:
+            cutoff -= step_ns
+        else:
+            cutoff = int(boundaries(np.array([cutoff - 1]), steps_per_day, timezone)[0])
+    return cutoff
+
+
+def fit_ahead(fitter: SeasonalFitter, history: np.ndarray, boundary_ns: int, cutoff_ns: int,
+              step_ns: int) -> SeasonalCycles:
+    """The fit for `boundary_ns` from `history`, the readings on the grid up to `cutoff_ns`."""
+    return fitter.cycles_before(history, len(history)).shifted((boundary_ns - cutoff_ns) // step_ns)
 
 
 class SeasonalSource(Protocol):
@@ -67,17 +92,24 @@ NO_SEASON: SeasonalSource = _NoSeason()
 class HistorySeasonal:
     """Fits made from a block of history on the grid (training, and forecasts from history)."""
 
-    def __init__(self, values: np.ndarray, timestamps: pd.DatetimeIndex, fitter: SeasonalFitter) -> None:
+    def __init__(self, values: np.ndarray, timestamps: pd.DatetimeIndex, fitter: SeasonalFitter,
+                 lead_days: int = FIT_LEAD_DAYS) -> None:
         self.values = np.asarray(values, dtype=np.float64)
         self.ns = pd.DatetimeIndex(timestamps).asi8
+        self.step_ns = int(self.ns[1] - self.ns[0]) if len(self.ns) > 1 else 0
         self.fitter = fitter
+        self.lead_days = lead_days
         self._fits: dict[int, SeasonalCycles] = {}
 
     def cycles(self, boundary_ns: int) -> SeasonalCycles:
         fit = self._fits.get(boundary_ns)
         if fit is None:
-            stop = int(np.searchsorted(self.ns, boundary_ns, side="left"))
-            fit = self._fits[boundary_ns] = self.fitter.cycles_before(self.values, stop)
+            config = self.fitter.config
+            cutoff = fit_cutoff_ns(boundary_ns, config.steps_per_day, config.timezone,
+                                   self.step_ns, self.lead_days)
+            stop = int(np.searchsorted(self.ns, cutoff, side="left"))
+            fit = self._fits[boundary_ns] = fit_ahead(self.fitter, self.values[:stop],
+                                                      boundary_ns, cutoff, self.step_ns)
         return fit
 
 

@@ -164,7 +164,7 @@ def _build_table(
     )
 
 
-class _Control(keras.callbacks.Callback):
+class _Control(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: Callback is Any
     """Polls `should_stop` between batches and reports each epoch."""
 
     def __init__(
@@ -222,7 +222,7 @@ class _Control(keras.callbacks.Callback):
         )
 
 
-class _CarryStates(keras.callbacks.Callback):
+class _CarryStates(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: Callback is Any
     """Carries each lane's state into its next batch, and zeroes it where the lane starts a piece."""
 
     def __init__(self, keep: np.ndarray) -> None:
@@ -236,7 +236,7 @@ class _CarryStates(keras.callbacks.Callback):
                 state.assign(state * keep)
 
 
-class _StreamValidation(keras.callbacks.Callback):
+class _StreamValidation(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped: Callback is Any
     """val_loss of a stream model, in its training loss: the stateless twin runs each piece from
     its start, and the loss counts the steps whose whole horizon lies in the validation part."""
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from app.ml.data import Split
 
@@ -85,7 +86,8 @@ def masked_window_ends(
     if every > 1 and len(ends):
         block = (ends - first_origin) // every
         ends = ends[np.concatenate([block[1:] != block[:-1], [True]])]
-    return ends.astype(np.int64)
+    origins: npt.NDArray[np.int64] = ends.astype(np.int64)
+    return origins
 
 
 # A stream model's epoch is cut into at least this many batches, so that the state is carried

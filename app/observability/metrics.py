@@ -61,3 +61,7 @@ MODEL_CACHE_HITS = Counter(
     "statecast_model_cache_hits", "Forecasts served by a model already loaded in memory.")
 MODEL_CACHE_MISSES = Counter(
     "statecast_model_cache_misses", "Forecasts that had to load a model from its files.")
+SEASONAL_FITS_STALE = Counter(
+    "statecast_seasonal_fits_stale",
+    "Stream reads of a seasonal fit older than the reading's day: the workers had not made the "
+    "day's fit yet (app/worker/fits_task.py), so the newest stored one was read instead.")

@@ -310,7 +310,8 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
     """Each stream's seasonal fits (made and stored, once a day, where missing)."""
     if not forecaster.needs_seasonal:
         return [None] * len(steps)
-    found = stored_fits(connection, fits, model_id, keys, versions)
+    found = stored_fits(connection, fits, model_id, keys, versions,
+                        stale_step_s=forecaster.step_size.value // NS_PER_S)
     by_series: dict[int, PreloadedSeasonal] = {}
     for series_id in {s.row.series_id for s in steps}:
         by_series[series_id] = PreloadedSeasonal(found, series_id, partial(

@@ -1,26 +1,35 @@
 """Seasonal fits of deseasonalised stream models, made once per series, model and day, stored.
 
-Every reading of such a model is read against the MSTL fit on the readings before its day
-(`app/ml/stream_seasonal.py`). The first request that needs a day's fit makes it from the stored
-readings and stores it in `seasonal_fits`; every stream of the series, on any replica, then
-reads it back with one primary-key lookup, so a stream's own row holds only its RNN state.
+Every reading of such a model is read against the MSTL fit made for its day, a day ahead
+(`app/ml/stream_seasonal.py`). The workers make each day's fit before the day begins
+(`app/worker/fits_task.py`) and store it in `seasonal_fits`; every stream of the series, on any
+replica, then reads it back with one primary-key lookup, so a stream's own row holds only its RNN
+state. A post never fits: when its day's fit is not made yet it reads the newest fit stored,
+shifted to the day, and says so (`noting_stale_fits`, `statecast_seasonal_fits_stale`). A warm-up
+over history (a new stream, a re-warm, a forecast from history) makes the fits it lacks.
 """
 
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete
+import numpy as np
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.db import stream_rows
 from app.db.readings import fetch_readings
 from app.db.tables import SeasonalFit, Series
 from app.errors import Conflict, field_error
 from app.ml.forecaster import Forecaster
-from app.ml.seasonal import SeasonalCycles
+from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+from app.ml.stream_seasonal import fit_ahead, fit_cutoff_ns
+from app.observability.metrics import SEASONAL_FITS_STALE
 from app.timegrid import NS_PER_S, on_grid, step_seconds
 
 # Fits older than this before the newest of their series and model are dropped: a stream is
@@ -28,14 +37,80 @@ from app.timegrid import NS_PER_S, on_grid, step_seconds
 # when warming further back, and are then made again.
 FIT_RETENTION_S = 28 * 86_400
 
+FitKey = tuple[int, int]  # (series id, boundary in Unix seconds), of one model
+_STALE: ContextVar[list[FitKey] | None] = ContextVar("stale_fits", default=None)
+
+
+@contextmanager
+def noting_stale_fits() -> Iterator[list[FitKey]]:
+    """The fits read stale (their day's fit not made yet) within the block, for the answer."""
+    noted: list[FitKey] = []
+    token = _STALE.set(noted)
+    try:
+        yield noted
+    finally:
+        _STALE.reset(token)
+
+
+@dataclass(frozen=True)
+class FitRead:
+    """The readings a fit read: those stored from `start_s` to `end_s`, inclusive."""
+
+    start_s: int
+    end_s: int
+    ts: np.ndarray
+    values: np.ndarray
+
+
+def unchanged(session: Session, series_id: int, read: FitRead) -> bool:
+    """Whether the readings a fit read are still the stored ones (none replaced or added)."""
+    ts, values = fetch_readings(session=session, series_id=series_id, start_s=read.start_s,
+                                end_s=read.end_s)
+    return np.array_equal(ts, read.ts) and np.array_equal(values, read.values, equal_nan=True)
+
+
+def make_fit(session: Session, series: Series, fitter: SeasonalFitter, fit_steps: int,
+             boundary_s: int) -> tuple[SeasonalCycles, FitRead]:
+    """The fit for the day at `boundary_s` from the stored readings, and the readings it read."""
+    step_s = step_seconds(series.freq)
+    assert step_s is not None, "stream models train on fixed frequencies only"
+    config = fitter.config
+    cutoff_s = fit_cutoff_ns(boundary_s * NS_PER_S, config.steps_per_day, config.timezone,
+                             step_s * NS_PER_S) // NS_PER_S
+    start_s, end_s = cutoff_s - fit_steps * step_s, cutoff_s - 1
+    ts, values = fetch_readings(session=session, series_id=series.id, start_s=start_s,
+                                end_s=end_s)
+    _, history = on_grid(ts, values, series.freq)
+    return (fit_ahead(fitter, history, boundary_s, cutoff_s, step_s),
+            FitRead(start_s=start_s, end_s=end_s, ts=ts, values=values))
+
+
+def store_fit(session: Session, series_id: int, model_id: int, boundary_s: int,
+              fit: SeasonalCycles) -> bool:
+    """Store a fit unless one for its day is stored already; True if this one was."""
+    try:
+        with session.begin_nested():
+            session.add(SeasonalFit(series_id=series_id, model_id=model_id,
+                                    boundary_ts=boundary_s, cycles=fit.to_lists(),
+                                    version=secrets.randbits(62)))
+    except IntegrityError:
+        return False  # another request or worker stored the same fit first
+    # A fit is ~8 KB: kept forever, a fleet's would grow by 800 MB a day per 100,000 meters.
+    session.execute(delete(SeasonalFit).where(
+        SeasonalFit.series_id == series_id, SeasonalFit.model_id == model_id,
+        SeasonalFit.boundary_ts < boundary_s - FIT_RETENTION_S))
+    return True
+
 
 class StoredSeasonal:
     """The `SeasonalSource` of one series and model, backed by the `seasonal_fits` table."""
 
     def __init__(self, *, session: Session, series: Series, model_id: int,
                  forecaster: Forecaster, defer_writes: bool = False,
-                 cache: "FitCache | None" = None) -> None:
+                 cache: "FitCache | None" = None, stale_ok: bool = False) -> None:
         self.session, self.series, self.model_id, self.cache = session, series, model_id, cache
+        # A post's source: a missing day's fit is the newest stored one, shifted, never made.
+        self.stale_ok = stale_ok
         self.fit_steps = forecaster.features.fit_steps
         self.fitter = forecaster.seasonal_fitter
         self._fits: dict[int, SeasonalCycles] = {}
@@ -48,8 +123,25 @@ class StoredSeasonal:
         boundary_s = boundary_ns // NS_PER_S
         fit = self._fits.get(boundary_s)
         if fit is None:
-            fit = self._fits[boundary_s] = self._load(boundary_s) or self._fit(boundary_s)
+            fit = self._fits[boundary_s] = (self._load(boundary_s) or self._stale(boundary_s)
+                                            or self._fit(boundary_s))
         return fit
+
+    def _stale(self, boundary_s: int) -> SeasonalCycles | None:
+        """The newest stored fit before the day, read as the day's; None if there is none."""
+        if not self.stale_ok:
+            return None
+        row = self.session.execute(
+            select(SeasonalFit.boundary_ts, SeasonalFit.cycles)
+            .where(SeasonalFit.series_id == self.series.id, SeasonalFit.model_id == self.model_id,
+                   SeasonalFit.boundary_ts < boundary_s)
+            .order_by(SeasonalFit.boundary_ts.desc()).limit(1)).first()
+        if row is None:
+            return None
+        step_s = step_seconds(self.series.freq)
+        assert step_s is not None, "stream models train on fixed frequencies only"
+        _note_stale([(self.series.id, boundary_s)])
+        return SeasonalCycles.from_lists(row.cycles).shifted((boundary_s - row.boundary_ts) // step_s)
 
     def _load(self, boundary_s: int) -> SeasonalCycles | None:
         if self.cache is not None:  # a version read, and the fit parsed once per process
@@ -59,13 +151,7 @@ class StoredSeasonal:
         return None if row is None else SeasonalCycles.from_lists(row.cycles)
 
     def _fit(self, boundary_s: int) -> SeasonalCycles:
-        step_s = step_seconds(self.series.freq)
-        assert step_s is not None, "stream models train on fixed frequencies only"
-        ts, values = fetch_readings(session=self.session, series_id=self.series.id,
-                                    start_s=boundary_s - self.fit_steps * step_s,
-                                    end_s=boundary_s - 1)
-        _, history = on_grid(ts, values, self.series.freq)
-        fit = self.fitter.cycles_before(history, len(history))
+        fit, _ = make_fit(self.session, self.series, self.fitter, self.fit_steps, boundary_s)
         if self.defer_writes:
             self.pending[boundary_s] = fit
         else:
@@ -79,20 +165,7 @@ class StoredSeasonal:
         self.pending.clear()
 
     def _store(self, boundary_s: int, fit: SeasonalCycles) -> None:
-        try:
-            with self.session.begin_nested():
-                self.session.add(SeasonalFit(series_id=self.series.id, model_id=self.model_id,
-                                             boundary_ts=boundary_s, cycles=fit.to_lists(),
-                                             version=secrets.randbits(62)))
-        except IntegrityError:
-            return  # another request stored the same fit first
-        # A fit is ~8 KB: kept forever, a fleet's would grow by 800 MB a day per 100,000 meters.
-        self.session.execute(delete(SeasonalFit).where(
-            SeasonalFit.series_id == self.series.id, SeasonalFit.model_id == self.model_id,
-            SeasonalFit.boundary_ts < boundary_s - FIT_RETENTION_S))
-
-
-FitKey = tuple[int, int]  # (series id, boundary in Unix seconds), of one model
+        store_fit(self.session, self.series.id, self.model_id, boundary_s, fit)
 
 
 class FitCache:
@@ -125,9 +198,10 @@ class FitCache:
 
 def stored_fits(connection: Connection, cache: FitCache, model_id: int,
                 keys: Sequence[FitKey], versions: dict[FitKey, int] | None = None,
-                ) -> dict[FitKey, SeasonalCycles]:
+                stale_step_s: int | None = None) -> dict[FitKey, SeasonalCycles]:
     """The stored fits among `keys`: versions in one query (unless the caller read them),
-    cycles only for those not cached."""
+    cycles only for those not cached. With `stale_step_s` (a post's read ahead), a key with
+    no fit stored gets the newest earlier fit of its series, shifted (`stale_fits`)."""
     if versions is None:
         versions = stream_rows.fit_versions(connection, model_id, keys)
     found: dict[FitKey, SeasonalCycles] = {}
@@ -141,7 +215,43 @@ def stored_fits(connection: Connection, cache: FitCache, model_id: int,
     for key, (version, cycles) in stream_rows.fit_cycles(connection, model_id, missing).items():
         found[key] = SeasonalCycles.from_lists(cycles)
         cache.put((model_id, *key, version), found[key])
+    if stale_step_s is not None:
+        found.update(stale_fits(connection, model_id, [k for k in keys if k not in found],
+                                stale_step_s))
     return found
+
+
+def stale_fits(connection: Connection, model_id: int, keys: Sequence[FitKey],
+               step_s: int) -> dict[FitKey, SeasonalCycles]:
+    """For (series, day) `keys` with no fit stored, each series' newest fit before that day,
+    shifted to it, noted as stale; one query per distinct day (a fleet's posts share one)."""
+    found: dict[FitKey, SeasonalCycles] = {}
+    by_day: dict[int, list[int]] = {}
+    for series_id, boundary_s in keys:
+        by_day.setdefault(boundary_s, []).append(series_id)
+    older = aliased(SeasonalFit)
+    for boundary_s, series_ids in by_day.items():
+        newest = (select(func.max(older.boundary_ts))
+                  .where(older.series_id == SeasonalFit.series_id, older.model_id == model_id,
+                         older.boundary_ts < boundary_s).scalar_subquery())
+        rows = connection.execute(
+            select(SeasonalFit.series_id, SeasonalFit.boundary_ts, SeasonalFit.cycles)
+            .where(SeasonalFit.model_id == model_id, SeasonalFit.series_id.in_(series_ids),
+                   SeasonalFit.boundary_ts == newest)).all()
+        for series_id, fit_boundary_s, cycles in rows:
+            found[(series_id, boundary_s)] = SeasonalCycles.from_lists(cycles).shifted(
+                (boundary_s - fit_boundary_s) // step_s)
+    _note_stale(list(found))
+    return found
+
+
+def _note_stale(keys: list[FitKey]) -> None:
+    if not keys:
+        return
+    SEASONAL_FITS_STALE.inc(len(keys))
+    noted = _STALE.get()
+    if noted is not None:
+        noted.extend(keys)
 
 
 class PreloadedSeasonal:
@@ -163,23 +273,26 @@ class PreloadedSeasonal:
 
 def seasonal_source(*, session: Session, series: Series, model_id: int,
                     forecaster: Forecaster, defer_writes: bool = False,
-                    cache: "FitCache | None" = None) -> StoredSeasonal | None:
+                    cache: "FitCache | None" = None,
+                    stale_ok: bool = False) -> StoredSeasonal | None:
     """The fits a model's stream steps read, or None for models that read none."""
     refuse_profile(forecaster, model_id)
     if not forecaster.needs_seasonal:
         return None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
-                          forecaster=forecaster, defer_writes=defer_writes, cache=cache)
+                          forecaster=forecaster, defer_writes=defer_writes, cache=cache,
+                          stale_ok=stale_ok)
 
 
 def stored_source(session: Session, forecaster: Forecaster, model_id: int, series_id: int,
                   cache: "FitCache | None" = None) -> StoredSeasonal:
-    """Where a fit missing from a read ahead (`stored_fits`) comes from: made now and stored."""
+    """Where a fit missing from a post's read ahead (`stored_fits`) comes from: the newest fit
+    stored, read stale (made, only if the series has none at all)."""
     refuse_profile(forecaster, model_id)
     series = session.get(Series, series_id)
     assert series is not None
     return StoredSeasonal(session=session, series=series, model_id=model_id,
-                          forecaster=forecaster, cache=cache)
+                          forecaster=forecaster, cache=cache, stale_ok=True)
 
 
 def refuse_profile(forecaster: Forecaster, model_id: int) -> None:

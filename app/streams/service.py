@@ -176,7 +176,7 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     grid, full = on_grid(ts, values, series.freq)
     seasonal = stepping_source(session=session, series=series, forecaster=forecaster,
                                model_id=model.id, first_s=int(grid[0]) if last is None else last,
-                               last_s=int(grid[-1]))
+                               last_s=int(grid[-1]), stale_ok=True)  # a post never fits
     try:
         state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
@@ -299,8 +299,9 @@ def _forecast_source(*, session: Session, connection: Connection, forecaster: Fo
     if boundary_ns is None:
         return None
     keys = [(series_id, boundary_ns // NS_PER_S)]
-    return PreloadedSeasonal(stored_fits(connection, fits, model_id, keys), series_id, partial(
-        stored_source, session, forecaster, model_id, series_id, fits))
+    return PreloadedSeasonal(stored_fits(
+        connection, fits, model_id, keys, stale_step_s=forecaster.step_size.value // NS_PER_S),
+        series_id, partial(stored_source, session, forecaster, model_id, series_id, fits))
 
 
 def run_forecast(forecaster: Forecaster, state: State, horizon: int,

@@ -15,14 +15,14 @@ from app.timegrid import NS_PER_S
 
 
 def stepping_source(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
-                    first_s: int | None, last_s: int | None,
-                    cache: FitCache | None = None) -> SeasonalSource | None:
+                    first_s: int | None, last_s: int | None, cache: FitCache | None = None,
+                    stale_ok: bool = False) -> SeasonalSource | None:
     """What the model reads stepping over readings from `first_s` to `last_s` and forecasting
     the step after them; None where it reads nothing (or, for a profile, there is nothing to
-    step over)."""
+    step over). `stale_ok`: as `seasonal_fits.seasonal_source` (a post never fits)."""
     if not forecaster.uses_profile:
         return seasonal_source(session=session, series=series, model_id=model_id,
-                               forecaster=forecaster, cache=cache)
+                               forecaster=forecaster, cache=cache, stale_ok=stale_ok)
     if first_s is None or last_s is None:
         return None
     return stepping_profile(session=session, series=series, forecaster=forecaster,

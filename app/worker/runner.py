@@ -8,9 +8,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from sqlalchemy import pool
 from sqlalchemy.exc import DBAPIError
@@ -19,8 +21,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.config import Settings
 from app.db import jobs, workers
 from app.db.engine import create_db_engine, create_session_factory, transaction
-from app.db.jobs import ClaimedJob, JobStatus
+from app.db.jobs import ClaimedJob, JobKind, JobStatus
+from app.db.tables import utcnow
+from app.worker.fits_task import run_fits_job
+from app.worker.maintenance_task import run_partitions_job
 from app.worker.parent import watch_parent
+from app.worker.schedule import SCHEDULE_INTERVAL_S, schedule_due
 from app.worker.training_task import run_training_job
 
 logger = logging.getLogger("statecast.worker")
@@ -32,6 +38,12 @@ DB_RETRY_FIRST_S = 0.5
 DB_RETRY_MAX_S = 10.0
 # What a worker survives: the database unreachable, restarting, or (SQLite) locked too long.
 TRANSIENT_DB_ERRORS = (DBAPIError, PoolTimeoutError)
+# What runs each kind of job, in a child process of its own: (settings as JSON, the job).
+TASKS: dict[JobKind, Callable[[dict[str, Any], ClaimedJob], None]] = {
+    JobKind.TRAIN: run_training_job,
+    JobKind.PARTITIONS: run_partitions_job,
+    JobKind.SEASONAL_FITS: run_fits_job,
+}
 
 
 @dataclass
@@ -61,6 +73,7 @@ class Worker:
         self.context = multiprocessing.get_context("spawn")
         self._last_renewal = 0.0
         self._last_pruned = -workers.FORGET_EVERY_S  # the first round prunes
+        self._last_schedule = -SCHEDULE_INTERVAL_S
         # After a claim, look again at once: a backlog drains without poll-interval pauses.
         self._claimed_last = False
 
@@ -110,6 +123,13 @@ class Worker:
         if forgotten:
             logger.info("forgot workers that stopped polling", extra={
                 "action": "forget_stale_workers", "workers": forgotten})
+        if now - self._last_schedule >= SCHEDULE_INTERVAL_S:
+            with transaction(self.factory, write=True) as session:
+                scheduled = schedule_due(session=session, settings=self.settings, now=utcnow())
+            self._last_schedule = now
+            if scheduled:
+                logger.info("scheduled jobs queued", extra={"action": "schedule_jobs",
+                                                            "keys": scheduled})
         if requeued:
             logger.warning("requeued jobs with expired leases",
                            extra={"action": "requeue_expired", "job_ids": requeued})
@@ -124,12 +144,13 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         process = self.context.Process(
-            target=run_training_job, args=(self.settings.model_dump(mode="json"), job),
+            target=TASKS[job.kind], args=(self.settings.model_dump(mode="json"), job),
             name=f"statecast-job-{job.id}", daemon=True)
         process.start()
         self.running[job.id] = Running(job=job, process=process)
         logger.info("job claimed", extra={"action": "claim_job", "job_id": job.id,
-                                          "attempt": job.attempt, "pid": process.pid})
+                                          "attempt": job.attempt, "kind": str(job.kind),
+                                          "pid": process.pid})
 
     def _reap(self) -> None:
         for job_id, entry in list(self.running.items()):

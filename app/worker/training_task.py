@@ -157,16 +157,19 @@ def _train(settings: Settings, factory: sessionmaker[Session],
     from app.ml.spec import ModelSpec
     from app.ml.training import EpochProgress, TrainingCancelled, train
 
+    model_id = job.model_id
+    if model_id is None:  # only the service's own jobs have none
+        return JobStatus.FAILED, "a training job needs a model"
     with transaction(factory) as session:
-        model = session.get(ForecastModel, job.model_id)
+        model = session.get(ForecastModel, model_id)
         if model is None:
             return JobStatus.CANCELLED, "the model was deleted"
         spec = ModelSpec(**model.spec)
         try:
-            series = load_series_data(session, job.model_id, spec.covariates)
+            series = load_series_data(session, model_id, spec.covariates)
         except Invalid as exc:  # a covariate unlinked since the model was asked for
             return JobStatus.FAILED, exc.detail
-    target = model_path(settings.model_dir, job.model_id)
+    target = model_path(settings.model_dir, model_id)
     staged: Path | None = None
     if not (target / "meta.json").exists():  # else an earlier attempt wrote it all, then died
         history: list[dict[str, float]] = []
@@ -195,7 +198,7 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         except TrainingCancelled:
             return JobStatus.CANCELLED, None
         TRAINING_SECONDS.labels(spec.cell).observe(time.monotonic() - started)
-        staged = attempt_path(settings.model_dir, job.model_id, job.attempt)
+        staged = attempt_path(settings.model_dir, model_id, job.attempt)
         shutil.rmtree(staged, ignore_errors=True)  # a released attempt's number comes back
         save_artifacts(trained, staged)
     with transaction(factory, write=True) as session:
@@ -204,13 +207,13 @@ def _train(settings: Settings, factory: sessionmaker[Session],
         if not jobs.finish(session=session, job=job, status=JobStatus.SUCCEEDED):
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
-            if session.get(ForecastModel, job.model_id) is None:  # deleted while it trained
-                remove_model_files(settings.model_dir, [job.model_id])
+            if session.get(ForecastModel, model_id) is None:  # deleted while it trained
+                remove_model_files(settings.model_dir, [model_id])
             return JobStatus.SUCCEEDED, None  # fenced off: another attempt owns the outcome
         if staged is not None:
-            install_attempt(settings.model_dir, job.model_id, job.attempt)
+            install_attempt(settings.model_dir, model_id, job.attempt)
         meta = load_meta(target)
-        session.execute(update(ForecastModel).where(ForecastModel.id == job.model_id).values(
+        session.execute(update(ForecastModel).where(ForecastModel.id == model_id).values(
             status=ModelStatus.READY, metrics=meta.get("metrics"), resolved_spec=meta.get("spec"),
             worse_than_naive=is_worse_than_naive(meta.get("metrics") or {}),
             ready_at=utcnow(), error=None))

@@ -1,9 +1,12 @@
-"""The migration history goes up to head and back down to nothing on both databases."""
+"""The migration history goes up to head and back down to nothing on both databases; the
+readings partitioned on PostgreSQL (0009) keep every row both ways."""
 
-from sqlalchemy import inspect, text
+import pytest
+from sqlalchemy import Connection, inspect, text
 
 from app.db.engine import create_db_engine
 from app.db.migrations import downgrade, is_at_head, upgrade
+from app.db.partitions import list_partitions
 
 
 def tables(url: str) -> set[str]:
@@ -52,6 +55,47 @@ def test_0010_counts_each_tenants_stored_readings(empty_database_url: str) -> No
     assert tuple(key) == ("default", "write", None)
     engine.dispose()
     downgrade(empty_database_url, "0007")
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_readings_move_into_month_partitions_and_back(empty_database_url: str) -> None:
+    url = empty_database_url
+    upgrade(url, "0007")
+    rows = [(1, 959_817_600 + i * 1800, float(i)) for i in range(3000)]  # 2000-06-01 on, 2 months
+    rows.append((2, 1_700_000_000, None))
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO readings VALUES (:s, :t, :v)"),
+                           [{"s": s, "t": t, "v": v} for s, t, v in rows])
+    upgrade(url)
+    with engine.connect() as connection:
+        assert relkind(connection) == "p"
+        names = {p.name for p in list_partitions(connection)}
+        assert {"readings_p200006", "readings_p200007", "readings_p202311"} <= names
+        assert count(connection, "readings_default") == 0
+        assert count(connection, "readings_p200006") == 1440
+        assert stored(connection) == rows
+    downgrade(url, "0007")
+    with engine.connect() as connection:
+        assert relkind(connection) == "r"
+        assert stored(connection) == rows
+        primary = inspect(connection).get_pk_constraint("readings")
+        assert primary["constrained_columns"] == ["series_id", "ts"]
+    engine.dispose()
+
+
+def relkind(connection: Connection) -> str:
+    return str(connection.execute(text(
+        "SELECT relkind FROM pg_class WHERE oid = 'readings'::regclass")).scalar())
+
+
+def count(connection: Connection, table: str) -> int:
+    return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def stored(connection: Connection) -> list[tuple[int, int, float | None]]:
+    return [tuple(r) for r in connection.execute(  # type: ignore[misc]
+        text("SELECT series_id, ts, value FROM readings ORDER BY series_id, ts")).all()]
+
+
 OLD_STATE = {"kind": "stream", "series": "load", "network": [[[0.5, -0.25]]], "last_value": 12.0,
              "last_z": 11.5, "last_timestamp": "2024-01-01T05:00:00", "readings": 3}
 

@@ -40,3 +40,27 @@ def test_each_reading_reads_its_days_fit_and_forecasts_read_the_next_steps() -> 
     # At 18:00 on day one the first forecast step is the next day: its fit, from offset -1 on.
     ahead, _ = seasonal_ahead(source, stamps[3:4], step, 2, 4.0)
     np.testing.assert_array_equal(ahead[0], [0 - 3, 1 - 3])
+
+
+def test_a_fit_made_ahead_reads_the_readings_before_the_local_day_before() -> None:
+    from app.ml.stream_seasonal import fit_cutoff_ns
+
+    hour = 3600 * 10**9
+    london = "Europe/London"
+    # 1 April (BST) starts at 23:00 UTC on 31 March, a 23-hour day after the clocks went forward.
+    april = pd.Timestamp("2024-03-31T23:00Z").value
+    assert fit_cutoff_ns(april, 24, london, hour) == pd.Timestamp("2024-03-31T00:00Z").value
+    assert fit_cutoff_ns(april, 24, london, hour, lead_days=0) == april
+    assert fit_cutoff_ns(april, 24, london, hour, lead_days=2) == pd.Timestamp(
+        "2024-03-30T00:00Z").value
+    day = 24 * hour  # daily data: a fit per reading, made one reading ahead
+    assert fit_cutoff_ns(april, 1, london, day) == april - day
+
+
+def test_shifted_cycles_read_the_same_component_later() -> None:
+    from app.ml.seasonal import SeasonalCycles
+
+    fit = SeasonalCycles((np.arange(24.0), np.arange(168.0) / 10))
+    offsets = np.arange(-24, 400)
+    np.testing.assert_array_equal(fit.shifted(24).at(offsets), fit.at(offsets + 24))
+    np.testing.assert_array_equal(fit.shifted(-5).at(offsets), fit.at(offsets - 5))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db.engine import create_db_engine, create_session_factory, transaction
-from app.db.tables import ForecastModel, ModelSeries, ModelStatus, Series, utcnow
+from app.db.tables import ForecastModel, ModelSeries, ModelStatus, Series, Stream, utcnow
 from app.ml.artifacts import load_meta, save_artifacts
 from app.ml.data import SeriesData
 from app.ml.spec import ModelSpec
@@ -102,3 +102,25 @@ def fleet_csv(warm: int) -> str:
     rows = [f"{name},{stamps[i]:%Y-%m-%dT%H:%M:%SZ},{float(values[i])!r}"
             for i in (warm, warm + 1) for name in ("m1", "ghost", "m2")]
     return "stream_id,ts,value\n" + "\n".join(rows) + "\n"
+
+
+def fits_made_ahead(settings: Settings) -> None:
+    """What the workers' seasonal-fits jobs do, done here at once for every model with streams.
+
+    A post reads a day's fit made ahead by the workers, and the newest one (stale) until it is
+    made. A test that posts across days and checks the answers against the model's rule, with no
+    worker running, calls this before each post, as a fleet's workers keep ahead of its days.
+    """
+    from app.ml.forecaster import Forecaster
+    from app.worker.fits_task import make_due_fits
+
+    engine = create_db_engine(settings.database_url)
+    factory = create_session_factory(engine)
+    with transaction(factory) as session:
+        model_ids = set(session.scalars(select(Stream.model_id)))
+    for model_id in model_ids - {None}:
+        assert model_id is not None
+        forecaster = Forecaster.load(model_path(settings.model_dir, model_id))
+        if forecaster.needs_seasonal:
+            make_due_fits(factory, forecaster, model_id, lambda _: True)
+    engine.dispose()

@@ -1,5 +1,6 @@
 """The promise, end to end on real server processes: restarts, replicas, concurrent retries."""
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -7,12 +8,19 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from app.config import Settings
 from app.ml.forecaster import Forecaster
 from tests.api.helpers import count_rows
 from tests.server import ServerProcess
-from tests.streams.conftest import hourly_values, install_model, load_series, upload
+from tests.streams.conftest import (
+    fits_made_ahead,
+    hourly_values,
+    install_model,
+    load_series,
+    upload,
+)
 
 pytestmark = pytest.mark.slow
 WARM = 200
@@ -36,12 +44,30 @@ def prepare(client: Any, auth: dict[str, str], settings: Settings, artifact: Pat
     install_model(settings, artifact, sid)
     created = client.post("/v1/streams", json={"series_id": sid, "stream_id": "m"}, headers=auth)
     assert created.status_code == 201, created.text
+    fits_made_ahead(settings)  # the next day's fit, as the workers make it
 
 
 def send(url: str, auth: dict[str, str], i: int) -> httpx.Response:
     stamps, values = hourly_values()
     return httpx.post(f"{url}/v1/streams/m/readings", headers=auth, timeout=30, json={
         "readings": [{"ts": stamps[i].isoformat(), "value": float(values[i])}]})
+
+
+def send_at_once(url: str, auth: dict[str, str], i: int, clients: int) -> list[int]:
+    """Reading `i` sent by `clients` clients at the same moment (retries racing); the statuses."""
+    gate = threading.Barrier(clients)
+    statuses: list[int] = []
+
+    def client() -> None:
+        gate.wait()
+        statuses.append(send(url, auth, i).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
 
 
 def final_state(url: str, auth: dict[str, str]) -> dict[str, Any]:
@@ -109,17 +135,7 @@ def test_concurrent_retries_apply_each_reading_once(
     statuses: list[int] = []
     try:
         for i in range(WARM, WARM + LIVE // 2):
-            gate = threading.Barrier(4)
-
-            def retrying_client(i: int = i, gate: threading.Barrier = gate) -> None:
-                gate.wait()
-                statuses.append(send(server.url, auth, i).status_code)
-
-            threads = [threading.Thread(target=retrying_client) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            statuses += send_at_once(server.url, auth, i, clients=4)
         state = final_state(server.url, auth)
         detail = httpx.get(f"{server.url}/v1/streams/m", headers=auth).json()
     finally:
@@ -128,6 +144,43 @@ def test_concurrent_retries_apply_each_reading_once(
     assert detail["readings_applied"] == LIVE // 2
     assert count_rows(settings.database_url, "readings") == WARM + LIVE // 2
     assert state == reference_state(artifacts["lstm_stateful"], WARM + LIVE // 2)
+
+
+def processes_that_served_posts(metrics_dir: Path) -> set[int]:
+    """Pids whose multiprocess counters (`counter_<pid>.db`) hold a stream post they answered."""
+    served = set()
+    for path in metrics_dir.glob("counter_*.db"):
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+            _, name, labels, _ = json.loads(key)
+            if (name == "statecast_http_requests_total" and value > 0
+                    and labels.get("route", "").endswith("/readings")
+                    and labels.get("method") == "POST"):
+                served.add(int(path.stem.removeprefix("counter_")))
+    return served
+
+
+def test_two_api_processes_apply_each_reading_once(
+        client: Any, auth: dict[str, str], settings: Settings, artifacts: dict[str, Path],
+        tmp_path: Path) -> None:
+    prepare(client, auth, settings, artifacts["lstm_stateful"])
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    server = ServerProcess(settings, tmp_path / "serve.log", STATECAST_API_PROCESSES="2",
+                           PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    statuses: list[int] = []
+    try:
+        for i in range(WARM, WARM + LIVE):
+            # Six new connections at once: the kernel spreads them over both processes.
+            statuses += send_at_once(server.url, auth, i, clients=6)
+        state = final_state(server.url, auth)
+        detail = httpx.get(f"{server.url}/v1/streams/m", headers=auth).json()
+    finally:
+        server.stop()
+    assert set(statuses) == {200}
+    assert len(processes_that_served_posts(metrics_dir)) == 2
+    assert detail["readings_applied"] == LIVE
+    assert count_rows(settings.database_url, "readings") == WARM + LIVE
+    assert state == reference_state(artifacts["lstm_stateful"], WARM + LIVE)
 
 
 def test_healthz_answers_fast_while_a_job_trains(client: Any, auth: dict[str, str],

@@ -16,7 +16,13 @@ from app.ml.spec import ResolvedSpec
 from app.ml.stream_seasonal import NO_SEASON, boundaries, change_inputs, seasonal_ahead, seasonal_at
 from app.ml.stream_state import decode, to_json
 from tests.api.helpers import assert_problem, count_rows
-from tests.streams.conftest import hourly_values, install_model, load_series, streams_on_the_series
+from tests.streams.conftest import (
+    fits_made_ahead,
+    hourly_values,
+    install_model,
+    load_series,
+    streams_on_the_series,
+)
 
 WARM = 300
 
@@ -65,6 +71,7 @@ def test_streaming_one_reading_at_a_time_matches_keras(
     n = WARM + 40
     expected = keras_stateful_forecasts(artifacts["lstm_stateful"], values[:n], stamps[:n])
     for i in range(WARM, n):
+        fits_made_ahead(settings)  # as the workers keep ahead of the stream's days
         response = post(client, auth, "meter-1", [(stamps[i].isoformat(), float(values[i]))],
                         "?horizon=3")
         assert response.status_code == 200, response.text  # type: ignore[attr-defined]
@@ -184,6 +191,7 @@ def test_stream_model_forecast_is_the_forecasters_from_the_stored_state(
     client.post("/v1/streams", json={"series_id": sid, "stream_id": "s"}, headers=auth)
     n = WARM + 12  # the last reading closes a day: the forecast reads the next day's fit
     assert stamps[n].hour == 0
+    fits_made_ahead(settings)  # that fit, made ahead by the workers
     for i in range(WARM, n):
         response = post(client, auth, "s", [(stamps[i].isoformat(), float(values[i]))])
         assert response.status_code == 200, response.text  # type: ignore[attr-defined]
@@ -268,6 +276,7 @@ def test_stream_rows_hold_only_the_state_and_share_one_seasonal_fit_a_day(
     days_warmed = len({t.floor("D") for t in hourly_values()[0][:WARM]})
     assert fits_after_warm == days_warmed  # one fit per day, made once for both streams
     stamps, values = hourly_values()
+    fits_made_ahead(settings)  # the workers make the next day's fit, once for both streams
     for i in range(WARM, WARM + 30):  # across a midnight: one new fit, for both streams
         for name in ("a", "b"):
             response = post(client, auth, name, [(stamps[i].isoformat(), float(values[i]))])

@@ -46,7 +46,7 @@ from app.ml.stream_state import to_json
 from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, judging, posting
 from app.streams import service as streams
-from app.streams.seasonal_fits import FitCache, seasonal_source
+from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
 from app.streams.sources import profile_forecast_source
 from app.timegrid import NS_PER_S, to_iso
 
@@ -54,6 +54,8 @@ router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=SessionRe
 
 RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
+# Set on a post's answer when some fit it read was stale (docs/operations.md).
+STALE_FITS_HEADER = "Statecast-Seasonal-Fits-Stale"
 EPOCH = datetime(1970, 1, 1)
 ONE_MICROSECOND = timedelta(microseconds=1)
 MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
@@ -144,9 +146,10 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
         at = np.array(positions)
         sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
                                         positions=at))
-    outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
-                                  fits=services.fits, settings=services.settings,
-                                  tenant_id=tenant.id, sent=sent, rewarm=rewarm)
+    with noting_stale_fits() as stale:
+        outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
+                                         fits=services.fits, settings=services.settings,
+                                         tenant_id=tenant.id, sent=sent, rewarm=rewarm)
     charge_stored_readings(session=session, tenant_id=tenant.id,
                            limit=services.settings.tenant_max_readings)
     session.commit()
@@ -156,7 +159,7 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
     return json_response({
         "applied": applied, "duplicates": sum(r["duplicates"] for r in results),
         "refused": sum(len(s.positions) for o, s in zip(outcomes, sent, strict=True) if o.error),
-        "streams": results})
+        "streams": results}, headers=stale_header(stale))
 
 
 @router.post("/{stream_id}/readings", response_model=StreamPosted,
@@ -169,12 +172,13 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
     ts_ns, values = _arrays(body.readings)
     sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
                                positions=np.arange(len(ts_ns)))
-    (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
-                                    fits=services.fits, settings=services.settings,
-                                    tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
-    if outcome.error is not None:
-        raise outcome.error
-    forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
+    with noting_stale_fits() as stale:
+        (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
+                                           fits=services.fits, settings=services.settings,
+                                           tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
+        if outcome.error is not None:
+            raise outcome.error
+        forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
     charge_stored_readings(session=session, tenant_id=tenant.id,
                            limit=services.settings.tenant_max_readings)
     session.commit()
@@ -184,7 +188,14 @@ def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, 
         "duplicates": outcome.done.duplicates, "filled": outcome.done.filled,
         "rewarmed": outcome.done.rewarmed,
         "last_ts": None if outcome.last_ts is None else to_iso(outcome.last_ts),
-        "readings_applied": outcome.readings_applied, "forecast": forecast})
+        "readings_applied": outcome.readings_applied, "forecast": forecast},
+        headers=stale_header(stale))
+
+
+def stale_header(stale: list[FitKey]) -> dict[str, str]:
+    """How many of the post's (series, day) seasonal fits were read stale: the day's fit was not
+    made yet and the newest stored one stood in (the header is absent when none was)."""
+    return {STALE_FITS_HEADER: str(len(set(stale)))} if stale else {}
 
 
 def _arrays(readings: Sequence[ReadingIn | StreamReadingIn]) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +249,7 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome,
         session=session, series=series, forecaster=forecaster, model_id=outcome.model_id,
         state=outcome.state, horizon=horizon) if forecaster.uses_profile else seasonal_source(
         session=session, series=series, model_id=outcome.model_id, forecaster=forecaster,
-        cache=fits)
+        cache=fits, stale_ok=True)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
