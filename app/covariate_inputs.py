@@ -90,6 +90,20 @@ def check_horizon_covered(covariates: Mapping[str, np.ndarray], future_s: np.nda
                                     f"{until}", covariate=name, covered_until=until)]) from None
 
 
+def _links_read(*, session: Session, series: Series, model_id: int,
+                names: Sequence[str]) -> dict[str, SeriesCovariate]:
+    """The series' links by name; Conflict if it no longer links one of the model's `names`."""
+    links = {link.name: link for link in covariates_db.links_of(session=session,
+                                                                series_id=series.id)}
+    unlinked = [n for n in names if n not in links]
+    if unlinked:
+        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
+                       f"{series.id} no longer links: link it again, or forecast with another "
+                       "model", errors=[field_error("model_id", model_id,
+                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+    return links
+
+
 def forecast_covariates(*, session: Session, series: Series, model_id: int,
                         names: Sequence[str], history_s: np.ndarray, future_s: np.ndarray,
                         inline: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
@@ -104,14 +118,7 @@ def forecast_covariates(*, session: Session, series: Series, model_id: int,
             length than the horizon; a known-future covariate that does not cover the horizon.
         Conflict: the series no longer links a covariate the model reads.
     """
-    links = {link.name: link for link in covariates_db.links_of(session=session,
-                                                                series_id=series.id)}
-    unlinked = [n for n in names if n not in links]
-    if unlinked:
-        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
-                       f"{series.id} no longer links: link it again, or forecast with another "
-                       "model", errors=[field_error("model_id", model_id,
-                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+    links = _links_read(session=session, series=series, model_id=model_id, names=names)
     known_future = [n for n in names if links[n].known_future]
     for name, values in inline.items():
         if name not in known_future:
@@ -145,10 +152,7 @@ def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
     Raises:
         Invalid, Conflict: as `forecast_covariates`.
     """
-    step_s = step_seconds(series.freq)
-    if step_s is None:
-        raise Conflict(f"Model {model_id} reads a profile, which needs a fixed step; the "
-                       f"series' frequency {series.freq} has none")
+    step_s = _profile_step_s(series, model_id)
     start_s = min(first_s, last_s - forecaster.context_steps * step_s) - DAY_S
     history_s = last_s - step_s * np.arange(-(-(last_s - start_s) // step_s), -1, -1,
                                              dtype=np.int64)
@@ -164,3 +168,42 @@ def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
               for name, values in covariates.items()}
     ns = np.concatenate([history_s, future_s, beyond_s]) * NS_PER_S
     return forecaster.profile_source(ns, padded, calendar_of(series), series=series.name)
+
+
+def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
+                     first_s: int, last_s: int) -> ProfileSource:
+    """What a profile model's stream reads while it steps over readings from `first_s` to
+    `last_s` (grid times): its profile from a day (and a window model's context) before
+    `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
+
+    Each covariate is read as stored, at each reading's time: a reading is stepped with the
+    covariate's value then. A value not stored (NaN) is never filled: that covariate's terms
+    read their training mean there. A past-only covariate is not read past `last_s`, as a
+    forecast does not read it over the horizon.
+
+    Raises:
+        Conflict: as `forecast_covariates` (a covariate the model reads is no longer linked).
+    """
+    step_s = _profile_step_s(series, model_id)
+    before = forecaster.context_steps + -(-DAY_S // step_s)
+    # A head past the last reading: a window model's one-step forecast computes a whole head.
+    after = forecaster.spec.horizon
+    grid_s = first_s + step_s * np.arange(-before, (last_s - first_s) // step_s + after + 1,
+                                          dtype=np.int64)
+    links = _links_read(session=session, series=series, model_id=model_id,
+                        names=forecaster.covariates)
+    covariates = aligned_covariates(session=session, grid_s=grid_s,
+                                    links=[links[n] for n in forecaster.covariates])
+    for name in forecaster.covariates:
+        if not links[name].known_future:
+            covariates[name][grid_s > last_s] = np.nan
+    return forecaster.profile_source(grid_s * NS_PER_S, covariates, calendar_of(series),
+                                     series=series.name)
+
+
+def _profile_step_s(series: Series, model_id: int) -> int:
+    step_s = step_seconds(series.freq)
+    if step_s is None:
+        raise Conflict(f"Model {model_id} reads a profile, which needs a fixed step; the "
+                       f"series' frequency {series.freq} has none")
+    return step_s

@@ -4,7 +4,10 @@ Every post, of one reading or of fifty thousand over as many meters, comes throu
 1. lock every named stream at once (in id order, so concurrent posts cannot deadlock);
 2. the common case, one reading right after a stream's last, takes the fast path: streams
    of one model advance together in one network pass, their readings go in with one insert and
-   their rows are written with one update, all in plain SQL (`app.db.stream_rows`);
+   their rows are written with one update, all in plain SQL (`app.db.stream_rows`); a profile
+   model's streams read their covariates stored around the reading first (one read per series
+   and time; `app.covariate_inputs.stepping_profile`), and a series that no longer links one
+   has its streams refused before anything is stored;
 3. anything else (several readings, gaps, re-sent readings, a changed default model, a window
    model) goes through `service.apply_readings`, a stream at a time, each in a savepoint.
 A stream refused (unknown, conflicting, invalid) changes nothing and does not stop the others.
@@ -23,14 +26,16 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.covariate_inputs import stepping_profile
 from app.db import stream_rows
 from app.db.engine import lock_for_write
 from app.db.reading_counts import count_inserted
 from app.db.stream_rows import StreamRow, StreamUpdate
-from app.db.tables import Stream
+from app.db.tables import Series, Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
+from app.ml.profile import ProfileSource
 from app.ml.stream_seasonal import SeasonalSource
 from app.ml.stream_state import State, StreamState
 from app.streams import judging, service
@@ -221,6 +226,15 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
         fresh.append(before is None)
         carried[key] = s.value
     steps = [steps[i] for i in keep]
+    profiles = _profiles(session, forecaster, model_id, steps) if forecaster.uses_profile else {}
+    readable = {key: p for key, p in profiles.items() if isinstance(p, ProfileSource)}
+    unread = {key: p for key, p in profiles.items() if isinstance(p, ServiceError)}
+    if unread:  # a covariate the model reads is no longer linked: those streams are refused
+        refused += [Outcome(name=steps[i].row.name, error=unread[_profile_key(steps[i])])
+                    for i in range(len(steps)) if _profile_key(steps[i]) in unread]
+        keep = [keep[i] for i in range(len(steps)) if _profile_key(steps[i]) not in unread]
+        fresh = [f for i, f in enumerate(fresh) if _profile_key(steps[i]) not in unread]
+        steps = [s for s in steps if _profile_key(s) not in unread]
     if not steps:
         return refused
     series_ids, ts, values, step_s = series_ids[keep], ts[keep], values[keep], step_s[keep]
@@ -244,7 +258,9 @@ def _step_many(session: Session, connection: Connection, forecaster: Forecaster,
         series_ids = series_ids[keep]
         if not steps:
             return refused
-    sources = _sources(session, connection, forecaster, model_id, steps, fits, fit_keys, versions)
+    sources: list[SeasonalSource | None] = [readable[_profile_key(s)] for s in steps] \
+        if forecaster.uses_profile else \
+        _sources(session, connection, forecaster, model_id, steps, fits, fit_keys, versions)
     states, means = forecaster.step_streams([s.state for s in steps], values,
                                             ts * NS_PER_S, sources)
     ones = np.ones(len(steps), dtype=np.int64)
@@ -278,7 +294,7 @@ def _stored_differs(step: _Step, before: float) -> Conflict:
 
 def _fit_keys(forecaster: Forecaster, steps: list[_Step]) -> list[tuple[int, int]]:
     """The (series, boundary) of the fits the steps read: their own day's and the next step's."""
-    if not forecaster.needs_seasonal:
+    if not forecaster.needs_seasonal or forecaster.uses_profile:
         return []
     ns = np.array([s.ts_s for s in steps], dtype=np.int64) * NS_PER_S
     series_ids = [s.row.series_id for s in steps]
@@ -301,6 +317,27 @@ def _sources(session: Session, connection: Connection, forecaster: Forecaster, m
         by_series[series_id] = PreloadedSeasonal(found, series_id, partial(
             stored_source, session, forecaster, model_id, series_id))
     return [by_series[s.row.series_id] for s in steps]
+
+
+def _profile_key(step: _Step) -> tuple[int, int]:
+    return step.row.series_id, step.ts_s
+
+
+def _profiles(session: Session, forecaster: Forecaster, model_id: int,
+              steps: list[_Step]) -> dict[tuple[int, int], ProfileSource | ServiceError]:
+    """A profile model's profile around each (series, reading time) of the steps, from the
+    series' stored covariates (one read per covariate and key), or why it cannot be read."""
+    found: dict[tuple[int, int], ProfileSource | ServiceError] = {}
+    for series_id, ts_s in {_profile_key(s) for s in steps}:
+        series = session.get(Series, series_id)
+        assert series is not None
+        try:
+            found[series_id, ts_s] = stepping_profile(
+                session=session, series=series, forecaster=forecaster, model_id=model_id,
+                first_s=ts_s, last_s=ts_s)
+        except ServiceError as exc:
+            found[series_id, ts_s] = exc
+    return found
 
 
 def _apply_one(session: Session, forecasters: ForecasterCache, settings: Settings, row: StreamRow,

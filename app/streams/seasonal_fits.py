@@ -296,14 +296,14 @@ def stored_source(session: Session, forecaster: Forecaster, model_id: int, serie
 
 
 def refuse_profile(forecaster: Forecaster, model_id: int) -> None:
-    """Conflict for a model trained with a calendar or covariates: it reads a profile over the
-    covariates' values, which streams do not feed it yet (series forecasts do)."""
+    """Conflict for a model trained with a calendar or covariates on a path that reads stored
+    fits: such a model reads a profile over its covariates (`app.streams.sources`) instead."""
     if forecaster.uses_profile:
         raise Conflict(
-            f"Model {model_id} was trained with a calendar or covariates, which streams cannot "
-            "feed it yet: forecast with /v1/series/{id}/forecast, or pin a model trained "
-            "without them", errors=[field_error("model_id", model_id,
-                                                "reads a calendar or covariates")])
+            f"Model {model_id} was trained with a calendar or covariates, which this request "
+            "cannot feed it: forecast with /v1/series/{id}/forecast or a stream, or pin a model "
+            "trained without them", errors=[field_error("model_id", model_id,
+                                                        "reads a calendar or covariates")])
 
 
 def forget_fits_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

@@ -30,13 +30,8 @@ from app.ml.stream_state import State
 from app.streams import judging
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
-from app.streams.seasonal_fits import (
-    FitCache,
-    PreloadedSeasonal,
-    seasonal_source,
-    stored_fits,
-    stored_source,
-)
+from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
+from app.streams.sources import profile_forecast_source, stepping_source
 from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
 
@@ -116,13 +111,12 @@ def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, strea
           model: ForecastModel | ModelRef, series: Series) -> None:
     """(Re)start the stream from the model run over the series' stored history."""
     forecaster = cache.get(model.id, model.ready_at)
-    state = history_state(session=session, forecaster=forecaster, model_id=model.id,
-                          series=series, max_steps=settings.stream_warm_steps)
+    state, seasonal = history_state(session=session, forecaster=forecaster, model_id=model.id,
+                                    series=series, max_steps=settings.stream_warm_steps)
     stream.model_id = model.id
     stream.state = state
     stream.last_ts = _state_ts(state)
-    stream.next_forecast = _next(forecaster, state, seasonal_source(
-        session=session, series=series, model_id=model.id, forecaster=forecaster))
+    stream.next_forecast = _next(forecaster, state, seasonal)
     stream.accuracy = None
     stream.updated_at = utcnow()
 
@@ -180,8 +174,9 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
             result.filled += iso_many(following(prev, series.freq, gap))
     state = stream.state or forecaster.initial(series.name)
     grid, full = on_grid(ts, values, series.freq)
-    seasonal = seasonal_source(session=session, series=series, model_id=model.id,
-                               forecaster=forecaster, stale_ok=True)  # a post never fits
+    seasonal = stepping_source(session=session, series=series, forecaster=forecaster,
+                               model_id=model.id, first_s=int(grid[0]) if last is None else last,
+                               last_s=int(grid[-1]), stale_ok=True)  # a post never fits
     try:
         state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
     except ValueError as exc:
@@ -287,13 +282,19 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, fits: FitCache,
         raise Conflict("The stream has no state yet")
     return row, run_forecast(forecaster, row.state, horizon, levels, _forecast_source(
         session=session, connection=connection, forecaster=forecaster, fits=fits,
-        model_id=row.ready_model_id, series_id=row.series_id, state=row.state))
+        model_id=row.ready_model_id, series_id=row.series_id, state=row.state, horizon=horizon))
 
 
 def _forecast_source(*, session: Session, connection: Connection, forecaster: Forecaster,
-                     fits: FitCache, model_id: int, series_id: int,
-                     state: State) -> SeasonalSource | None:
-    """The fit a forecast from `state` reads, read ahead; made (and stored) if missing."""
+                     fits: FitCache, model_id: int, series_id: int, state: State,
+                     horizon: int) -> SeasonalSource | None:
+    """The fit a forecast from `state` reads, read ahead; made (and stored) if missing. A
+    profile model reads its profile over the stored covariates instead."""
+    if forecaster.uses_profile:
+        series = session.get(Series, series_id)
+        assert series is not None
+        return profile_forecast_source(session=session, series=series, forecaster=forecaster,
+                                       model_id=model_id, state=state, horizon=horizon)
     boundary_ns = forecaster.forecast_boundary_ns(state)
     if boundary_ns is None:
         return None

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +15,10 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.ml.calendar import CalendarSpec
 from app.ml.data import SeriesData
+from app.ml.forecaster import Forecaster
 from app.ml.spec import ModelSpec
 from tests.api.helpers import assert_problem, count_rows
+from tests.server import ServerProcess
 from tests.streams.conftest import (
     SERIES_NAME,
     artifacts,
@@ -110,9 +113,8 @@ def temperature_values(n: int) -> np.ndarray:
     return 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(rng.normal(0, 0.3, n))
 
 
-@pytest.fixture(scope="module")
-def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny stream model trained (few epochs) on load that follows temperature."""
+def train_on_weather(spec: ModelSpec, directory: Path) -> Path:
+    """A tiny model (few epochs) trained on load that follows temperature, saved."""
     from app.ml.artifacts import save_artifacts
     from app.ml.training import train
 
@@ -121,11 +123,17 @@ def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = SeriesData(values=values + 2.0 * temperature, timestamps=stamps, freq="h",
                       name=SERIES_NAME, covariates={"temperature": temperature},
                       calendar=CalendarSpec("US"))
-    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
-                     batch_size=4, seed=3, window=12)
     trained = train(spec, [data])
     assert trained.features.covariates == ("temperature",)
-    return save_artifacts(trained, tmp_path_factory.mktemp("covariate") / "model")
+    return save_artifacts(trained, directory / "model")
+
+
+@pytest.fixture(scope="module")
+def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stream model trained on load that follows temperature."""
+    spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, units=6, epochs=2,
+                     batch_size=4, seed=3, window=12)
+    return train_on_weather(spec, tmp_path_factory.mktemp("covariate"))
 
 
 @pytest.fixture
@@ -219,53 +227,137 @@ def test_an_unlinked_covariate_is_409_for_its_model(
     assert_problem(forecast(client, auth, with_weather["series"], horizon=4), 409, "model_id")
 
 
-def test_streams_refuse_a_model_trained_with_covariates_rather_than_fail(
-        client: TestClient, auth: dict[str, str], settings: Settings,
-        with_weather: dict[str, int], artifacts: dict[str, Path]) -> None:
-    """Streams do not feed covariates yet: a stream on such a model is a 409 naming it."""
-    problem = assert_problem(client.post("/v1/streams", headers=auth, json={
-        "series_id": with_weather["series"], "stream_id": "m1"}), 409, "model_id")
-    assert "calendar or covariates" in problem["detail"]
-    plain = install_model(settings, artifacts["lstm_stateful"], with_weather["series"])
+def stream_state(client: TestClient, auth: dict[str, str], name: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.get(f"/v1/streams/{name}/state", headers=auth).json()
+    return body["state"]
+
+
+def post_hour(client: Any, auth: dict[str, str], name: str, i: int) -> Any:
+    stamps, values = hourly_values(WARM + AHEAD)
+    load = values + 2.0 * temperature_values(WARM + AHEAD)
+    return client.post(f"/v1/streams/{name}/readings", headers=auth, json={
+        "readings": [{"ts": stamps[i].isoformat(), "value": float(load[i])}]})
+
+
+def test_a_stream_on_a_covariate_model_steps_with_the_covariate_at_each_reading(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int],
+        covariate_artifact: Path) -> None:
+    """Each reading is stepped with the temperature stored at its time, and the stream's
+    forecast reads the stored temperature ahead, as the series' forecast does."""
     created = client.post("/v1/streams", headers=auth, json={
         "series_id": with_weather["series"], "stream_id": "m1"})
     assert created.status_code == 201, created.text
-    # The covariate model becomes the default the stream follows: its next post is refused.
-    assert client.post(f"/v1/models/{with_weather['model']}/promote",
-                       headers=auth).status_code == 200
-    stamps, values = hourly_values(WARM + 1)
-    reading = {"ts": stamps[-1].isoformat(), "value": float(values[-1])}
-    assert_problem(client.post("/v1/streams/m1/readings", json={"readings": [reading]},
-                               headers=auth), 409, "model_id")
-    bulk = client.post("/v1/streams/readings", headers=auth,
-                       json={"readings": [{**reading, "stream_id": "m1"}]})
-    assert bulk.status_code == 200, bulk.text
-    assert bulk.json()["streams"][0]["status"] == "refused"
-    assert bulk.json()["streams"][0]["error"]["status"] == 409
-    assert client.post(f"/v1/models/{plain}/promote", headers=auth).status_code == 200
-    applied = client.post("/v1/streams/m1/readings", json={"readings": [reading]}, headers=auth)
-    assert applied.status_code == 200, applied.text
+    stream = client.get("/v1/streams/m1/forecast", params={"horizon": 4}, headers=auth)
+    assert stream.status_code == 200, stream.text
+    assert np.allclose(means(stream), means(forecast(client, auth, with_weather["series"],
+                                                     horizon=4)), atol=1e-6)
+    start = stream_state(client, auth, "m1")
+    live = 3
+    for i in range(WARM, WARM + live):
+        assert post_hour(client, auth, "m1", i).status_code == 200
+    # The same steps taken in the ML core over the true temperature and the series' calendar.
+    forecaster = Forecaster.load(covariate_artifact)
+    stamps, values = hourly_values(WARM + AHEAD)
+    weather = temperature_values(WARM + AHEAD)
+    source = forecaster.profile_source(stamps.asi8, {"temperature": weather},
+                                       CalendarSpec("US"), series=SERIES_NAME)
+    load = values + 2.0 * weather
+    expected = forecaster.warm(load[WARM:WARM + live], stamps[WARM:WARM + live], start,
+                               seasonal=source)
+    state = stream_state(client, auth, "m1")
+    assert np.allclose(state["network"], expected["network"], atol=1e-9)
+    ahead = forecaster.forecast_from_state(expected, 4, (80,), seasonal=source)
+    answer = client.get("/v1/streams/m1/forecast", params={"horizon": 4, "level": 80},
+                        headers=auth)
+    assert np.allclose(means(answer), ahead.mean, atol=1e-6)
+    # The series' forecast, warmed over the same readings and temperature, agrees; so does a
+    # reading posted among others (the bulk endpoint).
+    assert np.allclose(means(answer), means(forecast(client, auth, with_weather["series"],
+                                                     horizon=4)), atol=1e-6)
+    stamps_, _ = hourly_values(WARM + AHEAD)
+    bulk = client.post("/v1/streams/readings", headers=auth, json={"readings": [
+        {"stream_id": "m1", "ts": stamps_[WARM + live].isoformat(),
+         "value": float(load[WARM + live])}]})
+    assert bulk.status_code == 200 and bulk.json()["streams"][0]["status"] == "applied"
+    live += 1
+    state = stream_state(client, auth, "m1")
+    # Past the stored temperature, the stream's forecast is refused as the series' is.
+    too_far = AHEAD - live + 1
+    problem = assert_problem(client.get("/v1/streams/m1/forecast", headers=auth,
+                                        params={"horizon": too_far}), 422, "horizon")
+    assert "'temperature'" in problem["detail"]
+    # A post asking for that forecast is refused whole: its reading is not applied.
+    stamps_, _ = hourly_values(WARM + AHEAD)
+    refused = client.post("/v1/streams/m1/readings", headers=auth, params={"horizon": too_far},
+                          json={"readings": [{"ts": stamps_[WARM + live].isoformat(),
+                                              "value": float(load[WARM + live])}]})
+    assert_problem(refused, 422, "horizon")
+    assert stream_state(client, auth, "m1") == state
 
 
-def test_a_horizon_between_heads_reads_only_the_covariates_it_covers(
-        client: TestClient, auth: dict[str, str], with_weather: dict[str, int]) -> None:
-    """The model forecasts 4 steps a head: 5 steps roll out 8, but read temperature for 5."""
-    full = forecast(client, auth, with_weather["series"], horizon=AHEAD)
-    stored = temperature_values(WARM + AHEAD)[WARM:WARM + 5].tolist()
-    five = post(client, auth, with_weather["series"], {
-        "horizon": 5, "level": [80], "covariates": {"temperature": stored}})
-    assert five.status_code == 200, five.text
-    np.testing.assert_allclose(means(five), means(full)[:5], rtol=1e-12)
-
-
-def test_a_new_calendar_drops_the_warmed_states_it_was_read_with(
+def test_a_covariate_stream_whose_covariate_was_unlinked_is_refused_and_stores_nothing(
         client: TestClient, auth: dict[str, str], settings: Settings,
         with_weather: dict[str, int]) -> None:
-    assert forecast(client, auth, with_weather["series"], horizon=4).status_code == 200
-    assert count_rows(settings.database_url, "series_states") == 1
-    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth, json={
-        "special_days": [{"date": "2024-01-20", "label": "shutdown"}]}).status_code == 200
-    assert count_rows(settings.database_url, "series_states") == 0
-    again = forecast(client, auth, with_weather["series"], horizon=4)
-    assert again.status_code == 200, again.text
-    assert count_rows(settings.database_url, "series_states") == 1
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    assert client.patch(f"/v1/series/{with_weather['series']}", headers=auth,
+                        json={"covariates": []}).status_code == 200
+    stored = count_rows(settings.database_url, "readings")
+    problem = assert_problem(post_hour(client, auth, "m1", WARM), 409, "model_id")
+    assert "'temperature'" in problem["detail"]
+    stamps, _ = hourly_values(WARM + 1)
+    bulk = client.post("/v1/streams/readings", headers=auth, json={"readings": [
+        {"stream_id": "m1", "ts": stamps[WARM].isoformat(), "value": 1.0}]})
+    assert bulk.json()["streams"][0]["error"]["status"] == 409
+    assert count_rows(settings.database_url, "readings") == stored
+
+
+@pytest.fixture(scope="module")
+def covariate_window_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny window model trained on load that follows temperature."""
+    spec = ModelSpec(cell="gru", stateful=False, horizon=4, units=6, epochs=2, batch_size=4,
+                     seed=3, window=12)
+    return train_on_weather(spec, tmp_path_factory.mktemp("covariate_window"))
+
+
+def test_a_stream_on_a_covariate_window_model_forecasts_as_the_series_does(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], covariate_window_artifact: Path) -> None:
+    assert Forecaster.load(covariate_window_artifact).uses_profile
+    model = install_model(settings, covariate_window_artifact, with_weather["series"])
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "w", "model_id": model})
+    assert created.status_code == 201, created.text
+    for i in range(WARM, WARM + 2):
+        posted = post_hour(client, auth, "w", i)
+        assert posted.status_code == 200, posted.text
+    answer = client.get("/v1/streams/w/forecast", params={"horizon": 6}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(means(answer), means(forecast(
+        client, auth, with_weather["series"], horizon=6, model_id=model)), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_covariate_stream_survives_sigkill_with_an_unchanged_forecast(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], tmp_path: Path) -> None:
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    server = ServerProcess(settings, tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for i in range(WARM, WARM + 3):
+                assert post_hour(http, auth, "m1", i).status_code == 200
+            before = http.get("/v1/streams/m1/forecast", params={"horizon": 8}, headers=auth)
+            assert before.status_code == 200, before.text
+        server.kill()
+        server = ServerProcess(settings, tmp_path / "serve.log")
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            after = http.get("/v1/streams/m1/forecast", params={"horizon": 8}, headers=auth)
+            assert after.status_code == 200, after.text
+            assert after.json()["points"] == before.json()["points"]
+            assert post_hour(http, auth, "m1", WARM + 3).status_code == 200
+    finally:
+        server.stop()

@@ -47,6 +47,7 @@ from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
+from app.streams.sources import profile_forecast_source
 from app.timegrid import NS_PER_S, to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=SessionReleasingRoute)
@@ -244,8 +245,11 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome,
                     for side in ("lower", "upper")}}]
     series = session.get(Series, outcome.series_id)
     assert series is not None
-    seasonal = seasonal_source(session=session, series=series, model_id=outcome.model_id,
-                               forecaster=forecaster, cache=fits, stale_ok=True)
+    seasonal = profile_forecast_source(
+        session=session, series=series, forecaster=forecaster, model_id=outcome.model_id,
+        state=outcome.state, horizon=horizon) if forecaster.uses_profile else seasonal_source(
+        session=session, series=series, model_id=outcome.model_id, forecaster=forecaster,
+        cache=fits, stale_ok=True)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
     with contextlib.suppress(Conflict):
