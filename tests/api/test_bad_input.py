@@ -169,7 +169,7 @@ def test_an_unreadable_json_body_is_the_same_422_on_every_route(
     ("OPTIONS", "/v1/streams/readings", "POST"),
     ("GET", "/v1/streams/readings/readings", "POST"),
     ("OPTIONS", "/v1/series", "GET, POST"),
-    ("PUT", "/v1/series/1", "DELETE, GET"),
+    ("PUT", "/v1/series/1", "DELETE, GET, PATCH"),
     ("PATCH", "/v1/keys/3", "DELETE"),
 ])
 def test_a_405_allows_the_methods_of_the_path(client: TestClient, auth: dict[str, str],
