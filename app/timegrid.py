@@ -13,6 +13,7 @@ from pandas.tseries.offsets import BaseOffset, Tick
 
 NS_PER_S = 1_000_000_000
 SECONDS_PER_DAY = 86_400
+NS_PER_DAY = SECONDS_PER_DAY * NS_PER_S
 
 
 @lru_cache(maxsize=256)

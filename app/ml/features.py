@@ -43,8 +43,8 @@ from app.ml.seasonal import (
 )
 from app.ml.seasonal import usable_periods as _usable_periods
 from app.ml.spec import ResolvedSpec
+from app.timegrid import NS_PER_DAY
 
-NS_PER_DAY = 86_400 * 10**9
 NS_PER_WEEK = 7 * NS_PER_DAY
 # Monday 1970-01-05 00:00: day-of-week phase 0 is Monday midnight.
 _MONDAY_EPOCH_NS = 4 * NS_PER_DAY

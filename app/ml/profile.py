@@ -33,8 +33,8 @@ import pandas as pd
 
 from app.ml.calendar import N_DAY_TYPES, CalendarSpec, day_types
 from app.ml.seasonal import SeasonalCycles
+from app.timegrid import NS_PER_DAY
 
-NS_PER_DAY = 86_400 * 10**9
 NS_PER_YEAR = int(365.25 * NS_PER_DAY)
 FOURIER_PAIRS = 3
 MONTHS = 12

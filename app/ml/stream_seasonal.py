@@ -24,8 +24,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
+from app.timegrid import NS_PER_DAY
 
-NS_PER_DAY = 86_400 * 10**9
 # Fits are made a day ahead, by the workers: the fit read on day D reads the readings before the
 # start of day D-1 (daily data: before the step before), shifted to start at D, so it can be made
 # at any time during D-1. What the earlier cutoff costs is measured by bench/fit_cutoff.py.

@@ -29,13 +29,12 @@ from app.ml.seasonal import SeasonalCycles
 from app.model_files import model_path
 from app.observability.metrics import JOBS_FINISHED
 from app.streams.seasonal_fits import FitRead, make_fit, store_fit, unchanged
-from app.timegrid import NS_PER_S
+from app.timegrid import NS_PER_DAY, NS_PER_S
 from app.worker.child import child_context
 
 logger = logging.getLogger("statecast.worker")
 # Fits stored per write transaction: short enough that posts on SQLite barely wait for it.
 FITS_PER_TRANSACTION = 50
-NS_PER_DAY = 86_400 * NS_PER_S
 
 
 @dataclass(frozen=True)
