@@ -121,3 +121,29 @@ def test_a_fit_job_killed_midway_is_retried_and_stores_each_fit_once(
             SeasonalFit.boundary_ts == made[-1][2])) == 0
         assert jobs.queue_depth(session=session) == 0
     engine.dispose()
+
+
+def test_the_fit_cache_is_bounded_by_bytes_and_keeps_the_newest_read() -> None:
+    """Fits of a quarter-hourly series take twice a half-hourly one's room: the cache counts
+    bytes, evicts the least recently read, and knows what it holds after a replacement."""
+    import numpy as np
+
+    from app.ml.seasonal import SeasonalCycles
+    from app.streams.seasonal_fits import FIT_ENTRY_OVERHEAD_BYTES, FitCache
+
+    def fit(steps_per_day: int) -> SeasonalCycles:
+        return SeasonalCycles((np.zeros(steps_per_day, np.float32),
+                               np.zeros(7 * steps_per_day, np.float32)))
+
+    half_hourly = 4 * 8 * 48 + FIT_ENTRY_OVERHEAD_BYTES
+    cache = FitCache(max_bytes=3 * half_hourly)
+    for series in range(3):
+        cache.put((1, series, 0, 0), fit(48))
+    assert len(cache) == 3 and cache.nbytes == 3 * half_hourly
+    assert cache.get((1, 0, 0, 0)) is not None  # read: now the newest
+    cache.put((1, 3, 0, 0), fit(96))  # a quarter-hourly fit takes two half-hourly ones' room
+    assert cache.get((1, 1, 0, 0)) is None and cache.get((1, 2, 0, 0)) is None
+    assert cache.get((1, 0, 0, 0)) is not None and cache.get((1, 3, 0, 0)) is not None
+    cache.put((1, 0, 0, 0), fit(48))  # the same key again: counted once
+    assert cache.nbytes == half_hourly + 4 * 8 * 96 + FIT_ENTRY_OVERHEAD_BYTES <= cache.max_bytes
+    assert len(FitCache(max_bytes=0)._fits) == 0
