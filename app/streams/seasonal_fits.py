@@ -75,7 +75,7 @@ def make_fit(session: Session, series: Series, fitter: SeasonalFitter, fit_steps
     step_s = step_seconds(series.freq)
     assert step_s is not None, "stream models train on fixed frequencies only"
     config = fitter.config
-    cutoff_s = fit_cutoff_ns(boundary_s * NS_PER_S, config.steps_per_day, config.timezone,
+    cutoff_s = fit_cutoff_ns(boundary_s * NS_PER_S, config.steps_per_day,
                              step_s * NS_PER_S) // NS_PER_S
     start_s, end_s = cutoff_s - fit_steps * step_s, cutoff_s - 1
     ts, values = fetch_readings(session=session, series_id=series.id, start_s=start_s,
@@ -171,7 +171,7 @@ class StoredSeasonal:
 
 # What a cached fit costs beyond its numbers: its key, the fit and its arrays' headers, the
 # LRU's link (measured with tracemalloc: docs/benchmarks.md).
-FIT_ENTRY_OVERHEAD_BYTES = 400
+FIT_ENTRY_OVERHEAD_BYTES = 550
 
 
 class FitCache:
