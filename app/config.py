@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     )
     seasonal_fit_cache_bytes: int = Field(
         default=32 * 2**20, ge=0,
-        description="Bytes of seasonal fits (one per series, model and day, ~1.9 KB each for "
+        description="Bytes of seasonal fits (one per series, model and day, ~2 KB each for "
                     "half-hourly data) kept decoded per API process; stream posts read them.",
     )
     max_forecast_horizon_steps: int = Field(
