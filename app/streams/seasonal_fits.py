@@ -175,7 +175,7 @@ FIT_ENTRY_OVERHEAD_BYTES = 550
 
 
 class FitCache:
-    """Parsed seasonal fits kept per process (LRU, bounded by bytes), keyed by model, series,
+    """Decoded seasonal fits kept per process (LRU, bounded by bytes), keyed by model, series,
     day and version.
 
     Decoding a fit on every post of every stream would cost more than the stream's step. The
