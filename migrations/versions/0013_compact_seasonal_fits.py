@@ -1,6 +1,6 @@
 """Seasonal fits in a compact binary form (float32 arrays) rather than JSON lists.
 
-A half-hourly fit was ~8 KB of JSON, parsed into ~12 KB of Python floats; a fleet's bulk post
+A half-hourly fit was ~7 KB of JSON, parsed into ~12 KB of Python floats; a fleet's bulk post
 read 10,000 of them at the day turn. The binary form (`app.ml.seasonal.encode_cycles`) is ~1.5 KB
 and reads back without parsing. Rows keep their JSON text as bytes, which the codec still reads.
 
