@@ -206,9 +206,9 @@ class SeasonalCycles:
 # A version byte, the number of cycles, then per cycle its length and its float32 numbers: ~1.5 KB
 # for a half-hourly fit, read back with no parsing. The JSON lists of float64 stored before it
 # (~7 KB of text, and ~12 KB of Python floats per fit once parsed: a fleet's bulk post of 10,000
-# streams peaked at ~150 MB, bench/fit_memory.py) still read. Float32, not float64: a fit is rounded to it when made
-# (`SeasonalFitter.cycles_before`), so every reader sees the same numbers; its error, ~1e-7 of
-# the component, is far below what a day's refit moves it.
+# streams peaked at ~150 MB, bench/fit_memory.py) still read. Float32, not float64: a fit is
+# rounded to it when made (`SeasonalFitter.cycles_before`), so every reader sees the same
+# numbers; its error, ~1e-7 of the component, is far below what a day's refit moves it.
 FIT_FORMAT_VERSION = 1
 _FIT_HEADER = struct.Struct("<BB")
 _CYCLE_LENGTH = struct.Struct("<I")
