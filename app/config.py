@@ -110,10 +110,10 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(
         default=16, ge=1, description="Loaded models kept per API process (least recently used go)."
     )
-    seasonal_fit_cache_size: int = Field(
-        default=20_000, ge=1,
-        description="Seasonal fits (one per series, model and day, ~3 KB each) kept parsed per "
-                    "API process; stream posts read them.",
+    seasonal_fit_cache_bytes: int = Field(
+        default=32 * 2**20, ge=0,
+        description="Bytes of seasonal fits (one per series, model and day, ~2 KB each for "
+                    "half-hourly data) kept decoded per API process; stream posts read them.",
     )
     max_forecast_horizon_steps: int = Field(
         default=1344, ge=1, le=10_000,

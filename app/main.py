@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
         app.state.forecasters = ForecasterCache(settings.model_dir, settings.model_cache_size)
-        app.state.seasonal_fits = FitCache(settings.seasonal_fit_cache_size)
+        app.state.seasonal_fits = FitCache(settings.seasonal_fit_cache_bytes)
         app.state.keys = KeyCache()
         # What is loaded by now lives as long as the process: keep it out of every collection
         # (a full one walked it all and made a fleet's bulk post a third slower).

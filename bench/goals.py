@@ -30,3 +30,7 @@ LOAD_P99_MS_MAX = 300.0
 FLEET_BULK_READINGS_PER_S = 100_000
 FLEET_SCALING_MIN = 0.80
 FLEET_SINGLE_P99_MS_MAX = 50.0
+
+# bench/fit_cutoff.py: the MASE cost on Taylor of the seasonal fits made ahead (their readings end
+# `FIT_LEAD_S` before the day) against the day's own fit, one-step and day-ahead.
+FIT_AHEAD_MASE_COST_MAX = 0.02

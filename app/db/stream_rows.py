@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.forecast_models import default_model_id
 from app.db.tables import ModelStatus, UTCDateTime
+from app.ml.seasonal import SeasonalCycles, decode_cycles
 from app.ml.stream_state import State, decode, encode
 
 # Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_Dialect.rows).
@@ -289,11 +290,10 @@ def stored_values_and_fit_versions(
 
 
 def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
-               ) -> dict[tuple[int, int], tuple[int, list[list[float]]]]:
+               ) -> dict[tuple[int, int], tuple[int, SeasonalCycles]]:
     """The version and cycles of each stored fit among (series, boundary) `keys` of a model."""
-    d = _dialect(connection)
-    return {(row[0], row[1]): (row[2], orjson.loads(row[3]))
-            for row in _fit_rows(connection, model_id, keys, f"f.version, f.cycles{d.json_text}")}
+    return {(row[0], row[1]): (row[2], decode_cycles(row[3]))
+            for row in _fit_rows(connection, model_id, keys, "f.version, f.cycles")}
 
 
 def _fit_rows(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.ml.seasonal import SeasonalCycles, decode_cycles, encode_cycles
 from app.ml.stream_state import State, decode, encode
 
 
@@ -61,6 +62,22 @@ class StoredState(TypeDecorator[State]):
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], State | None]:
         # Not the binary type's own: a JSON row SQLite holds as text is no bytes.
         return lambda value: None if value is None else decode(value)
+
+
+class StoredCycles(TypeDecorator[SeasonalCycles]):
+    """A seasonal fit in its compact binary form (`app.ml.seasonal.encode_cycles`); rows stored
+    in the older JSON form read as well."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: SeasonalCycles | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else encode_cycles(value)
+
+    def result_processor(self, dialect: Dialect,
+                         coltype: object) -> Callable[[Any], SeasonalCycles | None]:
+        # Not the binary type's own: a JSON row SQLite holds as text is no bytes.
+        return lambda value: None if value is None else decode_cycles(value)
 
 
 class Base(DeclarativeBase):
@@ -313,6 +330,6 @@ class SeasonalFit(Base):
     model_id: Mapped[int] = mapped_column(
         ForeignKey("forecast_models.id", ondelete="CASCADE"), primary_key=True)
     boundary_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    cycles: Mapped[list[list[float]]] = mapped_column(JSON)
+    cycles: Mapped[SeasonalCycles] = mapped_column(StoredCycles)
     # Random, new each time the fit is made: replicas cache fits in memory keyed by it.
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -24,12 +24,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from app.ml.seasonal import SeasonalCycles, SeasonalFitter
-from app.timegrid import NS_PER_DAY
+from app.timegrid import NS_PER_DAY, NS_PER_S
 
-# Fits are made a day ahead, by the workers: the fit read on day D reads the readings before the
-# start of day D-1 (daily data: before the step before), shifted to start at D, so it can be made
-# at any time during D-1. What the earlier cutoff costs is measured by bench/fit_cutoff.py.
-FIT_LEAD_DAYS = 1
+# Fits are made ahead, by the workers: the fit read on local day D reads the readings up to
+# FIT_LEAD_S before D begins (daily and longer steps: up to the step before the reading's), shifted
+# to start at D, so a worker can make it during the last FIT_LEAD_S of the day before. The lead
+# trades accuracy against the time a fleet's fits have to be made in: on Taylor a lead of 1 to 3
+# hours costs nothing measurable, 4 to 6 hours +3.3% one-step MASE, a day +4.2%
+# (bench/fit_cutoff.py, docs/benchmarks.md).
+FIT_LEAD_S = 3 * 3600
 
 
 def boundaries(
@@ -52,17 +55,27 @@ def boundaries(
     return np.asarray(local.asi8)
 
 
-def fit_cutoff_ns(boundary_ns: int, steps_per_day: float, timezone: str, step_ns: int,
-                  lead_days: int = FIT_LEAD_DAYS) -> int:
-    """Where the readings that the fit for `boundary_ns` reads end: the start of the local day
-    `lead_days` days before (daily data and longer steps: `lead_days` steps before)."""
-    cutoff = boundary_ns
-    for _ in range(lead_days):
-        if steps_per_day <= 1:
-            cutoff -= step_ns
-        else:
-            cutoff = int(boundaries(np.array([cutoff - 1]), steps_per_day, timezone)[0])
-    return cutoff
+def fit_cutoff_ns(boundary_ns: int, steps_per_day: float, step_ns: int,
+                  lead_s: int = FIT_LEAD_S) -> int:
+    """Where the readings that the fit for `boundary_ns` reads end: `lead_s` before it, rounded
+    out to whole steps (daily data and longer steps: one step before, with any lead)."""
+    if lead_s <= 0:
+        return boundary_ns
+    if steps_per_day <= 1:
+        return boundary_ns - step_ns
+    lead_steps = -(-lead_s * NS_PER_S // step_ns)
+    return boundary_ns - lead_steps * step_ns
+
+
+def due_fit_boundaries(newest_ns: int, step_ns: int, steps_per_day: float, timezone: str,
+                       lead_s: int = FIT_LEAD_S) -> list[int]:
+    """The fits (boundaries, int64 ns) that a series whose newest reading is at `newest_ns` can
+    have made now: the one its next reading reads, and the one of the local day after it once
+    the readings that fit reads are all in (from `lead_s` before that day's midnight)."""
+    following = newest_ns + step_ns
+    bounds = boundaries(np.array([following, following + NS_PER_DAY]), steps_per_day, timezone)
+    return sorted({int(b) for b in bounds
+                   if fit_cutoff_ns(int(b), steps_per_day, step_ns, lead_s) <= following})
 
 
 def fit_ahead(fitter: SeasonalFitter, history: np.ndarray, boundary_ns: int, cutoff_ns: int,
@@ -93,20 +106,19 @@ class HistorySeasonal:
     """Fits made from a block of history on the grid (training, and forecasts from history)."""
 
     def __init__(self, values: np.ndarray, timestamps: pd.DatetimeIndex, fitter: SeasonalFitter,
-                 lead_days: int = FIT_LEAD_DAYS) -> None:
+                 lead_s: int = FIT_LEAD_S) -> None:
         self.values = np.asarray(values, dtype=np.float64)
         self.ns = pd.DatetimeIndex(timestamps).asi8
         self.step_ns = int(self.ns[1] - self.ns[0]) if len(self.ns) > 1 else 0
         self.fitter = fitter
-        self.lead_days = lead_days
+        self.lead_s = lead_s
         self._fits: dict[int, SeasonalCycles] = {}
 
     def cycles(self, boundary_ns: int) -> SeasonalCycles:
         fit = self._fits.get(boundary_ns)
         if fit is None:
             config = self.fitter.config
-            cutoff = fit_cutoff_ns(boundary_ns, config.steps_per_day, config.timezone,
-                                   self.step_ns, self.lead_days)
+            cutoff = fit_cutoff_ns(boundary_ns, config.steps_per_day, self.step_ns, self.lead_s)
             stop = int(np.searchsorted(self.ns, cutoff, side="left"))
             fit = self._fits[boundary_ns] = fit_ahead(self.fitter, self.values[:stop],
                                                       boundary_ns, cutoff, self.step_ns)

@@ -75,7 +75,7 @@ def make_fit(session: Session, series: Series, fitter: SeasonalFitter, fit_steps
     step_s = step_seconds(series.freq)
     assert step_s is not None, "stream models train on fixed frequencies only"
     config = fitter.config
-    cutoff_s = fit_cutoff_ns(boundary_s * NS_PER_S, config.steps_per_day, config.timezone,
+    cutoff_s = fit_cutoff_ns(boundary_s * NS_PER_S, config.steps_per_day,
                              step_s * NS_PER_S) // NS_PER_S
     start_s, end_s = cutoff_s - fit_steps * step_s, cutoff_s - 1
     ts, values = fetch_readings(session=session, series_id=series.id, start_s=start_s,
@@ -91,11 +91,12 @@ def store_fit(session: Session, series_id: int, model_id: int, boundary_s: int,
     try:
         with session.begin_nested():
             session.add(SeasonalFit(series_id=series_id, model_id=model_id,
-                                    boundary_ts=boundary_s, cycles=fit.to_lists(),
+                                    boundary_ts=boundary_s, cycles=fit,
                                     version=secrets.randbits(62)))
     except IntegrityError:
         return False  # another request or worker stored the same fit first
-    # A fit is ~8 KB: kept forever, a fleet's would grow by 800 MB a day per 100,000 meters.
+    # A fit is ~1.5 KB (~7 KB as JSON before): kept forever, a fleet's would grow by 150 MB a day
+    # per 100,000 meters.
     session.execute(delete(SeasonalFit).where(
         SeasonalFit.series_id == series_id, SeasonalFit.model_id == model_id,
         SeasonalFit.boundary_ts < boundary_s - FIT_RETENTION_S))
@@ -141,14 +142,15 @@ class StoredSeasonal:
         step_s = step_seconds(self.series.freq)
         assert step_s is not None, "stream models train on fixed frequencies only"
         _note_stale([(self.series.id, boundary_s)])
-        return SeasonalCycles.from_lists(row.cycles).shifted((boundary_s - row.boundary_ts) // step_s)
+        newest: SeasonalCycles = row.cycles
+        return newest.shifted((boundary_s - row.boundary_ts) // step_s)
 
     def _load(self, boundary_s: int) -> SeasonalCycles | None:
         if self.cache is not None:  # a version read, and the fit parsed once per process
             key = (self.series.id, boundary_s)
             return stored_fits(self.session.connection(), self.cache, self.model_id, [key]).get(key)
         row = self.session.get(SeasonalFit, (self.series.id, self.model_id, boundary_s))
-        return None if row is None else SeasonalCycles.from_lists(row.cycles)
+        return None if row is None else row.cycles
 
     def _fit(self, boundary_s: int) -> SeasonalCycles:
         fit, _ = make_fit(self.session, self.series, self.fitter, self.fit_steps, boundary_s)
@@ -168,18 +170,30 @@ class StoredSeasonal:
         store_fit(self.session, self.series.id, self.model_id, boundary_s, fit)
 
 
-class FitCache:
-    """Parsed seasonal fits kept per process (LRU), keyed by model, series, day and version.
+# What a cached fit costs beyond its numbers: its key, the fit and its arrays' headers, the
+# LRU's link (measured with tracemalloc: docs/benchmarks.md).
+FIT_ENTRY_OVERHEAD_BYTES = 550
 
-    A fit is a few hundred numbers of JSON; parsing it on every post of every stream would cost
-    more than the stream's step. The version, read with the post's other rows, tells whether
-    the copy here is still the stored one, so no replica ever serves a fit made before a change.
+
+class FitCache:
+    """Decoded seasonal fits kept per process (LRU, bounded by bytes), keyed by model, series,
+    day and version.
+
+    Decoding a fit on every post of every stream would cost more than the stream's step. The
+    version, read with the post's other rows, tells whether the copy here is still the stored
+    one, so no replica ever serves a fit made before a change. The bound is in bytes, not
+    fits: a fit's size follows its series' frequency (a quarter-hourly one is twice a
+    half-hourly one), and a process's memory is what the bound is for.
     """
 
-    def __init__(self, max_fits: int) -> None:
-        self.max_fits = max_fits
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
         self._fits: OrderedDict[tuple[int, int, int, int], SeasonalCycles] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._fits)
 
     def get(self, key: tuple[int, int, int, int]) -> SeasonalCycles | None:
         with self._lock:
@@ -190,10 +204,18 @@ class FitCache:
 
     def put(self, key: tuple[int, int, int, int], fit: SeasonalCycles) -> None:
         with self._lock:
+            old = self._fits.pop(key, None)
+            if old is not None:
+                self.nbytes -= _entry_bytes(old)
             self._fits[key] = fit
-            self._fits.move_to_end(key)
-            while len(self._fits) > self.max_fits:
-                self._fits.popitem(last=False)
+            self.nbytes += _entry_bytes(fit)
+            while self.nbytes > self.max_bytes and self._fits:
+                _, evicted = self._fits.popitem(last=False)
+                self.nbytes -= _entry_bytes(evicted)
+
+
+def _entry_bytes(fit: SeasonalCycles) -> int:
+    return fit.nbytes + FIT_ENTRY_OVERHEAD_BYTES
 
 
 def stored_fits(connection: Connection, cache: FitCache, model_id: int,
@@ -213,7 +235,7 @@ def stored_fits(connection: Connection, cache: FitCache, model_id: int,
         else:
             found[key] = fit
     for key, (version, cycles) in stream_rows.fit_cycles(connection, model_id, missing).items():
-        found[key] = SeasonalCycles.from_lists(cycles)
+        found[key] = cycles
         cache.put((model_id, *key, version), found[key])
     if stale_step_s is not None:
         found.update(stale_fits(connection, model_id, [k for k in keys if k not in found],
@@ -239,7 +261,7 @@ def stale_fits(connection: Connection, model_id: int, keys: Sequence[FitKey],
             .where(SeasonalFit.model_id == model_id, SeasonalFit.series_id.in_(series_ids),
                    SeasonalFit.boundary_ts == newest)).all()
         for series_id, fit_boundary_s, cycles in rows:
-            found[(series_id, boundary_s)] = SeasonalCycles.from_lists(cycles).shifted(
+            found[(series_id, boundary_s)] = cycles.shifted(
                 (boundary_s - fit_boundary_s) // step_s)
     _note_stale(list(found))
     return found

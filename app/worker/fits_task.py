@@ -1,13 +1,14 @@
 """Seasonal fits made ahead: a job the workers claim, lease, retry and fence like training.
 
 A deseasonalised stream model reads each reading against its day's seasonal fit, whose readings
-end a day before the day begins (`app/ml/stream_seasonal.py`), so the fit can be made during the
-day before. For every series with a stream on the job's model (its shard of them), the job makes
-the fit the series' next reading reads and the one for the local day after it (each series' own
-clock), unless stored. It computes outside any write transaction, then stores each batch in a
-short one that renews the job's lease fenced on the attempt, and checks that the readings a fit
-read did not change since: a killed or fenced-off attempt stores nothing more, a retry makes
-what is left, and the primary key keeps one fit per series, model and day.
+end `FIT_LEAD_S` (a few hours) before the day begins (`app/ml/stream_seasonal.py`), so the fit can
+be made during the last hours of the day before. For every series with a stream on the job's
+model (its shard of them), the job makes the fit the series' next reading reads and, once the
+readings it reads are in, the one for the local day after it (each series' own clock), unless
+stored. It computes outside any write transaction, then stores each batch in a short one that
+renews the job's lease fenced on the attempt, and checks that the readings a fit read did not
+change since: a killed or fenced-off attempt stores nothing more, a retry makes what is left,
+and the primary key keeps one fit per series, model and day.
 """
 
 import logging
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +26,11 @@ from app.db.jobs import ClaimedJob, JobStatus
 from app.db.tables import Reading, Series, Stream
 from app.ml.forecaster import Forecaster
 from app.ml.seasonal import SeasonalCycles
+from app.ml.stream_seasonal import due_fit_boundaries
 from app.model_files import model_path
 from app.observability.metrics import JOBS_FINISHED
 from app.streams.seasonal_fits import FitRead, make_fit, store_fit, unchanged
-from app.timegrid import NS_PER_DAY, NS_PER_S
+from app.timegrid import NS_PER_S
 from app.worker.child import child_context
 
 logger = logging.getLogger("statecast.worker")
@@ -46,11 +47,10 @@ class MadeFit:
 
 
 def due_boundaries_s(forecaster: Forecaster, newest_s: int) -> list[int]:
-    """The fits a series whose newest reading is at `newest_s` needs next: the one its next
-    reading reads, and the one a day after it (the next local day)."""
-    following = newest_s * NS_PER_S + forecaster.step_size.value
-    bounds = forecaster.fit_boundaries(np.array([following, following + NS_PER_DAY]))
-    return sorted({int(b) // NS_PER_S for b in bounds})
+    """The fits a series whose newest reading is at `newest_s` needs made now (`due_fit_boundaries`)."""
+    return [b // NS_PER_S for b in due_fit_boundaries(
+        newest_s * NS_PER_S, forecaster.step_size.value, forecaster.spec.steps_per_day,
+        forecaster.features.timezone)]
 
 
 def series_of_shard(session: Session, model_id: int, shard: int,

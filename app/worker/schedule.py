@@ -24,8 +24,9 @@ def partitions_key(now: datetime) -> str:
 
 
 def fits_key(model_id: int, now: datetime, shard: int, shards: int) -> str:
-    """Each model's fits are made hourly: a run finds the next local day's fits of a series
-    within the hour its newest reading's day began, and makes again any fit dropped since."""
+    """Each model's fits are made hourly: a run makes a series' next local day's fit within the
+    hour its readings reach that fit's cutoff (`FIT_LEAD_S` before the day), and makes again any
+    fit dropped since."""
     return f"{JobKind.SEASONAL_FITS}:{model_id}:{now:%Y-%m-%dT%H}:{shard}/{shards}"
 
 

@@ -171,3 +171,49 @@ def test_covariates_migration_keeps_series_and_their_streams(empty_database_url:
         assert connection.execute(text("SELECT count(*) FROM series")).scalar_one() == 2
         assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
     engine.dispose()
+
+
+def test_seasonal_fits_become_binary_and_back(empty_database_url: str) -> None:
+    """0013 stores seasonal fits as float32 binary: a fit written as JSON before it reads after
+    it, a fit written after it reads back exactly, and a downgrade writes every fit back as
+    JSON lists."""
+    import json
+
+    import numpy as np
+    from sqlalchemy import select
+
+    from app.db.engine import create_session_factory, transaction
+    from app.db.tables import SeasonalFit
+    from app.ml.seasonal import SeasonalCycles
+
+    old = [[0.5, -0.25], [1.0, 2.0, 3.0]]
+    upgrade(empty_database_url, "0011")
+    engine = create_db_engine(empty_database_url)
+    now = "2024-01-01 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', '{now}')"))
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                f"VALUES (1, 1, 'load', 'h', '{now}')"))
+        connection.execute(text(
+            "INSERT INTO forecast_models (id, tenant_id, status, spec, worse_than_naive, "
+            f"created_at) VALUES (1, 1, 'ready', '{{}}', false, '{now}')"))
+        connection.execute(text("INSERT INTO seasonal_fits (series_id, model_id, boundary_ts, "
+                                "cycles, version) VALUES (1, 1, 0, :cycles, 7)"),
+                           {"cycles": json.dumps(old)})
+    upgrade(empty_database_url)
+    new = SeasonalCycles((np.array([0.1, 0.2], np.float32),))
+    with transaction(create_session_factory(engine), write=True) as session:
+        (fit,) = session.scalars(select(SeasonalFit)).all()
+        assert [c.tolist() for c in fit.cycles.cycles] == old
+        session.add(SeasonalFit(series_id=1, model_id=1, boundary_ts=86_400, cycles=new,
+                                version=8))
+    with transaction(create_session_factory(engine)) as session:
+        stored = session.get(SeasonalFit, (1, 1, 86_400))
+        assert stored is not None and stored.cycles.cycles[0].tobytes() == new.cycles[0].tobytes()
+    downgrade(empty_database_url, "0011")
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT boundary_ts, cycles FROM seasonal_fits ORDER BY boundary_ts")).all()
+    engine.dispose()
+    back = [c if isinstance(c, list) else json.loads(c) for _, c in rows]
+    assert back == [old, [np.array([0.1, 0.2], np.float32).astype(float).tolist()]]

@@ -72,11 +72,11 @@ def test_stream_state_matches_keras(name: str, trained_models: dict, series: Ser
 def test_deseasonalized_stream_matches_keras_on_the_fits_made_ahead_of_each_day(
     trained_models: dict, series: SeriesData
 ) -> None:
-    """Each reading is read against the MSTL fit made for its day, a day ahead: on the readings
-    before the day before it; the forecast puts the fit of the first forecast step back:
+    """Each reading is read against the MSTL fit made for its day, ahead: on the readings up to
+    the lead before the day; the forecast puts the fit of the first forecast step back:
     y_t + S(t+k) - S(t) + scale * output."""
     from app.ml.seasonal import decompose, usable_periods
-    from app.ml.stream_seasonal import FIT_LEAD_DAYS
+    from app.ml.stream_seasonal import FIT_LEAD_S
 
     trained, directory = trained_models["gru_stream_mstl"]
     forecaster = Forecaster.load(directory)
@@ -85,8 +85,8 @@ def test_deseasonalized_stream_matches_keras_on_the_fits_made_ahead_of_each_day(
 
     def fit(boundary: int) -> np.ndarray:
         """The seasonal component of the day starting at `boundary`, continued from a fit on the
-        readings before the start of the day FIT_LEAD_DAYS before."""
-        stop = boundary - 24 * FIT_LEAD_DAYS
+        readings up to FIT_LEAD_S before the day (hourly readings)."""
+        stop = boundary - FIT_LEAD_S // 3600
         history = values[max(0, stop - features.fit_steps) : stop]
         periods = usable_periods(features.seasonal_periods, len(history))
         components = decompose(history, periods)

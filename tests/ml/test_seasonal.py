@@ -105,3 +105,31 @@ def test_training_fit_on_the_wall_clock_matches_serving_shape() -> None:
     # After the change the in-sample fit and its extension peak at 07:00 UTC (08:00 BST).
     last_day = seasonal[-DAY:]
     assert int(np.argmax(last_day)) == 7
+
+
+def test_a_fit_is_stored_as_float32_and_reads_back_exactly() -> None:
+    """A fit is rounded to float32 when made, so its compact binary form reads back the very
+    numbers every reader computed with; the JSON lists stored before it still read."""
+    import json
+
+    import pytest
+
+    from app.ml.seasonal import SeasonalConfig, SeasonalFitter, decode_cycles, encode_cycles
+
+    t = np.arange(48 * 21)
+    values = 100 + 10 * np.sin(2 * np.pi * t / 48) + 3 * np.sin(2 * np.pi * t / 336)
+    fit = SeasonalFitter(SeasonalConfig((48, 336), 48 * 21, 48.0)).cycles_before(values, len(values))
+    assert [c.dtype for c in fit.cycles] == [np.float32, np.float32]
+    stored = encode_cycles(fit)
+    assert len(stored) == 2 + 2 * 4 + 4 * (48 + 336)  # ~1.5 KB; its JSON was ~8 KB
+    back = decode_cycles(stored)
+    assert [c.tobytes() for c in back.cycles] == [c.tobytes() for c in fit.cycles]
+    np.testing.assert_array_equal(back.at(np.arange(-48, 400)), fit.at(np.arange(-48, 400)))
+    # Rows stored before: JSON lists of float64, as text, bytes, or parsed (PostgreSQL's JSON).
+    old = [[0.5, -0.25], [1.0, 2.0, 3.0]]
+    for form in (json.dumps(old), json.dumps(old).encode(), old):
+        assert [c.tolist() for c in decode_cycles(form).cycles] == old
+    with pytest.raises(ValueError, match="cut short"):
+        decode_cycles(stored[:-4])
+    with pytest.raises(ValueError, match="format 9"):
+        decode_cycles(b"\x09" + stored[1:])

@@ -61,7 +61,8 @@ def test_a_post_never_fits_reads_the_newest_fit_when_late_and_says_so(
     assert post(client, auth, WARM + 16).headers[STALE] == "1"  # the first reading of the day
     assert fits(settings) == made_by_the_warm_up  # the posts made no fit
     assert metric(client, "statecast_seasonal_fits_stale_total") >= stale_before + 2
-    # A worker makes the late day's fit and the next one; posts read them again.
+    # A worker makes the late day's fit (the next day's is not due before 21:00); posts read
+    # it again.
     worker = fast_worker(settings)
     engine = create_db_engine(settings.database_url)
     factory = create_session_factory(engine)
@@ -73,14 +74,16 @@ def test_a_post_never_fits_reads_the_newest_fit_when_late_and_says_so(
         engine.dispose()
     days = sorted({b for _, _, b in fits(settings)} - {b for _, _, b in made_by_the_warm_up})
     stamps, _ = hourly_values()
-    assert days == [int(stamps[WARM + 16].timestamp()), int(stamps[WARM + 40].timestamp())]
+    assert days == [int(stamps[WARM + 16].timestamp())]
     assert STALE not in post(client, auth, WARM + 17).headers
 
 
 def test_a_fit_job_killed_midway_is_retried_and_stores_each_fit_once(
         client: Any, auth: dict[str, str], settings: Settings,
         artifacts: dict[str, Any]) -> None:
-    streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("m",), WARM)
+    # Warmed to 20:00: the next day's fit, whose readings end there (3 hours before its day),
+    # is due.
+    streams_on_the_series(client, auth, settings, artifacts["lstm_stateful"], ("m",), WARM + 13)
     before = fits(settings)
     engine = create_db_engine(settings.database_url)
     factory = create_session_factory(engine)
@@ -121,3 +124,29 @@ def test_a_fit_job_killed_midway_is_retried_and_stores_each_fit_once(
             SeasonalFit.boundary_ts == made[-1][2])) == 0
         assert jobs.queue_depth(session=session) == 0
     engine.dispose()
+
+
+def test_the_fit_cache_is_bounded_by_bytes_and_keeps_the_newest_read() -> None:
+    """Fits of a quarter-hourly series take twice a half-hourly one's room: the cache counts
+    bytes, evicts the least recently read, and knows what it holds after a replacement."""
+    import numpy as np
+
+    from app.ml.seasonal import SeasonalCycles
+    from app.streams.seasonal_fits import FIT_ENTRY_OVERHEAD_BYTES, FitCache
+
+    def fit(steps_per_day: int) -> SeasonalCycles:
+        return SeasonalCycles((np.zeros(steps_per_day, np.float32),
+                               np.zeros(7 * steps_per_day, np.float32)))
+
+    half_hourly = 4 * 8 * 48 + FIT_ENTRY_OVERHEAD_BYTES
+    cache = FitCache(max_bytes=3 * half_hourly)
+    for series in range(3):
+        cache.put((1, series, 0, 0), fit(48))
+    assert len(cache) == 3 and cache.nbytes == 3 * half_hourly
+    assert cache.get((1, 0, 0, 0)) is not None  # read: now the newest
+    cache.put((1, 3, 0, 0), fit(96))  # a quarter-hourly fit takes two half-hourly ones' room
+    assert cache.get((1, 1, 0, 0)) is None and cache.get((1, 2, 0, 0)) is None
+    assert cache.get((1, 0, 0, 0)) is not None and cache.get((1, 3, 0, 0)) is not None
+    cache.put((1, 0, 0, 0), fit(48))  # the same key again: counted once
+    assert cache.nbytes == half_hourly + 4 * 8 * 96 + FIT_ENTRY_OVERHEAD_BYTES <= cache.max_bytes
+    assert len(FitCache(max_bytes=0)._fits) == 0
