@@ -230,3 +230,18 @@ def test_a_forecast_reads_the_profile_over_its_span_only_and_equal_to_the_whole(
     want = forecaster.forecast_from_state(state, horizon, seasonal=full_source)
     got = forecaster.forecast(series.values[: end + 1], stamps, horizon, covariates=covariates, calendar=US)
     np.testing.assert_allclose(got.mean, want.mean, rtol=1e-12, atol=1e-9)
+
+
+def test_the_calibrated_covariate_error_follows_its_day_to_day_change() -> None:
+    """A covariate that repeats every day is known a day ahead: no simulated error. One that
+    wanders is not, whatever its yearly spread."""
+    from app.ml.training import _day_change_spread
+
+    hours = np.arange(24 * 60)
+    daily = 10 + 8 * np.sin(2 * np.pi * hours / 24)
+    assert _day_change_spread(daily, 24) == pytest.approx(0.0, abs=1e-9)
+    wandering = daily + np.cumsum(np.random.default_rng(0).normal(0, 1, len(hours)))
+    assert _day_change_spread(wandering, 24) == pytest.approx(np.sqrt(24), rel=0.2)
+    with_gaps = wandering.copy()
+    with_gaps[::7] = np.nan  # missing readings are left out, not invented
+    assert _day_change_spread(with_gaps, 24) == pytest.approx(_day_change_spread(wandering, 24), rel=0.1)
