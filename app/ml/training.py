@@ -612,7 +612,7 @@ def prepare(spec: ModelSpec, series: list[SeriesData]) -> tuple[ResolvedSpec, li
         )
         for s in series
     ]
-    return _with_baseline(resolved, _with_calibration_tail(resolved, prepared))
+    return _with_baseline(resolved, prepared)
 
 
 # Intervals calibrate on rolling origins spanning at least this many days. Origins a step apart
@@ -625,10 +625,15 @@ CALIBRATION_MIN_DAYS = 28
 
 def _with_calibration_tail(resolved: ResolvedSpec, prepared: list[PreparedSeries]) -> list[PreparedSeries]:
     """Where the validation part's second half spans fewer than `CALIBRATION_MIN_DAYS`, the end
-    of the training part calibrates too, up to that span (at most half the training part).
+    of the training part calibrates a profile model too, up to that span (at most half the
+    training part).
 
     The network and the profile were fitted on those readings, so their errors there are a little
-    optimistic; the selection half stays out, as its errors chose the weights.
+    optimistic; the selection half stays out, as its errors chose the weights. Only profile
+    models: their forecast is one function fixed at training, whereas an MSTL model's daily fits
+    improve as their history grows, so its older origins' errors overstate later ones (on
+    Taylor, whose training part is 9 weeks, the tail took the 80% and 95% intervals' test
+    coverage to 87% and 98%).
     """
     wanted = round(CALIBRATION_MIN_DAYS * resolved.steps_per_day)
     out = []
@@ -697,6 +702,8 @@ def train(
         return dataclasses.replace(config, timezone=series[0].timezone)
 
     features = features_of(resolved)
+    if features.profile:
+        prepared = _with_calibration_tail(resolved, prepared)
     profiles = _fit_profiles(prepared, series, features) if features.profile else {}
     paths = tuple(
         _profile_path(profiles[s.name], s, source) for s, source in zip(prepared, series, strict=True)

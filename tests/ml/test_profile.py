@@ -232,6 +232,17 @@ def test_a_forecast_reads_the_profile_over_its_span_only_and_equal_to_the_whole(
     np.testing.assert_allclose(got.mean, want.mean, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["stream", "window"])
+def test_a_profile_model_calibrates_on_the_training_parts_end_too(profile_models: dict, name: str) -> None:
+    """480 hourly readings: the validation part's second half (24 readings) is short of
+    CALIBRATION_MIN_DAYS, so the training part's second half (192 readings) calibrates too."""
+    trained = profile_models[name][0]
+    horizon = trained.spec.horizon
+    half = 24 - horizon + 1
+    assert trained.metrics["calibration_origins"] == half + 192 - horizon + 1
+    assert trained.metrics["validation_origins"] <= half
+
+
 def test_the_calibrated_covariate_error_follows_its_day_to_day_change() -> None:
     """A covariate that repeats every day is known a day ahead: no simulated error. One that
     wanders is not, whatever its yearly spread."""

@@ -65,10 +65,8 @@ def test_metrics_are_complete(trained_models: dict) -> None:
     assert metrics["test_origins"] == 2 and metrics["horizon"] == 3
     assert {k: len(v) for k, v in metrics["interval_coverage_by_step"].items()} == {"80": 3, "95": 3}
     # Early stopping selects on the validation part's first half, the intervals calibrate on the
-    # second: 24 readings each, so 22 origins each whose 3 targets all lie in one half. A day is
-    # short of CALIBRATION_MIN_DAYS, so the training part's second half (192 readings, 190
-    # origins) calibrates too.
-    assert metrics["validation_origins"] == 22 and metrics["calibration_origins"] == 22 + 190
+    # second: 24 readings each, so 22 origins each whose 3 targets all lie in one half.
+    assert metrics["validation_origins"] == 22 and metrics["calibration_origins"] == 22
 
 
 def test_validation_metrics_and_mase_scales_are_stored(trained_models: dict, series: SeriesData) -> None:
