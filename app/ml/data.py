@@ -82,6 +82,9 @@ class Split:
     n: int
     val_start: int
     test_start: int
+    # Readings at the end of the training part whose origins calibrate the intervals too
+    # (`training.CALIBRATION_MIN_DAYS`): 0 when the validation part's second half is long enough.
+    calibration_tail: int = 0
 
     @property
     def calibration_start(self) -> int:

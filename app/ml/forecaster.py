@@ -216,11 +216,17 @@ class Forecaster:
         calendar: CalendarSpec | None,
         series: str | None,
     ) -> ProfileSource:
-        """The profile over a forecast's history and horizon, every covariate covering the horizon."""
+        """The profile over the end of a forecast's history and its horizon, every covariate
+        covering the horizon.
+
+        Only the last `profile_history_steps` readings are evaluated: the profile's cost grows
+        with the steps it covers, and a long history made it most of a forecast's time.
+        """
         step_ns = self.step_size.value
         last_ns = int(timestamps[-1].value)
         ns = np.concatenate([timestamps.asi8, last_ns + step_ns * np.arange(1, horizon + 1, dtype=np.int64)])
         given = dict(covariates or {})
+        first = max(0, len(timestamps) - self.profile_history_steps)
         for name in self.covariates:
             if name in given:
                 values = np.asarray(given[name], dtype=np.float64)
@@ -230,7 +236,21 @@ class Forecaster:
                         "one per reading of the history and step of the horizon."
                     )
                 require_covered(name, values[len(timestamps) :], ns[len(timestamps) :] / NS_PER_S)
-        return self.profile_source(ns, given, calendar, series=series)
+                given[name] = values[first:]
+        return self.profile_source(ns[first:], given, calendar, series=series)
+
+    @property
+    def profile_history_steps(self) -> int:
+        """Readings of history a forecast from history reads the profile over.
+
+        A stream warms over its last `stream_warm_steps`; a window model keeps its last
+        `context_steps`, and fills a gap among them from the `context_steps` before the gap.
+        Each step's covariate terms read the covariate over the day before it (its past-day mean
+        and lags), so a day more is evaluated: on the steps read, the profile equals the one
+        over the whole history.
+        """
+        span = self.stream_warm_steps if self.is_stream else 2 * self.context_steps
+        return span + max(1, round(self.spec.steps_per_day))
 
     @property
     def stream_warm_steps(self) -> int:

@@ -10,8 +10,9 @@ import numpy.typing as npt
 
 from app.ml.data import Split
 
-# "selection" and "calibration" are the validation part's two halves.
-Part = Literal["train", "validation", "selection", "calibration", "test"]
+# "selection" and "calibration" are the validation part's two halves; "calibration_tail" is the
+# end of the training part that also calibrates when the second half is short.
+Part = Literal["train", "validation", "selection", "calibration", "calibration_tail", "test"]
 
 
 def part_bounds(split: Split, part: Part) -> tuple[int, int]:
@@ -24,6 +25,8 @@ def part_bounds(split: Split, part: Part) -> tuple[int, int]:
         return split.val_start, split.calibration_start
     if part == "calibration":
         return split.calibration_start, split.test_start
+    if part == "calibration_tail":
+        return max(0, split.val_start - split.calibration_tail), split.val_start
     return split.test_start, split.n
 
 

@@ -198,3 +198,61 @@ def test_holidays_alone_keep_the_mstl_model() -> None:
     spec = ModelSpec(cell="gru", stateful=True, horizon=4, chunk=12, **{**TINY, "deseasonalize": "mstl"})
     trained = train(spec, [series])
     assert not trained.features.profile and trained.features.seasonal_periods and not trained.profiles
+
+
+@pytest.mark.parametrize("name", ["stream", "window"])
+def test_a_forecast_reads_the_profile_over_its_span_only_and_equal_to_the_whole(
+    profile_models: dict, name: str
+) -> None:
+    """The profile of a forecast from a long history covers only the steps the model reads, and
+    there it equals the profile over the whole history, the past-day terms included."""
+    trained, directory, series = profile_models[name]
+    forecaster = Forecaster.load(directory)
+    end, horizon = 430, trained.spec.horizon
+    covariates = _horizon_covariates(series, end, horizon)
+    stamps = series.timestamps[: end + 1]
+    source = forecaster._forecast_profile(stamps, horizon, covariates, US, None)
+    span = forecaster.profile_history_steps
+    assert span < end + 1 and len(source.path) == span + horizon
+    ns = np.concatenate([stamps.asi8, series.timestamps.asi8[end + 1 : end + 1 + horizon]])
+    whole = trained.profiles[series.name].path(ns, covariates, US)
+    day = round(trained.spec.steps_per_day)  # the lookback of the past-day terms
+    read = len(source.path) - day
+    np.testing.assert_allclose(source.path[-read:], whole[-read:], rtol=1e-12, atol=1e-9)
+    assert not np.allclose(source.path[:day], whole[-len(source.path) : -read])
+    # The forecast reads nothing before the span: from the whole profile it is the same.
+    full_source = forecaster.profile_source(ns, covariates, US)
+    history = (series.values[: end + 1], stamps)
+    if forecaster.is_stream:
+        kept = forecaster.stream_warm_steps
+        history = (history[0][-kept:], history[1][-kept:])
+    state = forecaster.warm(*history, forecaster.initial(), seasonal=full_source)
+    want = forecaster.forecast_from_state(state, horizon, seasonal=full_source)
+    got = forecaster.forecast(series.values[: end + 1], stamps, horizon, covariates=covariates, calendar=US)
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["stream", "window"])
+def test_a_profile_model_calibrates_on_the_training_parts_end_too(profile_models: dict, name: str) -> None:
+    """480 hourly readings: the validation part's second half (24 readings) is short of
+    CALIBRATION_MIN_DAYS, so the training part's second half (192 readings) calibrates too."""
+    trained = profile_models[name][0]
+    horizon = trained.spec.horizon
+    half = 24 - horizon + 1
+    assert trained.metrics["calibration_origins"] == half + 192 - horizon + 1
+    assert trained.metrics["validation_origins"] <= half
+
+
+def test_the_calibrated_covariate_error_follows_its_day_to_day_change() -> None:
+    """A covariate that repeats every day is known a day ahead: no simulated error. One that
+    wanders is not, whatever its yearly spread."""
+    from app.ml.training import _day_change_spread
+
+    hours = np.arange(24 * 60)
+    daily = 10 + 8 * np.sin(2 * np.pi * hours / 24)
+    assert _day_change_spread(daily, 24) == pytest.approx(0.0, abs=1e-9)
+    wandering = daily + np.cumsum(np.random.default_rng(0).normal(0, 1, len(hours)))
+    assert _day_change_spread(wandering, 24) == pytest.approx(np.sqrt(24), rel=0.2)
+    with_gaps = wandering.copy()
+    with_gaps[::7] = np.nan  # missing readings are left out, not invented
+    assert _day_change_spread(with_gaps, 24) == pytest.approx(_day_change_spread(wandering, 24), rel=0.1)

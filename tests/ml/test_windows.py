@@ -82,6 +82,14 @@ def test_selection_and_calibration_targets_never_overlap() -> None:
     assert calibration.max() + 5 < 160
 
 
+def test_the_calibration_tail_ends_the_training_part_and_never_meets_the_selection() -> None:
+    split = Split(n=200, val_start=120, test_start=160, calibration_tail=30)
+    segments = [(0, 200)]
+    tail = window_ends(segments, split, "calibration_tail", window=8, horizon=5)
+    assert tail.min() + 1 == 90 and tail.max() + 5 == 119  # every target in 90..119
+    assert window_ends(segments, Split(200, 120, 160), "calibration_tail", window=8, horizon=5).size == 0
+
+
 def test_masked_origins_are_observed_readings_with_an_observed_target() -> None:
     values = np.arange(40.0)
     values[[20, 21, 22, 30, 31, 32, 33, 34, 35]] = np.nan
