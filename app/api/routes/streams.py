@@ -1,9 +1,7 @@
 """Streams: live feeds whose model state the server keeps between requests."""
 
 import contextlib
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,7 +10,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 
 from app.api.deps import (
     ForecastersDep,
@@ -28,19 +25,22 @@ from app.api.deps import (
 )
 from app.api.lean_route import LeanRoute, served_lean_by
 from app.api.params import IdQuery, Offset, StreamIdPath
-from app.api.prefer import APPLIED, PREFER_HEADER_DESCRIPTION, wants_minimal
-from app.api.problems import problem_body
-from app.api.quotas import charge_stored_readings
-from app.api.readings_body import (
+from app.api.plain_posts import (
     MAX_NS,
     MIN_NS,
     BulkReadings,
+    PostQuery,
     Readings,
     decode_readings,
     decode_stream_readings,
+    is_plain_json,
     is_stream_id,
+    plain_query,
     utc_ns,
 )
+from app.api.prefer import APPLIED, PREFER_HEADER_DESCRIPTION, wants_minimal
+from app.api.problems import problem_body
+from app.api.quotas import charge_stored_readings
 from app.api.responses import json_response
 from app.api.routes.forecasts import HorizonQuery, LevelsQuery, check_horizon
 from app.api.schemas import (
@@ -151,42 +151,6 @@ def minimal_response(description: str) -> dict[int | str, dict[str, Any]]:
 PreferHeader = Annotated[str | None, Header(description=PREFER_HEADER_DESCRIPTION)]
 
 
-@dataclass(frozen=True)
-class PostQuery:
-    """A post's query parameters, as FastAPI would read them."""
-
-    horizon: int = 1
-    levels: tuple[int, ...] = DEFAULT_LEVELS
-    rewarm: bool = False
-
-
-# Query values the lean handlers read themselves; any other form goes to FastAPI's validation.
-_PLAIN_INT = re.compile(r"[1-9][0-9]{0,8}")
-_PLAIN_BOOL = {"true": True, "false": False}
-
-
-def plain_query(params: QueryParams, names: frozenset[str]) -> PostQuery | None:
-    """The query parameters among `names` (the others are ignored, as FastAPI ignores unknown
-    ones) if each is sent in its plainest form, else None."""
-    if not params:
-        return PostQuery()
-    horizon, levels, rewarm = (params.getlist(name) if name in names else []
-                               for name in ("horizon", "level", "rewarm"))
-    if len(horizon) > 1 or len(rewarm) > 1 or not all(map(_PLAIN_INT.fullmatch, horizon + levels)):
-        return None
-    if rewarm and rewarm[0] not in _PLAIN_BOOL:
-        return None
-    return PostQuery(horizon=int(horizon[0]) if horizon else 1,
-                     levels=tuple(map(int, levels)) if levels else DEFAULT_LEVELS,
-                     rewarm=_PLAIN_BOOL[rewarm[0]] if rewarm else False)
-
-
-def _is_json(request: Request) -> bool:
-    """Whether the body is declared plain JSON (FastAPI also reads `+json` types and
-    parameters such as `charset`: those take its path)."""
-    return request.headers.get("content-type", "").lower() == "application/json"
-
-
 def _in_session(request: Request, work: Callable[..., Response], **arguments: Any) -> Response:
     """`work` given a session of the app's, closed as it returns (in the same thread, as
     `SessionReleasingRoute` closes a route's)."""
@@ -198,7 +162,7 @@ def _in_session(request: Request, work: Callable[..., Response], **arguments: An
 async def lean_post_many_readings(request: Request) -> Response | None:
     """`post_many_readings` for a plain request (`app.api.lean_route`), else None."""
     query = plain_query(request.query_params, frozenset({"rewarm"}))
-    if query is None or not _is_json(request):
+    if query is None or not is_plain_json(request):
         return None
     readings = decode_stream_readings(await request.body())
     if readings is None:
@@ -214,7 +178,7 @@ async def lean_post_readings(request: Request) -> Response | None:
     """`post_readings` for a plain request (`app.api.lean_route`), else None."""
     name = request.path_params["stream_id"]
     query = plain_query(request.query_params, frozenset({"horizon", "level", "rewarm"}))
-    if query is None or not is_stream_id(name) or not _is_json(request):
+    if query is None or not is_stream_id(name) or not is_plain_json(request):
         return None
     readings = decode_readings(await request.body())
     if readings is None:

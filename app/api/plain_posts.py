@@ -1,4 +1,5 @@
-"""Stream post bodies decoded straight into arrays, for the bodies every client sends.
+"""Stream posts read without FastAPI, for the requests every client sends: the body decoded
+straight into arrays, the query parameters, the content type.
 
 A body qualifies when orjson reads it and it is the documented shape with nothing unusual:
 exactly the documented keys, times written `YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM]`, values
@@ -6,7 +7,7 @@ numbers or null within the allowed magnitude, stream ids matching their pattern,
 the range readings can be dated in. Anything else (bad input, or merely a form pydantic also
 accepts, such as a Unix time or a space between date and time) decodes to None, and the route
 hands the request to FastAPI's own validation: its errors, and what it accepts, are the contract
-(`app.api.schemas`), so they are never reimplemented here. tests/api/test_readings_body.py holds
+(`app.api.schemas`), so they are never reimplemented here. tests/api/test_plain_posts.py holds
 each accepted body to what pydantic makes of it.
 """
 
@@ -17,10 +18,13 @@ from typing import Any
 
 import numpy as np
 import orjson
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
 
 from app.api.params import STREAM_ID_PATTERN
 from app.api.schemas import MAX_BULK_READINGS, MAX_READINGS
 from app.ingest import MAX_ABS_READING, MAX_TIMESTAMP, MIN_TIMESTAMP
+from app.ml.forecaster import DEFAULT_LEVELS
 from app.timegrid import NS_PER_S
 
 # What pydantic parses as a datetime, narrowed to the form that `datetime.fromisoformat` reads
@@ -118,3 +122,39 @@ def _arrays(stamps: list[Any], values: list[Any]) -> Readings | None:
         ns_of[stamp] = ns
     ts_ns = np.fromiter((ns_of[s] for s in stamps), dtype=np.int64, count=len(stamps))
     return Readings(ts_ns=ts_ns, values=numbers)
+
+
+@dataclass(frozen=True)
+class PostQuery:
+    """A post's query parameters, as FastAPI would read them."""
+
+    horizon: int = 1
+    levels: tuple[int, ...] = DEFAULT_LEVELS
+    rewarm: bool = False
+
+
+# Query values the lean handlers read themselves; any other form goes to FastAPI's validation.
+_PLAIN_INT = re.compile(r"[1-9][0-9]{0,8}")
+_PLAIN_BOOL = {"true": True, "false": False}
+
+
+def plain_query(params: QueryParams, names: frozenset[str]) -> PostQuery | None:
+    """The query parameters among `names` (the others are ignored, as FastAPI ignores unknown
+    ones) if each is sent in its plainest form, else None."""
+    if not params:
+        return PostQuery()
+    horizon, levels, rewarm = (params.getlist(name) if name in names else []
+                               for name in ("horizon", "level", "rewarm"))
+    if len(horizon) > 1 or len(rewarm) > 1 or not all(map(_PLAIN_INT.fullmatch, horizon + levels)):
+        return None
+    if rewarm and rewarm[0] not in _PLAIN_BOOL:
+        return None
+    return PostQuery(horizon=int(horizon[0]) if horizon else 1,
+                     levels=tuple(map(int, levels)) if levels else DEFAULT_LEVELS,
+                     rewarm=_PLAIN_BOOL[rewarm[0]] if rewarm else False)
+
+
+def is_plain_json(request: Request) -> bool:
+    """Whether the body is declared plain JSON (FastAPI also reads `+json` types and
+    parameters such as `charset`: those take its path)."""
+    return request.headers.get("content-type", "").lower() == "application/json"

@@ -1,5 +1,5 @@
 """The lean decoding of stream post bodies and queries agrees with FastAPI's and pydantic's:
-what it accepts it reads as they do, and what it declines goes to them (app/api/readings_body.py).
+what it accepts it reads as they do, and what it declines goes to them (app/api/plain_posts.py).
 """
 
 from typing import Any
@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
-from app.api.readings_body import decode_readings, decode_stream_readings
-from app.api.routes.streams import PostQuery, _arrays, plain_query
+from app.api.plain_posts import PostQuery, decode_readings, decode_stream_readings, plain_query
+from app.api.routes.streams import _arrays
 from app.api.schemas import ReadingsIn, StreamReadingsIn
 from app.ml.forecaster import DEFAULT_LEVELS
 
