@@ -2,13 +2,14 @@
 profile of where the lean post's time goes.
 
 One app (`create_app`, SQLite file or `--postgres-url`), one stream on a stateful GRU(16)
-trained here (MSTL-deseasonalised, 28 days of half-hourly readings), its fits made once by a
-warm-up. Then `--requests` posts, alternating, one reading each: a plain body (served by the
-lean handler, `app/api/lean_route.py`) and the same body sent as `application/json;
-charset=utf-8`, which the lean handler leaves to FastAPI's dependency, parameter and body
-solving (the route as it was before). The process's CPU time per post is measured (client and
-server share it: the client's part is the same for both); then the route's own work (what runs
-in the worker thread) of `--profile` more posts runs under cProfile.
+trained here (MSTL-deseasonalised, 28 days of half-hourly readings), the seasonal fits of every
+day posted made ahead with the workers' code. Then `--requests` posts, alternating, one
+reading each: a plain body (served by the lean handler, `app/api/lean_route.py`) and the same
+body sent as `application/json; charset=utf-8`, which the lean handler leaves to FastAPI's
+dependency, parameter and body solving (the route as it was before). The process's CPU time
+per post is measured (client and server share it: the client's part is the same for both);
+then the route's own work (what runs in the worker thread) of `--profile` more posts runs
+under cProfile.
 
     python -m bench.lean_post [--requests 2000] [--postgres-url postgresql+psycopg://...]
 """
@@ -38,9 +39,11 @@ from app.db.tables import ForecastModel, ModelSeries, ModelStatus, Series, utcno
 from app.db.tenants import create_key, hash_key
 from app.ml.artifacts import load_meta, save_artifacts
 from app.ml.data import SeriesData
+from app.ml.forecaster import Forecaster
 from app.ml.spec import ModelSpec
 from app.ml.training import train
 from app.model_files import model_path
+from app.streams.seasonal_fits import make_fit, store_fit
 from bench.harness import fresh_postgres_database
 
 SPEC = ModelSpec(cell="gru", units=16, stateful=True, horizon=1, epochs=1, batch_size=8,
@@ -58,8 +61,9 @@ def history() -> tuple[pd.DatetimeIndex, np.ndarray]:
             1000 + 200 * np.sin(2 * np.pi * t / 48) + np.random.default_rng(0).normal(0, 10, n))
 
 
-def setup(settings: Settings, client: TestClient) -> dict[str, str]:
-    """A key, the series with its history, the trained model installed, and stream `live`."""
+def setup(settings: Settings, client: TestClient, days: int) -> dict[str, str]:
+    """A key, the series with its history, the trained model installed, stream `live`, and the
+    seasonal fits of the `days` after the history (and the day after)."""
     with transaction(create_session_factory(create_db_engine(settings.database_url)),
                      write=True) as session:
         _, key = create_key(session=session, tenant_name="bench")
@@ -87,6 +91,17 @@ def setup(settings: Settings, client: TestClient) -> dict[str, str]:
     created = client.post("/v1/streams", json={"series_id": series_id, "stream_id": "live"},
                           headers=auth)
     assert created.status_code == 201, created.text
+    # Every day's fit made ahead, by the workers' own code, as the workers would have.
+    forecaster = Forecaster.load(model_path(settings.model_dir, model_id))
+    first_day_s = int(stamps[-1].normalize().timestamp()) + 86_400
+    with transaction(create_session_factory(create_db_engine(settings.database_url)),
+                     write=True) as session:
+        series = session.scalars(select(Series)).one()
+        for day in range(days + 2):
+            boundary_s = first_day_s + day * 86_400
+            fit, _ = make_fit(session, series, forecaster.seasonal_fitter,
+                              forecaster.features.fit_steps, boundary_s)
+            store_fit(session, series.id, model_id, boundary_s, fit)
     return auth
 
 
@@ -98,12 +113,12 @@ def run(database_url: str, requests: int, profile: int, workdir: Path) -> None:
     from app.main import create_app
 
     with TestClient(create_app(settings)) as client:
-        auth = setup(settings, client)
+        posts = 2 * requests + profile + 1
+        auth = setup(settings, client, days=posts // 48 + 1)
         start = int(history()[0][-1].timestamp()) + 1800
-        # Within one day after the warm-up's first post (which makes the day's fit):
-        # every measured post reads a fit already made.
+        # Every post reads its day's fit, made ahead (none reads a stale one).
         stamps = [pd.Timestamp(start + i * 1800, unit="s").isoformat()
-                  for i in range(2 * requests + profile + 1)]
+                  for i in range(posts)]
         body = [f'{{"readings": [{{"ts": "{t}", "value": 1000.5}}]}}'.encode() for t in stamps]
 
         def post(i: int, headers: dict[str, str]) -> float:
