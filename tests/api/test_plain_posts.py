@@ -2,18 +2,23 @@
 what it accepts it reads as they do, and what it declines goes to them (app/api/plain_posts.py).
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
 from app.api.plain_posts import PostQuery, decode_readings, decode_stream_readings, plain_query
 from app.api.routes.streams import _arrays
 from app.api.schemas import ReadingsIn, StreamReadingsIn
+from app.config import Settings
+from app.main import create_app
 from app.ml.forecaster import DEFAULT_LEVELS
+from tests.api.helpers import assert_problem
 
 PLAIN = [
     {"ts": "2024-01-13T12:00:00Z", "value": 1.5},
@@ -117,3 +122,21 @@ def test_a_route_reads_only_its_own_parameters() -> None:
     """The bulk post has no horizon or level: FastAPI ignores them there, and so does it."""
     assert plain_query(QueryParams("horizon=0&level=x&rewarm=true"),
                        frozenset({"rewarm"})) == PostQuery(rewarm=True)
+
+
+@pytest.mark.parametrize("path", ["/v1/streams/m1/readings", "/v1/streams/readings"])
+def test_a_streamed_body_over_the_limit_is_413(settings: Settings, auth: dict[str, str],
+                                               path: str) -> None:
+    """Without a Content-Length the limit is met while the body streams in: 413 as for a
+    declared length (FastAPI's own body reading turned it into a 400 "error parsing the
+    body", as the stream posts answered before they read their bodies themselves)."""
+    settings.max_upload_bytes = 100
+    reading = b'{"stream_id": "m1", "ts": "2024-01-13T12:00:00Z", "value": 1},'
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"readings": [' + reading * 5 + reading[:-1] + b"]}"
+
+    with TestClient(create_app(settings)) as client:
+        response = client.post(path, content=chunks(),
+                               headers={**auth, "Content-Type": "application/json"})
+    assert_problem(response, 413)
