@@ -140,8 +140,6 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
     return stream, series
 
 
-
-
 def minimal_response(description: str) -> dict[int | str, dict[str, Any]]:
     """The documented `204` of `Prefer: return=minimal`."""
     return {204: {"description": description, "headers": {"Preference-Applied": {
@@ -209,7 +207,7 @@ def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: Sessi
                        prefer: PreferHeader = None) -> Response:
     ts_ns, values = _arrays(body.readings)
     readings = BulkReadings(ts_ns=ts_ns, values=values,
-                              names=[reading.stream_id for reading in body.readings])
+                            names=[reading.stream_id for reading in body.readings])
     return _post_many(session=session, services=services, tenant_id=tenant.id,
                       readings=readings, rewarm=rewarm, minimal=wants_minimal(prefer))
 
