@@ -2,13 +2,14 @@
 
 Measures requests per second and p50/p99 latency, one connection, of:
   (a) GET /healthz: the framework's ceiling;
-  (b) one-reading posts to a stream, persisted, on SQLite and on PostgreSQL;
+  (b) one-reading posts to a stream, persisted, on SQLite and on PostgreSQL, with the full
+      answer and with `Prefer: return=minimal` (204, no body);
   (c) a baseline app (bench/keras_baseline.py): `model.predict` on a stateful Keras model per
       reading, the first thing a user would write;
 and the readings per second of 10,000-reading batch posts (median of five), and the p50 of
 GET /v1/streams/{id}/forecast?horizon=96. Prints the ratios against the goals.
 
-    python -m bench.stream [--requests 2000] [--postgres-url postgresql+psycopg://...]
+    python -m bench.stream [--requests 2000] [--batches 5] [--postgres-url postgresql+psycopg://...]
 """
 
 import argparse
@@ -36,7 +37,6 @@ SPEC = {"cell": "lstm", "units": 32, "stateful": True, "horizon": 1, "epochs": 2
         "batch_size": 8, "chunk": 48}
 HISTORY_DAYS = 28
 BATCH_READINGS = 10_000
-BATCHES = 5
 FREQ_S = 1800
 
 
@@ -49,21 +49,23 @@ class Client:
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
 
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes, float]:
+    def request(self, method: str, path: str, body: object = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes, float]:
         data = None if body is None else json.dumps(body)
         start = time.perf_counter()
-        self.connection.request(method, path, body=data, headers=self.headers)
+        self.connection.request(method, path, body=data, headers={**self.headers, **(headers or {})})
         response = self.connection.getresponse()
         payload = response.read()
         return response.status, payload, time.perf_counter() - start
 
 
-def measure(calls: list[tuple[str, str, object]], client: Client) -> dict[str, float]:
+def measure(calls: list[tuple[str, str, object]], client: Client,
+            headers: dict[str, str] | None = None) -> dict[str, float]:
     latencies = []
     start = time.perf_counter()
     for method, path, body in calls:
-        status, payload, elapsed = client.request(method, path, body)
-        if status != 200:
+        status, payload, elapsed = client.request(method, path, body, headers)
+        if status not in (200, 204):
             raise RuntimeError(f"{method} {path}: {status} {payload[:300]!r}")
         latencies.append(elapsed)
     wall = time.perf_counter() - start
@@ -86,7 +88,8 @@ def readings(start_s: int, n: int) -> list[dict[str, object]]:
             for i, v in zip(t.tolist(), values.tolist(), strict=True)]
 
 
-def run_database(name: str, database_url: str, requests: int, workdir: Path) -> dict[str, object]:
+def run_database(name: str, database_url: str, requests: int, batches: int,
+                 workdir: Path) -> dict[str, object]:
     """Train a stateful model on this database, then measure the stream against /healthz."""
     with serving(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2") as (
             url, key, env):
@@ -108,22 +111,27 @@ def run_database(name: str, database_url: str, requests: int, workdir: Path) -> 
         client = Client(port, key)
         measure([("GET", "/healthz", None)] * 200, client)  # warm up both paths
         healthz = measure([("GET", "/healthz", None)] * requests, client)
-        live = readings(last_s + FREQ_S, requests + BATCHES * BATCH_READINGS)
+        live = readings(last_s + FREQ_S, 2 * requests + batches * BATCH_READINGS)
         posts = measure([("POST", "/v1/streams/live/readings", {"readings": [r]})
                          for r in live[:requests]], client)
+        minimal = measure([("POST", "/v1/streams/live/readings", {"readings": [r]})
+                           for r in live[requests:2 * requests]], client,
+                          {"Prefer": "return=minimal"})
         forecast = measure([("GET", "/v1/streams/live/forecast?horizon=96", None)] * 200, client)
         batch_s = []
-        for k in range(BATCHES):  # the median of several: the first pays one-time warm-ups
-            first = requests + k * BATCH_READINGS
+        for k in range(batches):  # the median of several: the first pays one-time warm-ups
+            first = 2 * requests + k * BATCH_READINGS
             start = time.perf_counter()
             status, payload, _ = client.request("POST", "/v1/streams/live/readings",
                                                 {"readings": live[first:first + BATCH_READINGS]})
             batch_s.append(time.perf_counter() - start)
             assert status == 200, payload[:300]
-        return {"database": name, "healthz": healthz, "post": posts, "forecast96": forecast,
-                "batch_readings_per_s": BATCH_READINGS / float(np.median(batch_s)),
+        return {"database": name, "healthz": healthz, "post": posts, "post_minimal": minimal,
+                "forecast96": forecast,
+                "batch_readings_per_s": BATCH_READINGS / float(np.median(batch_s))
+                if batch_s else float("nan"),
                 "batch_readings_per_s_range": [BATCH_READINGS / max(batch_s),
-                                               BATCH_READINGS / min(batch_s)],
+                                               BATCH_READINGS / min(batch_s)] if batch_s else [],
                 "model_file": str(workdir / "models" / str(job["model_id"]) / "model.keras")}
 
 
@@ -147,16 +155,18 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--baseline-requests", type=int, default=200)
+    parser.add_argument("--batches", type=int, default=5,
+                        help="10,000-reading posts to one stream (each makes ~208 daily fits)")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         results.append(run_database("sqlite", f"sqlite:///{root / 'sqlite' / 'bench.db'}",
-                                    args.requests, root / "sqlite"))
+                                    args.requests, args.batches, root / "sqlite"))
         if args.postgres_url:
             with fresh_postgres_database(args.postgres_url) as url:
-                results.append(run_database("postgresql", url, args.requests,
+                results.append(run_database("postgresql", url, args.requests, args.batches,
                                             root / "postgresql"))
         print(json.dumps(results, indent=1), file=sys.stderr)
         baseline = run_baseline(str(results[0]["model_file"]), args.baseline_requests,
@@ -166,6 +176,7 @@ def main() -> None:
           f"{baseline['p50_ms']:8.2f} {baseline['p99_ms']:8.2f}")
     for r in results:
         for label, key in (("(a) GET /healthz", "healthz"), ("(b) stream post, 1 reading", "post"),
+                           ("(b) the same, return=minimal", "post_minimal"),
                            ("GET stream forecast horizon=96", "forecast96")):
             m = r[key]
             assert isinstance(m, dict)
@@ -176,11 +187,14 @@ def main() -> None:
         post, healthz, forecast = r["post"], r["healthz"], r["forecast96"]
         assert isinstance(post, dict) and isinstance(healthz, dict) and isinstance(forecast, dict)
         database = str(r["database"])
+        minimal = r["post_minimal"]
+        assert isinstance(minimal, dict)
         print(f"[{database}] post/healthz = {post['rps'] / healthz['rps']:.2f} "
+              f"(return=minimal: {minimal['rps'] / healthz['rps']:.2f}) "
               f"(goal >= {STREAM_POST_OVER_HEALTHZ_MIN[database]:.2f}); "
               f"post/keras = {post['rps'] / baseline['rps']:.1f}x "
               f"(goal >= {STREAM_POST_OVER_KERAS_MIN:.0f}x); "
-              f"batch = {r['batch_readings_per_s']:,.0f} readings/s, median of {BATCHES} "
+              f"batch = {r['batch_readings_per_s']:,.0f} readings/s, median of {args.batches} "
               f"(goal >= {STREAM_BATCH_READINGS_PER_S:,}); "
               f"forecast96 p50 = {forecast['p50_ms']:.2f} ms (goal < {FORECAST_96_P50_MS_MAX:.0f})")
 

@@ -313,12 +313,16 @@ class ReadingIn(_Reading):
         return within_timestamp_range(value)
 
 
+# One post's readings of one series or stream.
+MAX_READINGS = 1_000_000
+
+
 class ReadingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"readings": [{"ts": "2000-08-28T00:00:00Z", "value": 23100},
                       {"ts": "2000-08-28T00:30:00Z", "value": 22870.5}]}]})
 
-    readings: list[ReadingIn] = Field(min_length=1, max_length=1_000_000)
+    readings: list[ReadingIn] = Field(min_length=1, max_length=MAX_READINGS)
 
 
 # Stream ids that are literal paths under /v1/streams: a stream with one could not be reached.

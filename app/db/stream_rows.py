@@ -5,7 +5,8 @@ with the ORM took most of it. Here each operation is one statement for any numbe
 built by one function from the dialect's few differences (`_Dialect`): its placeholder, how it
 takes a table of rows, and how it reads JSON as text. PostgreSQL takes arrays (`unnest`), so a
 statement's text never depends on how many rows it carries and stays prepared; SQLite takes
-chunks of VALUES rows.
+chunks of VALUES rows. A fleet's writes on PostgreSQL (its readings, its stream rows) are copied
+into a temporary table first, then applied by one statement (`_copied`).
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -211,6 +212,12 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
     column = [None if v != v else v for v in values[order].tolist()]  # NaN -> NULL
     rows: list[Any] = []
     new_rows = list(zip(series_ids[order].tolist(), ts[order].tolist(), column, strict=True))
+    if d.postgres and len(new_rows) > PG_ARRAY_MIN_ROWS:
+        rows = _copied(connection, _NEW_READINGS, new_rows,
+                       f"INSERT INTO readings (series_id, ts, value) SELECT * FROM "
+                       f"{_NEW_READINGS.name} ORDER BY series_id, ts "
+                       "ON CONFLICT DO NOTHING RETURNING series_id, ts")
+        return {(row[0], row[1]) for row in rows}
     for chunk in _chunks(new_rows, d.chunk_rows(3)):
         new, params = d.rows(("int", "bigint", "float8"), *_columns(chunk, 3))
         rows += _run(connection,
@@ -233,31 +240,33 @@ class StreamUpdate:
 def save_streams(connection: Connection, updates: Sequence[StreamUpdate]) -> None:
     """Write the streams' new state, last reading, forecast and accuracy.
 
-    Few rows go in one statement from a table of rows; many are pipelined by the driver as one
-    statement per row, because arrays of JSON text cost twice as much to adapt (quoting).
+    On PostgreSQL one `UPDATE ... FROM` a table of rows, in one round trip: a few rows' VALUES
+    list, or many rows copied into a temporary table first (`_copied`). SQLite, in process,
+    has no round trips to save: one prepared statement per row.
     """
     if not updates:
         return
     d = _dialect(connection)
     now = d.stamp(datetime.now(UTC))
-    json_type = "::json" if d.postgres else ""
     rows = [(u.id, u.model_id, _encoded(u.state), u.last_ts, u.readings_applied,
              _dumps(u.next_forecast), _dumps(u.accuracy)) for u in updates]
-    if d.postgres and len(updates) <= PG_ARRAY_MIN_ROWS:
-        table, params = d.rows(("int", "int", "bytea", "bigint", "int", "text", "text"),
-                               *_columns(rows, 7))
-        _run(connection,
-             "UPDATE streams AS s SET model_id = u.model_id, state = u.state, "
-             "last_ts = u.last_ts, readings_applied = u.readings_applied, "
-             f"next_forecast = u.next_forecast{json_type}, accuracy = u.accuracy{json_type}, "
-             f"updated_at = {d.mark} FROM ({table}) AS u(id, model_id, state, last_ts, "
-             "readings_applied, next_forecast, accuracy) WHERE s.id = u.id", (now, *params))
+    if d.postgres:
+        def update(table: str) -> str:
+            return ("UPDATE streams AS s SET model_id = u.model_id, state = u.state, "
+                    "last_ts = u.last_ts, readings_applied = u.readings_applied, "
+                    "next_forecast = u.next_forecast::json, accuracy = u.accuracy::json, "
+                    f"updated_at = %s FROM {table} AS u(id, model_id, state, last_ts, "
+                    "readings_applied, next_forecast, accuracy) WHERE s.id = u.id")
+
+        if len(rows) > PG_ARRAY_MIN_ROWS:
+            _copied(connection, _NEW_STATES, rows, update(_NEW_STATES.name), (now,))
+        else:
+            table, params = d.rows(_NEW_STATES.types, *_columns(rows, 7))
+            _run(connection, update(f"({table})"), (now, *params))
         return
-    m = d.mark
     _run_many(connection,
-              f"UPDATE streams SET model_id = {m}, state = {m}, last_ts = {m}, "
-              f"readings_applied = {m}, next_forecast = {m}{json_type}, "
-              f"accuracy = {m}{json_type}, updated_at = {m} WHERE id = {m}",
+              "UPDATE streams SET model_id = ?, state = ?, last_ts = ?, readings_applied = ?, "
+              "next_forecast = ?, accuracy = ?, updated_at = ? WHERE id = ?",
               [(*row[1:], now, row[0]) for row in rows])
 
 
@@ -322,6 +331,52 @@ def _run(connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     with _translated(connection, sql, params):
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
+        finally:
+            cursor.close()
+
+
+@dataclass(frozen=True)
+class _Scratch:
+    """A temporary table that many rows are copied into, for one statement to read."""
+
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # PostgreSQL's, also the binary COPY's
+
+    @property
+    def create(self) -> str:
+        columns = ", ".join(f"{c} {t}" for c, t in zip(self.columns, self.types, strict=True))
+        # Created once per connection (a temporary table per transaction would churn the
+        # catalogs); its rows are gone at the end of each transaction.
+        return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.name} ({columns}) "
+                f"ON COMMIT DELETE ROWS; DELETE FROM {self.name}")
+
+
+_NEW_READINGS = _Scratch("new_readings", ("series_id", "ts", "value"),
+                         ("int4", "int8", "float8"))
+_NEW_STATES = _Scratch("new_states", ("id", "model_id", "state", "last_ts", "readings_applied",
+                                      "next_forecast", "accuracy"),
+                       ("int4", "int4", "bytea", "int8", "int4", "text", "text"))
+
+
+def _copied(connection: Connection, scratch: _Scratch, rows: Sequence[Sequence[Any]],
+            sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """`sql` run once `rows` are copied into the temporary table `scratch` (PostgreSQL).
+
+    For a fleet's post, binary COPY and one statement beat the alternatives measured by
+    `bench/bulk_sql.py` (docs/benchmarks.md, "A lean post"): arrays bound to one statement,
+    a VALUES list, and pipelined one-row statements.
+    """
+    with _translated(connection, sql, params):
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(scratch.create)
+            with cursor.copy(f"COPY {scratch.name} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(list(scratch.types))
+                for row in rows:
+                    copy.write_row(row)
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description is not None else []
         finally:

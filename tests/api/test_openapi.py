@@ -77,7 +77,8 @@ def test_the_stream_post_documents_its_body_parameters_and_key(openapi: dict[str
     """The hot path's dependencies were merged for speed; what it documents stays the same."""
     operation = openapi["paths"]["/v1/streams/{stream_id}/readings"]["post"]
     assert [(p["name"], p["in"]) for p in operation["parameters"]] == [
-        ("stream_id", "path"), ("horizon", "query"), ("level", "query"), ("rewarm", "query")]
+        ("stream_id", "path"), ("horizon", "query"), ("level", "query"), ("rewarm", "query"),
+        ("prefer", "header")]  # Prefer: return=minimal (issue 18)
     assert operation["requestBody"] == {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/ReadingsIn"}}}}
     assert operation["security"] == [{"HTTPBearer": []}]

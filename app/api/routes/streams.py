@@ -1,24 +1,44 @@
 """Streams: live feeds whose model state the server keeps between requests."""
 
 import contextlib
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
     ForecastersDep,
     SeasonalFitsDep,
+    Services,
     ServicesDep,
     SessionDep,
     SettingsDep,
     TenantDep,
+    bearer,
+    get_services,
+    get_tenant,
 )
+from app.api.lean_route import LeanRoute, served_lean_by
 from app.api.params import IdQuery, Offset, StreamIdPath
+from app.api.plain_posts import (
+    MAX_NS,
+    MIN_NS,
+    BulkReadings,
+    PostQuery,
+    Readings,
+    decode_readings,
+    decode_stream_readings,
+    is_plain_json,
+    is_stream_id,
+    plain_query,
+    utc_ns,
+)
+from app.api.prefer import APPLIED, PREFER_HEADER_DESCRIPTION, wants_minimal
 from app.api.problems import problem_body
 from app.api.quotas import charge_stored_readings
 from app.api.responses import json_response
@@ -34,7 +54,6 @@ from app.api.schemas import (
     StreamReadingsIn,
     StreamsPosted,
 )
-from app.api.session_release import SessionReleasingRoute
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
@@ -48,17 +67,14 @@ from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
 from app.streams.sources import profile_forecast_source
-from app.timegrid import NS_PER_S, to_iso
+from app.timegrid import to_iso
 
-router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=SessionReleasingRoute)
+router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=LeanRoute)
 
 RewarmQuery = Annotated[bool, Query(
     description="Restart from history when a gap is too long to fill")]
 # Set on a post's answer when some fit it read was stale (docs/operations.md).
 STALE_FITS_HEADER = "Statecast-Seasonal-Fits-Stale"
-EPOCH = datetime(1970, 1, 1)
-ONE_MICROSECOND = timedelta(microseconds=1)
-MIN_NS, MAX_NS = (int(t.timestamp()) * NS_PER_S for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
 
 
 def to_public(session: SessionDep, cache: ForecastersDep, stream: Stream) -> StreamPublic:
@@ -124,7 +140,58 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
     return stream, series
 
 
-@router.post("/readings", response_model=StreamsPosted,
+def minimal_response(description: str) -> dict[int | str, dict[str, Any]]:
+    """The documented `204` of `Prefer: return=minimal`."""
+    return {204: {"description": description, "headers": {"Preference-Applied": {
+        "description": "`return=minimal`", "schema": {"type": "string"}}}}}
+
+
+PreferHeader = Annotated[str | None, Header(description=PREFER_HEADER_DESCRIPTION)]
+
+
+def _in_session(request: Request, work: Callable[..., Response], **arguments: Any) -> Response:
+    """`work` given a session of the app's, closed as it returns (in the same thread, as
+    `SessionReleasingRoute` closes a route's)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as session:
+        return work(session=session, **arguments)
+
+
+async def lean_post_many_readings(request: Request) -> Response | None:
+    """`post_many_readings` for a plain request (`app.api.lean_route`), else None."""
+    query = plain_query(request.query_params, frozenset({"rewarm"}))
+    if query is None or not is_plain_json(request):
+        return None
+    readings = decode_stream_readings(await request.body())
+    if readings is None:
+        return None
+    tenant = await get_tenant(request, await bearer(request))
+    return await run_in_threadpool(
+        _in_session, request, _post_many, services=await get_services(request),
+        tenant_id=tenant.id, readings=readings, rewarm=query.rewarm,
+        minimal=wants_minimal(request.headers.get("prefer")))
+
+
+async def lean_post_readings(request: Request) -> Response | None:
+    """`post_readings` for a plain request (`app.api.lean_route`), else None."""
+    name = request.path_params["stream_id"]
+    query = plain_query(request.query_params, frozenset({"horizon", "level", "rewarm"}))
+    if query is None or not is_stream_id(name) or not is_plain_json(request):
+        return None
+    readings = decode_readings(await request.body())
+    if readings is None:
+        return None
+    tenant = await get_tenant(request, await bearer(request))
+    return await run_in_threadpool(
+        _in_session, request, _post_one, services=await get_services(request),
+        tenant_id=tenant.id, name=name, readings=readings, query=query,
+        minimal=wants_minimal(request.headers.get("prefer")))
+
+
+@router.post("/readings", response_model=StreamsPosted, responses=minimal_response(
+                 "Every stream's readings applied, answered without a body as "
+                 "`Prefer: return=minimal` asked. If a stream is refused, the answer is the "
+                 "full `200` that lists it, whatever the preference."),
              summary="Append readings to many streams at once, each applied whole or refused",
              description="Up to 50,000 readings over any of your streams, e.g. one reading from "
                          "each meter of a fleet. Each stream's readings are applied together or "
@@ -134,55 +201,79 @@ def locked_stream(session: SessionDep, tenant_id: int, name: str) -> tuple[Strea
                          "if it fails as a whole (a 4xx for the request, a 503), nothing is "
                          "applied. Re-sent readings are acknowledged as duplicates, never "
                          "applied twice.")
+@served_lean_by(lean_post_many_readings)
 def post_many_readings(body: StreamReadingsIn, tenant: TenantDep, session: SessionDep,
-                       services: ServicesDep, rewarm: RewarmQuery = False) -> Response:
-    readings = body.readings
-    ts_ns, values = _arrays(readings)
+                       services: ServicesDep, rewarm: RewarmQuery = False,
+                       prefer: PreferHeader = None) -> Response:
+    ts_ns, values = _arrays(body.readings)
+    readings = BulkReadings(ts_ns=ts_ns, values=values,
+                            names=[reading.stream_id for reading in body.readings])
+    return _post_many(session=session, services=services, tenant_id=tenant.id,
+                      readings=readings, rewarm=rewarm, minimal=wants_minimal(prefer))
+
+
+def _post_many(*, session: Session, services: Services, tenant_id: int,
+               readings: BulkReadings, rewarm: bool, minimal: bool) -> Response:
     by_stream: dict[str, list[int]] = {}
-    for i, reading in enumerate(readings):
-        by_stream.setdefault(reading.stream_id, []).append(i)
+    for i, name in enumerate(readings.names):
+        by_stream.setdefault(name, []).append(i)
     sent = []
     for name, positions in by_stream.items():
         at = np.array(positions)
-        sent.append(posting.StreamReadings(name=name, ts_ns=ts_ns[at], values=values[at],
-                                        positions=at))
+        sent.append(posting.StreamReadings(name=name, ts_ns=readings.ts_ns[at],
+                                           values=readings.values[at], positions=at))
     with noting_stale_fits() as stale:
         outcomes = posting.post_readings(session=session, forecasters=services.forecasters,
                                          fits=services.fits, settings=services.settings,
-                                         tenant_id=tenant.id, sent=sent, rewarm=rewarm)
-    charge_stored_readings(session=session, tenant_id=tenant.id,
+                                         tenant_id=tenant_id, sent=sent, rewarm=rewarm)
+    charge_stored_readings(session=session, tenant_id=tenant_id,
                            limit=services.settings.tenant_max_readings)
     session.commit()
-    results = [_result(o, len(s.positions)) for o, s in zip(outcomes, sent, strict=True)]
-    applied = sum(r["applied"] for r in results)
+    applied = sum(len(o.done.applied) for o in outcomes)
     STREAM_READINGS.inc(applied)
+    refused = sum(len(s.positions) for o, s in zip(outcomes, sent, strict=True) if o.error)
+    if minimal and not refused:
+        return Response(status_code=204, headers={**APPLIED, **stale_header(stale)})
+    results = [_result(o) for o in outcomes]
     return json_response({
         "applied": applied, "duplicates": sum(r["duplicates"] for r in results),
-        "refused": sum(len(s.positions) for o, s in zip(outcomes, sent, strict=True) if o.error),
-        "streams": results}, headers=stale_header(stale))
+        "refused": refused, "streams": results}, headers=stale_header(stale))
 
 
-@router.post("/{stream_id}/readings", response_model=StreamPosted,
+@router.post("/{stream_id}/readings", response_model=StreamPosted, responses=minimal_response(
+                 "Applied, answered without a body as `Prefer: return=minimal` asked"),
              summary="Append readings: stored in the series and applied to the state at once")
+@served_lean_by(lean_post_readings)
 def post_readings(stream_id: StreamIdPath, body: ReadingsIn, tenant: TenantDep, session: SessionDep,
                   services: ServicesDep, horizon: HorizonQuery = 1,
                   level: LevelsQuery = list(DEFAULT_LEVELS),  # noqa: B006
-                  rewarm: RewarmQuery = False) -> Response:
-    check_horizon(horizon, services.settings)
+                  rewarm: RewarmQuery = False, prefer: PreferHeader = None) -> Response:
     ts_ns, values = _arrays(body.readings)
-    sent = posting.StreamReadings(name=stream_id, ts_ns=ts_ns, values=values,
-                               positions=np.arange(len(ts_ns)))
+    return _post_one(session=session, services=services, tenant_id=tenant.id, name=stream_id,
+                     readings=Readings(ts_ns=ts_ns, values=values),
+                     query=PostQuery(horizon=horizon, levels=tuple(level), rewarm=rewarm),
+                     minimal=wants_minimal(prefer))
+
+
+def _post_one(*, session: Session, services: Services, tenant_id: int, name: str,
+              readings: Readings, query: PostQuery, minimal: bool) -> Response:
+    check_horizon(query.horizon, services.settings)
+    sent = posting.StreamReadings(name=name, ts_ns=readings.ts_ns, values=readings.values,
+                                  positions=np.arange(len(readings.ts_ns)))
     with noting_stale_fits() as stale:
         (outcome,) = posting.post_readings(session=session, forecasters=services.forecasters,
                                            fits=services.fits, settings=services.settings,
-                                           tenant_id=tenant.id, sent=[sent], rewarm=rewarm)
+                                           tenant_id=tenant_id, sent=[sent], rewarm=query.rewarm)
         if outcome.error is not None:
             raise outcome.error
-        forecast = _posted_forecast(session, services.fits, outcome, horizon, tuple(level))
-    charge_stored_readings(session=session, tenant_id=tenant.id,
+        forecast = None if minimal else _posted_forecast(session, services.fits, outcome,
+                                                         query.horizon, query.levels)
+    charge_stored_readings(session=session, tenant_id=tenant_id,
                            limit=services.settings.tenant_max_readings)
     session.commit()
     STREAM_READINGS.inc(len(outcome.done.applied))
+    if forecast is None:
+        return Response(status_code=204, headers={**APPLIED, **stale_header(stale)})
     return json_response({
         "stream_id": outcome.name, "applied": outcome.done.applied,
         "duplicates": outcome.done.duplicates, "filled": outcome.done.filled,
@@ -203,7 +294,7 @@ def _arrays(readings: Sequence[ReadingIn | StreamReadingIn]) -> tuple[np.ndarray
     values (NaN if missing), once every time is within the range readings can be dated in.
 
     One pass for all: a bulk post's readings skip pydantic's per-reading range validator."""
-    ts_ns = np.array([_utc_ns(r.ts) for r in readings], dtype=object)  # Python ints: no overflow
+    ts_ns = np.array([utc_ns(r.ts) for r in readings], dtype=object)  # Python ints: no overflow
     out_of_range = (ts_ns < MIN_NS) | (ts_ns > MAX_NS)
     if out_of_range.any():
         raise Invalid("Readings can be dated between "
@@ -215,13 +306,7 @@ def _arrays(readings: Sequence[ReadingIn | StreamReadingIn]) -> tuple[np.ndarray
     return ts_ns.astype(np.int64), values
 
 
-def _utc_ns(ts: datetime) -> int:
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
-    return (ts - EPOCH) // ONE_MICROSECOND * 1000
-
-
-def _result(outcome: posting.Outcome, sent: int) -> dict[str, Any]:
+def _result(outcome: posting.Outcome) -> dict[str, Any]:
     error = outcome.error
     return {
         "stream_id": outcome.name, "status": "refused" if error else "applied",
