@@ -232,7 +232,33 @@ def future_batch(steps: np.ndarray, ends: np.ndarray, config: FeatureConfig) -> 
     ends = np.asarray(ends, dtype=np.int64)
     columns = steps[:, steps.shape[1] - config.n_covariate_columns :]
     windows = sliding_window_view(columns, config.horizon, axis=0)[ends + 1]  # (B, 2K, H)
-    return windows.transpose(0, 2, 1).reshape(len(ends), config.n_future).astype(np.float32)
+    out: npt.NDArray[np.float32] = windows.transpose(0, 2, 1).reshape(len(ends), config.n_future)
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CovariateTrack:
+    """The network's covariate columns (`covariate_columns`) at grid times `ns` (int64 ns, UTC,
+    increasing): what a forecast's windows and its future branch read. A time it does not hold
+    reads as missing (value 0, present 0), never invented."""
+
+    ns: np.ndarray
+    columns: np.ndarray
+
+    @classmethod
+    def over(
+        cls, ns: np.ndarray, covariates: Mapping[str, np.ndarray], config: FeatureConfig
+    ) -> CovariateTrack:
+        return cls(np.asarray(ns, dtype=np.int64), covariate_columns(covariates, config))
+
+    def at(self, ns: np.ndarray) -> np.ndarray:
+        """The columns at each of `ns`, (T, 2K)."""
+        ns = np.asarray(ns, dtype=np.int64)
+        index = np.minimum(np.searchsorted(self.ns, ns), max(len(self.ns) - 1, 0))
+        held = (self.ns[index] == ns) if len(self.ns) else np.zeros(len(ns), dtype=bool)
+        out = np.zeros((len(ns), self.columns.shape[1]))
+        out[held] = self.columns[index[held]]
+        return out
 
 
 def local_wall_ns(timestamps: pd.DatetimeIndex | np.ndarray, timezone: str) -> np.ndarray:

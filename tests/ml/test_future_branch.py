@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from app.ml.architectures import build_network
+from app.ml.calendar import CalendarSpec
 from app.ml.engine import NumpyNetwork
 from app.ml.spec import ModelSpec, resolve_spec
+from tests.ml.conftest import TINY
 
 ATOL = 1e-5
 INPUTS = 4
 FUTURE = 12  # 6 steps x (value, present) of one covariate
 STEPS = 20
+US = CalendarSpec("US")
 
 
 def _randomized(spec_fields: dict[str, object], *, seed: int) -> tuple[object, object]:
@@ -81,3 +84,81 @@ def test_future_inputs_are_required_and_checked() -> None:
     plain = NumpyNetwork.from_keras(build_network(resolve_spec(ModelSpec(stateful=False), "h"), INPUTS))
     with pytest.raises(ValueError, match="without a future branch"):
         plain.run(x, future=np.zeros((1, FUTURE)))
+
+
+@pytest.fixture(scope="module")
+def network_covariate_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from app.ml.artifacts import save_artifacts
+    from app.ml.training import train
+    from tests.ml.test_profile import _with_temperature
+
+    series = _with_temperature()
+    root = tmp_path_factory.mktemp("network_covariates")
+    out = {}
+    for inputs in ("network", "both"):
+        spec = ModelSpec(cell="gru", horizon=4, covariate_inputs=inputs, **{**TINY, "deseasonalize": "mstl"})
+        trained = train(spec, [series])
+        out[inputs] = (trained, save_artifacts(trained, Path(root) / inputs), series)
+    return out
+
+
+@pytest.mark.parametrize("inputs", ["network", "both"])
+def test_a_network_covariate_forecast_matches_keras(network_covariate_models: dict, inputs: str) -> None:
+    """The forecast reads the window's temperatures and the horizon's through the branch, in numpy
+    exactly as Keras computes them."""
+    from app.ml.features import future_batch, origin_batch, step_inputs
+    from app.ml.forecaster import Forecaster
+    from app.ml.profile import PathFitter, ProfileSource
+    from app.ml.seasonal import SeasonalFitter
+
+    trained, directory, series = network_covariate_models[inputs]
+    features = trained.features
+    assert not trained.spec.stateful  # network covariates: a window model by default
+    assert features.network_covariates == ("temperature",)
+    assert features.profile is (inputs == "both")
+    assert features.input_names[-2:] == ["temperature", "temperature_present"]
+    forecaster = Forecaster.load(directory)
+    assert forecaster.covariates == ("temperature",)
+    scale, horizon = trained.scales[series.name], trained.spec.horizon
+    end = 400
+    covariates = {"temperature": series.covariates["temperature"][: end + 1 + horizon]}
+    stamps = series.timestamps[: end + 1 + horizon]
+    steps = step_inputs(stamps, features, covariates)
+    if features.profile:
+        path = trained.profiles[series.name].path(stamps.asi8, covariates, US)
+        step_ns = int(stamps.asi8[1] - stamps.asi8[0])
+        fitter: object = PathFitter(ProfileSource(int(stamps.asi8[0]), step_ns, path))
+    else:
+        fitter = SeasonalFitter(features.seasonal())
+    values = series.values[: end + 1]
+    origin = np.array([end])
+    x, base = origin_batch(values, steps[: end + 1], stamps[: end + 1], origin, scale, features, fitter)
+    future = future_batch(steps, origin, features)
+    want = base[0] + scale * np.asarray(trained.network([x, future], training=False))[0]
+
+    got = forecaster.forecast(values, stamps[: end + 1], horizon, covariates=covariates, calendar=US)
+
+    np.testing.assert_allclose(got.mean, want, atol=ATOL * scale)
+    # The network reads the horizon's temperature: a warmer horizon moves the forecast.
+    warmer = {"temperature": covariates["temperature"] + np.r_[np.zeros(end + 1), np.full(horizon, 5.0)]}
+    moved = forecaster.forecast(values, stamps[: end + 1], horizon, covariates=warmer, calendar=US)
+    assert np.abs(moved.mean - got.mean).max() > 1e-6
+
+
+def test_a_missing_covariate_reading_is_masked_not_invented() -> None:
+    from app.ml.features import FeatureConfig, covariate_columns
+
+    config = FeatureConfig(
+        window=8, horizon=2, stream=False, time_of_day=False, day_of_week=False,
+        network_covariates=("temperature",), covariate_centers=(10.0,), covariate_spreads=(2.0,),
+    )
+    columns = covariate_columns({"temperature": np.array([12.0, np.nan, 8.0])}, config)
+    np.testing.assert_array_equal(columns, [[1.0, 1.0], [0.0, 0.0], [-1.0, 1.0]])
+    assert config.n_future == 4
+
+
+def test_stream_models_refuse_network_covariates() -> None:
+    with pytest.raises(ValueError, match="only window models read covariates as network inputs"):
+        ModelSpec(stateful=True, covariate_inputs="network")
+    assert not ModelSpec(covariate_inputs="both").is_stream
+    assert ModelSpec().is_stream
