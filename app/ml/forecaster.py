@@ -310,14 +310,17 @@ class Forecaster:
         state: S,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> S:
         """Feed a block of readings (on the grid, after the state's last one) into `state`.
 
         Short gaps are interpolated as in training; longer gaps are filled with the model's own
         one-step forecasts. Returns a new state; `state` is left unchanged. Deseasonalised stream
-        models read their seasonal fits from `seasonal`.
+        models read their seasonal fits from `seasonal`; a network that reads covariates reads
+        them from `network_covariates` (to fill gaps).
         """
-        return _as_given(self._warm(values, timestamps, _typed(state), seasonal), state)
+        typed = _typed(state)
+        return _as_given(self._warm(values, timestamps, typed, seasonal, network_covariates), state)
 
     def _warm(
         self,
