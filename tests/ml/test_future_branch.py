@@ -95,14 +95,16 @@ def network_covariate_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     series = _with_temperature()
     root = tmp_path_factory.mktemp("network_covariates")
     out = {}
-    for inputs in ("network", "both"):
-        spec = ModelSpec(cell="gru", horizon=4, covariate_inputs=inputs, **{**TINY, "deseasonalize": "mstl"})
+    for name, inputs, deseasonalize in (("network", "network", "mstl"), ("both", "both", "mstl"),
+                                        ("raw", "network", "none")):
+        fields = {**TINY, "deseasonalize": deseasonalize}
+        spec = ModelSpec(cell="gru", horizon=4, covariate_inputs=inputs, **fields)
         trained = train(spec, [series])
-        out[inputs] = (trained, save_artifacts(trained, Path(root) / inputs), series)
+        out[name] = (trained, save_artifacts(trained, Path(root) / name), series)
     return out
 
 
-@pytest.mark.parametrize("inputs", ["network", "both"])
+@pytest.mark.parametrize("inputs", ["network", "both", "raw"])
 def test_a_network_covariate_forecast_matches_keras(network_covariate_models: dict, inputs: str) -> None:
     """The forecast reads the window's temperatures and the horizon's through the branch, in numpy
     exactly as Keras computes them."""
@@ -128,8 +130,10 @@ def test_a_network_covariate_forecast_matches_keras(network_covariate_models: di
         path = trained.profiles[series.name].path(stamps.asi8, covariates, US)
         step_ns = int(stamps.asi8[1] - stamps.asi8[0])
         fitter: object = PathFitter(ProfileSource(int(stamps.asi8[0]), step_ns, path))
-    else:
+    elif features.mstl:
         fitter = SeasonalFitter(features.seasonal())
+    else:
+        fitter = None
     values = series.values[: end + 1]
     origin = np.array([end])
     x, base = origin_batch(values, steps[: end + 1], stamps[: end + 1], origin, scale, features, fitter)
@@ -143,6 +147,15 @@ def test_a_network_covariate_forecast_matches_keras(network_covariate_models: di
     warmer = {"temperature": covariates["temperature"] + np.r_[np.zeros(end + 1), np.full(horizon, 5.0)]}
     moved = forecaster.forecast(values, stamps[: end + 1], horizon, covariates=warmer, calendar=US)
     assert np.abs(moved.mean - got.mean).max() > 1e-6
+    # A missing temperature in the window is masked: the forecast stays defined, and moves.
+    gap = {"temperature": covariates["temperature"].copy()}
+    gap["temperature"][end - 2] = np.nan
+    masked = forecaster.forecast(values, stamps[: end + 1], horizon, covariates=gap, calendar=US)
+    assert np.isfinite(masked.mean).all() and np.abs(masked.mean - got.mean).max() > 0
+    # Past the head the rollout reads the later heads' temperature; the first head is unchanged.
+    long = {"temperature": series.covariates["temperature"][: end + 1 + 2 * horizon]}
+    rolled = forecaster.forecast(values, stamps[: end + 1], 2 * horizon, covariates=long, calendar=US)
+    np.testing.assert_allclose(rolled.mean[:horizon], got.mean, atol=1e-9 * scale)
 
 
 def test_a_missing_covariate_reading_is_masked_not_invented() -> None:
