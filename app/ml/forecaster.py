@@ -169,6 +169,31 @@ class Forecaster:
         the window before its origin and the horizon after it."""
         return CovariateTrack.over(ns, covariates, self.features)
 
+    def _forecast_track(
+        self, timestamps: pd.DatetimeIndex, horizon: int, covariates: Mapping[str, np.ndarray] | None
+    ) -> CovariateTrack | None:
+        """What the network reads of the covariates over a forecast's history and horizon, each
+        network covariate covering the horizon; None for a network that reads none."""
+        if not self.reads_covariates_in_network:
+            return None
+        future = pd.date_range(timestamps[-1] + self.offset, periods=horizon, freq=self.offset)
+        ns = np.concatenate([timestamps.asi8, future.asi8])
+        given = dict(covariates or {})
+        for name in self.features.network_covariates:
+            if name not in given:
+                raise ValueError(
+                    f"Received covariates {sorted(given)}, expected values of "
+                    f"{list(self.features.network_covariates)} (the covariates the network reads)."
+                )
+            values = np.asarray(given[name], dtype=np.float64)
+            if values.shape != ns.shape:
+                raise ValueError(
+                    f"Received covariate {name!r} with {values.size} values, expected {len(ns)}: "
+                    "one per reading of the history and step of the horizon."
+                )
+            require_covered(name, values[len(timestamps) :], future.asi8 / NS_PER_S)
+        return self.covariate_track(ns, given)
+
     def profile_source(
         self,
         ns: np.ndarray,
@@ -232,31 +257,6 @@ class Forecaster:
             values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
         state = self._warm(values, timestamps, self.initial(series), seasonal, track)
         return self.forecast_from_state(state, horizon, levels, seasonal=seasonal, network_covariates=track)
-
-    def _forecast_track(
-        self, timestamps: pd.DatetimeIndex, horizon: int, covariates: Mapping[str, np.ndarray] | None
-    ) -> CovariateTrack | None:
-        """What the network reads of the covariates over a forecast's history and horizon, each
-        network covariate covering the horizon; None for a network that reads none."""
-        if not self.reads_covariates_in_network:
-            return None
-        future = pd.date_range(timestamps[-1] + self.offset, periods=horizon, freq=self.offset)
-        ns = np.concatenate([timestamps.asi8, future.asi8])
-        given = dict(covariates or {})
-        for name in self.features.network_covariates:
-            if name not in given:
-                raise ValueError(
-                    f"Received covariates {sorted(given)}, expected values of "
-                    f"{list(self.features.network_covariates)} (the covariates the network reads)."
-                )
-            values = np.asarray(given[name], dtype=np.float64)
-            if values.shape != ns.shape:
-                raise ValueError(
-                    f"Received covariate {name!r} with {values.size} values, expected {len(ns)}: "
-                    "one per reading of the history and step of the horizon."
-                )
-            require_covered(name, values[len(timestamps) :], future.asi8 / NS_PER_S)
-        return self.covariate_track(ns, given)
 
     def _forecast_profile(
         self,
