@@ -16,6 +16,7 @@ from app.db.tables import Series, SeriesCovariate
 from app.errors import Conflict, Invalid, field_error
 from app.ml.calendar import CalendarSpec, SpecialDay
 from app.ml.covariates import CovariateCoverageError, align, require_covered
+from app.ml.features import CovariateTrack
 from app.ml.forecaster import Forecaster
 from app.ml.profile import ProfileSource
 from app.timegrid import NS_PER_S, step_seconds, to_iso
@@ -168,6 +169,31 @@ def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
               for name, values in covariates.items()}
     ns = np.concatenate([history_s, future_s, beyond_s]) * NS_PER_S
     return forecaster.profile_source(ns, padded, calendar_of(series), series=series.name)
+
+
+def network_inputs(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
+                   first_s: int, last_s: int, horizon: int,
+                   inline: Mapping[str, Sequence[float]]) -> CovariateTrack:
+    """What a model whose network reads covariates (`covariate_inputs`) reads for one forecast
+    from `last_s`, warmed over readings from `first_s`: each covariate over the windows it reads
+    and the horizon, which its known-future ones must cover (as `forecast_covariates`).
+
+    A rollout computes whole heads: the steps of its last head past the horizon read the
+    covariates as missing (masked), as the profile reads its mean there.
+
+    Raises:
+        Invalid, Conflict: as `forecast_covariates`.
+    """
+    step_s = _profile_step_s(series, model_id)
+    start_s = min(first_s, last_s) - forecaster.context_steps * step_s
+    history_s = last_s - step_s * np.arange((last_s - start_s) // step_s, -1, -1, dtype=np.int64)
+    future_s = last_s + step_s * np.arange(1, horizon + 1, dtype=np.int64)
+    names = forecaster.features.network_covariates
+    covariates = forecast_covariates(session=session, series=series, model_id=model_id,
+                                     names=names, history_s=history_s, future_s=future_s,
+                                     inline={n: v for n, v in inline.items() if n in names})
+    return forecaster.covariate_track(np.concatenate([history_s, future_s]) * NS_PER_S,
+                                      covariates)
 
 
 def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,

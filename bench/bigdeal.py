@@ -9,11 +9,16 @@ value over the history and, over the horizon, the actual value plus AR(1) noise 
 sd 1.5 °F, seeded per origin): a realistic day-ahead forecast; a second column reads the actual
 temperature (oracle). Holidays: the `holidays` package's US calendar.
 
-Run by `bench/accuracy.py`, which writes the tables into docs/accuracy.md.
+Run by `bench/accuracy.py`, which writes the tables into docs/accuracy.md. Where the covariates
+enter a window model (`spec.covariate_inputs`: the profile, the network's inputs, or both) is
+compared side by side, alone, by
+
+    PYTHONPATH=. python -m bench.bigdeal --covariate-inputs [--seeds 1]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from collections.abc import Callable
@@ -230,6 +235,23 @@ STATECAST_MODELS: dict[str, tuple[dict, bool, bool]] = {
     "statecast default, temperature only (no holidays)": ({}, True, False),
     "statecast default, temperature + holidays (stream)": ({}, True, True),
     "statecast window, temperature + holidays": ({"stateful": False}, True, True),
+    "statecast window, temperature + holidays, network inputs (covariate_inputs=network)": (
+        {"stateful": False, "covariate_inputs": "network"}, True, True),
+    "statecast window, temperature + holidays, profile and network (covariate_inputs=both)": (
+        {"stateful": False, "covariate_inputs": "both"}, True, True),
+}
+# `--covariate-inputs`: one window recipe, every field that matters pinned, with the covariates in
+# the profile, the network's inputs, or both (the seasonal naives as a reference; the models
+# without covariates are in the full run's table).
+PINNED_WINDOW = {"stateful": False, "cell": "gru", "units": 16, "layers": 1, "window": DAY, "horizon": DAY,
+                 "deseasonalize": "mstl", "loss": "mae", "epochs": 40, "patience": 8, "batch_size": 64,
+                 "learning_rate": 1e-3}
+COVARIATE_INPUT_MODELS: dict[str, tuple[dict, bool, bool]] = {
+    **{
+        f"window, temperature + holidays, covariate_inputs={inputs}": (
+            {**PINNED_WINDOW, "covariate_inputs": inputs}, True, True)
+        for inputs in ("profile", "network", "both")
+    },
 }
 DEFAULT_WITH = "statecast default, temperature + holidays (stream)"
 DEFAULT_WITHOUT = "statecast default, no covariates or holidays (MSTL)"
@@ -246,9 +268,16 @@ class Result:
     serving_ms: list[float]
 
 
-def run(seeds: int, log: Callable[[str], None] = print) -> tuple[list[Period], Result]:
+def run(
+    seeds: int,
+    log: Callable[[str], None] = print,
+    models: dict[str, tuple[dict, bool, bool]] | None = None,
+    fortnights: list[str] | None = None,
+) -> tuple[list[Period], Result]:
+    """Every baseline and statecast model on every fortnight; with `models`, those alone (and
+    with `fortnights`, on those alone)."""
     result = Result({}, {}, {}, [])
-    all_periods = periods()
+    all_periods = [p for p in periods() if fortnights is None or p.name in fortnights]
 
     def record(name: str, p: Period, realistic: float, oracle: float, seconds: float) -> None:
         result.mase.setdefault(name, {}).setdefault(p.name, []).append((realistic, oracle))
@@ -259,6 +288,13 @@ def run(seeds: int, log: Callable[[str], None] = print) -> tuple[list[Period], R
         for name, lag in (("seasonal naive, lag one day", DAY), ("seasonal naive, lag one week", WEEK)):
             mase = p.mase(seasonal_naive(p, lag))
             record(name, p, mase, mase, 0.0)
+        if models is not None:
+            for name, (fields, covariates, holidays) in models.items():
+                for seed in range(seeds):
+                    began = time.monotonic()
+                    got = statecast(p, fields, seed, covariates=covariates, holidays=holidays)
+                    record(name, p, p.mase(got.realistic), p.mase(got.oracle), time.monotonic() - began)
+            continue
         began = time.monotonic()
         mase = p.mase(mstl_autoets(p))
         record(f"MSTL + AutoETS (statsforecast, last {MSTL_WEEKS} weeks)", p, mase, mase,
@@ -357,21 +393,13 @@ def report(all_periods: list[Period], result: Result, seeds: int) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_default(seeds: int) -> None:
     """Only the default with temperature and holidays, over the three fortnights: MASE, interval
-    coverage and serving time, for checking intervals without the whole table.
-
-        PYTHONPATH=. python -m bench.bigdeal --seeds 1
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(description="BigDEAL: the default with covariates only")
-    parser.add_argument("--seeds", type=int, default=1)
-    args = parser.parse_args(argv)
+    coverage and serving time, for checking intervals without the whole table."""
     fields, covariates, holidays = STATECAST_MODELS[DEFAULT_WITH]
     cover80, cover95, mase, serving_ms = [], [], [], []
     for p in periods():
-        for seed in range(args.seeds):
+        for seed in range(seeds):
             began = time.monotonic()
             got = statecast(p, fields, seed, covariates=covariates, holidays=holidays)
             mase.append(p.mase(got.realistic))
@@ -383,8 +411,52 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     print(f"mean: MASE {np.mean(mase):.3f}, coverage 80% {np.mean(cover80):.1f}, 95% {np.mean(cover95):.1f}; "
           f"serving median {np.median(serving_ms):.1f} ms, max {np.max(serving_ms):.1f} ms")
-    return 0
+
+
+def covariate_inputs_table(all_periods: list[Period], result: Result, seeds: int) -> list[str]:
+    """Markdown: MASE per fortnight (realistic temperature) and the means, for `--covariate-inputs`."""
+    names = [p.name for p in all_periods]
+
+    def mean(name: str, period: str, which: int) -> float:
+        return float(np.mean([pair[which] for pair in result.mase[name][period]]))
+
+    lines = [
+        f"BigDEAL, window models (seeds 0..{seeds - 1}, mean MASE; per-fortnight columns realistic "
+        "temperature, then oracle):",
+        "",
+        "| method | " + " | ".join(names) + " | mean, realistic | "
+        + " | ".join(f"{n}, oracle" for n in names) + " | mean, oracle |",
+        "|---|" + "---|" * (2 * len(names) + 2),
+    ]
+    for name in result.mase:
+        realistic = [mean(name, n, 0) for n in names]
+        oracle = [mean(name, n, 1) for n in names]
+        lines.append(
+            f"| {name} | " + " | ".join(f"{v:.3f}" for v in realistic) + f" | **{np.mean(realistic):.3f}** | "
+            + " | ".join(f"{v:.3f}" for v in oracle) + f" | {np.mean(oracle):.3f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    """Alone, two checks without the whole accuracy table:
+
+        PYTHONPATH=. python -m bench.bigdeal --seeds 1                      # the default with covariates
+        PYTHONPATH=. python -m bench.bigdeal --covariate-inputs --seeds 1   # where covariates enter
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--covariate-inputs", action="store_true",
+                        help="compare where a window model's covariates enter (profile, network, both)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--fortnight", action="append", choices=list(FORTNIGHTS),
+                        help="with --covariate-inputs: only this fortnight (repeatable; default: all three)")
+    args = parser.parse_args()
+    if not args.covariate_inputs:
+        check_default(args.seeds)
+        return
+    all_periods, result = run(args.seeds, models=COVARIATE_INPUT_MODELS, fortnights=args.fortnight)
+    print("\n".join(covariate_inputs_table(all_periods, result, args.seeds)))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

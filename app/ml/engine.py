@@ -9,6 +9,10 @@ state without importing TensorFlow.
 State is a flat list of float64 arrays of shape (B, units): for each recurrent layer h, then c for
 an LSTM (a bidirectional layer contributes its forward then its backward states). `state_to_lists`
 and `state_from_lists` turn it into JSON lists and back exactly.
+
+A network that reads future covariates has one more piece (`architectures.build_network`): a
+Dense branch over its second input, `future`, whose output is concatenated with the top recurrent
+layer's before the Dense head. `run` and `output` then take that input.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ _KERAS_INFERENCE_IDENTITY = {
     "AlphaDropout",
 }
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+# The layer names `architectures.build_network` gives the future covariates' branch and its join.
+FUTURE_BRANCH_LAYER = "future_branch"
+FUTURE_JOIN_LAYER = "join_future"
 
 
 @dataclass
@@ -127,8 +134,12 @@ class NumpyNetwork:
         input_size: int,
         layers: Sequence[_Layer],
         keras_batch_size: int | None = None,
+        future: _Dense | None = None,
     ) -> None:
         recurrent = _checked_stack(layers)
+        if future is not None and not [layer for layer in layers if isinstance(layer, _Dense)]:
+            raise ValueError("A future branch joins before a Dense head; got a network without one.")
+        self._future = future
         self._input_size = input_size
         self._layers = list(layers)
         self._recurrent = recurrent
@@ -148,6 +159,29 @@ class NumpyNetwork:
     def output_size(self) -> int:
         """Outputs per time step (the last Dense layer's units)."""
         return self._output_size
+
+    @property
+    def future_size(self) -> int:
+        """Inputs of the future covariates' branch (0: the network has none)."""
+        return 0 if self._future is None else int(self._future.kernel.shape[0])
+
+    def _join_future(self, h: FloatArray, future: np.ndarray | None) -> FloatArray:
+        """The top recurrent output joined with the future branch's, as the head reads it."""
+        if self._future is None:
+            if future is not None:
+                raise ValueError("Received `future` inputs for a network without a future branch.")
+            return h
+        if future is None:
+            raise ValueError(
+                f"This network reads {self.future_size} future covariate inputs; pass `future`."
+            )
+        future = np.asarray(future, dtype=COMPUTE_DTYPE)
+        if future.shape != (*h.shape[:-1], self.future_size):
+            raise ValueError(
+                f"Received future inputs of shape {future.shape}, expected "
+                f"{(*h.shape[:-1], self.future_size)}."
+            )
+        return np.concatenate([h, self._future(future)], axis=-1)
 
     @property
     def stateful(self) -> bool:
@@ -196,8 +230,9 @@ class NumpyNetwork:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def output(self, state: Sequence[np.ndarray]) -> FloatArray:
-        """The outputs (B, out) that the last step made, recomputed from the state it left.
+    def output(self, state: Sequence[np.ndarray], future: np.ndarray | None = None) -> FloatArray:
+        """The outputs (B, out) that the last step made, recomputed from the state it left (and,
+        with a future branch, the horizon's covariates `future`, (B, future_size)).
 
         The top layer's h is its output, so a stream need not store its forecast beside its state.
         """
@@ -205,7 +240,9 @@ class NumpyNetwork:
             raise ValueError("A bidirectional network's output depends on the whole window, not a state.")
         self._check_state(state, batch=None)
         top = self._step_cells[-1]
-        h = np.asarray(state[len(self._state_units) - top.state_count], dtype=COMPUTE_DTYPE)
+        h = self._join_future(
+            np.asarray(state[len(self._state_units) - top.state_count], dtype=COMPUTE_DTYPE), future
+        )
         for dense in self._dense:
             h = dense(h)
         return h
@@ -215,6 +252,8 @@ class NumpyNetwork:
         but the first feature are `known`, (T, F - 1)."""
         if not self.stateful:
             raise ValueError("A bidirectional network reads the whole window; it cannot be stepped.")
+        if self._future is not None:
+            raise NotImplementedError("A network with a future branch is run, not stepped.")
         self._check_state(state, batch=1)
         known = np.asarray(known, dtype=COMPUTE_DTYPE)
         if known.ndim != 2 or known.shape[1] != self._input_size - 1:
@@ -229,6 +268,7 @@ class NumpyNetwork:
         state: Sequence[np.ndarray] | None = None,
         *,
         return_sequences: bool = False,
+        future: np.ndarray | None = None,
     ) -> tuple[FloatArray, State]:
         """Run over a window.
 
@@ -237,6 +277,8 @@ class NumpyNetwork:
             state: initial state (default zeros); left unchanged.
             return_sequences: return outputs for every step (B, T, out) instead of the last
                 step's (B, out). Unavailable when a bidirectional top layer returns one vector.
+            future: a future branch's inputs, (B, future_size), or (B, T, future_size) with
+                `return_sequences`; only for a network that has one.
 
         Returns:
             The outputs and the final state.
@@ -277,6 +319,7 @@ class NumpyNetwork:
                 h = layer.merge(forward, backward)
                 if layer.return_sequences and not keep_sequence:
                     h = h[:, -1]
+        h = self._join_future(h, future)
         for dense in self._dense:
             h = dense(h)
         return h, new_state
@@ -334,6 +377,11 @@ class NumpyNetwork:
             "keras_batch_size": self._keras_batch_size,
             "layers": specs,
         }
+        if self._future is not None:
+            document["future"] = {"activation": self._future.activation_name}
+            weights["future.kernel"] = self._future.kernel
+            if self._future.bias is not None:
+                weights["future.bias"] = self._future.bias
         (path / NETWORK_FILE).write_text(json.dumps(document, indent=2) + "\n")
         with (path / WEIGHTS_FILE).open("wb") as handle:
             # numpy's stub types **kwds as if a key could be `allow_pickle`; names here never are.
@@ -387,10 +435,17 @@ class NumpyNetwork:
                 )
             else:
                 raise ValueError(f"Received an unknown layer type {spec['type']!r} in {path}.")
+        future = None
+        if "future" in document:
+            future = _make_dense(
+                weights["future.kernel"], weights.get("future.bias"),
+                document["future"]["activation"], "the future branch",
+            )
         return cls(
             input_size=int(document["input_size"]),
             layers=layers,
             keras_batch_size=document["keras_batch_size"],
+            future=future,
         )
 
     # -- reading Keras --------------------------------------------------------------------
@@ -404,11 +459,30 @@ class NumpyNetwork:
         """
         import keras  # deferred: importing Keras pulls in TensorFlow (~2 s, ~560 MiB)
 
-        input_shape = _keras_input_shape(model)
+        branch = next((layer for layer in model.layers if layer.name == FUTURE_BRANCH_LAYER), None)
+        input_shape = _keras_input_shape(model, future=branch is not None)
         layers: list[_Layer] = []
+        future = None
         previous_output = model.inputs[0]
         for layer in model.layers:
             if type(layer).__name__ == "InputLayer":
+                continue
+            if branch is not None and layer is branch:
+                if layer.input is not model.inputs[1]:
+                    raise NotImplementedError(
+                        f"Model `{model.name}`'s future branch must read its second input."
+                    )
+                future = _dense_from_keras(keras, layer)
+                continue
+            if branch is not None and layer.name == FUTURE_JOIN_LAYER:
+                # The join: [top recurrent output, branch output] -> the head's input.
+                joined = list(layer.input)
+                if len(joined) != 2 or joined[0] is not previous_output or joined[1] is not branch.output:
+                    raise NotImplementedError(
+                        f"Model `{model.name}` joins its future branch at `{layer.name}` with "
+                        "something else than the top recurrent output."
+                    )
+                previous_output = layer.output
                 continue
             if not isinstance(model, keras.Sequential):
                 # A Sequential is a chain by construction (and a loaded one's layers carry
@@ -423,12 +497,14 @@ class NumpyNetwork:
             input_size=int(input_shape[2]),
             layers=layers,
             keras_batch_size=int(batch) if batch is not None else None,
+            future=future,
         )
 
 
-def _keras_input_shape(model: Any) -> tuple[Any, ...]:
-    """The (batch, steps, features) input of a one-input, one-output model."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+def _keras_input_shape(model: Any, *, future: bool = False) -> tuple[Any, ...]:
+    """The (batch, steps, features) input of a one-input (with `future`: plus the future
+    branch's), one-output model."""
+    if len(model.inputs) != 1 + future or len(model.outputs) != 1:
         raise NotImplementedError(
             f"Model `{model.name}` has {len(model.inputs)} inputs and {len(model.outputs)} "
             "outputs; expected a plain stack with one of each."

@@ -10,7 +10,11 @@ Deseasonalised window models (`seasonal_periods` set) read the series minus its 
 component (`seasonal.py`) the same way; their forecast is the seasonal component extended over the
 horizon plus the last deseasonalised level plus the network's output. Models that read
 covariates read a regression profile (`profile.py`, `FeatureConfig.profile`) in place of MSTL:
-fixed at training, the same path for learning and serving.
+fixed at training, the same path for learning and serving. Window models may also read the
+covariates themselves (`FeatureConfig.network_covariates`): each step's input holds each
+covariate standardised on the training part, 0 where missing, and a present flag (`step_inputs`),
+and the same columns over the horizon's steps enter a branch joined to the state before the head
+(`future_batch`, `architectures.build_network`).
 Window models read `window` readings minus the last one; stream (stateful) models read one
 reading at a time as the change of the deseasonalised series since the previous reading
 (`stream_seasonal.py`). Targets are the next `horizon` readings minus the last one.
@@ -22,6 +26,7 @@ normalisation) are meant to be one flag on `FeatureConfig` each, honoured by `wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,6 +51,8 @@ from app.ml.spec import ResolvedSpec
 from app.timegrid import NS_PER_DAY
 
 NS_PER_WEEK = 7 * NS_PER_DAY
+# A network covariate's columns: its standardised value (0 where missing) and a present flag.
+COLUMNS_PER_COVARIATE = 2
 # Monday 1970-01-05 00:00: day-of-week phase 0 is Monday midnight.
 _MONDAY_EPOCH_NS = 4 * NS_PER_DAY
 
@@ -73,12 +80,19 @@ class FeatureConfig:
     profile: bool = False
     # The covariates the profile reads, in its order.
     covariates: tuple[str, ...] = ()
+    # The covariates the network reads (`spec.covariate_inputs`), in its input order, each
+    # standardised by its training part's mean (`covariate_centers`) and standard deviation
+    # (`covariate_spreads`), filled by training.
+    network_covariates: tuple[str, ...] = ()
+    covariate_centers: tuple[float, ...] = ()
+    covariate_spreads: tuple[float, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: ResolvedSpec, *, profile: bool = False) -> FeatureConfig:
-        """The features of `spec`; `profile`: the model reads covariates, so a
-        deseasonalised model reads a regression profile instead of MSTL fits."""
+        """The features of `spec`; `profile`: the model's covariates enter a regression profile,
+        which a deseasonalised model then reads instead of MSTL fits."""
         profile = profile and spec.deseasonalize == "mstl"
+        network = spec.covariate_inputs != "profile" and not spec.stateful
         mstl = spec.deseasonalize == "mstl" and not profile
         periods = candidate_periods(spec.steps_per_day) if mstl else ()
         return cls(
@@ -94,6 +108,7 @@ class FeatureConfig:
             steps_per_day=spec.steps_per_day,
             profile=profile,
             covariates=spec.covariates if profile else (),
+            network_covariates=spec.covariates if network else (),
         )
 
     @property
@@ -120,6 +135,8 @@ class FeatureConfig:
             names += ["time_of_day_sin", "time_of_day_cos"]
         if self.day_of_week:
             names += ["day_of_week_sin", "day_of_week_cos"]
+        for name in self.network_covariates:
+            names += [name, f"{name}_present"]
         if self.masked:
             names += ["present"]
         return names
@@ -128,6 +145,17 @@ class FeatureConfig:
     def n_inputs(self) -> int:
         return len(self.input_names)
 
+    @property
+    def n_covariate_columns(self) -> int:
+        """Columns per step of the network's covariates: a value and a present flag each."""
+        return COLUMNS_PER_COVARIATE * len(self.network_covariates)
+
+    @property
+    def n_future(self) -> int:
+        """Inputs of the future branch: the covariate columns of every step of the horizon; 0
+        for a network that reads no covariates (and has no branch)."""
+        return self.horizon * self.n_covariate_columns
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inputs": self.input_names}
 
@@ -135,7 +163,8 @@ class FeatureConfig:
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         fields = {k: v for k, v in data.items() if k != "inputs"}
         fields["seasonal_periods"] = tuple(fields.get("seasonal_periods", ()))
-        fields["covariates"] = tuple(fields.get("covariates", ()))
+        for name in ("covariates", "network_covariates", "covariate_centers", "covariate_spreads"):
+            fields[name] = tuple(fields.get(name, ()))
         return cls(**fields)
 
 
@@ -156,6 +185,80 @@ def calendar(timestamps: pd.DatetimeIndex | np.ndarray, config: FeatureConfig) -
     if not columns:
         return np.zeros((len(ns), 0))
     return np.stack(columns, axis=1)
+
+
+def covariate_columns(covariates: Mapping[str, np.ndarray], config: FeatureConfig) -> np.ndarray:
+    """(T, 2K): per network covariate, its values standardised by the training part's mean and
+    spread, 0 where missing (NaN), beside a present flag: a missing reading is masked, never
+    invented."""
+    missing = [name for name in config.network_covariates if name not in covariates]
+    if missing:
+        raise ValueError(
+            f"Received covariates {sorted(covariates)}, expected values of "
+            f"{list(config.network_covariates)} (the covariates the network reads)."
+        )
+    arrays = [np.asarray(covariates[name], dtype=np.float64) for name in config.network_covariates]
+    out = np.zeros((len(arrays[0]) if arrays else 0, config.n_covariate_columns))
+    for i, (values, center, spread) in enumerate(
+        zip(arrays, config.covariate_centers, config.covariate_spreads, strict=True)
+    ):
+        present = np.isfinite(values)
+        out[:, COLUMNS_PER_COVARIATE * i] = np.where(present, (values - center) / spread, 0.0)
+        out[:, COLUMNS_PER_COVARIATE * i + 1] = present
+    return out
+
+
+def step_inputs(
+    timestamps: pd.DatetimeIndex | np.ndarray,
+    config: FeatureConfig,
+    covariates: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Every input of each step but the reading's own, (T, C): the calendar, then the network's
+    covariate columns (`covariates`: name -> values at the T times, NaN where missing)."""
+    cal = calendar(timestamps, config)
+    if not config.network_covariates:
+        return cal
+    columns = covariate_columns(covariates or {}, config)
+    if len(columns) != len(cal):
+        raise ValueError(
+            f"Received covariates of {len(columns)} values, expected {len(cal)} (one per step)."
+        )
+    return np.concatenate([cal, columns], axis=1)
+
+
+def future_batch(steps: np.ndarray, ends: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The future branch's inputs (B, horizon * 2K) at origins `ends`: the covariate columns
+    (the last of `step_inputs`' columns, `steps`) of the `horizon` steps after each origin."""
+    ends = np.asarray(ends, dtype=np.int64)
+    columns = steps[:, steps.shape[1] - config.n_covariate_columns :]
+    windows = sliding_window_view(columns, config.horizon, axis=0)[ends + 1]  # (B, 2K, H)
+    out: npt.NDArray[np.float32] = windows.transpose(0, 2, 1).reshape(len(ends), config.n_future)
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CovariateTrack:
+    """The network's covariate columns (`covariate_columns`) at grid times `ns` (int64 ns, UTC,
+    increasing): what a forecast's windows and its future branch read. A time it does not hold
+    reads as missing (value 0, present 0), never invented."""
+
+    ns: np.ndarray
+    columns: np.ndarray
+
+    @classmethod
+    def over(
+        cls, ns: np.ndarray, covariates: Mapping[str, np.ndarray], config: FeatureConfig
+    ) -> CovariateTrack:
+        return cls(np.asarray(ns, dtype=np.int64), covariate_columns(covariates, config))
+
+    def at(self, ns: np.ndarray) -> np.ndarray:
+        """The columns at each of `ns`, (T, 2K)."""
+        ns = np.asarray(ns, dtype=np.int64)
+        index = np.minimum(np.searchsorted(self.ns, ns), max(len(self.ns) - 1, 0))
+        held = (self.ns[index] == ns) if len(self.ns) else np.zeros(len(ns), dtype=bool)
+        out = np.zeros((len(ns), self.columns.shape[1]))
+        out[held] = self.columns[index[held]]
+        return out
 
 
 def local_wall_ns(timestamps: pd.DatetimeIndex | np.ndarray, timezone: str) -> np.ndarray:

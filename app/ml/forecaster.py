@@ -19,6 +19,10 @@ regression profile fixed at training (`profile.py`) where MSTL models read daily
 `ProfileSource`, built by `profile_source` from the covariates over the steps concerned and the
 series' current calendar, is the `seasonal` argument of every stream and window call, and
 `forecast` builds it from its `covariates` and `calendar` arguments.
+
+Window models whose network reads covariates (`features.network_covariates`) read them through a
+`CovariateTrack` over the history and the horizon (`covariate_track`): each window step's value
+and the horizon's values for the future branch. `forecast` builds it from `covariates`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ from app.ml.calendar import CalendarSpec
 from app.ml.covariates import require_covered
 from app.ml.data import interpolate_short_gaps
 from app.ml.engine import NumpyNetwork
-from app.ml.features import FeatureConfig, calendar, origin_batch, to_values, window_batch
+from app.ml.features import (
+    CovariateTrack,
+    FeatureConfig,
+    calendar,
+    origin_batch,
+    to_values,
+    window_batch,
+)
 from app.ml.profile import PathFitter, ProfileSource, RegressionProfile
 from app.ml.seasonal import SeasonalFitter
 from app.ml.spec import ResolvedSpec
@@ -142,8 +153,46 @@ class Forecaster:
 
     @property
     def covariates(self) -> tuple[str, ...]:
-        """The covariates the model reads, whose values its calls need (empty: none)."""
-        return self.features.covariates if self.features.profile else ()
+        """The covariates the model reads, in the profile or the network, whose values its calls
+        need (empty: none)."""
+        profile = self.features.covariates if self.features.profile else ()
+        return tuple(dict.fromkeys([*profile, *self.features.network_covariates]))
+
+    @property
+    def reads_covariates_in_network(self) -> bool:
+        """Whether the network itself reads covariates: its calls take a `CovariateTrack`."""
+        return bool(self.features.network_covariates)
+
+    def covariate_track(self, ns: np.ndarray, covariates: Mapping[str, np.ndarray]) -> CovariateTrack:
+        """What the network reads of the covariates at the consecutive grid times `ns` (int64 ns,
+        UTC): each one's values there (`covariates.align`; NaN where missing). A forecast reads
+        the window before its origin and the horizon after it."""
+        return CovariateTrack.over(ns, covariates, self.features)
+
+    def _forecast_track(
+        self, timestamps: pd.DatetimeIndex, horizon: int, covariates: Mapping[str, np.ndarray] | None
+    ) -> CovariateTrack | None:
+        """What the network reads of the covariates over a forecast's history and horizon, each
+        network covariate covering the horizon; None for a network that reads none."""
+        if not self.reads_covariates_in_network:
+            return None
+        future = pd.date_range(timestamps[-1] + self.offset, periods=horizon, freq=self.offset)
+        ns = np.concatenate([timestamps.asi8, future.asi8])
+        given = dict(covariates or {})
+        for name in self.features.network_covariates:
+            if name not in given:
+                raise ValueError(
+                    f"Received covariates {sorted(given)}, expected values of "
+                    f"{list(self.features.network_covariates)} (the covariates the network reads)."
+                )
+            values = np.asarray(given[name], dtype=np.float64)
+            if values.shape != ns.shape:
+                raise ValueError(
+                    f"Received covariate {name!r} with {values.size} values, expected {len(ns)}: "
+                    "one per reading of the history and step of the horizon."
+                )
+            require_covered(name, values[len(timestamps) :], future.asi8 / NS_PER_S)
+        return self.covariate_track(ns, given)
 
     def profile_source(
         self,
@@ -203,10 +252,11 @@ class Forecaster:
             seasonal = self._forecast_profile(timestamps, horizon, covariates, calendar, series)
         elif self.needs_seasonal:
             seasonal = self.history_seasonal(values, timestamps)
+        track = self._forecast_track(timestamps, horizon, covariates)
         if seasonal is not None and self.is_stream:
             values, timestamps = values[-self.stream_warm_steps :], timestamps[-self.stream_warm_steps :]
-        state = self._warm(values, timestamps, self.initial(series), seasonal)
-        return self.forecast_from_state(state, horizon, levels, seasonal=seasonal)
+        state = self._warm(values, timestamps, self.initial(series), seasonal, track)
+        return self.forecast_from_state(state, horizon, levels, seasonal=seasonal, network_covariates=track)
 
     def _forecast_profile(
         self,
@@ -280,17 +330,25 @@ class Forecaster:
         state: S,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> S:
         """Feed a block of readings (on the grid, after the state's last one) into `state`.
 
         Short gaps are interpolated as in training; longer gaps are filled with the model's own
         one-step forecasts. Returns a new state; `state` is left unchanged. Deseasonalised stream
-        models read their seasonal fits from `seasonal`.
+        models read their seasonal fits from `seasonal`; a network that reads covariates reads
+        them from `network_covariates` (to fill gaps).
         """
-        return _as_given(self._warm(values, timestamps, _typed(state), seasonal), state)
+        typed = _typed(state)
+        return _as_given(self._warm(values, timestamps, typed, seasonal, network_covariates), state)
 
     def _warm(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: State,
+        seasonal: SeasonalSource | None,
+        track: CovariateTrack | None = None,
     ) -> State:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
@@ -299,7 +357,7 @@ class Forecaster:
             return state
         values = interpolate_short_gaps(values)
         if isinstance(state, WindowState):
-            return self._warm_window(values, timestamps, state, self._window_fitter(seasonal))
+            return self._warm_window(values, timestamps, state, self._window_fitter(seasonal), track)
         source = self._source(seasonal)
         state = self._fill_to(state, timestamps[0], source)
         present = ~np.isnan(values)
@@ -338,11 +396,12 @@ class Forecaster:
         levels: tuple[int, ...] = DEFAULT_LEVELS,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> Forecast:
         """Forecast `horizon` readings after the state's last one, leaving `state` unchanged.
 
         Horizons longer than the network's head are rolled out recursively: forecasts are fed
-        back as readings.
+        back as readings. A network that reads covariates reads them from `network_covariates`.
         """
         if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(
@@ -360,21 +419,26 @@ class Forecaster:
             raise ValueError("The stream has no readings yet; warm it with history first.")
         start = pd.Timestamp(state.last_ns) + self.offset
         timestamps = pd.date_range(start, periods=horizon, freq=self.offset)
-        mean = self.rollout(state, horizon, seasonal=seasonal)
+        mean = self.rollout(state, horizon, seasonal=seasonal, network_covariates=network_covariates)
         widths = self.interval_widths(state.series, horizon, levels)
         lower = {level: mean - width for level, width in widths.items()}
         upper = {level: mean + width for level, width in widths.items()}
         return Forecast(timestamps=timestamps, mean=mean, lower=lower, upper=upper)
 
     def rollout(
-        self, state: State, horizon: int, *, seasonal: SeasonalSource | None = None
+        self,
+        state: State,
+        horizon: int,
+        *,
+        seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> np.ndarray:
         """The mean forecast of `horizon` readings after the state's last one: heads of
         forecasts, each fed back as readings until the horizon is covered."""
         self._check_kind(state)
         if isinstance(state, StreamState):
             return self._roll_stream(state, horizon, self._source(seasonal))
-        return self._roll_window(state, horizon, self._window_fitter(seasonal))
+        return self._roll_window(state, horizon, self._window_fitter(seasonal), network_covariates)
 
     def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
         """Each level's interval half-width per step ahead, in the series' units."""
@@ -573,6 +637,7 @@ class Forecaster:
         timestamps: pd.DatetimeIndex,
         state: WindowState,
         fitter: SeasonalFitter | PathFitter | None,
+        track: CovariateTrack | None = None,
     ) -> tuple[WindowState, np.ndarray]:
         scale = self.scales[state.series]
         kept = state.values
@@ -581,10 +646,10 @@ class Forecaster:
         ends = np.arange(len(kept), len(combined))
         ends = ends[ends >= self.spec.window - 1]
         means = np.full(len(values), np.nan)
-        if len(ends) and fitter is not None:
+        if len(ends) and (fitter is not None or track is not None):
             for end in ends.tolist():
                 history = combined[max(0, end + 1 - self.context_steps) : end + 1]
-                forecast = self._predict_window(history, stamps[end], state.series, fitter)
+                forecast = self._predict_window(history, stamps[end], state.series, fitter, track)
                 means[end - len(kept)] = forecast[0]
         elif len(ends):
             x, _ = window_batch(
@@ -729,10 +794,11 @@ class Forecaster:
         timestamps: pd.DatetimeIndex,
         state: WindowState,
         fitter: SeasonalFitter | PathFitter | None,
+        track: CovariateTrack | None = None,
     ) -> WindowState:
         missing = self._missing_steps(state, timestamps[0])
         if len(missing):
-            state = self._warm_window(np.full(len(missing), np.nan), missing, state, fitter)
+            state = self._warm_window(np.full(len(missing), np.nan), missing, state, fitter, track)
         size = self.spec.window
         combined = np.concatenate([state.values, values])
         tail = max(0, len(combined) - self.context_steps)
@@ -750,7 +816,7 @@ class Forecaster:
                     f"expected the last {size} readings with gaps of at most a few steps."
                 )
             history_end = timestamps[-1] - self.offset * (len(combined) - i)
-            combined[i] = self._predict_window(history, history_end, state.series, fitter)[0]
+            combined[i] = self._predict_window(history, history_end, state.series, fitter, track)[0]
         return WindowState(
             series=state.series,
             values=combined[tail:],
@@ -764,24 +830,41 @@ class Forecaster:
         last_ts: pd.Timestamp,
         series: str,
         fitter: SeasonalFitter | PathFitter | None,
+        track: CovariateTrack | None = None,
     ) -> np.ndarray:
-        """One head of forecasts (original units) after `history` (at least a window) ending at `last_ts`."""
+        """One head of forecasts (original units) after `history` (at least a window) ending at
+        `last_ts`; a network that reads covariates reads them from `track`."""
         scale = self.scales[series]
         timestamps = pd.date_range(end=last_ts, periods=len(history), freq=self.offset)
+        steps = calendar(timestamps, self.features)
+        future = None
+        if self.reads_covariates_in_network:
+            if track is None:
+                raise ValueError(
+                    f"This model's network reads covariates {list(self.features.network_covariates)}; "
+                    "pass their values (`covariate_track`)."
+                )
+            ahead = pd.date_range(last_ts + self.offset, periods=self.spec.horizon, freq=self.offset)
+            steps = np.concatenate([steps, track.at(timestamps.asi8)], axis=1)
+            future = track.at(ahead.asi8).reshape(1, -1)
         x, base = origin_batch(
             history,
-            calendar(timestamps, self.features),
+            steps,
             timestamps,
             np.array([len(history) - 1]),
             scale,
             self.features,
             fitter,
         )
-        y, _ = self.network.run(x)
+        y, _ = self.network.run(x, future=future)
         return np.asarray(base[0] + scale * np.asarray(y[0], dtype=np.float64), dtype=np.float64)
 
     def _roll_window(
-        self, state: WindowState, horizon: int, fitter: SeasonalFitter | PathFitter | None
+        self,
+        state: WindowState,
+        horizon: int,
+        fitter: SeasonalFitter | PathFitter | None,
+        track: CovariateTrack | None = None,
     ) -> np.ndarray:
         history = state.values
         if len(history) < self.spec.window:
@@ -791,7 +874,7 @@ class Forecaster:
         last_ts = pd.Timestamp(state.last_ns)
         mean = np.zeros(0)
         while len(mean) < horizon:
-            block = self._predict_window(history, last_ts, state.series, fitter)
+            block = self._predict_window(history, last_ts, state.series, fitter, track)
             mean = np.concatenate([mean, block])
             history = np.concatenate([history, block])[-self.context_steps :]
             last_ts = last_ts + self.offset * len(block)

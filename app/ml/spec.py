@@ -15,6 +15,7 @@ from app.timegrid import NS_PER_S, SECONDS_PER_DAY, parse_freq, step_seconds
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Deseasonalize = Literal["mstl", "none"]
 Loss = Literal["mae", "mse"]
+CovariateInputs = Literal["profile", "network", "both"]
 
 MIN_WINDOW_STEPS = 8
 MAX_LAYERS = 4
@@ -67,8 +68,8 @@ class ModelSpec(BaseModel):
     stateful: Flag | None = Field(
         None,
         description="A stream model that carries its RNN state from one reading to the next, one cell "
-        "step per reading (default: true, unless `bidirectional`). `false`: a window model that reads "
-        "the last `window` readings at every forecast.",
+        "step per reading (default: true, unless `bidirectional` or network `covariate_inputs`). "
+        "`false`: a window model that reads the last `window` readings at every forecast.",
     )
     bidirectional: Flag = False
     window: Int | None = Field(
@@ -95,6 +96,16 @@ class ModelSpec(BaseModel):
         description="Names of the series' covariates the model reads (temperature...): None, all "
         "that the series names; [], none. `auto` may drop them if validation says so.",
     )
+    covariate_inputs: CovariateInputs = Field(
+        "profile",
+        description="Where the covariates enter: 'profile', a regression profile the series is "
+        "deseasonalised by (day type x time of day with the covariates' terms; the network reads "
+        "none); 'network', the network's own inputs (each step's past value and a present flag, "
+        "and the horizon's known-future values through a branch joined to its state before the "
+        "head) over the MSTL-deseasonalised series; 'both'. Network inputs are read by window "
+        "models only: with 'network' or 'both' the default is a window model, and `stateful: "
+        "true` is refused.",
+    )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
     epochs: Int = Field(40, ge=1, le=MAX_EPOCHS)
     patience: Int = Field(
@@ -119,8 +130,11 @@ class ModelSpec(BaseModel):
 
     @property
     def is_stream(self) -> bool:
-        """Whether this spec trains a stream (stateful) model: the default, unless bidirectional."""
-        return self.stateful if self.stateful is not None else not self.bidirectional
+        """Whether this spec trains a stream (stateful) model: the default, unless bidirectional or
+        the network reads covariates (`covariate_inputs`), which only window models do."""
+        if self.stateful is not None:
+            return self.stateful
+        return not self.bidirectional and self.covariate_inputs == "profile"
 
     @model_validator(mode="after")
     def _check_combination(self) -> ModelSpec:
@@ -134,6 +148,12 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"Received `chunk={self.chunk}` with `stateful=False`, expected `chunk` only for "
                 "stateful models (it is their truncated BPTT length)."
+            )
+        if self.stateful is True and self.covariate_inputs != "profile":
+            raise ValueError(
+                f"Received `stateful=True` with `covariate_inputs={self.covariate_inputs!r}`, expected "
+                "`stateful: false` (or unset): only window models read covariates as network inputs; "
+                "a stream model reads them through the profile (`covariate_inputs: 'profile'`)."
             )
         if self.budget_s is not None and not self.auto:
             raise ValueError(
@@ -173,6 +193,7 @@ class ResolvedSpec:
     seasonal_period: int
     # The covariates the model reads: the spec's list, or every covariate of the series.
     covariates: tuple[str, ...] = ()
+    covariate_inputs: CovariateInputs = "profile"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

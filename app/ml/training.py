@@ -15,7 +15,14 @@ import tensorflow as tf
 from app.ml import evaluation, windows
 from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
-from app.ml.features import FeatureConfig, calendar, origin_batch, training_seasonal, window_batch
+from app.ml.features import (
+    FeatureConfig,
+    future_batch,
+    origin_batch,
+    step_inputs,
+    training_seasonal,
+    window_batch,
+)
 from app.ml.profile import PathFitter, ProfileSource, RegressionProfile, fit_profile
 from app.ml.search import search
 from app.ml.seasonal import SeasonalFitter, usable_periods
@@ -141,7 +148,10 @@ def _has_closed_hours(table: _Table, spec: ResolvedSpec) -> bool:
 
 
 def _build_table(
-    prepared: list[PreparedSeries], features: FeatureConfig, paths: tuple[np.ndarray, ...] = ()
+    prepared: list[PreparedSeries],
+    features: FeatureConfig,
+    paths: tuple[np.ndarray, ...] = (),
+    sources: list[SeriesData] | None = None,
 ) -> _Table:
     offsets = np.cumsum([0] + [len(s.values) for s in prepared[:-1]]).tolist()
     if features.profile:
@@ -159,7 +169,13 @@ def _build_table(
         series=prepared,
         offsets=offsets,
         scaled=np.concatenate(scaled),
-        cal=np.concatenate([calendar(s.timestamps, features) for s in prepared]),
+        # Each step's inputs beside the reading: the calendar and the network's covariates.
+        cal=np.concatenate(
+            [
+                step_inputs(s.timestamps, features, sources[i].covariates if sources else None)
+                for i, s in enumerate(prepared)
+            ]
+        ),
         paths=paths if features.profile else (),
     )
 
@@ -253,16 +269,19 @@ class _StreamValidation(keras.callbacks.Callback):  # type: ignore[misc]  # kera
             logs["val_loss"] = float(np.mean(per_step[self.mask]))
 
 
-def compiled_predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+def compiled_predict(model: keras.Model) -> Callable[..., np.ndarray]:
     """Inference in a tf.function: an eager RNN over thousands of steps would loop in Python,
-    and `model.predict` adds ~40 ms of machinery per call."""
+    and `model.predict` adds ~40 ms of machinery per call. `predict(x, future)` for a network
+    with a future covariates' branch."""
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        out = [
-            call(tf.constant(x[i : i + PREDICT_BATCH_WINDOWS])).numpy()
-            for i in range(0, len(x), PREDICT_BATCH_WINDOWS)
-        ]
+    def predict(x: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
+        out = []
+        for i in range(0, len(x), PREDICT_BATCH_WINDOWS):
+            batch = tf.constant(x[i : i + PREDICT_BATCH_WINDOWS])
+            if future is not None:
+                batch = [batch, tf.constant(future[i : i + PREDICT_BATCH_WINDOWS])]
+            out.append(call(batch).numpy())
         return np.concatenate(out)
 
     return predict
@@ -277,30 +296,31 @@ def _window_dataset(
 ) -> tf.data.Dataset:
     """Batches built on the fly by `features.window_batch`: no N x window array is ever held."""
 
-    def build(batch_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def build(batch_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        # Per-step targets (B, H, 1) so that Keras weighs each step: a missing target (a masked
+        # model's closed hours) weighs 0. The future branch's inputs: (B, n_future), maybe (B, 0).
         x, y = window_batch(table.scaled, table.cal, batch_ends, features)
         assert y is not None
-        return x, y
-
-    def build_masked(batch_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # Per-step targets (B, H, 1) so that Keras weighs each step: a missing target weighs 0.
-        x, y = build(batch_ends)
+        future = (
+            future_batch(table.cal, batch_ends, features)
+            if features.n_future
+            else np.zeros((len(batch_ends), 0), np.float32)
+        )
         observed = np.isfinite(y)
-        return x, np.where(observed, y, 0.0)[..., None].astype(np.float32), observed.astype(np.float32)
+        return x, future, np.where(observed, y, 0.0).astype(np.float32), observed.astype(np.float32)
 
     def to_tensors(batch_ends: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        if features.masked:
-            x, y, w = tf.numpy_function(
-                build_masked, [batch_ends], (tf.float32, tf.float32, tf.float32), stateful=False
-            )
-            x.set_shape((None, features.window, features.n_inputs))
-            y.set_shape((None, features.horizon, 1))
-            w.set_shape((None, features.horizon))
-            return x, y, w
-        x, y = tf.numpy_function(build, [batch_ends], (tf.float32, tf.float32), stateful=False)
+        x, future, y, w = tf.numpy_function(
+            build, [batch_ends], (tf.float32, tf.float32, tf.float32, tf.float32), stateful=False
+        )
         x.set_shape((None, features.window, features.n_inputs))
+        future.set_shape((None, features.n_future))
         y.set_shape((None, features.horizon))
-        return x, y
+        w.set_shape((None, features.horizon))
+        inputs = (x, future) if features.n_future else x
+        if features.masked:
+            return inputs, tf.expand_dims(y, -1), w
+        return inputs, y
 
     dataset = tf.data.Dataset.from_tensor_slices(ends)
     if shuffle_seed is not None:
@@ -327,11 +347,11 @@ def _fit_windows(
 ) -> keras.Model:
     train_ends = table.ends("train", spec)
     val_ends = table.ends(table.selection, spec)
-    network = build_network(spec, features.n_inputs)
+    network = build_network(spec, features.n_inputs, n_future=features.n_future)
     # Masked training fits a view with per-step outputs (B, H, 1) sharing the network's weights.
     fitted = network
     if features.masked:
-        fitted = keras.Sequential([network, keras.layers.Reshape((spec.horizon, 1))])
+        fitted = keras.Model(network.inputs, keras.layers.Reshape((spec.horizon, 1))(network.outputs[0]))
     _compile(fitted, spec)
     fitted.fit(
         _window_dataset(table, train_ends, features, spec.batch_size, spec.seed),
@@ -521,7 +541,8 @@ def _origin_forecasts(
                 fitter = SeasonalFitter(features.seasonal())
             cal = table.cal[offset : offset + len(s.values)]
             x, base = origin_batch(s.values, cal, s.timestamps, local, s.scale, features, fitter)
-            model = base + s.scale * predict(x).astype(np.float64) if len(local) else base
+            future = future_batch(cal, local, features) if features.n_future else None
+            model = base + s.scale * predict(x, future).astype(np.float64) if len(local) else base
         naive = evaluation.seasonal_naive(s.values, local, spec.horizon, spec.seasonal_period)
         parts.append(
             evaluation.Forecasts(
@@ -695,11 +716,13 @@ def train(
     # A profile needs covariates to beat MSTL: with holidays alone, fitted once, it cannot follow
     # the weather's months and scored MASE 0.752 against MSTL's 0.568 over BigDEAL's Christmas
     # fortnight. Holidays enter the profile beside the covariates.
-    use_profile = bool(resolved.covariates)
+    use_profile = bool(resolved.covariates) and resolved.covariate_inputs != "network"
 
     def features_of(resolved: ResolvedSpec) -> FeatureConfig:
         config = FeatureConfig.from_spec(resolved, profile=use_profile)
-        return dataclasses.replace(config, timezone=series[0].timezone)
+        return _with_covariate_scales(
+            dataclasses.replace(config, timezone=series[0].timezone), prepared, series
+        )
 
     features = features_of(resolved)
     if features.profile:
@@ -708,16 +731,16 @@ def train(
     paths = tuple(
         _profile_path(profiles[s.name], s, source) for s, source in zip(prepared, series, strict=True)
     ) if profiles else ()
-    table = _build_table(prepared, features, paths)
+    table = _build_table(prepared, features, paths, series)
     if resolved.stateful and spec.stateful is None and _has_closed_hours(table, resolved):
         # A stream model fills missing readings with its own forecasts; a series with regular
         # closed hours gets, by default, a window model, which masks them instead.
         resolved = dataclasses.replace(resolved, stateful=False)
         features = features_of(resolved)
-        table = _build_table(prepared, features, paths)
+        table = _build_table(prepared, features, paths, series)
     if not resolved.stateful and _has_closed_hours(table, resolved):
         features = dataclasses.replace(features, masked=True)
-        table = dataclasses.replace(_build_table(prepared, features, paths), masked=True)
+        table = dataclasses.replace(_build_table(prepared, features, paths, series), masked=True)
     if not resolved.stateful and len(table.ends("validation", resolved)) == 0:
         raise TrainingDataError(
             "The validation part has no complete window and horizon without missing readings."
@@ -792,6 +815,27 @@ def train(
         mase_scales={s.name: s.mase_scale for s in prepared},
         profiles=profiles,
     )
+
+
+def _with_covariate_scales(
+    features: FeatureConfig, prepared: list[PreparedSeries], series: list[SeriesData]
+) -> FeatureConfig:
+    """`features` with each network covariate's mean and standard deviation over the training
+    parts of every series (one network reads them all on one scale)."""
+    centers, spreads = [], []
+    for name in features.network_covariates:
+        train = np.concatenate(
+            [source.covariates[name][: s.split.val_start] for s, source in zip(prepared, series, strict=True)]
+        )
+        present = train[np.isfinite(train)]
+        if len(present) == 0:
+            raise TrainingDataError(
+                f"Covariate {name!r} has no reading over the training part; expected some to learn from."
+            )
+        spread = float(np.std(present))
+        centers.append(float(np.mean(present)))
+        spreads.append(spread if spread > 0 else 1.0)  # a constant covariate: its flag still counts
+    return dataclasses.replace(features, covariate_centers=tuple(centers), covariate_spreads=tuple(spreads))
 
 
 def _fit_profiles(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.readings import fetch_readings
 from app.db.tables import Series, SeriesState
 from app.errors import Conflict
+from app.ml.features import CovariateTrack
 from app.ml.forecaster import Forecaster
 from app.ml.stream_seasonal import SeasonalSource
 from app.ml.stream_state import State
@@ -24,13 +25,16 @@ from app.timegrid import on_grid, to_index
 
 
 def warm_over(forecaster: Forecaster, state: State, ts_s: np.ndarray, values: np.ndarray,
-              freq: str, seasonal: SeasonalSource | None = None) -> State:
-    """`state` advanced over stored readings (gaps become NaN steps the model fills)."""
+              freq: str, seasonal: SeasonalSource | None = None,
+              network_covariates: CovariateTrack | None = None) -> State:
+    """`state` advanced over stored readings (gaps become NaN steps the model fills; a network
+    that reads covariates reads them from `network_covariates`)."""
     if len(ts_s) == 0:
         return state
     grid, full = on_grid(ts_s, values, freq)
     try:
-        return forecaster.warm(full, to_index(grid), state, seasonal=seasonal)
+        return forecaster.warm(full, to_index(grid), state, seasonal=seasonal,
+                               network_covariates=network_covariates)
     except ValueError as exc:
         raise Conflict(f"The model cannot follow this series' history: {exc}") from None
 
@@ -81,14 +85,16 @@ def read_history(*, session: Session, forecaster: Forecaster, model_id: int, ser
 
 
 def warm_history(forecaster: Forecaster, read: HistoryRead,
-                 seasonal: SeasonalSource | None = None) -> WarmedHistory:
+                 seasonal: SeasonalSource | None = None,
+                 network_covariates: CovariateTrack | None = None) -> WarmedHistory:
     """The model's state after the readings read: computation only (the seasonal source, for
     deseasonalised stream models, may read and store its fits)."""
     start = read.cached_state if read.cached_state is not None else \
         forecaster.initial(read.name)
     if len(read.ts) == 0:
         return WarmedHistory(state=start, last_ts=read.cached_last_ts, changed=False)
-    state = warm_over(forecaster, start, read.ts, read.values, read.freq, seasonal)
+    state = warm_over(forecaster, start, read.ts, read.values, read.freq, seasonal,
+                      network_covariates)
     return WarmedHistory(state=state, last_ts=int(read.ts[-1]), changed=True)
 
 

@@ -24,6 +24,7 @@ from app.db.stream_rows import ForecastRow
 from app.db.tables import ForecastModel, ModelStatus, Series, Stream, utcnow
 from app.errors import Conflict, Invalid, NotFound, field_error
 from app.ingest import ReadingsBatch
+from app.ml.features import CovariateTrack
 from app.ml.forecaster import Forecast, Forecaster
 from app.ml.stream_seasonal import SeasonalSource
 from app.ml.stream_state import State
@@ -107,10 +108,22 @@ def _check_pinnable(*, session: Session, model: ForecastModel, series: Series) -
                                                                   "on this series")])
 
 
+def check_streamable(forecaster: Forecaster, model_id: int) -> None:
+    """Conflict for a model whose network reads covariates (`covariate_inputs`): streams do not
+    feed a network's covariate inputs yet (series forecasts do)."""
+    if forecaster.reads_covariates_in_network:
+        raise Conflict(
+            f"Model {model_id} reads covariates in its network (`covariate_inputs`), which streams "
+            "do not feed yet: pin the stream to a model trained with `covariate_inputs: "
+            "\"profile\"`, or forecast the series (GET /v1/series/{id}/forecast)",
+            errors=[field_error("model_id", model_id, "reads covariates in its network")])
+
+
 def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
           model: ForecastModel | ModelRef, series: Series) -> None:
     """(Re)start the stream from the model run over the series' stored history."""
     forecaster = cache.get(model.id, model.ready_at)
+    check_streamable(forecaster, model.id)
     state, seasonal = history_state(session=session, forecaster=forecaster, model_id=model.id,
                                     series=series, max_steps=settings.stream_warm_steps)
     stream.model_id = model.id
@@ -142,6 +155,7 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
             result.duplicates = iso_many(ts[old])
             ts, values = ts[~old], values[~old]
     forecaster = cache.get(model.id, model.ready_at)
+    check_streamable(forecaster, model.id)
     if len(ts) == 0:  # all re-sent: the state, and the model it belongs to, stay as they are
         return result, _current(session=session, cache=cache, stream=stream, fallback=forecaster)
     gaps = _gaps(last, ts, series.freq)
@@ -278,6 +292,7 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, fits: FitCache,
         model_for(session=session, stream=stream)  # says why: pinned model gone, none ready
         raise Conflict("The stream's model is gone; reset the stream to pick the current one")
     forecaster = cache.get(row.ready_model_id, row.ready_at)
+    check_streamable(forecaster, row.ready_model_id)
     if row.state is None:
         raise Conflict("The stream has no state yet")
     return row, run_forecast(forecaster, row.state, horizon, levels, _forecast_source(
@@ -305,14 +320,16 @@ def _forecast_source(*, session: Session, connection: Connection, forecaster: Fo
 
 
 def run_forecast(forecaster: Forecaster, state: State, horizon: int,
-                 levels: tuple[int, ...], seasonal: SeasonalSource | None = None) -> Forecast:
+                 levels: tuple[int, ...], seasonal: SeasonalSource | None = None,
+                 network_covariates: CovariateTrack | None = None) -> Forecast:
     """Roll out from `state`, turning the forecaster's complaints into client errors."""
     unknown = [level for level in levels if level not in forecaster.quantiles]
     if unknown:
         raise Invalid(f"Intervals are calibrated for levels {sorted(forecaster.quantiles)}",
                       errors=[field_error("level", unknown, "not a calibrated level")])
     try:
-        return forecaster.forecast_from_state(state, horizon, levels, seasonal=seasonal)
+        return forecaster.forecast_from_state(state, horizon, levels, seasonal=seasonal,
+                                              network_covariates=network_covariates)
     except ValueError as exc:
         raise Conflict(f"Cannot forecast yet: {exc}") from None
 

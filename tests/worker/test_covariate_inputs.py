@@ -79,21 +79,27 @@ def test_a_global_model_needs_the_same_covariates_or_a_list(
     assert client.post("/v1/models", headers=auth, json=body).status_code == 202
 
 
-@pytest.mark.slow
-def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
-        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
-    """Upload load with temperature in one CSV, train through the queue, forecast: the model
-    reads the stored temperature, and the horizon past it is refused naming it."""
+LOAD_HOURS = 24 * 20
+
+
+def load_weather() -> np.ndarray:
+    """Hourly temperature over the load's hours and a day after them."""
+    t = np.arange(LOAD_HOURS + 24)
+    return 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(
+        np.random.default_rng(1).normal(0, 0.3, len(t)))
+
+
+def load_with_temperature_in_one_csv(client: TestClient, auth: dict[str, str]) -> int:
+    """Hourly load that follows temperature, uploaded with the temperature in one CSV; the
+    temperature runs a day past the last load reading (its forecast)."""
     temperature = client.post("/v1/series", headers=auth,
                               json={"name": "temperature", "freq": "h"}).json()["id"]
     load = client.post("/v1/series", headers=auth, json={
         "name": "load", "freq": "h", "holidays": "US",
         "covariates": [{"series_id": temperature, "name": "temperature"}]}).json()["id"]
-    hours = 24 * 20
-    t = np.arange(hours + 24)
-    weather = 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24) + np.cumsum(
-        np.random.default_rng(1).normal(0, 0.3, len(t)))
-    stamps = pd.date_range("2024-01-01", periods=len(t), freq="h")
+    hours = LOAD_HOURS
+    weather = load_weather()
+    stamps = pd.date_range("2024-01-01", periods=len(weather), freq="h")
     rows = []
     for i, (stamp, w) in enumerate(zip(stamps, weather, strict=True)):
         value = "" if i >= hours else f"{100 + 2 * w:.4f}"  # the last day: temperature only
@@ -104,6 +110,15 @@ def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
     assert answer.status_code == 200, answer.text
     assert answer.json()["inserted"] == hours
     assert answer.json()["covariates"][0]["inserted"] == hours + 24
+    return int(load)
+
+
+@pytest.mark.slow
+def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    """Upload load with temperature in one CSV, train through the queue, forecast: the model
+    reads the stored temperature, and the horizon past it is refused naming it."""
+    load = load_with_temperature_in_one_csv(client, auth)
     model = trained(client, auth, settings, load, cell="gru", stateful=True, chunk=24)
     assert model["resolved_spec"]["covariates"] == ["temperature"]
     served = client.get(f"/v1/series/{load}/forecast?horizon=24", headers=auth)
@@ -111,3 +126,34 @@ def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
     assert served.json()["mode"] == "covariates" and served.json()["covariates"] == ["temperature"]
     assert_problem(client.get(f"/v1/series/{load}/forecast?horizon=25", headers=auth), 422,
                    "horizon")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inputs", ["network", "both"])
+def test_a_model_whose_network_reads_the_covariate_trains_and_forecasts_with_it(
+        client: TestClient, auth: dict[str, str], settings: Settings, inputs: str) -> None:
+    """`covariate_inputs`: the network reads the temperature (a window model); its forecast reads
+    the stored temperature forecast or inline values, and refuses a horizon past it; streams do
+    not feed it yet and say so; a stream model is refused before any job runs."""
+    load = load_with_temperature_in_one_csv(client, auth)
+    assert_problem(client.post("/v1/models", headers=auth, json={
+        "series_ids": [load], "spec": {"stateful": True, "covariate_inputs": inputs}}),
+        422, "spec")
+    model = trained(client, auth, settings, load, cell="gru", covariate_inputs=inputs)
+    assert model["resolved_spec"]["covariates"] == ["temperature"]
+    assert model["resolved_spec"]["covariate_inputs"] == inputs
+    assert model["resolved_spec"]["stateful"] is False
+    served = client.get(f"/v1/series/{load}/forecast?horizon=24", headers=auth)
+    assert served.status_code == 200, served.text
+    assert served.json()["mode"] == "covariates" and served.json()["covariates"] == ["temperature"]
+    stored = [p["mean"] for p in served.json()["points"]]
+    assert_problem(client.get(f"/v1/series/{load}/forecast?horizon=25", headers=auth), 422,
+                   "horizon")
+    # Inline temperature 15 degrees warmer moves the forecast: the network reads it.
+    weather = load_weather()[-24:].tolist()
+    warmer = client.post(f"/v1/series/{load}/forecast", headers=auth, json={
+        "horizon": 24, "covariates": {"temperature": [w + 15 for w in weather]}})
+    assert warmer.status_code == 200, warmer.text
+    assert np.abs(np.array([p["mean"] for p in warmer.json()["points"]]) - stored).max() > 1e-3
+    assert_problem(client.post("/v1/streams", headers=auth, json={
+        "series_id": load, "model_id": model["id"]}), 409, "model_id")

@@ -12,13 +12,14 @@ from app.api.params import IdPath, IdQuery
 from app.api.schemas import FALLBACK_DESCRIPTION, Fallback, ForecastIn, ForecastOut
 from app.api.session_release import SessionReleasingRoute
 from app.config import Settings
-from app.covariate_inputs import profile_inputs
+from app.covariate_inputs import network_inputs, profile_inputs
 from app.db import covariates as covariates_db
 from app.db import forecast_models as models_db
 from app.db import series as series_db
 from app.db.engine import lock_for_write
 from app.db.tables import ForecastModel, ModelStatus, Series
 from app.errors import Conflict, Invalid, field_error
+from app.ml.features import CovariateTrack
 from app.ml.forecaster import DEFAULT_LEVELS, Forecaster
 from app.ml.profile import ProfileSource
 from app.streams.history import HistoryRead, read_history, store_state, warm_history
@@ -103,11 +104,15 @@ def serve_forecast(*, session: Session, cache: ForecasterCache, settings: Settin
                         series=series, max_steps=settings.stream_warm_steps)
     names = forecaster.covariates
     profile: ProfileSource | None = None
+    track: CovariateTrack | None = None
     try:
         if forecaster.uses_profile:
             profile = read_profile(session=session, series=series, forecaster=forecaster,
                                    model=model, read=read, ask=ask)
-        else:
+        if forecaster.reads_covariates_in_network:
+            track = read_network_covariates(session=session, series=series,
+                                            forecaster=forecaster, model=model, read=read, ask=ask)
+        if not names:
             refuse_inline(model, ask)
     except Invalid as exc:
         plain = fallback_model(session=session, cache=cache, series=series, ask=ask, refused=exc)
@@ -125,8 +130,8 @@ def serve_forecast(*, session: Session, cache: ForecasterCache, settings: Settin
     seasonal = profile if profile is not None else seasonal_source(
         session=session, series=series, model_id=model.id, forecaster=forecaster,
         defer_writes=True)
-    warmed = warm_history(forecaster, read, seasonal)
-    forecast = run_forecast(forecaster, warmed.state, ask.horizon, ask.levels, seasonal)
+    warmed = warm_history(forecaster, read, seasonal, track)
+    forecast = run_forecast(forecaster, warmed.state, ask.horizon, ask.levels, seasonal, track)
     session.commit()  # ends any read transaction the fits opened: the write lock comes fresh
     fits = seasonal if isinstance(seasonal, StoredSeasonal) else None
     if warmed.changed or (fits is not None and fits.pending):
@@ -165,6 +170,18 @@ def read_profile(*, session: Session, series: Series, forecaster: Forecaster,
     if last_s is None:
         raise Conflict("Cannot forecast yet: the series has no readings")
     return profile_inputs(session=session, series=series, forecaster=forecaster,
+                          model_id=model.id, first_s=int(read.ts[0]) if len(read.ts) else last_s,
+                          last_s=last_s, horizon=ask.horizon, inline=ask.covariates)
+
+
+def read_network_covariates(*, session: Session, series: Series, forecaster: Forecaster,
+                            model: ForecastModel, read: HistoryRead,
+                            ask: ForecastAsk) -> CovariateTrack:
+    """The covariates a network reads over the history it warms over and the horizon."""
+    last_s = int(read.ts[-1]) if len(read.ts) else read.cached_last_ts
+    if last_s is None:
+        raise Conflict("Cannot forecast yet: the series has no readings")
+    return network_inputs(session=session, series=series, forecaster=forecaster,
                           model_id=model.id, first_s=int(read.ts[0]) if len(read.ts) else last_s,
                           last_s=last_s, horizon=ask.horizon, inline=ask.covariates)
 
