@@ -16,6 +16,7 @@ from app.ml import evaluation, windows
 from app.ml.architectures import build_network, recurrent_layers
 from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_series
 from app.ml.features import (
+    COLUMNS_PER_COVARIATE,
     FeatureConfig,
     future_batch,
     origin_batch,
@@ -516,8 +517,10 @@ def _origin_forecasts(
     part: windows.Part,
     every: int,
     stream: _StreamTable | None = None,
+    error: _CovariateError | None = None,
 ) -> tuple[evaluation.Forecasts, np.ndarray]:
-    """Model and seasonal-naive forecasts (original units) at the origins of `part`."""
+    """Model and seasonal-naive forecasts (original units) at the origins of `part`; with
+    `error`, the network's future covariates carry a forecast's error (`_with_future_error`)."""
     ends = table.ends(part, spec, every=every)
     if stream is not None:
         relative, found = _stream_forecasts_at(network, table, stream, ends)
@@ -542,6 +545,8 @@ def _origin_forecasts(
             cal = table.cal[offset : offset + len(s.values)]
             x, base = origin_batch(s.values, cal, s.timestamps, local, s.scale, features, fitter)
             future = future_batch(cal, local, features) if features.n_future else None
+            if future is not None and error is not None and features.network_covariates:
+                future = _with_future_error(future, ends[mine], s.name, features, error)
             model = base + s.scale * predict(x, future).astype(np.float64) if len(local) else base
         naive = evaluation.seasonal_naive(s.values, local, spec.horizon, spec.seasonal_period)
         parts.append(
@@ -768,19 +773,25 @@ def train(
     validation, validation_ends = _origin_forecasts(
         network, resolved, features, table, table.selection, every=1, stream=stream
     )
+    # Intervals cover a covariate forecast's error too: the calibration forecasts read future
+    # covariates that carry one, wherever the model reads them.
+    read = tuple(dict.fromkeys((*(features.covariates if profiles else ()), *features.network_covariates)))
+    error = _covariate_error(table, series, read, resolved) if read else None
     calibration, calibration_ends = validation, validation_ends
-    if calibration_part != table.selection:
+    if calibration_part != table.selection or features.network_covariates:
         calibration, calibration_ends = _origin_forecasts(
-            network, resolved, features, table, calibration_part, every=1, stream=stream
+            network, resolved, features, table, calibration_part, every=1, stream=stream, error=error
         )
         if any(s.split.calibration_tail for s in table.series):
             tail, tail_ends = _origin_forecasts(
-                network, resolved, features, table, "calibration_tail", every=1, stream=stream
+                network, resolved, features, table, "calibration_tail", every=1, stream=stream, error=error
             )
             calibration = evaluation.Forecasts.concat([tail, calibration])
             calibration_ends = np.concatenate([tail_ends, calibration_ends])
-    if profiles and features.covariates:
-        calibration = _with_covariate_error(calibration, calibration_ends, table, series, profiles, resolved)
+    if profiles and features.covariates and error is not None:
+        calibration = _with_profile_error(
+            calibration, calibration_ends, table, series, profiles, error, resolved
+        )
     if len(validation.actual) == 0 or len(calibration.actual) == 0:
         raise TrainingDataError("The validation part has no complete forecast horizon.")
     # Conformal quantiles per horizon step over every calibration origin (rolling): a 95% quantile
@@ -882,50 +893,90 @@ def _day_change_spread(values: np.ndarray, steps_per_day: float) -> float:
     return float(np.std(change)) if change.size else 0.0
 
 
-def _with_covariate_error(
+@dataclass(frozen=True)
+class _CovariateError:
+    """The simulated error of each origin's covariate forecast, one draw per origin wherever the
+    model reads the future covariates (its profile, its network's future branch), so the two
+    moves stay one forecast's error. `spreads`: per series, each covariate's error spread."""
+
+    seed: int
+    horizon: int
+    spreads: dict[str, dict[str, float]]
+
+    def draw(self, series_name: str, end: int) -> dict[str, np.ndarray]:
+        """Per covariate, the error over the `horizon` steps after table row `end` (original
+        units): smooth AR(1) noise, seeded by the origin so every reader draws the same."""
+        rng = np.random.default_rng([self.seed, end])
+        out = {}
+        for name, spread in self.spreads[series_name].items():
+            noise = np.empty(self.horizon)
+            noise[0] = rng.normal(0, 1)
+            innovations = rng.normal(0, np.sqrt(1 - CALIBRATION_ERROR_RHO**2), self.horizon)
+            for k in range(1, self.horizon):
+                noise[k] = CALIBRATION_ERROR_RHO * noise[k - 1] + innovations[k]
+            out[name] = spread * noise
+        return out
+
+
+def _covariate_error(
+    table: _Table, series: list[SeriesData], names: tuple[str, ...], spec: ResolvedSpec
+) -> _CovariateError:
+    spreads = {
+        s.name: {
+            name: CALIBRATION_COVARIATE_ERROR
+            * _day_change_spread(source.covariates[name][: s.split.val_start], spec.steps_per_day)
+            for name in names
+        }
+        for s, source in zip(table.series, series, strict=True)
+    }
+    return _CovariateError(spec.seed, spec.horizon, spreads)
+
+
+def _with_profile_error(
     forecasts: evaluation.Forecasts,
     ends: np.ndarray,
     table: _Table,
     series: list[SeriesData],
     profiles: dict[str, RegressionProfile],
+    error: _CovariateError,
     spec: ResolvedSpec,
 ) -> evaluation.Forecasts:
-    """`forecasts` as they move when each origin's future covariates carry a forecast's error.
-
-    A profile model's forecast reads the future covariates only through the profile over its
-    horizon, P(t+k), so the move is P with the perturbed covariates minus P with the actual ones.
-    """
-    rng = np.random.default_rng(spec.seed)
-    horizon = spec.horizon
+    """`forecasts` as they move when each origin's future covariates carry a forecast's error,
+    through the profile: the profile over the horizon, P(t+k), reads the future covariates, so
+    the move is P with the perturbed covariates minus P with the actual ones."""
+    horizon = error.horizon
     lookback = max(1, round(spec.steps_per_day))  # the past-day mean the profile reads
     model = forecasts.model.copy()
-    spreads: dict[str, list[float]] = {}  # per series, each covariate's error spread
     for row, end in enumerate(ends.tolist()):
         index = int(np.searchsorted(table.offsets, end, side="right")) - 1
         s, source, local = table.series[index], series[index], end - table.offsets[index]
         profile = profiles[s.name]
-        if s.name not in spreads:
-            spreads[s.name] = [
-                CALIBRATION_COVARIATE_ERROR
-                * _day_change_spread(source.covariates[name][: s.split.val_start], spec.steps_per_day)
-                for name in profile.covariates
-            ]
         first = max(0, local - lookback)
         ns = s.timestamps.asi8[first : local + 1 + horizon]
         actual = {name: source.covariates[name][first : local + 1 + horizon] for name in profile.covariates}
         cut = local + 1 - first
-        perturbed = {}
-        for i, (name, values) in enumerate(actual.items()):
-            noise = np.empty(horizon)
-            noise[0] = rng.normal(0, 1)
-            innovations = rng.normal(0, np.sqrt(1 - CALIBRATION_ERROR_RHO**2), horizon)
-            for k in range(1, horizon):
-                noise[k] = CALIBRATION_ERROR_RHO * noise[k - 1] + innovations[k]
-            error = spreads[s.name][i] * noise
-            perturbed[name] = np.concatenate([values[:cut], values[cut:] + error])
+        drawn = error.draw(s.name, end)
+        perturbed = {name: np.concatenate([v[:cut], v[cut:] + drawn[name]]) for name, v in actual.items()}
         moved = profile.path(ns, perturbed, source.calendar) - profile.path(ns, actual, source.calendar)
         model[row] += moved[cut:]
     return dataclasses.replace(forecasts, model=model)
+
+
+def _with_future_error(
+    future: np.ndarray, ends: np.ndarray, series_name: str, features: FeatureConfig, error: _CovariateError
+) -> np.ndarray:
+    """The future branch's inputs at table rows `ends` with each covariate's forecast error
+    added where a value is present (standardised like the values, `features.covariate_spreads`)."""
+    per_step = COLUMNS_PER_COVARIATE * len(features.network_covariates)
+    out = future.reshape(len(ends), features.horizon, per_step).astype(np.float64)
+    for row, end in enumerate(ends.tolist()):
+        drawn = error.draw(series_name, end)
+        pairs = zip(features.network_covariates, features.covariate_spreads, strict=True)
+        for i, (name, spread) in enumerate(pairs):
+            present = out[row, :, COLUMNS_PER_COVARIATE * i + 1] > 0
+            out[row, present, COLUMNS_PER_COVARIATE * i] += drawn[name][present] / spread
+    perturbed: np.ndarray = out.reshape(future.shape).astype(np.float32)
+    return perturbed
 
 
 def _common_covariates(series: list[SeriesData]) -> tuple[str, ...]:
