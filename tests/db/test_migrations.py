@@ -171,3 +171,30 @@ def test_covariates_migration_keeps_series_and_their_streams(empty_database_url:
         assert connection.execute(text("SELECT count(*) FROM series")).scalar_one() == 2
         assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
     engine.dispose()
+
+
+def test_0012_versions_every_series_readings_and_takes_it_back(empty_database_url: str) -> None:
+    """0012 gives the series already stored version 0 and drops the column again, keeping them."""
+    upgrade(empty_database_url, "0011")
+    engine = create_db_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO tenants (id, name, created_at) "
+                                "VALUES (1, 't', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                "VALUES (1, 1, 'temperature', 'h', CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    upgrade(empty_database_url, "0012")
+    engine = create_db_engine(empty_database_url)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT readings_version FROM series")).scalar_one() == 0
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                "VALUES (2, 1, 'load', 'h', CURRENT_TIMESTAMP)"))
+        assert connection.execute(text(
+            "SELECT readings_version FROM series WHERE id = 2")).scalar_one() == 0
+    engine.dispose()
+    downgrade(empty_database_url, "0011")
+    engine = create_db_engine(empty_database_url)
+    assert "readings_version" not in {c["name"] for c in inspect(engine).get_columns("series")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM series")).scalar_one() == 2
+    engine.dispose()
