@@ -420,4 +420,4 @@ def test_a_temperature_replaced_in_one_process_is_what_the_next_post_in_another_
     assert np.allclose(network, stepped(read)["network"], atol=1e-9)
     # ... which the values kept before the replaces would not have given.
     assert not np.allclose(network, stepped([weather] * 4)["network"], atol=1e-6)
-    assert not np.allclose(network, stepped(read[:3] + [read[2]])["network"], atol=1e-6)
+    assert not np.allclose(network, stepped([*read[:3], read[2]])["network"], atol=1e-6)
