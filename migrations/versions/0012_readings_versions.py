@@ -21,11 +21,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("series") as batch:
-        batch.add_column(sa.Column("readings_version", sa.BigInteger(), nullable=False,
-                                   server_default="0"))
+    # Plain ALTER TABLE on both databases, as 0008: batch mode would rebuild `series` on SQLite,
+    # and dropping the old table with foreign keys on cascades into every table that references it.
+    op.add_column("series", sa.Column("readings_version", sa.BigInteger(), nullable=False,
+                                      server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("series") as batch:
-        batch.drop_column("readings_version")
+    op.drop_column("series", "readings_version")  # ALTER TABLE DROP COLUMN (SQLite 3.35+)

@@ -174,7 +174,8 @@ def test_covariates_migration_keeps_series_and_their_streams(empty_database_url:
 
 
 def test_0012_versions_every_series_readings_and_takes_it_back(empty_database_url: str) -> None:
-    """0012 gives the series already stored version 0 and drops the column again, keeping them."""
+    """0012 gives the series already stored version 0 and drops the column again, keeping them
+    and the rows that reference them (a rebuilt table would cascade into those on SQLite)."""
     upgrade(empty_database_url, "0011")
     engine = create_db_engine(empty_database_url)
     with engine.begin() as connection:
@@ -182,11 +183,15 @@ def test_0012_versions_every_series_readings_and_takes_it_back(empty_database_ur
                                 "VALUES (1, 't', CURRENT_TIMESTAMP)"))
         connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
                                 "VALUES (1, 1, 'temperature', 'h', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO streams (id, tenant_id, name, series_id, pinned, "
+                                "readings_applied, created_at, updated_at) VALUES "
+                                "(1, 1, 's', 1, false, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
     engine.dispose()
     upgrade(empty_database_url, "0012")
     engine = create_db_engine(empty_database_url)
     with engine.begin() as connection:
         assert connection.execute(text("SELECT readings_version FROM series")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
         connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
                                 "VALUES (2, 1, 'load', 'h', CURRENT_TIMESTAMP)"))
         assert connection.execute(text(
@@ -197,4 +202,5 @@ def test_0012_versions_every_series_readings_and_takes_it_back(empty_database_ur
     assert "readings_version" not in {c["name"] for c in inspect(engine).get_columns("series")}
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM series")).scalar_one() == 2
+        assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
     engine.dispose()
