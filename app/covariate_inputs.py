@@ -7,11 +7,14 @@ Alignment (a covariate of another frequency onto the series' grid) is the ML cor
 
 import datetime
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.covariate_cache import PROCESS_CACHE, PROFILE_AHEAD_S, CovariateCache
 from app.db import covariates as covariates_db
+from app.db.covariates import ReadLink
 from app.db.tables import Series, SeriesCovariate
 from app.errors import Conflict, Invalid, field_error
 from app.ml.calendar import CalendarSpec, SpecialDay
@@ -96,12 +99,7 @@ def _links_read(*, session: Session, series: Series, model_id: int,
     """The series' links by name; Conflict if it no longer links one of the model's `names`."""
     links = {link.name: link for link in covariates_db.links_of(session=session,
                                                                 series_id=series.id)}
-    unlinked = [n for n in names if n not in links]
-    if unlinked:
-        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
-                       f"{series.id} no longer links: link it again, or forecast with another "
-                       "model", errors=[field_error("model_id", model_id,
-                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+    _check_still_linked(links, names, series.id, model_id)
     return links
 
 
@@ -197,7 +195,8 @@ def network_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
 
 
 def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
-                     first_s: int, last_s: int) -> ProfileSource:
+                     first_s: int, last_s: int,
+                     cache: CovariateCache = PROCESS_CACHE) -> ProfileSource:
     """What a profile model's stream reads while it steps over readings from `first_s` to
     `last_s` (grid times): its profile from a day (and a window model's context) before
     `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
@@ -207,6 +206,10 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
     read their training mean there. A past-only covariate is not read past `last_s`, as a
     forecast does not read it over the horizon.
 
+    The links and their covariates' versions are one read; the readings, and for a model whose
+    covariates are all known-future the profile itself (over `PROFILE_AHEAD_S` more), come from
+    the process's `cache` while those versions hold.
+
     Raises:
         Conflict: as `forecast_covariates` (a covariate the model reads is no longer linked).
     """
@@ -214,17 +217,62 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
     before = forecaster.context_steps + -(-DAY_S // step_s)
     # A head past the last reading: a window model's one-step forecast computes a whole head.
     after = forecaster.spec.horizon
-    grid_s = first_s + step_s * np.arange(-before, (last_s - first_s) // step_s + after + 1,
-                                          dtype=np.int64)
-    links = _links_read(session=session, series=series, model_id=model_id,
-                        names=forecaster.covariates)
-    covariates = aligned_covariates(session=session, grid_s=grid_s,
-                                    links=[links[n] for n in forecaster.covariates])
-    for name in forecaster.covariates:
-        if not links[name].known_future:
-            covariates[name][grid_s > last_s] = np.nan
-    return forecaster.profile_source(grid_s * NS_PER_S, covariates, calendar_of(series),
-                                     series=series.name)
+    start_s, end_s = first_s - before * step_s, last_s + after * step_s
+    links = covariates_db.read_links(session=session, series_id=series.id)
+    _check_still_linked(links, forecaster.covariates, series.id, model_id)
+    used = [links[n] for n in forecaster.covariates]
+    calendar = calendar_of(series)
+    if any(not link.known_future for link in used):  # read as of `last_s`: nothing to share
+        grid_s = start_s + step_s * np.arange((end_s - start_s) // step_s + 1, dtype=np.int64)
+        covariates = _kept_aligned(session, cache, used, grid_s)
+        for link in used:
+            if not link.known_future:
+                covariates[link.name][grid_s > last_s] = np.nan
+        return forecaster.profile_source(grid_s * NS_PER_S, covariates, calendar,
+                                         series=series.name)
+    key = ("stepping", model_id, series.id, series.name, calendar,
+           tuple((link.name, link.covariate_series_id, link.readings_version) for link in used))
+    kept = cache.profile(key, forecaster, start_s * NS_PER_S, end_s * NS_PER_S)
+    if kept is not None:
+        return kept
+    # A profile at a time reads the covariates within a day before it only: computed ahead, it
+    # serves the posts to come unchanged.
+    end_s += -(-PROFILE_AHEAD_S // step_s) * step_s
+    grid_s = start_s + step_s * np.arange((end_s - start_s) // step_s + 1, dtype=np.int64)
+    source = forecaster.profile_source(grid_s * NS_PER_S, _kept_aligned(session, cache, used, grid_s),
+                                       calendar, series=series.name)
+    cache.keep_profile(key, forecaster, source)
+    return source
+
+
+def _check_still_linked(links: Mapping[str, object], names: Sequence[str], series_id: int,
+                        model_id: int) -> None:
+    """Conflict if the series no longer links one of the model's covariates `names`."""
+    unlinked = [n for n in names if n not in links]
+    if unlinked:
+        raise Conflict(f"Model {model_id} reads covariate {unlinked[0]!r}, which series "
+                       f"{series_id} no longer links: link it again, or forecast with another "
+                       "model", errors=[field_error("model_id", model_id,
+                                                    f"reads unlinked covariate {unlinked[0]!r}")])
+
+
+def _kept_aligned(session: Session, cache: CovariateCache, links: Sequence[ReadLink],
+                  grid_s: np.ndarray) -> dict[str, np.ndarray]:
+    """As `aligned_covariates`, with the readings from the process's `cache` where current."""
+    aligned: dict[str, np.ndarray] = {}
+    for link in links:
+        margin_s = step_seconds(link.freq) or CALENDAR_STEP_S
+        ts_s, values = cache.readings(
+            link.covariate_series_id, link.readings_version, int(grid_s[0]) - margin_s,
+            int(grid_s[-1]) + margin_s, partial(_fetch, session, link))
+        aligned[link.name] = align(ts_s, values, grid_s)
+    return aligned
+
+
+def _fetch(session: Session, link: ReadLink, start_s: int,
+           end_s: int) -> tuple[np.ndarray, np.ndarray]:
+    return covariates_db.covariate_readings(session=session, link=link, start_s=start_s,
+                                            end_s=end_s)
 
 
 def _profile_step_s(series: Series, model_id: int) -> int:

@@ -18,6 +18,9 @@ STREAM_POST_OVER_KERAS_MIN = 30.0
 STREAM_BATCH_READINGS_PER_S = 100_000
 # ... p50 of `GET /v1/streams/{id}/forecast?horizon=96`.
 FORECAST_96_P50_MS_MAX = 5.0
+# ... a one-reading post's time on a model that reads a covariate against one on the same spec
+# that reads none (issue 17).
+COVARIATE_POST_OVER_PLAIN_MAX = 1.10
 
 # bench/load.py: the mixed load's requests per second against the recorded old figure, its p99
 # and its server errors.

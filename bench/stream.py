@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.goals import (
+    COVARIATE_POST_OVER_PLAIN_MAX,
     FORECAST_96_P50_MS_MAX,
     STREAM_BATCH_READINGS_PER_S,
     STREAM_POST_OVER_HEALTHZ_MIN,
@@ -135,6 +136,88 @@ def run_database(name: str, database_url: str, requests: int, batches: int,
                 "model_file": str(workdir / "models" / str(job["model_id"]) / "model.keras")}
 
 
+# The covariate case: the same spec reading a temperature series linked to its series (an
+# hourly series under the half-hourly load, as a weather feed is), against the spec reading none.
+COVARIATE = "temperature"
+
+
+def temperature(start_s: int, hours: int) -> list[dict[str, object]]:
+    t = np.arange(hours)
+    values = 10 + 6 * np.sin(2 * np.pi * (t - 6) / 24)
+    return [{"ts": pd.Timestamp(start_s + i * 3600, unit="s").isoformat(), "value": float(v)}
+            for i, v in zip(t.tolist(), values.tolist(), strict=True)]
+
+
+def stale_fits_read(http_: httpx.Client) -> int:
+    """Seasonal fits read stale so far (`statecast_seasonal_fits_stale`): a plain post whose
+    day's fit the worker had not made yet reads the day before's, which costs it more."""
+    for line in http_.get("/metrics").text.splitlines():
+        if line.startswith("statecast_seasonal_fits_stale_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def run_covariates(name: str, database_url: str, requests: int,
+                   workdir: Path) -> dict[str, object]:
+    """One-reading posts to a stream on a covariate model and to one on the same spec without
+    covariates, on one server, one to each in turn; p50 and requests per second of each."""
+    with serving(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2") as (
+            url, key, env):
+        port = int(url.rsplit(":", 1)[1])
+        http_ = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                             timeout=120)
+        stamps, values = history()
+        first_s = int(pd.Timestamp(stamps[0], tz="UTC").timestamp())
+        last_s = int(pd.Timestamp(stamps[-1], tz="UTC").timestamp())
+        # The covariate covers the history, every post and two days past them (its forecast).
+        hours = (last_s - first_s) // 3600 + requests // 2 + 2 * 24
+        weather = http_.post("/v1/series", json={"name": COVARIATE, "freq": "h"}).json()["id"]
+        assert http_.post(f"/v1/series/{weather}/readings",
+                          json={"readings": temperature(first_s, hours)}).status_code == 200
+        links = {"plain": [], "covariate": [{"series_id": weather, "name": COVARIATE,
+                                             "known_future": True}]}
+        specs = {"plain": {**SPEC, "covariates": []},
+                 "covariate": {**SPEC, "covariates": [COVARIATE]}}
+        jobs = {}
+        for case, case_links in links.items():
+            sid = http_.post("/v1/series", json={"name": case, "freq": "30min",
+                                                 "covariates": case_links}).json()["id"]
+            http_.post(f"/v1/series/{sid}/readings", json={"readings": [
+                {"ts": t, "value": float(v)} for t, v in zip(stamps, values, strict=True)]})
+            jobs[case] = (sid, http_.post("/v1/models", json={
+                "series_ids": [sid], "spec": specs[case]}).json()["job"])
+        # The worker runs throughout, as in production: it makes each day's seasonal fit for the
+        # plain model ahead of its posts (without it they would read a stale fit).
+        with running([*statecast_argv(), "worker"], env, workdir / "worker.log"):
+            for _, job in jobs.values():
+                while http_.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued",
+                                                                             "running"):
+                    time.sleep(0.5)
+            for case, (sid, job) in jobs.items():
+                model = http_.get(f"/v1/models/{job['model_id']}").json()
+                assert model["status"] == "ready", model
+                created = http_.post("/v1/streams", json={"series_id": sid, "stream_id": case})
+                assert created.status_code == 201, created.text
+            client = Client(port, key)
+            live = readings(last_s + FREQ_S, requests + 20)
+            latencies: dict[str, list[float]] = {case: [] for case in jobs}
+            for case in jobs:  # warm up both paths
+                measure([("POST", f"/v1/streams/{case}/readings", {"readings": [r]})
+                         for r in live[:20]], client)
+            stale_before = stale_fits_read(http_)
+            for r in live[20:]:  # one post to each in turn: both meet the same load
+                for case in jobs:
+                    status, payload, elapsed = client.request(
+                        "POST", f"/v1/streams/{case}/readings", {"readings": [r]})
+                    assert status == 200, payload[:300]
+                    latencies[case].append(elapsed)
+            stale = stale_fits_read(http_) - stale_before
+        return {"database": name, "plain_posts_reading_a_stale_fit": stale, **{case: {
+            "rps": len(times) / sum(times), "p50_ms": 1000 * float(np.percentile(times, 50)),
+            "p99_ms": 1000 * float(np.percentile(times, 99))}
+            for case, times in latencies.items()}}
+
+
 def run_baseline(model_file: str, requests: int, workdir: Path) -> dict[str, float]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -150,6 +233,34 @@ def run_baseline(model_file: str, requests: int, workdir: Path) -> dict[str, flo
                        client)
 
 
+def covariates(requests: int, postgres_url: str | None) -> None:
+    """The covariate case on each database, printed against its goal."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        results.append(run_covariates("sqlite", f"sqlite:///{root / 'sqlite' / 'bench.db'}",
+                                      requests, root / "sqlite"))
+        if postgres_url:
+            with fresh_postgres_database(postgres_url) as url:
+                results.append(run_covariates("postgresql", url, requests, root / "postgresql"))
+    print(json.dumps(results, indent=1), file=sys.stderr)
+    print(f"{'stream post, 1 reading':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results:
+        for case in ("plain", "covariate"):
+            m = r[case]
+            assert isinstance(m, dict)
+            print(f"{case + ' model [' + str(r['database']) + ']':38} {m['rps']:9.0f} "
+                  f"{m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
+    for r in results:
+        plain, covariate = r["plain"], r["covariate"]
+        assert isinstance(plain, dict) and isinstance(covariate, dict)
+        print(f"[{r['database']}] covariate/plain: p50 {covariate['p50_ms'] / plain['p50_ms']:.2f}, "
+              f"time per post {plain['rps'] / covariate['rps']:.2f} "
+              f"(goal <= {COVARIATE_POST_OVER_PLAIN_MAX:.2f}); stale fits read by the plain "
+              f"posts: {r['plain_posts_reading_a_stale_fit']}")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,7 +269,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5,
                         help="10,000-reading posts to one stream (each makes ~208 daily fits)")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
+    parser.add_argument("--covariates-only", action="store_true",
+                        help="measure only the covariate case (covariate against plain posts)")
     args = parser.parse_args()
+    covariates(args.requests, args.postgres_url)
+    if args.covariates_only:
+        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -12,8 +12,16 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db.readings import fetch_readings
-from app.db.tables import ForecastModel, ModelSeries, Series, SeriesCovariate, SeriesState
+from app.db import readings_versions
+from app.db.readings import fetch_readings, lock_series
+from app.db.tables import (
+    ForecastModel,
+    ModelSeries,
+    Series,
+    SeriesCovariate,
+    SeriesState,
+    Stream,
+)
 from app.errors import Conflict, Invalid, NotFound, field_error
 
 # First key of the advisory lock on a tenant's links: "cv" in ASCII (readings use "sc").
@@ -34,6 +42,32 @@ def links_of(*, session: Session, series_id: int) -> list[SeriesCovariate]:
     """The series' covariate links, by name."""
     return list(session.scalars(select(SeriesCovariate).where(
         SeriesCovariate.series_id == series_id).order_by(SeriesCovariate.name)))
+
+
+@dataclass(frozen=True)
+class ReadLink:
+    """A link as a model reads it: with its covariate series' frequency and readings version."""
+
+    name: str
+    covariate_series_id: int
+    known_future: bool
+    freq: str
+    readings_version: int
+
+
+def read_links(*, session: Session, series_id: int) -> dict[str, ReadLink]:
+    """The series' links by name, each with what a read of its covariate needs, in one
+    statement: a post reads it anyway, so the versions that tell whether the covariates kept in
+    memory are current (`app.covariate_cache`) come with it."""
+    connection = session.connection()
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    rows = connection.exec_driver_sql(
+        "SELECT l.name, l.covariate_series_id, l.known_future, s.freq, s.readings_version "
+        "FROM series_covariates l JOIN series s ON s.id = l.covariate_series_id "
+        f"WHERE l.series_id = {mark}", (series_id,)).all()
+    return {row[0]: ReadLink(name=row[0], covariate_series_id=row[1],
+                             known_future=bool(row[2]), freq=row[3], readings_version=row[4])
+            for row in rows}
 
 
 def links_of_many(*, session: Session, series_ids: Sequence[int]
@@ -86,6 +120,25 @@ def replace_links(*, session: Session, series: Series, links: Sequence[Covariate
                                     covariate_series_id=link.series_id,
                                     known_future=link.known_future) for link in links)
     session.flush()
+    linked = sorted({link.series_id for link in links})
+    lock_writers(session=session, series_ids=linked)
+    readings_versions.note_linked(session.connection(), linked)
+
+
+def lock_writers(*, session: Session, series_ids: Sequence[int]) -> None:
+    """Wait for whatever writes these series' readings now, and keep new writers out until the
+    transaction ends: a writer that began before the link was committed found no link, gave its
+    readings no new version, and would otherwise commit them after the version read with the link
+    (PostgreSQL; SQLite's write lock, which the caller holds, serialises every writer already).
+
+    Streams first, then the series' advisory locks: the order a stream's post takes them in.
+    """
+    if not series_ids or session.connection().dialect.name != "postgresql":
+        return
+    session.execute(select(Stream.id).where(Stream.series_id.in_(series_ids))
+                    .order_by(Stream.id).with_for_update())
+    for series_id in series_ids:
+        lock_series(session=session, series_id=series_id)
 
 
 def lock_links(*, session: Session, tenant_id: int) -> None:
@@ -128,8 +181,9 @@ def check_not_read(*, session: Session, series: Series) -> None:
                                            f"read as a covariate by series {readers}")])
 
 
-def covariate_readings(*, session: Session, link: SeriesCovariate, start_s: int | None = None,
-                       end_s: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def covariate_readings(*, session: Session, link: SeriesCovariate | ReadLink,
+                       start_s: int | None = None, end_s: int | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The covariate series' readings in [start_s, end_s], as Unix seconds and values (NaN for
     a missing one), on the covariate's own grid; aligning them is the model side's job."""
     return fetch_readings(session=session, series_id=link.covariate_series_id, start_s=start_s,

@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db.reading_counts import count_inserted
+from app.db.readings_versions import note_written
 from app.db.tables import Reading
 from app.errors import Conflict, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch
@@ -75,6 +76,8 @@ def store_readings(*, session: Session, series_id: int, batch: ReadingsBatch,
             [{"sid": series_id, "t": int(t), "v": _num(v)}
              for t, v in zip(ts[changed], values[changed], strict=True)],
         )
+    if new.any() or changed.any():
+        note_written(session.connection(), [series_id])
     return StoreResult(received=len(ts), inserted=int(new.sum()), updated=int(changed.sum()),
                        unchanged=int(same.sum()), first_ts=int(ts[0]), last_ts=int(ts[-1]))
 

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection, Dialect, literal_column
 from sqlalchemy.exc import DBAPIError
 
+from app.db import readings_versions
 from app.db.forecast_models import default_model_id
 from app.db.tables import ModelStatus, UTCDateTime
 from app.ml.seasonal import SeasonalCycles, decode_cycles
@@ -205,7 +206,8 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
     """Insert readings where none is stored yet; returns the (series, timestamp) pairs inserted.
 
     A pair stored meanwhile by another writer is skipped, not an error: the caller compares its
-    value. Rows go in (series, timestamp) order, so two writers meet in the same order.
+    value. Rows go in (series, timestamp) order, so two writers meet in the same order. The series
+    read as covariates get new readings versions (`app.db.readings_versions`).
     """
     d = _dialect(connection)
     order = np.lexsort((ts, series_ids))
@@ -220,9 +222,17 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
         return {(row[0], row[1]) for row in rows}
     for chunk in _chunks(new_rows, d.chunk_rows(3)):
         new, params = d.rows(("int", "bigint", "float8"), *_columns(chunk, 3))
-        rows += _run(connection,
-                     f"INSERT INTO readings (series_id, ts, value) {new} "
-                     "ON CONFLICT DO NOTHING RETURNING series_id, ts", params)
+        insert = (f"INSERT INTO readings (series_id, ts, value) {new} "
+                  "ON CONFLICT DO NOTHING RETURNING series_id, ts")
+        if d.postgres:  # the covariates among the series get new versions in the same trip
+            rows += _run(connection, f"WITH new AS ({insert}), noted AS "
+                         f"({readings_versions.noted_sql('SELECT series_id FROM new', d.mark)}) "
+                         "SELECT series_id, ts FROM new",
+                         (*params, readings_versions.new_version()))
+        else:
+            rows += _run(connection, insert, params)
+    if not d.postgres:
+        readings_versions.note_written(connection, {row[0] for row in rows})
     return {(row[0], row[1]) for row in rows}
 
 

@@ -147,6 +147,9 @@ class Series(Base):
     special_days: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list,
                                                                server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set anew, at random, by every write of the readings of a series read as a covariate
+    # (app.db.readings_versions): processes keep its readings keyed by it (app.covariate_cache).
+    readings_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SeriesCovariate(Base):

@@ -361,3 +361,63 @@ def test_a_covariate_stream_survives_sigkill_with_an_unchanged_forecast(
             assert post_hour(http, auth, "m1", WARM + 3).status_code == 200
     finally:
         server.stop()
+
+
+def replace_temperature(http: Any, auth: dict[str, str], temperature: int, first: int,
+                        weather: np.ndarray) -> None:
+    """Store `weather` from hour `first` on as the temperature's newer forecast, replacing."""
+    stamps, _ = hourly_values(WARM + AHEAD)
+    newer = {"readings": [{"ts": stamps[i].isoformat(), "value": float(weather[i])}
+                          for i in range(first, WARM + AHEAD)]}
+    replaced = http.post(f"/v1/series/{temperature}/readings?on_conflict=replace", json=newer,
+                         headers=auth)
+    assert replaced.status_code == 200, replaced.text
+
+
+@pytest.mark.slow
+def test_a_temperature_replaced_in_one_process_is_what_the_next_post_in_another_reads(
+        client: TestClient, auth: dict[str, str], settings: Settings,
+        with_weather: dict[str, int], covariate_artifact: Path, tmp_path: Path) -> None:
+    """Two processes on one database each keep the temperature after a post; each replace of
+    it, sent to the other process, is what the next post reads: never the values kept before."""
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    start = stream_state(client, auth, "m1")
+    weather = temperature_values(WARM + AHEAD)
+    # The temperature each post reads: as uploaded, then 15 degrees warmer from the third post's
+    # hour on (replaced through this process), then 30 colder (through the server process).
+    read = [weather, weather, weather.copy(), weather.copy()]
+    read[2][WARM + 2:] += 15
+    read[3][WARM + 2:] += 15
+    read[3][WARM + 3:] -= 30
+    temperature = with_weather["temperature"]
+    server = ServerProcess(settings, tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert post_hour(http, auth, "m1", WARM).status_code == 200
+            assert post_hour(client, auth, "m1", WARM + 1).status_code == 200
+            replace_temperature(client, auth, temperature, WARM + 2, read[2])
+            assert post_hour(http, auth, "m1", WARM + 2).status_code == 200
+            replace_temperature(http, auth, temperature, WARM + 3, read[3])
+            assert post_hour(client, auth, "m1", WARM + 3).status_code == 200
+    finally:
+        server.stop()
+    forecaster = Forecaster.load(covariate_artifact)
+    stamps, values = hourly_values(WARM + AHEAD)
+    load = values + 2.0 * weather
+
+    def stepped(temperatures: list[np.ndarray]) -> Any:
+        state = start
+        for i, temperature_then in enumerate(temperatures):
+            source = forecaster.profile_source(stamps.asi8, {"temperature": temperature_then},
+                                               CalendarSpec("US"), series=SERIES_NAME)
+            at = slice(WARM + i, WARM + i + 1)
+            state = forecaster.warm(load[at], stamps[at], state, seasonal=source)
+        return state
+
+    network = stream_state(client, auth, "m1")["network"]
+    assert np.allclose(network, stepped(read)["network"], atol=1e-9)
+    # ... which the values kept before the replaces would not have given.
+    assert not np.allclose(network, stepped([weather] * 4)["network"], atol=1e-6)
+    assert not np.allclose(network, stepped([*read[:3], read[2]])["network"], atol=1e-6)

@@ -187,7 +187,7 @@ def test_seasonal_fits_become_binary_and_back(empty_database_url: str) -> None:
     from app.ml.seasonal import SeasonalCycles
 
     old = [[0.5, -0.25], [1.0, 2.0, 3.0]]
-    upgrade(empty_database_url, "0011")
+    upgrade(empty_database_url, "0012")
     engine = create_db_engine(empty_database_url)
     now = "2024-01-01 00:00:00"
     with engine.begin() as connection:
@@ -210,10 +210,43 @@ def test_seasonal_fits_become_binary_and_back(empty_database_url: str) -> None:
     with transaction(create_session_factory(engine)) as session:
         stored = session.get(SeasonalFit, (1, 1, 86_400))
         assert stored is not None and stored.cycles.cycles[0].tobytes() == new.cycles[0].tobytes()
-    downgrade(empty_database_url, "0011")
+    downgrade(empty_database_url, "0012")
     with engine.connect() as connection:
         rows = connection.execute(text(
             "SELECT boundary_ts, cycles FROM seasonal_fits ORDER BY boundary_ts")).all()
     engine.dispose()
     back = [c if isinstance(c, list) else json.loads(c) for _, c in rows]
     assert back == [old, [np.array([0.1, 0.2], np.float32).astype(float).tolist()]]
+
+
+def test_0012_versions_every_series_readings_and_takes_it_back(empty_database_url: str) -> None:
+    """0012 gives the series already stored version 0 and drops the column again, keeping them
+    and the rows that reference them (a rebuilt table would cascade into those on SQLite)."""
+    upgrade(empty_database_url, "0011")
+    engine = create_db_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO tenants (id, name, created_at) "
+                                "VALUES (1, 't', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                "VALUES (1, 1, 'temperature', 'h', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO streams (id, tenant_id, name, series_id, pinned, "
+                                "readings_applied, created_at, updated_at) VALUES "
+                                "(1, 1, 's', 1, false, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    upgrade(empty_database_url, "0012")
+    engine = create_db_engine(empty_database_url)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT readings_version FROM series")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
+        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                                "VALUES (2, 1, 'load', 'h', CURRENT_TIMESTAMP)"))
+        assert connection.execute(text(
+            "SELECT readings_version FROM series WHERE id = 2")).scalar_one() == 0
+    engine.dispose()
+    downgrade(empty_database_url, "0011")
+    engine = create_db_engine(empty_database_url)
+    assert "readings_version" not in {c["name"] for c in inspect(engine).get_columns("series")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM series")).scalar_one() == 2
+        assert connection.execute(text("SELECT count(*) FROM streams")).scalar_one() == 1
+    engine.dispose()
