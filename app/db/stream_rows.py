@@ -215,10 +215,13 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
     rows: list[Any] = []
     new_rows = list(zip(series_ids[order].tolist(), ts[order].tolist(), column, strict=True))
     if d.postgres and len(new_rows) > PG_ARRAY_MIN_ROWS:
+        insert = (f"INSERT INTO readings (series_id, ts, value) SELECT * FROM "
+                  f"{_NEW_READINGS.name} ORDER BY series_id, ts "
+                  "ON CONFLICT DO NOTHING RETURNING series_id, ts")
         rows = _copied(connection, _NEW_READINGS, new_rows,
-                       f"INSERT INTO readings (series_id, ts, value) SELECT * FROM "
-                       f"{_NEW_READINGS.name} ORDER BY series_id, ts "
-                       "ON CONFLICT DO NOTHING RETURNING series_id, ts")
+                       f"WITH new AS ({insert}), noted AS "
+                       f"({readings_versions.noted_sql('SELECT DISTINCT series_id FROM new', '%s')}) "
+                       "SELECT series_id, ts FROM new", (readings_versions.new_version(),))
         return {(row[0], row[1]) for row in rows}
     for chunk in _chunks(new_rows, d.chunk_rows(3)):
         new, params = d.rows(("int", "bigint", "float8"), *_columns(chunk, 3))

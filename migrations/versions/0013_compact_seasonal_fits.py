@@ -5,7 +5,7 @@ read 10,000 of them at the day turn. The binary form (`app.ml.seasonal.encode_cy
 and reads back without parsing. Rows keep their JSON text as bytes, which the codec still reads.
 
 Revision ID: 0013
-Revises: 0011 (another branch adds 0012 from 0011; this is re-chained onto it when merged)
+Revises: 0012
 Create Date: 2026-12-03
 """
 

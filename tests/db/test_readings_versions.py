@@ -60,13 +60,17 @@ def test_every_write_of_a_covariate_gives_it_a_new_version(
             links["temperature"].readings_version) == (weather_id, "h", version(factory, weather_id))
     for ts_s, values, stream in (([7200], [3.0], False),  # a new reading
                                  ([3600], [2.5], False),  # one replaced
-                                 ([10800], [4.0], True)):  # a stream's reading
+                                 ([10800], [4.0], True),  # a stream's reading
+                                 # a fleet's many (PostgreSQL copies more than PG_ARRAY_MIN_ROWS)
+                                 (many := [14400 + 3600 * i
+                                           for i in range(stream_rows.PG_ARRAY_MIN_ROWS + 4)],
+                                  [5.0] * len(many), True)):
         write(factory, weather_id, ts_s, values, stream=stream)
         seen.add(version(factory, weather_id))
-    assert len(seen) == 5
+    assert len(seen) == 6
     # Readings sent again unchanged write nothing; the load's own readings version nothing.
     write(factory, weather_id, [0, 3600], [1.0, 2.5])
     write(factory, load_id, [0], [10.0])
     write(factory, load_id, [3600], [11.0], stream=True)
-    assert version(factory, weather_id) in seen and len(seen) == 5
+    assert version(factory, weather_id) in seen and len(seen) == 6
     assert version(factory, load_id) == 0
