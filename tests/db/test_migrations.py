@@ -16,6 +16,13 @@ def tables(url: str) -> set[str]:
     return names
 
 
+
+def _tenant_and_series(connection: Connection, now: str) -> None:
+    """Tenant 1 and its hourly series 1, "load": what the rows a migration converts hang on."""
+    connection.execute(text(f"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', '{now}')"))
+    connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
+                            f"VALUES (1, 1, 'load', 'h', '{now}')"))
+
 def test_upgrade_head_then_downgrade_base(empty_database_url: str) -> None:
     upgrade(empty_database_url)
     assert {"tenants", "api_keys", "series", "readings"} <= tables(empty_database_url)
@@ -115,9 +122,7 @@ def test_stream_states_become_binary_and_back(empty_database_url: str) -> None:
     engine = create_db_engine(empty_database_url)
     now = "2024-01-01 00:00:00"
     with engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', '{now}')"))
-        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
-                                f"VALUES (1, 1, 'load', 'h', '{now}')"))
+        _tenant_and_series(connection, now)
         connection.execute(text(
             "INSERT INTO streams (tenant_id, name, series_id, pinned, state, readings_applied, "
             f"created_at, updated_at) VALUES (1, 's', 1, false, :state, 3, '{now}', '{now}')"),
@@ -191,9 +196,7 @@ def test_seasonal_fits_become_binary_and_back(empty_database_url: str) -> None:
     engine = create_db_engine(empty_database_url)
     now = "2024-01-01 00:00:00"
     with engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', '{now}')"))
-        connection.execute(text("INSERT INTO series (id, tenant_id, name, freq, created_at) "
-                                f"VALUES (1, 1, 'load', 'h', '{now}')"))
+        _tenant_and_series(connection, now)
         connection.execute(text(
             "INSERT INTO forecast_models (id, tenant_id, status, spec, worse_than_naive, "
             f"created_at) VALUES (1, 1, 'ready', '{{}}', false, '{now}')"))
