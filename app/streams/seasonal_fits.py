@@ -1,7 +1,8 @@
 """Seasonal fits of deseasonalised stream models, made once per series, model and day, stored.
 
-Every reading of such a model is read against the MSTL fit made for its day, a day ahead
-(`app/ml/stream_seasonal.py`). The workers make each day's fit before the day begins
+Every reading of such a model is read against the MSTL fit made for its day, from the readings
+up to three hours before the day (`app/ml/stream_seasonal.py`). The workers make each day's fit
+before the day begins
 (`app/worker/fits_task.py`) and store it in `seasonal_fits`; every stream of the series, on any
 replica, then reads it back with one primary-key lookup, so a stream's own row holds only its RNN
 state. A post never fits: when its day's fit is not made yet it reads the newest fit stored,
