@@ -73,6 +73,9 @@ SPEC_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("covariates", {"type": lambda text: [n for n in text.split(",") if n],
                     "help": "comma-separated covariates the model reads; '' for none "
                             "(default: all the series links)"}),
+    ("covariate_inputs", {"choices": ["profile", "network", "both"],
+                          "help": "where covariates enter: a regression profile, the network's "
+                                  "inputs (window models), or both (default profile)"}),
     ("loss", {"choices": ["mae", "mse"], "help": "training loss (default mae)"}),
     ("epochs", {"type": int, "help": "most training epochs (default 40)"}),
     ("patience", {"type": int, "help": "epochs without improvement before stopping (default 8)"}),

@@ -36,6 +36,7 @@ def test_chronological_split_gives_each_part_at_least_one_period() -> None:
         "n": 1000,
         "val_start": 800,
         "test_start": 900,
+        "calibration_tail": 0,
     }
     small = chronological_split(200, 48, 0.1, 0.1)
     assert (small.test_start - small.val_start, small.n - small.test_start) == (48, 48)
