@@ -166,24 +166,29 @@ def chosen_model(*, session: Session, series: Series, model_id: int | None) -> F
 def read_profile(*, session: Session, series: Series, forecaster: Forecaster,
                  model: ForecastModel, read: HistoryRead, ask: ForecastAsk) -> ProfileSource:
     """The profile a profile model reads over the history it warms over and the horizon."""
-    last_s = int(read.ts[-1]) if len(read.ts) else read.cached_last_ts
-    if last_s is None:
-        raise Conflict("Cannot forecast yet: the series has no readings")
+    first_s, last_s = _history_span(read)
     return profile_inputs(session=session, series=series, forecaster=forecaster,
-                          model_id=model.id, first_s=int(read.ts[0]) if len(read.ts) else last_s,
-                          last_s=last_s, horizon=ask.horizon, inline=ask.covariates)
+                          model_id=model.id, first_s=first_s, last_s=last_s,
+                          horizon=ask.horizon, inline=ask.covariates)
 
 
 def read_network_covariates(*, session: Session, series: Series, forecaster: Forecaster,
                             model: ForecastModel, read: HistoryRead,
                             ask: ForecastAsk) -> CovariateTrack:
     """The covariates a network reads over the history it warms over and the horizon."""
+    first_s, last_s = _history_span(read)
+    return network_inputs(session=session, series=series, forecaster=forecaster,
+                          model_id=model.id, first_s=first_s, last_s=last_s,
+                          horizon=ask.horizon, inline=ask.covariates)
+
+
+def _history_span(read: HistoryRead) -> tuple[int, int]:
+    """The first and last reading times (s) a forecast warms over: the history read, or only
+    the cached state's last reading when none was read."""
     last_s = int(read.ts[-1]) if len(read.ts) else read.cached_last_ts
     if last_s is None:
         raise Conflict("Cannot forecast yet: the series has no readings")
-    return network_inputs(session=session, series=series, forecaster=forecaster,
-                          model_id=model.id, first_s=int(read.ts[0]) if len(read.ts) else last_s,
-                          last_s=last_s, horizon=ask.horizon, inline=ask.covariates)
+    return (int(read.ts[0]) if len(read.ts) else last_s), last_s
 
 
 def refuse_inline(model: ForecastModel, ask: ForecastAsk) -> None:
