@@ -592,7 +592,8 @@ class Forecaster:
         future = None
         if self.reads_covariates_in_network:
             given = [self._required_track(track) for track in (tracks or [None] * len(states))]
-            known = np.concatenate([known, np.stack([t.at(row) for t, row in zip(given, ns, strict=True)])], axis=2)
+            at_steps = np.stack([t.at(row) for t, row in zip(given, ns, strict=True)])
+            known = np.concatenate([known, at_steps], axis=2)
             future = np.stack([self._stream_future(t, row) for t, row in zip(given, ns, strict=True)])
         x = np.concatenate([change[:, :, None], known], axis=2)
         # Each state holds (1, units) per layer: one concatenation per layer for all streams.
@@ -859,17 +860,16 @@ class Forecaster:
         while True:
             ahead = self._stream_future(track, ns[done : done + 1])
             out = np.asarray(self.network.output(network, ahead)[0], dtype=np.float64)
-            block = _forecast_value(last_value, seasonal[done + 1 : done + 1 + head] - seasonal[done], scale, out)
+            ahead_change = seasonal[done + 1 : done + 1 + head] - seasonal[done]
+            block = _forecast_value(last_value, ahead_change, scale, out)
             mean = np.concatenate([mean, block])
             if done + head >= horizon:
                 return mean[:horizon]
             z = block - seasonal[done + 1 : done + 1 + head]
             previous = np.concatenate([[z[0] if last_z is None else last_z], z[:-1]])
             block_ns = future[done : done + head]
-            x = np.concatenate(
-                [(z / scale - previous / scale)[:, None], calendar(block_ns, self.features), track.at(block_ns)],
-                axis=1,
-            )
+            change = (z / scale - previous / scale)[:, None]
+            x = np.concatenate([change, calendar(block_ns, self.features), track.at(block_ns)], axis=1)
             _, network = self.network.run(
                 x[None], network, return_sequences=True, future=self._stream_future(track, block_ns)[None]
             )

@@ -561,13 +561,13 @@ def _origin_forecasts(
     `error`, the network's future covariates carry a forecast's error (`_with_future_error`)."""
     ends = table.ends(part, spec, every=every)
     if stream is not None:
-        future = stream.future
+        ahead = stream.future
         if error is not None and features.network_covariates:
-            future = future.copy()
+            ahead = ahead.copy()
             for s, offset in zip(table.series, table.offsets, strict=True):
                 rows = ends[(ends >= offset) & (ends < offset + len(s.values))]
-                future[rows] = _with_future_error(future[rows], rows, s.name, features, error)
-        relative, found = _stream_forecasts_at(network, table, stream, ends, future)
+                ahead[rows] = _with_future_error(ahead[rows], rows, s.name, features, error)
+        relative, found = _stream_forecasts_at(network, table, stream, ends, ahead)
         ends, relative = ends[found], relative[found]
         stream_model = stream.ahead[ends] + stream.scale[ends, None] * relative.astype(np.float64)
     parts = []
