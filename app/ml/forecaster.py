@@ -385,13 +385,18 @@ class Forecaster:
         ts: pd.Timestamp,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> S:
         """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
 
         Readings skipped since the state's last timestamp are filled with the model's forecasts.
         """
         return self.warm(
-            np.array([value], dtype=np.float64), pd.DatetimeIndex([ts]), state, seasonal=seasonal
+            np.array([value], dtype=np.float64),
+            pd.DatetimeIndex([ts]),
+            state,
+            seasonal=seasonal,
+            network_covariates=network_covariates,
         )
 
     def forecast_from_state(
