@@ -245,6 +245,34 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
     return source
 
 
+def stepping_track(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
+                   first_s: int, last_s: int,
+                   cache: CovariateCache = PROCESS_CACHE) -> CovariateTrack:
+    """What a stream model whose network reads covariates reads while it steps over readings
+    from `first_s` to `last_s` (grid times): each covariate's stored value at each reading's
+    time, and over a head after each for the forecast the step makes.
+
+    A value not stored (NaN) is masked (0, flag off), never filled. A past-only covariate is not
+    read past `last_s`, as a forecast does not read it over the horizon. The links are the one
+    links statement; the readings come from the process's `cache` while their versions hold.
+
+    Raises:
+        Conflict: as `forecast_covariates` (a covariate the model reads is no longer linked).
+    """
+    step_s = _profile_step_s(series, model_id)
+    names = forecaster.features.network_covariates
+    links = covariates_db.read_links(session=session, series_id=series.id)
+    _check_still_linked(links, names, series.id, model_id)
+    used = [links[n] for n in names]
+    end_s = last_s + forecaster.spec.horizon * step_s
+    grid_s = first_s + step_s * np.arange((end_s - first_s) // step_s + 1, dtype=np.int64)
+    covariates = _kept_aligned(session, cache, used, grid_s)
+    for link in used:
+        if not link.known_future:
+            covariates[link.name][grid_s > last_s] = np.nan
+    return forecaster.covariate_track(grid_s * NS_PER_S, covariates)
+
+
 def _check_still_linked(links: Mapping[str, object], names: Sequence[str], series_id: int,
                         model_id: int) -> None:
     """Conflict if the series no longer links one of the model's covariates `names`."""

@@ -13,7 +13,10 @@ Run by `bench/accuracy.py`, which writes the tables into docs/accuracy.md. Where
 enter a window model (`spec.covariate_inputs`: the profile, the network's inputs, or both) is
 compared side by side, alone, by
 
-    PYTHONPATH=. python -m bench.bigdeal --covariate-inputs [--seeds 1]
+    PYTHONPATH=. python -m bench.bigdeal --covariate-inputs [--seeds 1] [--stream]
+
+(`--stream`: the same comparison for a stream model, `stateful: true`, the recipe otherwise
+pinned as the window one's.)
 """
 
 from __future__ import annotations
@@ -253,6 +256,12 @@ COVARIATE_INPUT_MODELS: dict[str, tuple[dict, bool, bool]] = {
         for inputs in ("profile", "network", "both")
     },
 }
+PINNED_STREAM = {**PINNED_WINDOW, "stateful": True}
+STREAM_COVARIATE_INPUT_MODELS: dict[str, tuple[dict, bool, bool]] = {
+    f"stream, temperature + holidays, covariate_inputs={inputs}": (
+        {**PINNED_STREAM, "covariate_inputs": inputs}, True, True)
+    for inputs in ("profile", "network", "both")
+}
 DEFAULT_WITH = "statecast default, temperature + holidays (stream)"
 DEFAULT_WITHOUT = "statecast default, no covariates or holidays (MSTL)"
 ANCHOR = "LightGBM (mlforecast): lags, calendar, temperature, day types"
@@ -413,7 +422,9 @@ def check_default(seeds: int) -> None:
           f"serving median {np.median(serving_ms):.1f} ms, max {np.max(serving_ms):.1f} ms")
 
 
-def covariate_inputs_table(all_periods: list[Period], result: Result, seeds: int) -> list[str]:
+def covariate_inputs_table(
+    all_periods: list[Period], result: Result, seeds: int, kind: str = "window"
+) -> list[str]:
     """Markdown: MASE per fortnight (realistic temperature) and the means, for `--covariate-inputs`."""
     names = [p.name for p in all_periods]
 
@@ -421,7 +432,7 @@ def covariate_inputs_table(all_periods: list[Period], result: Result, seeds: int
         return float(np.mean([pair[which] for pair in result.mase[name][period]]))
 
     lines = [
-        f"BigDEAL, window models (seeds 0..{seeds - 1}, mean MASE; per-fortnight columns realistic "
+        f"BigDEAL, {kind} models (seeds 0..{seeds - 1}, mean MASE; per-fortnight columns realistic "
         "temperature, then oracle):",
         "",
         "| method | " + " | ".join(names) + " | mean, realistic | "
@@ -447,6 +458,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--covariate-inputs", action="store_true",
                         help="compare where a window model's covariates enter (profile, network, both)")
+    parser.add_argument("--stream", action="store_true",
+                        help="with --covariate-inputs: a stream model (stateful) instead of a window model")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--fortnight", action="append", choices=list(FORTNIGHTS),
                         help="with --covariate-inputs: only this fortnight (repeatable; default: all three)")
@@ -454,8 +467,10 @@ def main() -> None:
     if not args.covariate_inputs:
         check_default(args.seeds)
         return
-    all_periods, result = run(args.seeds, models=COVARIATE_INPUT_MODELS, fortnights=args.fortnight)
-    print("\n".join(covariate_inputs_table(all_periods, result, args.seeds)))
+    models = STREAM_COVARIATE_INPUT_MODELS if args.stream else COVARIATE_INPUT_MODELS
+    all_periods, result = run(args.seeds, models=models, fortnights=args.fortnight)
+    kind = "stream" if args.stream else "window"
+    print("\n".join(covariate_inputs_table(all_periods, result, args.seeds, kind)))
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class FeatureConfig:
         """The features of `spec`; `profile`: the model's covariates enter a regression profile,
         which a deseasonalised model then reads instead of MSTL fits."""
         profile = profile and spec.deseasonalize == "mstl"
-        network = spec.covariate_inputs != "profile" and not spec.stateful
+        network = spec.covariate_inputs != "profile"
         mstl = spec.deseasonalize == "mstl" and not profile
         periods = candidate_periods(spec.steps_per_day) if mstl else ()
         return cls(
@@ -234,6 +234,14 @@ def future_batch(steps: np.ndarray, ends: np.ndarray, config: FeatureConfig) -> 
     windows = sliding_window_view(columns, config.horizon, axis=0)[ends + 1]  # (B, 2K, H)
     out: npt.NDArray[np.float32] = windows.transpose(0, 2, 1).reshape(len(ends), config.n_future)
     return out.astype(np.float32)
+
+
+def every_future(steps: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """A stream model's future branch inputs at every step of one series, (T, horizon * 2K): the
+    covariate columns of the `horizon` steps after each. Steps past the series' end read as
+    missing (0, flag off), as serving reads covariates it does not hold."""
+    padded = np.concatenate([steps, np.zeros((config.horizon, steps.shape[1]))])
+    return future_batch(padded, np.arange(len(steps)), config)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,12 @@ regression profile fixed at training (`profile.py`) where MSTL models read daily
 series' current calendar, is the `seasonal` argument of every stream and window call, and
 `forecast` builds it from its `covariates` and `calendar` arguments.
 
-Window models whose network reads covariates (`features.network_covariates`) read them through a
+Models whose network reads covariates (`features.network_covariates`) read them through a
 `CovariateTrack` over the history and the horizon (`covariate_track`): each window step's value
-and the horizon's values for the future branch. `forecast` builds it from `covariates`.
+and the horizon's values for the future branch. A stream model steps each reading with the
+covariates' values at its time, and its forecast after a step reads the horizon's from the same
+track; a value the track does not hold is masked, never invented. `forecast` builds it from
+`covariates`.
 """
 
 from __future__ import annotations
@@ -359,18 +362,20 @@ class Forecaster:
         if isinstance(state, WindowState):
             return self._warm_window(values, timestamps, state, self._window_fitter(seasonal), track)
         source = self._source(seasonal)
-        state = self._fill_to(state, timestamps[0], source)
+        state = self._fill_to(state, timestamps[0], source, track)
         present = ~np.isnan(values)
         ns = timestamps.asi8
         # Runs of present readings go through the network in one call; gaps step by step.
         edges = np.flatnonzero(np.diff(present.astype(np.int8))) + 1
         for run in np.split(np.arange(len(values)), edges):
             if present[run[0]]:
-                (state,), _ = self._run_streams([state], values[None, run], ns[None, run], [source])
+                (state,), _ = self._run_streams(
+                    [state], values[None, run], ns[None, run], [source], [track]
+                )
                 continue
             for i in run:
-                filled = self._roll_stream(state, 1, source)
-                (state,), _ = self._run_streams([state], filled[None], ns[None, i : i + 1], [source])
+                filled = self._roll_stream(state, 1, source, track)
+                (state,), _ = self._run_streams([state], filled[None], ns[None, i : i + 1], [source], [track])
         return state
 
     def step(
@@ -380,13 +385,18 @@ class Forecaster:
         ts: pd.Timestamp,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> S:
         """Advance `state` by one reading at `ts` (NaN if missing); returns a new state.
 
         Readings skipped since the state's last timestamp are filled with the model's forecasts.
         """
         return self.warm(
-            np.array([value], dtype=np.float64), pd.DatetimeIndex([ts]), state, seasonal=seasonal
+            np.array([value], dtype=np.float64),
+            pd.DatetimeIndex([ts]),
+            state,
+            seasonal=seasonal,
+            network_covariates=network_covariates,
         )
 
     def forecast_from_state(
@@ -437,7 +447,7 @@ class Forecaster:
         forecasts, each fed back as readings until the horizon is covered."""
         self._check_kind(state)
         if isinstance(state, StreamState):
-            return self._roll_stream(state, horizon, self._source(seasonal))
+            return self._roll_stream(state, horizon, self._source(seasonal), network_covariates)
         return self._roll_window(state, horizon, self._window_fitter(seasonal), network_covariates)
 
     def interval_widths(self, series: str, horizon: int, levels: Sequence[int]) -> dict[int, np.ndarray]:
@@ -471,18 +481,25 @@ class Forecaster:
         state: S,
         *,
         seasonal: SeasonalSource | None = None,
+        network_covariates: CovariateTrack | None = None,
     ) -> tuple[S, np.ndarray]:
         """`warm`, also returning the one-step forecast made after each reading (NaN if none).
 
         Live accuracy judges each reading against the forecast made just before it, so a batch
         of readings needs every intermediate forecast. Contiguous readings with no gaps take one
-        vectorised pass through the network; anything else goes a reading at a time.
+        vectorised pass through the network; anything else goes a reading at a time. A stream
+        network that reads covariates reads them from `network_covariates`.
         """
-        new_state, means = self._advance(values, timestamps, _typed(state), seasonal)
+        new_state, means = self._advance(values, timestamps, _typed(state), seasonal, network_covariates)
         return _as_given(new_state, state), means
 
     def _advance(
-        self, values: np.ndarray, timestamps: pd.DatetimeIndex, state: State, seasonal: SeasonalSource | None
+        self,
+        values: np.ndarray,
+        timestamps: pd.DatetimeIndex,
+        state: State,
+        seasonal: SeasonalSource | None,
+        track: CovariateTrack | None = None,
     ) -> tuple[State, np.ndarray]:
         values = np.asarray(values, dtype=np.float64)
         timestamps = pd.DatetimeIndex(timestamps)
@@ -495,7 +512,9 @@ class Forecaster:
             )
         )
         if contiguous and isinstance(state, StreamState):
-            states, means = self._step_run([state], values[None], timestamps.asi8[None], [seasonal])
+            states, means = self._step_run(
+                [state], values[None], timestamps.asi8[None], [seasonal], [track]
+            )
             return states[0], means[0]
         if (
             contiguous
@@ -505,9 +524,9 @@ class Forecaster:
             return self._advance_window(values, timestamps, state, self._window_fitter(seasonal))
         means = np.full(len(values), np.nan)
         for i in range(len(values)):
-            state = self._warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal)
+            state = self._warm(values[i : i + 1], timestamps[i : i + 1], state, seasonal, track)
             if self._can_forecast(state):
-                means[i] = self.rollout(state, 1, seasonal=seasonal)[0]
+                means[i] = self.rollout(state, 1, seasonal=seasonal, network_covariates=track)[0]
         return state, means
 
     def step_streams(
@@ -516,18 +535,22 @@ class Forecaster:
         values: np.ndarray,
         timestamps_ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
+        tracks: Sequence[CovariateTrack | None] | None = None,
     ) -> tuple[list[S], np.ndarray]:
         """Advance many streams of this stream model by one reading each, in one network pass.
 
         Each reading must be present and directly follow its state's last one (`advance`
         handles everything else, a stream at a time). Every stream has its own state and
-        seasonal source; the B states are stacked so the step is one matrix product per gate.
+        seasonal source (and, for a network that reads covariates, its covariate track); the B
+        states are stacked so the step is one matrix product per gate.
         Returns the new states and each stream's one-step forecast after its reading: the batched
         step `advance` takes for one stream, so the two agree.
         """
         ns = np.asarray(timestamps_ns, dtype=np.int64)[:, None]
         typed = [_stream_typed(state) for state in states]
-        new_states, means = self._step_run(typed, np.asarray(values, dtype=np.float64)[:, None], ns, sources)
+        new_states, means = self._step_run(
+            typed, np.asarray(values, dtype=np.float64)[:, None], ns, sources, tracks
+        )
         return [_as_given(new, given) for new, given in zip(new_states, states, strict=True)], means[:, 0]
 
     def _step_run(
@@ -536,9 +559,10 @@ class Forecaster:
         values: np.ndarray,
         ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
+        tracks: Sequence[CovariateTrack | None] | None = None,
     ) -> tuple[list[StreamState], np.ndarray]:
         """`_run_streams`, also returning the one-step forecast after each reading (B, T)."""
-        new_states, outputs = self._run_streams(states, values, ns, sources)
+        new_states, outputs = self._run_streams(states, values, ns, sources, tracks)
         _, ahead_bounds = self.step_fit_boundaries(ns)
         here, following = self._seasonal(sources, ns, ahead_bounds, (0, 1))
         scales = np.array([self.scales[state.series] for state in new_states])[:, None]
@@ -550,10 +574,13 @@ class Forecaster:
         values: np.ndarray,
         ns: np.ndarray,
         sources: Sequence[SeasonalSource | None],
+        tracks: Sequence[CovariateTrack | None] | None = None,
     ) -> tuple[list[StreamState], np.ndarray]:
         """The batched step: B streams, each fed T present readings (B, T) at `ns` (int64 ns)
         that follow its state's last one, in one network pass. The new states and the network's
-        outputs after each reading (B, T, out).
+        outputs after each reading (B, T, out). A network that reads covariates reads each
+        stream's `tracks`: each reading's covariates at its time, and the horizon's after it for
+        the forecast the step makes.
 
         A fleet's post steps many streams a reading each, a warm-up one stream over many; both
         take this pass, so they agree bit for bit. Every stream has its own state and seasonal
@@ -567,11 +594,17 @@ class Forecaster:
         # As `change_inputs` computes it, z/scale - previous/scale, so training and serving agree.
         change = z / scales - previous / scales
         known = calendar(ns.reshape(-1), self.features).reshape(*ns.shape, -1)
+        future = None
+        if self.reads_covariates_in_network:
+            given = [self._required_track(track) for track in (tracks or [None] * len(states))]
+            at_steps = np.stack([t.at(row) for t, row in zip(given, ns, strict=True)])
+            known = np.concatenate([known, at_steps], axis=2)
+            future = np.stack([self._stream_future(t, row) for t, row in zip(given, ns, strict=True)])
         x = np.concatenate([change[:, :, None], known], axis=2)
         # Each state holds (1, units) per layer: one concatenation per layer for all streams.
         layers = range(len(self.network.state_units))
         stacked = [np.concatenate([state.network[layer] for state in states]) for layer in layers]
-        y, net = self.network.run(x, stacked, return_sequences=True)
+        y, net = self.network.run(x, stacked, return_sequences=True, future=future)
         last_values, last_z, last_ns = values[:, -1].tolist(), z[:, -1].tolist(), ns[:, -1].tolist()
         steps = ns.shape[1]
         new_states = [
@@ -586,6 +619,21 @@ class Forecaster:
             for i, state in enumerate(states)
         ]
         return new_states, np.asarray(y, dtype=np.float64)
+
+    def _required_track(self, track: CovariateTrack | None) -> CovariateTrack:
+        if track is None:
+            raise ValueError(
+                f"This model's network reads covariates {list(self.features.network_covariates)}; "
+                "pass their values (`covariate_track`)."
+            )
+        return track
+
+    def _stream_future(self, track: CovariateTrack, ns: np.ndarray) -> np.ndarray:
+        """The future branch's inputs after each of the stream steps `ns` (T, horizon * 2K): the
+        covariate columns of the `horizon` steps after each, as `features.every_future` lays
+        them out for training."""
+        ahead = ns[:, None] + self.step_size.value * np.arange(1, self.features.horizon + 1, dtype=np.int64)
+        return track.at(ahead.reshape(-1)).reshape(len(ns), self.features.n_future)
 
     def _seasonal(
         self,
@@ -723,13 +771,17 @@ class Forecaster:
         return missing
 
     def _fill_to(
-        self, state: Kind, ts: pd.Timestamp, source: SeasonalSource | None = None
+        self,
+        state: Kind,
+        ts: pd.Timestamp,
+        source: SeasonalSource | None = None,
+        track: CovariateTrack | None = None,
     ) -> Kind:
         """Fill the grid between the state's last reading and `ts` with missing readings."""
         missing = self._missing_steps(state, ts)
         if len(missing) == 0:
             return state
-        return cast(Kind, self._warm(np.full(len(missing), np.nan), missing, state, source))
+        return cast(Kind, self._warm(np.full(len(missing), np.nan), missing, state, source, track))
 
     @functools.cached_property
     def step_size(self) -> pd.Timedelta:
@@ -742,7 +794,9 @@ class Forecaster:
             raise TypeError("A deseasonalised stream model needs a `seasonal` source of fits.")
         return seasonal
 
-    def _roll_stream(self, state: StreamState, horizon: int, source: SeasonalSource) -> np.ndarray:
+    def _roll_stream(
+        self, state: StreamState, horizon: int, source: SeasonalSource, track: CovariateTrack | None = None
+    ) -> np.ndarray:
         """Heads of forecasts, each fed back as readings, until `horizon` steps are covered.
 
         Readings fed back are deseasonalised with the fit of the first forecast step, extended:
@@ -755,6 +809,8 @@ class Forecaster:
         """
         if state.last_ns is None or state.last_value is None:
             raise ValueError("The stream has no readings yet; warm it with history first.")
+        if self.reads_covariates_in_network:
+            return self._roll_stream_run(state, horizon, source, self._required_track(track))
         scale = self.scales[state.series]
         step_ns = self.step_size.value
         last_ns = state.last_ns
@@ -786,6 +842,43 @@ class Forecaster:
                 stepper.step(z / scale - previous / scale)
                 last_z = z
             last_value = mean[done + head - 1]
+            done += head
+
+    def _roll_stream_run(
+        self, state: StreamState, horizon: int, source: SeasonalSource, track: CovariateTrack
+    ) -> np.ndarray:
+        """`_roll_stream` for a network with a future branch, which `Stepper` cannot step: each
+        head reads the horizon's covariates after its origin from `track`, and is fed back a
+        block at a time through `network.run` with the covariates at those steps."""
+        assert state.last_ns is not None and state.last_value is not None
+        scale = self.scales[state.series]
+        step_ns = self.step_size.value
+        head = self.network.output_size
+        steps = -(-horizon // head) * head
+        future = state.last_ns + step_ns * np.arange(1, steps + 1, dtype=np.int64)
+        first = int(self.fit_boundaries(future[:1])[0])
+        ns = np.concatenate([[state.last_ns], future])
+        seasonal = source.cycles(first).at((ns - first) // step_ns)
+        network, last_value, last_z = list(state.network), state.last_value, state.last_z
+        mean = np.zeros(0)
+        done = 0
+        while True:
+            ahead = self._stream_future(track, ns[done : done + 1])
+            out = np.asarray(self.network.output(network, ahead)[0], dtype=np.float64)
+            ahead_change = seasonal[done + 1 : done + 1 + head] - seasonal[done]
+            block = _forecast_value(last_value, ahead_change, scale, out)
+            mean = np.concatenate([mean, block])
+            if done + head >= horizon:
+                return mean[:horizon]
+            z = block - seasonal[done + 1 : done + 1 + head]
+            previous = np.concatenate([[z[0] if last_z is None else last_z], z[:-1]])
+            block_ns = future[done : done + head]
+            change = (z / scale - previous / scale)[:, None]
+            x = np.concatenate([change, calendar(block_ns, self.features), track.at(block_ns)], axis=1)
+            _, network = self.network.run(
+                x[None], network, return_sequences=True, future=self._stream_future(track, block_ns)[None]
+            )
+            last_value, last_z = float(block[-1]), float(z[-1])
             done += head
 
     def _warm_window(

@@ -102,9 +102,9 @@ class ModelSpec(BaseModel):
         "deseasonalised by (day type x time of day with the covariates' terms; the network reads "
         "none); 'network', the network's own inputs (each step's past value and a present flag, "
         "and the horizon's known-future values through a branch joined to its state before the "
-        "head) over the MSTL-deseasonalised series; 'both'. Network inputs are read by window "
-        "models only: with 'network' or 'both' the default is a window model, and `stateful: "
-        "true` is refused.",
+        "head) over the MSTL-deseasonalised series; 'both'. With 'network' or 'both' the default "
+        "is a window model; `stateful: true` trains a stream model, which steps each reading with "
+        "the covariates' values at its time and forecasts with the horizon's.",
     )
     loss: Loss = Field("mae", description="Training loss: 'mae' (matches MASE) or 'mse'.")
     epochs: Int = Field(40, ge=1, le=MAX_EPOCHS)
@@ -131,7 +131,8 @@ class ModelSpec(BaseModel):
     @property
     def is_stream(self) -> bool:
         """Whether this spec trains a stream (stateful) model: the default, unless bidirectional or
-        the network reads covariates (`covariate_inputs`), which only window models do."""
+        the network reads covariates (`covariate_inputs`), where a window model scored better
+        (docs/accuracy.md); `stateful: true` asks for a stream model in either case."""
         if self.stateful is not None:
             return self.stateful
         return not self.bidirectional and self.covariate_inputs == "profile"
@@ -148,12 +149,6 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"Received `chunk={self.chunk}` with `stateful=False`, expected `chunk` only for "
                 "stateful models (it is their truncated BPTT length)."
-            )
-        if self.stateful is True and self.covariate_inputs != "profile":
-            raise ValueError(
-                f"Received `stateful=True` with `covariate_inputs={self.covariate_inputs!r}`, expected "
-                "`stateful: false` (or unset): only window models read covariates as network inputs; "
-                "a stream model reads them through the profile (`covariate_inputs: 'profile'`)."
             )
         if self.budget_s is not None and not self.auto:
             raise ValueError(

@@ -18,6 +18,7 @@ from app.ml.data import PreparedSeries, SeriesData, TrainingDataError, prepare_s
 from app.ml.features import (
     COLUMNS_PER_COVARIATE,
     FeatureConfig,
+    every_future,
     future_batch,
     origin_batch,
     step_inputs,
@@ -257,14 +258,22 @@ class _StreamValidation(keras.callbacks.Callback):  # type: ignore[misc]  # kera
     """val_loss of a stream model, in its training loss: the stateless twin runs each piece from
     its start, and the loss counts the steps whose whole horizon lies in the validation part."""
 
-    def __init__(self, twin: keras.Model, x: np.ndarray, y: np.ndarray, mask: np.ndarray, loss: str) -> None:
+    def __init__(
+        self,
+        twin: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        mask: np.ndarray,
+        loss: str,
+        future: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
-        self.twin, self.x, self.y, self.mask, self.loss = twin, x, y, mask, loss
+        self.twin, self.x, self.y, self.mask, self.loss, self.future = twin, x, y, mask, loss, future
         self.predict = compiled_predict(twin)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.twin.set_weights(self.model.get_weights())
-        error = self.predict(self.x) - self.y
+        error = self.predict(self.x, self.future) - self.y
         per_step = np.mean(np.abs(error) if self.loss == "mae" else error**2, axis=-1)
         if logs is not None:
             logs["val_loss"] = float(np.mean(per_step[self.mask]))
@@ -377,6 +386,9 @@ class _StreamTable:
     ahead: np.ndarray
     targets: np.ndarray
     usable: np.ndarray
+    # The future branch's inputs at every position, (T, n_future): the covariate columns of the
+    # horizon after it (`features.every_future`); (T, 0) for a network without the branch.
+    future: np.ndarray
 
     def pieces(self, table: _Table, stop_part: windows.Part) -> list[tuple[int, int]]:
         """Global [start, stop) runs of usable positions, cut where `stop_part` ends."""
@@ -397,6 +409,11 @@ class _StreamTable:
             ).astype(np.float32)
             for a, b in pieces
         ]
+
+    def futures(self, pieces: list[tuple[int, int]], future: np.ndarray | None = None) -> list[np.ndarray]:
+        """The future branch's inputs of each piece, from `future` (default: `self.future`)."""
+        future = self.future if future is None else future
+        return [future[a:b] for a, b in pieces]
 
 
 def _stream_table(
@@ -439,6 +456,20 @@ def _stream_table(
         ahead=np.concatenate([p.ahead for p in parts]),
         targets=np.concatenate([p.targets for p in parts]),
         usable=np.concatenate([p.usable for p in parts]),
+        future=_stream_future(table, features),
+    )
+
+
+def _stream_future(table: _Table, features: FeatureConfig) -> np.ndarray:
+    """Every position's future branch inputs, series by series: a horizon never reads into the
+    next series laid after it (its steps past the end read as missing)."""
+    if not features.n_future:
+        return np.zeros((len(table.scaled), 0), np.float32)
+    return np.concatenate(
+        [
+            every_future(table.cal[offset : offset + len(s.values)], features)
+            for s, offset in zip(table.series, table.offsets, strict=True)
+        ]
     )
 
 
@@ -461,11 +492,14 @@ def _fit_stream(
         raise TrainingDataError(
             "The training part has no run of readings that a stream model can learn from; provide more data."
         )
-    inputs = np.zeros((len(stream.z), features.n_inputs), dtype=np.float32)
+    # The future branch's inputs ride beside each step's inputs through the batching, then part.
+    inputs = np.zeros((len(stream.z), features.n_inputs + features.n_future), dtype=np.float32)
     for (a, b), piece in zip(train_pieces, stream.inputs(table, train_pieces), strict=True):
-        inputs[a:b] = piece
+        inputs[a:b, : features.n_inputs] = piece
+        inputs[a:b, features.n_inputs :] = stream.future[a:b]
     targets = np.where(_targets_in(table, "train", spec.horizon)[:, None], stream.targets, np.nan)
     x, y, weights = windows.stateful_batches(inputs, targets, stream.usable, layout, spec.chunk)
+    fit_x = [x[..., : features.n_inputs], x[..., features.n_inputs :]] if features.n_future else x
 
     # Validation: each piece from its start up to the end of the part that selects (early
     # stopping); loss only at steps whose targets all lie in that part.
@@ -479,14 +513,18 @@ def _fit_stream(
         raise TrainingDataError("The validation part has no complete forecast horizon.")
     val_targets = _pad([stream.targets[a:b] for a, b in val_pieces])
 
-    network = build_network(spec, features.n_inputs, batch_size=layout.lanes, stateful=True)
-    twin = build_network(spec, features.n_inputs)
+    network = build_network(
+        spec, features.n_inputs, batch_size=layout.lanes, stateful=True, n_future=features.n_future
+    )
+    twin = build_network(spec, features.n_inputs, n_future=features.n_future)
     _compile(network, spec)
+    val_future = _pad(stream.futures(val_pieces)) if features.n_future else None
     validation = _StreamValidation(
-        twin, _pad(stream.inputs(table, val_pieces)), np.nan_to_num(val_targets), val_mask, spec.loss
+        twin, _pad(stream.inputs(table, val_pieces)), np.nan_to_num(val_targets), val_mask, spec.loss,
+        val_future,
     )
     network.fit(
-        x,
+        fit_x,
         y,
         sample_weight=weights,
         batch_size=layout.lanes,
@@ -523,7 +561,13 @@ def _origin_forecasts(
     `error`, the network's future covariates carry a forecast's error (`_with_future_error`)."""
     ends = table.ends(part, spec, every=every)
     if stream is not None:
-        relative, found = _stream_forecasts_at(network, table, stream, ends)
+        ahead = stream.future
+        if error is not None and features.network_covariates:
+            ahead = ahead.copy()
+            for s, offset in zip(table.series, table.offsets, strict=True):
+                rows = ends[(ends >= offset) & (ends < offset + len(s.values))]
+                ahead[rows] = _with_future_error(ahead[rows], rows, s.name, features, error)
+        relative, found = _stream_forecasts_at(network, table, stream, ends, ahead)
         ends, relative = ends[found], relative[found]
         stream_model = stream.ahead[ends] + stream.scale[ends, None] * relative.astype(np.float64)
     parts = []
@@ -569,12 +613,14 @@ def _origin_forecasts(
 
 
 def _stream_forecasts_at(
-    network: keras.Model, table: _Table, stream: _StreamTable, ends: np.ndarray
+    network: keras.Model, table: _Table, stream: _StreamTable, ends: np.ndarray, future: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run each whole piece through the twin once and read the outputs at `ends` (and which
-    `ends` lie in a piece)."""
+    `ends` lie in a piece). The future branch reads `future` (T, n_future): a step's output
+    reads its own row only, so each origin's row may carry its own covariate error."""
     pieces = stream.pieces(table, "test")
-    per_step = compiled_predict(network)(_pad(stream.inputs(table, pieces)))
+    futures = _pad(stream.futures(pieces, future)) if future.shape[1] else None
+    per_step = compiled_predict(network)(_pad(stream.inputs(table, pieces)), futures)
     out = np.zeros((len(ends), per_step.shape[-1]), dtype=np.float32)
     found = np.zeros(len(ends), dtype=bool)
     for i, (a, b) in enumerate(pieces):

@@ -20,7 +20,7 @@ from app.ml.forecaster import Forecaster
 from app.ml.stream_seasonal import SeasonalSource
 from app.ml.stream_state import State
 from app.streams.seasonal_fits import forget_fits_from
-from app.streams.sources import stepping_source
+from app.streams.sources import stepping_covariates, stepping_source
 from app.timegrid import on_grid, to_index
 
 
@@ -128,20 +128,23 @@ def store_state(*, session: Session, read: HistoryRead, warmed: WarmedHistory) -
 
 
 def history_state(*, session: Session, forecaster: Forecaster, model_id: int, series: Series,
-                  max_steps: int) -> tuple[State, SeasonalSource | None]:
+                  max_steps: int) -> tuple[State, SeasonalSource | None, CovariateTrack | None]:
     """The model's state after the series' last stored reading (warmed from at most
     `max_steps` readings, from a zero state), reusing and advancing the stored one, all in the
     caller's transaction (streams, which hold the stream's lock anyway); and what the model
-    read, which also serves the one-step forecast after that reading."""
+    read (its seasonal source, and the covariates its network reads at each reading's time),
+    which also serves the one-step forecast after that reading."""
     read = read_history(session=session, forecaster=forecaster, model_id=model_id,
                         series=series, max_steps=max_steps)
     first_s = int(read.ts[0]) if len(read.ts) else read.cached_last_ts
     last_s = int(read.ts[-1]) if len(read.ts) else read.cached_last_ts
     seasonal = stepping_source(session=session, series=series, forecaster=forecaster,
                                model_id=model_id, first_s=first_s, last_s=last_s)
-    warmed = warm_history(forecaster, read, seasonal)
+    track = stepping_covariates(session=session, series=series, forecaster=forecaster,
+                                model_id=model_id, first_s=first_s, last_s=last_s)
+    warmed = warm_history(forecaster, read, seasonal, track)
     store_state(session=session, read=read, warmed=warmed)
-    return warmed.state, seasonal
+    return warmed.state, seasonal, track
 
 
 def forget_from(*, session: Session, series_id: int, first_changed_ts: int) -> None:

@@ -183,7 +183,9 @@ def _fast_step(row: StreamRow, batch: ReadingsBatch, forecasters: ForecasterCach
             or int(batch.ts_s[0]) != row.last_ts + step_s):
         return None
     forecaster = forecasters.get(row.current_model_id, row.current_ready_at)
-    if not forecaster.is_stream or not _fits_network(state, forecaster):
+    # A network that reads covariates steps through the general service, which reads them.
+    if (not forecaster.is_stream or forecaster.reads_covariates_in_network
+            or not _fits_network(state, forecaster)):
         return None
     return _Step(row=row, state=state, ts_s=int(batch.ts_s[0]), value=float(batch.values[0]), step_s=step_s)
 

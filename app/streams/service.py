@@ -32,7 +32,12 @@ from app.streams import judging
 from app.streams.history import history_state
 from app.streams.model_cache import ForecasterCache
 from app.streams.seasonal_fits import FitCache, PreloadedSeasonal, stored_fits, stored_source
-from app.streams.sources import profile_forecast_source, stepping_source
+from app.streams.sources import (
+    forecast_covariates,
+    profile_forecast_source,
+    stepping_covariates,
+    stepping_source,
+)
 from app.timegrid import NS_PER_S, following, iso_many, on_grid, step_seconds, to_index, to_iso
 
 
@@ -109,14 +114,17 @@ def _check_pinnable(*, session: Session, model: ForecastModel, series: Series) -
 
 
 def check_streamable(forecaster: Forecaster, model_id: int) -> None:
-    """Conflict for a model whose network reads covariates (`covariate_inputs`): streams do not
-    feed a network's covariate inputs yet (series forecasts do)."""
-    if forecaster.reads_covariates_in_network:
+    """Conflict for a window model whose network reads covariates (`covariate_inputs`):
+    streams feed a stream model's covariate inputs, not yet a window model's (series forecasts
+    do)."""
+    if forecaster.reads_covariates_in_network and not forecaster.is_stream:
         raise Conflict(
-            f"Model {model_id} reads covariates in its network (`covariate_inputs`), which streams "
-            "do not feed yet: pin the stream to a model trained with `covariate_inputs: "
-            "\"profile\"`, or forecast the series (GET /v1/series/{id}/forecast)",
-            errors=[field_error("model_id", model_id, "reads covariates in its network")])
+            f"Model {model_id} is a window model that reads covariates in its network "
+            "(`covariate_inputs`), which streams do not feed yet: pin the stream to a stream "
+            "model (`stateful: true`) or one trained with `covariate_inputs: \"profile\"`, or "
+            "forecast the series (GET /v1/series/{id}/forecast)",
+            errors=[field_error("model_id", model_id, "a window model that reads covariates "
+                                "in its network")])
 
 
 def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, stream: Stream,
@@ -124,12 +132,13 @@ def _warm(*, session: Session, cache: ForecasterCache, settings: Settings, strea
     """(Re)start the stream from the model run over the series' stored history."""
     forecaster = cache.get(model.id, model.ready_at)
     check_streamable(forecaster, model.id)
-    state, seasonal = history_state(session=session, forecaster=forecaster, model_id=model.id,
-                                    series=series, max_steps=settings.stream_warm_steps)
+    state, seasonal, track = history_state(session=session, forecaster=forecaster,
+                                           model_id=model.id, series=series,
+                                           max_steps=settings.stream_warm_steps)
     stream.model_id = model.id
     stream.state = state
     stream.last_ts = _state_ts(state)
-    stream.next_forecast = _next(forecaster, state, seasonal)
+    stream.next_forecast = _next(forecaster, state, seasonal, track)
     stream.accuracy = None
     stream.updated_at = utcnow()
 
@@ -191,8 +200,13 @@ def apply_readings(*, session: Session, cache: ForecasterCache, settings: Settin
     seasonal = stepping_source(session=session, series=series, forecaster=forecaster,
                                model_id=model.id, first_s=int(grid[0]) if last is None else last,
                                last_s=int(grid[-1]), stale_ok=True)  # a post never fits
+    # Each reading is stepped with the covariates' stored values at its time (masked where none).
+    track = stepping_covariates(session=session, series=series, forecaster=forecaster,
+                                model_id=model.id, first_s=int(grid[0]) if last is None else last,
+                                last_s=int(grid[-1]))
     try:
-        state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal)
+        state, means = forecaster.advance(full, to_index(grid), state, seasonal=seasonal,
+                                          network_covariates=track)
     except ValueError as exc:
         raise Conflict(f"The model cannot follow these readings: {exc}") from None
     known = partial(_stored_at, np.concatenate([nearby[0], ts]), np.concatenate([nearby[1], values]))
@@ -265,11 +279,12 @@ def _state_ts(state: State) -> int | None:
     return None if state.last_ns is None else state.last_ns // NS_PER_S
 
 
-def _next(forecaster: Forecaster, state: State,
-          seasonal: SeasonalSource | None) -> dict[str, Any] | None:
+def _next(forecaster: Forecaster, state: State, seasonal: SeasonalSource | None,
+          track: CovariateTrack | None = None) -> dict[str, Any] | None:
     """The one-step forecast and intervals from `state`, or None before it can forecast."""
     try:
-        forecast = forecaster.forecast_from_state(state, 1, seasonal=seasonal)
+        forecast = forecaster.forecast_from_state(state, 1, seasonal=seasonal,
+                                                  network_covariates=track)
     except ValueError:
         return None
     return judging.points(forecast)[0]
@@ -295,9 +310,16 @@ def forecast_stream(*, session: Session, cache: ForecasterCache, fits: FitCache,
     check_streamable(forecaster, row.ready_model_id)
     if row.state is None:
         raise Conflict("The stream has no state yet")
+    track = None
+    if forecaster.reads_covariates_in_network:
+        series = session.get(Series, row.series_id)
+        assert series is not None
+        track = forecast_covariates(session=session, series=series, forecaster=forecaster,
+                                    model_id=row.ready_model_id, state=row.state, horizon=horizon)
     return row, run_forecast(forecaster, row.state, horizon, levels, _forecast_source(
         session=session, connection=connection, forecaster=forecaster, fits=fits,
-        model_id=row.ready_model_id, series_id=row.series_id, state=row.state, horizon=horizon))
+        model_id=row.ready_model_id, series_id=row.series_id, state=row.state, horizon=horizon),
+        track)
 
 
 def _forecast_source(*, session: Session, connection: Connection, forecaster: Forecaster,

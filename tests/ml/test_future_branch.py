@@ -95,10 +95,12 @@ def network_covariate_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     series = _with_temperature()
     root = tmp_path_factory.mktemp("network_covariates")
     out = {}
-    for name, inputs, deseasonalize in (("network", "network", "mstl"), ("both", "both", "mstl"),
-                                        ("raw", "network", "none")):
+    for name, inputs, deseasonalize, stateful in (
+        ("network", "network", "mstl", None), ("both", "both", "mstl", None),
+        ("raw", "network", "none", None), ("stream", "network", "none", True),
+    ):
         fields = {**TINY, "deseasonalize": deseasonalize}
-        spec = ModelSpec(cell="gru", horizon=4, covariate_inputs=inputs, **fields)
+        spec = ModelSpec(cell="gru", horizon=4, covariate_inputs=inputs, stateful=stateful, **fields)
         trained = train(spec, [series])
         out[name] = (trained, save_artifacts(trained, Path(root) / name), series)
     return out
@@ -170,8 +172,58 @@ def test_a_missing_covariate_reading_is_masked_not_invented() -> None:
     assert config.n_future == 4
 
 
-def test_stream_models_refuse_network_covariates() -> None:
-    with pytest.raises(ValueError, match="only window models read covariates as network inputs"):
-        ModelSpec(stateful=True, covariate_inputs="network")
+def test_network_covariates_default_to_a_window_model_and_a_stream_may_be_asked() -> None:
     assert not ModelSpec(covariate_inputs="both").is_stream
+    assert ModelSpec(stateful=True, covariate_inputs="network").is_stream
     assert ModelSpec().is_stream
+
+
+def test_a_stream_network_steps_each_reading_with_its_covariates_as_keras_runs_them(
+    network_covariate_models: dict,
+) -> None:
+    """A stream model reads each reading's temperature beside it and the horizon's through the
+    branch: stepped a reading at a time in numpy, it forecasts what the Keras twin computes over
+    the whole run, and what one warm-up over the history gives."""
+    from app.ml.features import every_future, step_inputs
+    from app.ml.forecaster import Forecaster
+
+    trained, directory, series = network_covariate_models["stream"]
+    features = trained.features
+    assert trained.spec.stateful and features.stream
+    assert features.network_covariates == ("temperature",)
+    forecaster = Forecaster.load(directory)
+    scale, horizon = trained.scales[series.name], trained.spec.horizon
+    end = 120
+    temperature = series.covariates["temperature"][: end + 1 + horizon].copy()
+    temperature[end - 5] = np.nan  # a missing reading: masked (0, flag off) in Keras and numpy
+    stamps = series.timestamps[: end + 1 + horizon]
+    values = series.values[: end + 1]
+    steps = step_inputs(stamps, features, {"temperature": temperature})
+    change = np.diff(values / scale, prepend=values[0] / scale)
+    x = np.concatenate([change[:, None], steps[: end + 1]], axis=1)[None].astype("float32")
+    future = every_future(steps, features)[: end + 1][None].astype("float32")
+    out = np.asarray(trained.network([x, future], training=False))[0, -1]
+    want = values[-1] + scale * out.astype(np.float64)
+
+    track = forecaster.covariate_track(stamps.asi8, {"temperature": temperature})
+    state = forecaster.initial(series.name)
+    for i in range(end + 1):
+        state = forecaster.warm(values[i : i + 1], stamps[i : i + 1], state, network_covariates=track)
+    stepped = forecaster.forecast_from_state(state, horizon, network_covariates=track)
+    whole = forecaster.forecast(values, stamps[: end + 1], horizon, covariates={"temperature": temperature})
+
+    np.testing.assert_allclose(stepped.mean, want, atol=ATOL * scale)
+    np.testing.assert_allclose(whole.mean, stepped.mean, atol=1e-9 * scale)
+    # The horizon's temperature moves the forecast; the missing reading was not invented.
+    warmer = temperature + np.r_[np.zeros(end + 1), np.full(horizon, 5.0)]
+    moved = forecaster.forecast(values, stamps[: end + 1], horizon, covariates={"temperature": warmer})
+    assert np.abs(moved.mean - stepped.mean).max() > 1e-6
+    filled = temperature.copy()
+    filled[end - 5] = np.nanmean(temperature)
+    other = forecaster.forecast(values, stamps[: end + 1], horizon, covariates={"temperature": filled})
+    assert np.abs(other.mean - stepped.mean).max() > 0
+    # Past the head the rollout feeds its forecasts back with their steps' temperatures.
+    long = np.r_[temperature, series.covariates["temperature"][end + 1 + horizon : end + 1 + 2 * horizon]]
+    rolled = forecaster.forecast(values, stamps[: end + 1], 2 * horizon, covariates={"temperature": long})
+    np.testing.assert_allclose(rolled.mean[:horizon], stepped.mean, atol=1e-9 * scale)
+    assert np.isfinite(rolled.mean).all()

@@ -2,6 +2,7 @@
 model asked to read a covariate the series does not link is refused before any job runs."""
 
 import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db.engine import create_db_engine, create_session_factory, transaction
 from app.ml.calendar import CalendarSpec, SpecialDay
+from app.ml.forecaster import Forecaster
+from app.model_files import model_path
 from app.worker.training_task import load_series_data
 from tests.api.helpers import CSV, assert_problem, fill_series
 from tests.worker.helpers import trained
@@ -132,13 +135,10 @@ def test_a_job_trains_on_the_linked_covariate_and_its_model_forecasts_with_it(
 @pytest.mark.parametrize("inputs", ["network", "both"])
 def test_a_model_whose_network_reads_the_covariate_trains_and_forecasts_with_it(
         client: TestClient, auth: dict[str, str], settings: Settings, inputs: str) -> None:
-    """`covariate_inputs`: the network reads the temperature (a window model); its forecast reads
-    the stored temperature forecast or inline values, and refuses a horizon past it; streams do
-    not feed it yet and say so; a stream model is refused before any job runs."""
+    """`covariate_inputs`: the network reads the temperature (a window model by default); its
+    forecast reads the stored temperature forecast or inline values, and refuses a horizon past
+    it; streams do not feed a window model's network yet and say so."""
     load = load_with_temperature_in_one_csv(client, auth)
-    assert_problem(client.post("/v1/models", headers=auth, json={
-        "series_ids": [load], "spec": {"stateful": True, "covariate_inputs": inputs}}),
-        422, "spec")
     model = trained(client, auth, settings, load, cell="gru", covariate_inputs=inputs)
     assert model["resolved_spec"]["covariates"] == ["temperature"]
     assert model["resolved_spec"]["covariate_inputs"] == inputs
@@ -157,3 +157,64 @@ def test_a_model_whose_network_reads_the_covariate_trains_and_forecasts_with_it(
     assert np.abs(np.array([p["mean"] for p in warmer.json()["points"]]) - stored).max() > 1e-3
     assert_problem(client.post("/v1/streams", headers=auth, json={
         "series_id": load, "model_id": model["id"]}), 409, "model_id")
+
+
+def _means(answer: Any) -> np.ndarray:
+    assert answer.status_code == 200, answer.text
+    return np.array([p["mean"] for p in answer.json()["points"]])
+
+
+@pytest.mark.slow
+def test_a_stream_model_whose_network_reads_the_covariate_steps_and_forecasts_with_it(
+        client: TestClient, auth: dict[str, str], settings: Settings) -> None:
+    """A stream model (`stateful: true`) whose network reads the temperature: its stream warms
+    and steps each reading with the temperature stored at its time, forecasts with the stored
+    temperature ahead (422 past it), and steps a reading with no temperature masked, not
+    filled."""
+    load = load_with_temperature_in_one_csv(client, auth)
+    temperature = client.get(f"/v1/series/{load}", headers=auth).json()["covariates"][0]["series_id"]
+    model = trained(client, auth, settings, load, cell="gru", stateful=True, chunk=24,
+                    covariate_inputs="network", deseasonalize="none")
+    assert model["resolved_spec"]["stateful"] is True
+    assert model["resolved_spec"]["covariate_inputs"] == "network"
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": load, "model_id": model["id"], "stream_id": "s"})
+    assert created.status_code == 201, created.text
+    stored = _means(client.get("/v1/streams/s/forecast?horizon=24", headers=auth))
+    assert_problem(client.get("/v1/streams/s/forecast?horizon=25", headers=auth), 422, "horizon")
+    # A warmer temperature forecast, stored over the old one, moves the stream's forecast.
+    stamps = pd.date_range("2024-01-01", periods=LOAD_HOURS + 24, freq="h")
+    weather = load_weather()
+    warmer = {"readings": [{"ts": t.isoformat(), "value": float(w + 15)}
+                           for t, w in zip(stamps[LOAD_HOURS:], weather[LOAD_HOURS:], strict=True)]}
+    assert client.post(f"/v1/series/{temperature}/readings?on_conflict=replace", json=warmer,
+                       headers=auth).status_code == 200
+    moved = _means(client.get("/v1/streams/s/forecast?horizon=24", headers=auth))
+    assert np.abs(moved - stored).max() > 1e-3
+    # Readings through the last stored temperature, then one past it: that one is stepped with
+    # its temperature masked (no value, flag off), as the numpy forecaster steps a NaN.
+    hours = range(LOAD_HOURS, LOAD_HOURS + 25)
+    posted = client.post("/v1/streams/s/readings", headers=auth, json={"readings": [
+        {"ts": (stamps[0] + pd.Timedelta(hours=h)).isoformat(), "value": 100.0 + 2 * 15}
+        for h in hours[:-1]]})
+    assert posted.status_code == 200, posted.text
+    before = client.get("/v1/streams/s/state", headers=auth).json()["state"]
+    last = stamps[0] + pd.Timedelta(hours=hours[-1])
+    posted = client.post("/v1/streams/s/readings", headers=auth, json={"readings": [
+        {"ts": last.isoformat(), "value": 131.0}]})
+    assert posted.status_code == 200, posted.text
+    after = client.get("/v1/streams/s/state", headers=auth).json()["state"]
+    forecaster = Forecaster.load(model_path(settings.model_dir, model["id"]))
+    grid = pd.date_range(last, periods=1 + 24, freq="h")
+
+    def stepped(value_then: float) -> dict[str, Any]:
+        track = forecaster.covariate_track(
+            grid.asi8, {"temperature": np.r_[value_then, np.full(24, np.nan)]})
+        return forecaster.warm(np.array([131.0]), pd.DatetimeIndex([last]), before,
+                               network_covariates=track)
+
+    np.testing.assert_allclose(after["network"], stepped(np.nan)["network"], atol=1e-9)
+    carried = stepped(float(weather[-1] + 15))["network"]  # the last value carried forward
+    assert np.abs(np.array(after["network"]) - np.array(carried)).max() > 1e-6
+    # Its forecast needs the temperature ahead, which is not stored: refused, never filled.
+    assert_problem(client.get("/v1/streams/s/forecast?horizon=1", headers=auth), 422, "horizon")

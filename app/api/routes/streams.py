@@ -66,7 +66,7 @@ from app.observability.metrics import STREAM_READINGS
 from app.streams import accuracy, judging, posting
 from app.streams import service as streams
 from app.streams.seasonal_fits import FitCache, FitKey, noting_stale_fits, seasonal_source
-from app.streams.sources import profile_forecast_source
+from app.streams.sources import forecast_covariates, profile_forecast_source
 from app.timegrid import to_iso
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=LeanRoute)
@@ -337,9 +337,11 @@ def _posted_forecast(session: Session, fits: FitCache, outcome: posting.Outcome,
         cache=fits, stale_ok=True)
     # A window model forecasts only once it holds a full window: until then the readings are
     # applied and stored all the same, and the answer's forecast is empty.
+    track = forecast_covariates(session=session, series=series, forecaster=forecaster,
+                                model_id=outcome.model_id, state=outcome.state, horizon=horizon)
     with contextlib.suppress(Conflict):
         return judging.points(streams.run_forecast(forecaster, outcome.state, horizon, levels,
-                                                   seasonal))
+                                                   seasonal, track))
     return []
 
 
