@@ -190,12 +190,12 @@ def network_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
                                       covariates)
 
 
-def stepping_profile(*, session: Session, series: SeriesTraits, forecaster: Forecaster, model_id: int,
-                     first_s: int, last_s: int,
+def stepping_profile(*, session: Session, series: SeriesTraits, forecaster: Forecaster,
+                     model_id: int, first_s: int, last_s: int,
                      cache: CovariateCache = PROCESS_CACHE) -> ProfileSource:
-    """What a profile model's stream reads while it steps over readings from `first_s` to
-    `last_s` (grid times) of `series`: its profile from a day (and a window model's context) before
-    `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
+    """What a profile model's stream on `series` reads while it steps over readings from
+    `first_s` to `last_s` (grid times): its profile from a day (and a window model's context)
+    before `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
 
     Each covariate is read as stored, at each reading's time: a reading is stepped with the
     covariate's value then. A value not stored (NaN) is never filled: that covariate's terms
