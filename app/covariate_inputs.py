@@ -5,7 +5,6 @@ Alignment (a covariate of another frequency onto the series' grid) is the ML cor
 `app.ml.covariates.align`; this module only reads the readings it needs and hands them over.
 """
 
-import datetime
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 
@@ -15,9 +14,10 @@ from sqlalchemy.orm import Session
 from app.covariate_cache import PROCESS_CACHE, PROFILE_AHEAD_S, CovariateCache
 from app.db import covariates as covariates_db
 from app.db.covariates import ReadLink
+from app.db.series import SeriesTraits, calendar_spec
 from app.db.tables import Series, SeriesCovariate
 from app.errors import Conflict, Invalid, field_error
-from app.ml.calendar import CalendarSpec, SpecialDay
+from app.ml.calendar import CalendarSpec
 from app.ml.covariates import CovariateCoverageError, align, require_covered
 from app.ml.features import CovariateTrack
 from app.ml.forecaster import Forecaster
@@ -32,11 +32,7 @@ CALENDAR_STEP_S = 92 * DAY_S
 
 def calendar_of(series: Series) -> CalendarSpec | None:
     """The series' holidays and special days, or None when it has neither."""
-    if series.holidays is None and not series.special_days:
-        return None
-    days = tuple(SpecialDay(date=datetime.date.fromisoformat(d["date"]), label=d["label"])
-                 for d in series.special_days)
-    return CalendarSpec(holidays=series.holidays, special_days=days)
+    return calendar_spec(series.holidays, series.special_days)
 
 
 def check_linked(linked: Collection[str], names: Sequence[str], field: str) -> None:
@@ -151,7 +147,7 @@ def profile_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
     Raises:
         Invalid, Conflict: as `forecast_covariates`.
     """
-    step_s = _profile_step_s(series, model_id)
+    step_s = _profile_step_s(series.freq, model_id)
     start_s = min(first_s, last_s - forecaster.context_steps * step_s) - DAY_S
     history_s = last_s - step_s * np.arange(-(-(last_s - start_s) // step_s), -1, -1,
                                              dtype=np.int64)
@@ -182,7 +178,7 @@ def network_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
     Raises:
         Invalid, Conflict: as `forecast_covariates`.
     """
-    step_s = _profile_step_s(series, model_id)
+    step_s = _profile_step_s(series.freq, model_id)
     start_s = min(first_s, last_s) - forecaster.context_steps * step_s
     history_s = last_s - step_s * np.arange((last_s - start_s) // step_s, -1, -1, dtype=np.int64)
     future_s = last_s + step_s * np.arange(1, horizon + 1, dtype=np.int64)
@@ -194,12 +190,12 @@ def network_inputs(*, session: Session, series: Series, forecaster: Forecaster, 
                                       covariates)
 
 
-def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster, model_id: int,
-                     first_s: int, last_s: int,
+def stepping_profile(*, session: Session, series: SeriesTraits, forecaster: Forecaster,
+                     model_id: int, first_s: int, last_s: int,
                      cache: CovariateCache = PROCESS_CACHE) -> ProfileSource:
-    """What a profile model's stream reads while it steps over readings from `first_s` to
-    `last_s` (grid times): its profile from a day (and a window model's context) before
-    `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
+    """What a profile model's stream on `series` reads while it steps over readings from
+    `first_s` to `last_s` (grid times): its profile from a day (and a window model's context)
+    before `first_s` to a head after `last_s`, for the one-step forecast after the last reading.
 
     Each covariate is read as stored, at each reading's time: a reading is stepped with the
     covariate's value then. A value not stored (NaN) is never filled: that covariate's terms
@@ -213,7 +209,7 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
     Raises:
         Conflict: as `forecast_covariates` (a covariate the model reads is no longer linked).
     """
-    step_s = _profile_step_s(series, model_id)
+    step_s = _profile_step_s(series.freq, model_id)
     before = forecaster.context_steps + -(-DAY_S // step_s)
     # A head past the last reading: a window model's one-step forecast computes a whole head.
     after = forecaster.spec.horizon
@@ -221,7 +217,7 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
     links = covariates_db.read_links(session=session, series_id=series.id)
     _check_still_linked(links, forecaster.covariates, series.id, model_id)
     used = [links[n] for n in forecaster.covariates]
-    calendar = calendar_of(series)
+    calendar = series.calendar
     if any(not link.known_future for link in used):  # read as of `last_s`: nothing to share
         grid_s = start_s + step_s * np.arange((end_s - start_s) // step_s + 1, dtype=np.int64)
         covariates = _kept_aligned(session, cache, used, grid_s)
@@ -230,7 +226,7 @@ def stepping_profile(*, session: Session, series: Series, forecaster: Forecaster
                 covariates[link.name][grid_s > last_s] = np.nan
         return forecaster.profile_source(grid_s * NS_PER_S, covariates, calendar,
                                          series=series.name)
-    key = ("stepping", model_id, series.id, series.name, calendar,
+    key = ("stepping", model_id, series,
            tuple((link.name, link.covariate_series_id, link.readings_version) for link in used))
     kept = cache.profile(key, forecaster, start_s * NS_PER_S, end_s * NS_PER_S)
     if kept is not None:
@@ -259,7 +255,7 @@ def stepping_track(*, session: Session, series: Series, forecaster: Forecaster, 
     Raises:
         Conflict: as `forecast_covariates` (a covariate the model reads is no longer linked).
     """
-    step_s = _profile_step_s(series, model_id)
+    step_s = _profile_step_s(series.freq, model_id)
     names = forecaster.features.network_covariates
     links = covariates_db.read_links(session=session, series_id=series.id)
     _check_still_linked(links, names, series.id, model_id)
@@ -303,9 +299,9 @@ def _fetch(session: Session, link: ReadLink, start_s: int,
                                             end_s=end_s)
 
 
-def _profile_step_s(series: Series, model_id: int) -> int:
-    step_s = step_seconds(series.freq)
+def _profile_step_s(freq: str, model_id: int) -> int:
+    step_s = step_seconds(freq)
     if step_s is None:
         raise Conflict(f"Model {model_id} reads a profile, which needs a fixed step; the "
-                       f"series' frequency {series.freq} has none")
+                       f"series' frequency {freq} has none")
     return step_s

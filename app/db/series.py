@@ -1,7 +1,11 @@
 """Queries on series, always scoped to a tenant: another tenant's series do not exist."""
 
-from collections.abc import Sequence
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
+import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -9,6 +13,48 @@ from sqlalchemy.orm import Session
 from app.db import reading_counts
 from app.db.tables import Reading, Series
 from app.errors import Conflict, NotFound
+from app.ml.calendar import CalendarSpec, SpecialDay
+
+# Distinct (holidays, special days) texts whose calendar a process keeps parsed: a calendar is a
+# few hundred bytes, and a tenant's series mostly share a handful.
+MAX_KEPT_CALENDARS = 4096
+
+
+@dataclass(frozen=True)
+class SeriesTraits:
+    """What a model reads of its series beside readings and covariates: its id and name (a
+    global model's scales and profiles are per series), its frequency and its calendar.
+
+    Immutable and hashable: it keys the process's profiles (`app.covariate_cache`), so a
+    series whose name or calendar changed keys another entry.
+    """
+
+    id: int
+    name: str
+    freq: str
+    calendar: CalendarSpec | None
+
+    @classmethod
+    def of(cls, series: Series) -> "SeriesTraits":
+        return cls(id=series.id, name=series.name, freq=series.freq,
+                   calendar=calendar_spec(series.holidays, series.special_days))
+
+
+def calendar_spec(holidays: str | None,
+                  special_days: Sequence[Mapping[str, str]]) -> CalendarSpec | None:
+    """A series' holidays and special days (as stored), or None when it has neither."""
+    if holidays is None and not special_days:
+        return None
+    days = tuple(SpecialDay(date=datetime.date.fromisoformat(d["date"]), label=d["label"])
+                 for d in special_days)
+    return CalendarSpec(holidays=holidays, special_days=days)
+
+
+@lru_cache(maxsize=MAX_KEPT_CALENDARS)
+def stored_calendar(holidays: str | None, special_days_json: str) -> CalendarSpec | None:
+    """As `calendar_spec`, from the special days' column read as JSON text: parsed once per
+    process and text, so a post that reads the series' row reads its calendar for free."""
+    return calendar_spec(holidays, orjson.loads(special_days_json))
 
 
 def create_series(*, session: Session, tenant_id: int, name: str, freq: str,

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db import readings_versions
 from app.db.forecast_models import default_model_id
+from app.db.series import SeriesTraits, stored_calendar
 from app.db.tables import ModelStatus, UTCDateTime
 from app.ml.seasonal import SeasonalCycles, decode_cycles
 from app.ml.stream_state import State, decode, encode
@@ -117,6 +118,15 @@ class StreamRow:
     timezone: str
     current_model_id: int | None
     current_ready_at: datetime | None
+    holidays: str | None
+    special_days: str  # the series' special days as stored, JSON text (parsed when read)
+
+    @property
+    def series(self) -> SeriesTraits:
+        """The stream's series as a profile model reads it, from this row: a covariate post
+        reads its series with its stream's lock, not again (its calendar parsed once a process)."""
+        return SeriesTraits(id=self.series_id, name=self.series_name, freq=self.freq,
+                            calendar=stored_calendar(self.holidays, self.special_days))
 
 
 @dataclass
@@ -144,7 +154,8 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
         rows += _run(connection,
                      f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state, "
                      f"s.last_ts, s.readings_applied, s.next_forecast{d.json_text}, "
-                     f"s.accuracy{d.json_text}, se.name, se.freq, se.timezone, m.id, m.ready_at "
+                     f"s.accuracy{d.json_text}, se.name, se.freq, se.timezone, m.id, m.ready_at, "
+                     f"se.holidays, se.special_days{d.json_text} "
                      "FROM streams s JOIN series se ON se.id = s.series_id "
                      f"LEFT JOIN forecast_models m ON m.id = {d.current_model} AND m.status = {_READY} "
                      f"WHERE s.tenant_id = {d.mark} AND s.name {among}"
@@ -155,6 +166,7 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
         state=_state(row[5]), last_ts=row[6], readings_applied=row[7],
         next_forecast=_json(row[8]), accuracy=_json(row[9]), series_name=row[10], freq=row[11],
         timezone=row[12], current_model_id=row[13], current_ready_at=d.read_stamp(row[14]),
+        holidays=row[15], special_days=row[16],
     ) for row in sorted(rows, key=lambda row: int(row[0]))]
 
 

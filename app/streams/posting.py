@@ -31,7 +31,7 @@ from app.db import stream_rows
 from app.db.engine import lock_for_write
 from app.db.reading_counts import count_inserted
 from app.db.stream_rows import StreamRow, StreamUpdate
-from app.db.tables import Series, Stream
+from app.db.tables import Stream
 from app.errors import Conflict, NotFound, ServiceError, field_error
 from app.ingest import MAX_REPORTED_ROWS, ReadingsBatch, checked_batch
 from app.ml.forecaster import Forecaster
@@ -328,15 +328,15 @@ def _profile_key(step: _Step) -> tuple[int, int]:
 def _profiles(session: Session, forecaster: Forecaster, model_id: int,
               steps: list[_Step]) -> dict[tuple[int, int], ProfileSource | ServiceError]:
     """A profile model's profile around each (series, reading time) of the steps, from the
-    series' stored covariates (one read per covariate and key), or why it cannot be read."""
+    series' stored covariates (one read per covariate and key), or why it cannot be read.
+    The series' name, frequency and calendar come with the streams' locked rows."""
+    rows = {s.row.series_id: s.row for s in steps}
     found: dict[tuple[int, int], ProfileSource | ServiceError] = {}
     for series_id, ts_s in {_profile_key(s) for s in steps}:
-        series = session.get(Series, series_id)
-        assert series is not None
         try:
             found[series_id, ts_s] = stepping_profile(
-                session=session, series=series, forecaster=forecaster, model_id=model_id,
-                first_s=ts_s, last_s=ts_s)
+                session=session, series=rows[series_id].series, forecaster=forecaster,
+                model_id=model_id, first_s=ts_s, last_s=ts_s)
         except ServiceError as exc:
             found[series_id, ts_s] = exc
     return found

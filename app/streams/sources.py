@@ -8,6 +8,7 @@ network that reads covariates, their stored values at each step (`stepping_covar
 from sqlalchemy.orm import Session
 
 from app.covariate_inputs import network_inputs, profile_inputs, stepping_profile, stepping_track
+from app.db.series import SeriesTraits
 from app.db.tables import Series
 from app.ml.features import CovariateTrack
 from app.ml.forecaster import Forecaster
@@ -28,7 +29,7 @@ def stepping_source(*, session: Session, series: Series, forecaster: Forecaster,
                                forecaster=forecaster, cache=cache, stale_ok=stale_ok)
     if first_s is None or last_s is None:
         return None
-    return stepping_profile(session=session, series=series, forecaster=forecaster,
+    return stepping_profile(session=session, series=SeriesTraits.of(series), forecaster=forecaster,
                             model_id=model_id, first_s=first_s, last_s=last_s)
 
 

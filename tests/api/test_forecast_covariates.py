@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.ml.calendar import CalendarSpec
+from app.ml.calendar import CalendarSpec, SpecialDay
 from app.ml.data import SeriesData
 from app.ml.forecaster import Forecaster
 from app.ml.spec import ModelSpec
@@ -311,6 +311,42 @@ def test_a_covariate_stream_whose_covariate_was_unlinked_is_refused_and_stores_n
         {"stream_id": "m1", "ts": stamps[WARM].isoformat(), "value": 1.0}]})
     assert bulk.json()["streams"][0]["error"]["status"] == 409
     assert count_rows(settings.database_url, "readings") == stored
+
+
+def test_a_calendar_patched_between_posts_is_what_the_next_post_steps_with(
+        client: TestClient, auth: dict[str, str], with_weather: dict[str, int],
+        covariate_artifact: Path) -> None:
+    """The series' calendar comes with the stream's locked row and keys the profile kept in the
+    process: a special day added by PATCH is what the next post reads, not the profile kept
+    (two days ahead) by the post before it."""
+    created = client.post("/v1/streams", headers=auth, json={
+        "series_id": with_weather["series"], "stream_id": "m1"})
+    assert created.status_code == 201, created.text
+    start = stream_state(client, auth, "m1")
+    assert post_hour(client, auth, "m1", WARM).status_code == 200
+    stamps, values = hourly_values(WARM + AHEAD)
+    shutdown = SpecialDay(stamps[WARM + 1].date(), "plant shutdown")  # a Monday
+    patched = client.patch(f"/v1/series/{with_weather['series']}", headers=auth, json={
+        "special_days": [{"date": shutdown.date.isoformat(), "label": shutdown.label}]})
+    assert patched.status_code == 200, patched.text
+    assert post_hour(client, auth, "m1", WARM + 1).status_code == 200
+    forecaster = Forecaster.load(covariate_artifact)
+    weather = temperature_values(WARM + AHEAD)
+    load = values + 2.0 * weather
+
+    def stepped(calendars: list[CalendarSpec]) -> Any:
+        state = start
+        for i, calendar in enumerate(calendars):
+            source = forecaster.profile_source(stamps.asi8, {"temperature": weather}, calendar,
+                                               series=SERIES_NAME)
+            at = slice(WARM + i, WARM + i + 1)
+            state = forecaster.warm(load[at], stamps[at], state, seasonal=source)
+        return state
+
+    network = stream_state(client, auth, "m1")["network"]
+    assert np.allclose(network, stepped([CalendarSpec("US"), CalendarSpec(
+        "US", (shutdown,))])["network"], atol=1e-9)
+    assert not np.allclose(network, stepped([CalendarSpec("US")] * 2)["network"], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
