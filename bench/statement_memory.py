@@ -4,7 +4,8 @@ Each case runs in a fresh process on a fresh migrated SQLite file, with the serv
 (`create_db_engine`: a pool of 5 connections, taken in turn): `--posts` times, the key lookups
 of a bulk post of N one-reading streams (`app/db/stream_rows.py`: lock the streams, the stored
 readings at 3 timestamps each, the fits' versions and numbers at 1.25 keys a stream), rolled
-back. It prints the process's RSS growth over the posts. Cases:
+back. It prints the process's RSS growth over the posts, and the CPU time of a post's
+statements (a first post apart, which prepares them). Cases:
   - sized to the post: statements of up to 10,000 rows, each post's rows in as few statements
     as the bound-variable limit allows (as before `SQLITE_CHUNK_ROWS`);
   - the same, without sqlite3's statement cache (`cached_statements=0`): the cache's share;
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -57,7 +59,10 @@ def run_case(case: str, n: int, posts: int) -> None:
     for connection in held:
         connection.close()
     before = rss_mib()
-    for _ in range(posts):
+    cpu_s = 0.0
+    for post in range(posts):
+        if post == 1:
+            cpu_s = time.process_time()
         with engine.connect() as connection, connection.begin() as transaction:
             stream_rows.lock_streams(connection, 1, names)
             stream_rows.stored_values_and_fit_versions(
@@ -65,7 +70,8 @@ def run_case(case: str, n: int, posts: int) -> None:
                 1, keys)
             stream_rows.fit_cycles(connection, 1, keys)
             transaction.rollback()
-    print(f"{rss_mib() - before:.1f}")
+    per_post_ms = 1000 * (time.process_time() - cpu_s) / max(1, posts - 1)
+    print(f"{rss_mib() - before:.1f} MiB, {per_post_ms:.0f} ms")
 
 
 def main() -> None:
@@ -80,14 +86,15 @@ def main() -> None:
         run_case(args.case, args.size, args.posts)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"| case ({args.posts} posts) | " + " | ".join(f"N = {n:,}" for n in sizes) + " |")
+    print(f"| case ({args.posts} posts): RSS growth, CPU a post | "
+          + " | ".join(f"N = {n:,}" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for case in CASES:
         grown = [subprocess.run(
             [sys.executable, "-m", "bench.statement_memory", "--case", case, "--size", str(n),
              "--posts", str(args.posts)], check=True, capture_output=True, text=True
         ).stdout.strip() for n in sizes]
-        print(f"| {case} | " + " | ".join(f"{g} MiB" for g in grown) + " |")
+        print(f"| {case} | " + " | ".join(grown) + " |")
 
 
 if __name__ == "__main__":
