@@ -70,6 +70,23 @@ TURN_PREFIXES = {"day turn, fit late": "turn-", "day turn, fit made ahead": "ahe
 TURN_STEPS = (MAX_STEPS, MAX_STEPS + 1)
 NEXT_DAY_S = DAY_START_S + 86_400
 START_DELAY_S = 1.5
+# Bulk posts ask for no answer body (`Prefer: return=minimal`: a 204 when every stream was
+# applied), as a fleet's collector that only needs to know that all went in would; the full
+# answer, ~250 bytes a stream (~2.5 MB a post), is measured with --full-answers.
+MINIMAL = {"Prefer": "return=minimal"}
+# The server settings the figures depend on, pinned so that a change of a default does not
+# silently change what is measured: the caches whose size the server's RSS follows (the
+# seasonal fits one: ~16,000 half-hourly fits), the body limit a 10,000-reading post must fit
+# (~0.8 MB), the readings quota the cloned fleet must fit (N x 96 readings, plus those
+# posted), and how long a bulk post waits for SQLite's write lock behind the single posts.
+SERVER_SETTINGS = {
+    "STATECAST_SEASONAL_FIT_CACHE_BYTES": str(32 * 2**20),
+    "STATECAST_MODEL_CACHE_SIZE": "16",
+    "STATECAST_MAX_UPLOAD_BYTES": str(64 * 2**20),
+    "STATECAST_TENANT_MAX_READINGS": str(100_000_000),
+    "STATECAST_DATABASE_LOCK_TIMEOUT_S": "10",
+    "STATECAST_BODY_TIMEOUT_S": "30",
+}
 SAMPLES_KEPT = 5
 
 Call = tuple[str, str, bytes | None, int]  # method, path, body, readings it carries
@@ -142,7 +159,7 @@ class Tally:
 
 
 def _send(port: int, headers: dict[str, str], lane: Lane, start_at: float,
-          deadline: float | None, tally: Tally, lock: threading.Lock) -> None:
+          deadline: float | None, tally: Tally, lock: threading.Lock, minimal: bool) -> None:
     import http.client
 
     mine = Tally()
@@ -159,7 +176,8 @@ def _send(port: int, headers: dict[str, str], lane: Lane, start_at: float,
         method, path, body, readings = call
         start = time.perf_counter()
         try:
-            connection.request(method, path, body=body, headers=headers)
+            connection.request(method, path, body=body, headers=(
+                {**headers, **MINIMAL} if path == BULK_PATH and minimal else headers))
             response = connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -175,6 +193,9 @@ def _send(port: int, headers: dict[str, str], lane: Lane, start_at: float,
         if not 200 <= response.status < 300:
             if len(mine.samples) < SAMPLES_KEPT:
                 mine.samples.append(f"{method} {path}: {response.status} {payload[:300]!r}")
+        elif path == BULK_PATH and response.status == 204:  # every stream applied
+            mine.applied += readings
+            mine.readings += readings
         elif path == BULK_PATH:
             answer = json.loads(payload)
             mine.applied += answer["applied"]
@@ -193,14 +214,14 @@ def _send(port: int, headers: dict[str, str], lane: Lane, start_at: float,
 
 
 def _drive(port: int, key: str, lanes: list[Lane], start_at: float,
-           seconds: float | None) -> tuple[Tally, list[Lane]]:
+           seconds: float | None, minimal: bool) -> tuple[Tally, list[Lane]]:
     """One client process: a thread per lane, all starting at `start_at` (monotonic clock)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     deadline = None if seconds is None else start_at + seconds
     tally, lock = Tally(), threading.Lock()
     cpu_before = time.process_time()
     threads = [threading.Thread(target=_send, args=(port, headers, lane, start_at, deadline,
-                                                    tally, lock)) for lane in lanes]
+                                                    tally, lock, minimal)) for lane in lanes]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -241,8 +262,9 @@ class Measured:
 
 
 def drive(port: int, key: str, server_pid: int, lanes: Sequence[Lane], processes: int,
-          seconds: float | None = None) -> tuple[Measured, list[Lane]]:
-    """Send every lane's calls over its own connection from `processes` client processes.
+          seconds: float | None = None, minimal: bool = True) -> tuple[Measured, list[Lane]]:
+    """Send every lane's calls over its own connection from `processes` client processes;
+    bulk posts with `Prefer: return=minimal` unless not `minimal`.
 
     Returns the measurement and the lanes as they came back (a lane may carry its end state).
     """
@@ -252,7 +274,8 @@ def drive(port: int, key: str, server_pid: int, lanes: Sequence[Lane], processes
     server_before = cpu_s(server_pid)
     with get_context("fork").Pool(processes) as pool:
         start_at = time.monotonic() + START_DELAY_S
-        results = pool.starmap(_drive, [(port, key, g, start_at, seconds) for g in groups])
+        results = pool.starmap(_drive, [(port, key, g, start_at, seconds, minimal)
+                                        for g in groups])
     server_used = cpu_s(server_pid) - server_before
     for tally, returned in results:
         total.add(tally)
@@ -454,7 +477,8 @@ def fleet(database: str, database_url: str, workdir: Path, max_streams: int,
     """A server of `processes` API processes with one prototype stream on a trained model,
     ready to grow to `max_streams`."""
     with serving_process(database_url, workdir, STATECAST_WORKER_POLL_INTERVAL_S="0.2",
-                         STATECAST_API_PROCESSES=str(processes)) as (url, key, env, process):
+                         STATECAST_API_PROCESSES=str(processes), **SERVER_SETTINGS
+                         ) as (url, key, env, process):
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
         series = api.post("/v1/series", json={"name": stream_name(0), "freq": "30min"})
         series.raise_for_status()
@@ -560,7 +584,7 @@ def measure_turn(fleet_: Fleet, size: int, label: str, args: argparse.Namespace)
     clone_fleet(fleet_.engine, tenant_id=fleet_.tenant_id, model_id=fleet_.model_id,
                 series_id=proto, first=1, last=size, prefix=prefix)
     measured, _ = drive(fleet_.port, fleet_.key, fleet_.server_pid, turn_lanes(prefix, size), 1,
-                        args.run_seconds)
+                        args.run_seconds, not args.full_answers)
     return measured
 
 
@@ -634,7 +658,8 @@ def measure_stage(fleet_: Fleet, size: int, args: argparse.Namespace) -> Stage:
         behind[label] = fleet_.resync()
         _report(fleet_.database, size, label, runs[label], behind[label])
     runs["bulk"], _ = drive(fleet_.port, fleet_.key, fleet_.server_pid,
-                            bulk_lanes(fleet_, args.bulk_steps), 1, args.run_seconds)
+                            bulk_lanes(fleet_, args.bulk_steps), 1, args.run_seconds,
+                            not args.full_answers)
     behind["bulk"] = fleet_.resync()
     _report(fleet_.database, size, "bulk", runs["bulk"], behind["bulk"])
     if args.day_turn:
@@ -754,6 +779,9 @@ def main() -> None:
                         help="also the day turn: every stream's last reading of the day, then "
                              "its first of the next, with the next day's fit late, then made "
                              "ahead")
+    parser.add_argument("--full-answers", action="store_true",
+                        help="bulk posts without `Prefer: return=minimal`: the server builds "
+                             "and sends its full answer (~2.5 MB a post of 10,000 streams)")
     parser.add_argument("--postgres-url", default=os.environ.get("STATECAST_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()

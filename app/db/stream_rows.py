@@ -5,8 +5,9 @@ with the ORM took most of it. Here each operation is one statement for any numbe
 built by one function from the dialect's few differences (`_Dialect`): its placeholder, how it
 takes a table of rows, and how it reads JSON as text. PostgreSQL takes arrays (`unnest`), so a
 statement's text never depends on how many rows it carries and stays prepared; SQLite takes
-chunks of VALUES rows. A fleet's writes on PostgreSQL (its readings, its stream rows) are copied
-into a temporary table first, then applied by one statement (`_copied`).
+VALUES rows, in runs of a few fixed sizes (`_Dialect.chunks`), so that the statements each
+connection keeps prepared stay few and small. A fleet's writes on PostgreSQL (its readings, its
+stream rows) are copied into a temporary table first, then applied by one statement (`_copied`).
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -30,8 +31,16 @@ from app.ml.stream_state import State, decode, encode
 
 # Up to this many rows, PostgreSQL statements take VALUES lists rather than arrays (_Dialect.rows).
 PG_ARRAY_MIN_ROWS = 16
-# SQLite allows 32,766 bound variables a statement.
-SQLITE_MAX_VARIABLES = 32_000
+# Rows a statement carries at most on SQLite. Each pooled connection keeps its last 128
+# prepared statements (sqlite3's cache), and a prepared statement's size follows its rows (~200 B
+# a row: ~2.4 MiB for a 10,000-stream post's key lookup); with a statement sized to each post,
+# a fleet's bulk posts left several such statements in every pooled connection, and the
+# server's memory grew with the post's size (docs/benchmarks.md, "Statements of fixed shapes").
+SQLITE_CHUNK_ROWS = 1024
+# Up to this many rows a SQLite statement carries exactly its rows (a one-reading post's few);
+# more are padded up to the next power of two (at most SQLITE_CHUNK_ROWS), so a connection caches
+# a few shapes of bounded size whatever the posts' sizes.
+SQLITE_EXACT_ROWS = 16
 # A ready model's status as an SQL literal, for the joins that keep only ready models.
 _READY = f"'{ModelStatus.READY.value}'"
 
@@ -69,9 +78,21 @@ class _Dialect:
             return "= ANY(%s)", (list(values),)
         return f"IN ({', '.join([self.mark] * len(values))})", tuple(values)
 
-    def chunk_rows(self, columns_per_row: int) -> int:
-        """How many rows one statement may carry (SQLite caps its bound variables)."""
-        return 1 << 62 if self.postgres else SQLITE_MAX_VARIABLES // columns_per_row
+    def chunks(self, items: Sequence[Any]) -> Iterator[list[Any]]:
+        """`items` in the runs that one statement each carries: all at once on PostgreSQL
+        (arrays, or a temporary table, keep its statements' text fixed), and on SQLite runs of
+        at most SQLITE_CHUNK_ROWS, a short one padded to a fixed size by repeating its last
+        item. Every statement here reads its rows as a set (an IN list, keys looked up into a
+        dict, an insert that skips a row stored already), so a repeated row changes nothing."""
+        if self.postgres:
+            if items:
+                yield list(items)
+            return
+        for start in range(0, len(items), SQLITE_CHUNK_ROWS):
+            chunk = list(items[start:start + SQLITE_CHUNK_ROWS])
+            size = len(chunk) if len(chunk) <= SQLITE_EXACT_ROWS else min(
+                SQLITE_CHUNK_ROWS, 1 << (len(chunk) - 1).bit_length())
+            yield chunk + chunk[-1:] * (size - len(chunk))
 
 
 def _dialect(connection: Connection) -> _Dialect:
@@ -149,7 +170,7 @@ def lock_streams(connection: Connection, tenant_id: int, names: Sequence[str]) -
     """
     d = _dialect(connection)
     rows: list[Any] = []
-    for chunk in _chunks(list(names), d.chunk_rows(1) - 1):
+    for chunk in d.chunks(names):
         among, params = d.member_of(chunk)
         rows += _run(connection,
                      f"SELECT s.id, s.name, s.series_id, s.model_id, s.pinned, s.state, "
@@ -191,7 +212,7 @@ def stored_values(connection: Connection, series_ids: np.ndarray, ts: np.ndarray
     d = _dialect(connection)
     rows: list[Any] = []
     pairs = list(zip(series_ids.tolist(), ts.tolist(), strict=True))
-    for chunk in _chunks(pairs, d.chunk_rows(2)):
+    for chunk in d.chunks(pairs):
         wanted, params = d.rows(("int", "bigint"), *_columns(chunk, 2))
         rows += _run(connection, f"WITH k(series_id, ts) AS ({wanted}) {_readings_at('k')}", params)
     return {(row[0], row[1]): (np.nan if row[2] is None else row[2]) for row in rows}
@@ -235,7 +256,7 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
                        f"({readings_versions.noted_sql('SELECT DISTINCT series_id FROM new', '%s')}) "
                        "SELECT series_id, ts FROM new", (readings_versions.new_version(),))
         return {(row[0], row[1]) for row in rows}
-    for chunk in _chunks(new_rows, d.chunk_rows(3)):
+    for chunk in d.chunks(new_rows):
         new, params = d.rows(("int", "bigint", "float8"), *_columns(chunk, 3))
         insert = (f"INSERT INTO readings (series_id, ts, value) {new} "
                   "ON CONFLICT DO NOTHING RETURNING series_id, ts")
@@ -247,7 +268,8 @@ def insert_new_readings(connection: Connection, series_ids: np.ndarray, ts: np.n
         else:
             rows += _run(connection, insert, params)
     if not d.postgres:
-        readings_versions.note_written(connection, {row[0] for row in rows})
+        for written in d.chunks(sorted({row[0] for row in rows})):
+            readings_versions.note_written(connection, written)
     return {(row[0], row[1]) for row in rows}
 
 
@@ -330,12 +352,31 @@ def fit_cycles(connection: Connection, model_id: int, keys: Sequence[tuple[int, 
             for row in _fit_rows(connection, model_id, keys, "f.version, f.cycles")}
 
 
+def newest_fits_before(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
+                       ) -> dict[tuple[int, int], tuple[int, int]]:
+    """For (series, boundary) `keys`, the boundary and version of the series' newest fit of the
+    model before that boundary, where it has one (what a post reads while a day's fit is late)."""
+    d = _dialect(connection)
+    rows: list[Any] = []
+    for chunk in d.chunks(keys):
+        wanted, params = d.rows(("int", "bigint"), *_columns(chunk, 2))
+        rows += _run(connection,
+                     f"WITH k(series_id, boundary_ts) AS ({wanted}) "
+                     "SELECT k.series_id, k.boundary_ts, f.boundary_ts, f.version FROM k "
+                     "CROSS JOIN seasonal_fits f WHERE f.series_id = k.series_id "
+                     f"AND f.model_id = {d.mark} AND f.boundary_ts = (SELECT MAX(o.boundary_ts) "
+                     "FROM seasonal_fits o WHERE o.series_id = k.series_id "
+                     f"AND o.model_id = {d.mark} AND o.boundary_ts < k.boundary_ts)",
+                     (*params, model_id, model_id))
+    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
+
+
 def _fit_rows(connection: Connection, model_id: int, keys: Sequence[tuple[int, int]],
               columns: str) -> list[Any]:
     """Series, boundary and `columns` of the model's stored fits among (series, boundary) keys."""
     d = _dialect(connection)
     rows: list[Any] = []
-    for chunk in _chunks(list(keys), d.chunk_rows(2) - 1):
+    for chunk in d.chunks(keys):
         wanted, params = d.rows(("int", "bigint"), *_columns(chunk, 2))
         rows += _run(connection, f"WITH k(series_id, boundary_ts) AS ({wanted}) "
                                  f"{_fits_at(d, 'k', columns)}", (*params, model_id))
@@ -425,11 +466,6 @@ def _translated(connection: Connection, sql: str, params: Any) -> Iterator[None]
     except dbapi.Error as exc:
         raise DBAPIError.instance(sql, params, exc, dbapi.Error,
                                   dialect=connection.dialect) from exc
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _json(text: str | bytes | None) -> Any:

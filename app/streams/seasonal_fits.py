@@ -19,9 +19,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.db import stream_rows
 from app.db.readings import fetch_readings
@@ -133,18 +133,11 @@ class StoredSeasonal:
         """The newest stored fit before the day, read as the day's; None if there is none."""
         if not self.stale_ok:
             return None
-        row = self.session.execute(
-            select(SeasonalFit.boundary_ts, SeasonalFit.cycles)
-            .where(SeasonalFit.series_id == self.series.id, SeasonalFit.model_id == self.model_id,
-                   SeasonalFit.boundary_ts < boundary_s)
-            .order_by(SeasonalFit.boundary_ts.desc()).limit(1)).first()
-        if row is None:
-            return None
         step_s = step_seconds(self.series.freq)
         assert step_s is not None, "stream models train on fixed frequencies only"
-        _note_stale([(self.series.id, boundary_s)])
-        newest: SeasonalCycles = row.cycles
-        return newest.shifted((boundary_s - row.boundary_ts) // step_s)
+        key = (self.series.id, boundary_s)
+        return stale_fits(self.session.connection(), self.model_id, [key], step_s,
+                          self.cache).get(key)
 
     def _load(self, boundary_s: int) -> SeasonalCycles | None:
         if self.cache is not None:  # a version read, and the fit parsed once per process
@@ -240,30 +233,40 @@ def stored_fits(connection: Connection, cache: FitCache, model_id: int,
         cache.put((model_id, *key, version), found[key])
     if stale_step_s is not None:
         found.update(stale_fits(connection, model_id, [k for k in keys if k not in found],
-                                stale_step_s))
+                                stale_step_s, cache))
     return found
 
 
 def stale_fits(connection: Connection, model_id: int, keys: Sequence[FitKey],
-               step_s: int) -> dict[FitKey, SeasonalCycles]:
+               step_s: int, cache: FitCache | None = None) -> dict[FitKey, SeasonalCycles]:
     """For (series, day) `keys` with no fit stored, each series' newest fit before that day,
-    shifted to it, noted as stale; one query per distinct day (a fleet's posts share one)."""
+    shifted to it, noted as stale.
+
+    With a `cache`, each stand-in is kept as a made fit is, keyed by its day and by the version
+    of the fit it was shifted from (bit-inverted, so negative: never a stored fit's version).
+    A newer fit stored before the day, or that fit made again, has another version and so is
+    read afresh; and once the day's own fit is stored, `stored_fits` finds its version first
+    and never asks for a stand-in.
+    """
+    newest = stream_rows.newest_fits_before(connection, model_id, keys)
     found: dict[FitKey, SeasonalCycles] = {}
-    by_day: dict[int, list[int]] = {}
-    for series_id, boundary_s in keys:
-        by_day.setdefault(boundary_s, []).append(series_id)
-    older = aliased(SeasonalFit)
-    for boundary_s, series_ids in by_day.items():
-        newest = (select(func.max(older.boundary_ts))
-                  .where(older.series_id == SeasonalFit.series_id, older.model_id == model_id,
-                         older.boundary_ts < boundary_s).scalar_subquery())
-        rows = connection.execute(
-            select(SeasonalFit.series_id, SeasonalFit.boundary_ts, SeasonalFit.cycles)
-            .where(SeasonalFit.model_id == model_id, SeasonalFit.series_id.in_(series_ids),
-                   SeasonalFit.boundary_ts == newest)).all()
-        for series_id, fit_boundary_s, cycles in rows:
-            found[(series_id, boundary_s)] = cycles.shifted(
-                (boundary_s - fit_boundary_s) // step_s)
+    unread: dict[FitKey, int] = {}  # the day -> the boundary of the fit it is shifted from
+    for key, (fit_boundary_s, version) in newest.items():
+        fit = None if cache is None else cache.get((model_id, *key, ~version))
+        if fit is None:
+            unread[key] = fit_boundary_s
+        else:
+            found[key] = fit
+    if unread:
+        read = stream_rows.fit_cycles(connection, model_id,
+                                      sorted({(key[0], b) for key, b in unread.items()}))
+        for key, fit_boundary_s in unread.items():
+            if (key[0], fit_boundary_s) not in read:
+                continue  # dropped since the read above (PostgreSQL): no stand-in
+            version, cycles = read[(key[0], fit_boundary_s)]
+            found[key] = cycles.shifted((key[1] - fit_boundary_s) // step_s)
+            if cache is not None:
+                cache.put((model_id, *key, ~version), found[key])
     _note_stale(list(found))
     return found
 

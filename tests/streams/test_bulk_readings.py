@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db import stream_rows
 from app.main import create_app
 from app.ml.artifacts import META_FILE, load_meta
 from app.ml.forecaster import Forecaster
@@ -229,6 +230,38 @@ def test_bulk_ends_where_one_stream_at_a_time_ends(
     # Feeding alice's streams of the same names left mallory's alone.
     assert {s: snapshot(client, other_auth, s) for s in plan} == reference
 
+
+
+# Two more streams of the stateful LSTM's series: six streams, four on the one-reading path.
+SIX_STREAMS = {**FLEET_STREAMS, "m3": SERIES_NAME, "m4": SERIES_NAME}
+
+
+def test_a_bulk_post_over_several_statements_ends_where_one_stream_at_a_time_ends(
+        client: TestClient, auth: dict[str, str], other_auth: dict[str, str],
+        settings: Settings, fleet_artifacts: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Statements of at most 4 rows on SQLite (several a post, a short one padded by repeating
+    a row), and arrays or copied tables from 2 rows on PostgreSQL: bulk posts of one reading a
+    stream end where one post per stream and reading ends."""
+    alice = open_fleet(client, auth, settings, fleet_artifacts, SIX_STREAMS)
+    mallory = open_fleet(client, other_auth, settings, fleet_artifacts, SIX_STREAMS)
+    steps = range(3)
+    for k in steps:
+        for stream in SIX_STREAMS:
+            single(client, other_auth, stream, [reading(stream, WARM + k)])
+    reference = {stream: snapshot(client, other_auth, stream) for stream in SIX_STREAMS}
+    monkeypatch.setattr(stream_rows, "SQLITE_CHUNK_ROWS", 4)
+    monkeypatch.setattr(stream_rows, "SQLITE_EXACT_ROWS", 1)
+    monkeypatch.setattr(stream_rows, "PG_ARRAY_MIN_ROWS", 1)
+    for k in steps:
+        body = bulk(client, auth, [reading(stream, WARM + k) for stream in SIX_STREAMS])
+        assert (body["applied"], body["duplicates"], body["refused"]) == (6, 0, 0), body
+    for stream in SIX_STREAMS:
+        got = snapshot(client, auth, stream)
+        for key in ("state", "readings_applied", "next_forecast", "accuracy"):
+            assert got[key] == reference[stream][key], (stream, key)
+    for name in FLEET_MODELS:
+        assert stored(client, auth, alice[name]) == stored(client, other_auth, mallory[name])
 
 # --- refusals ---------------------------------------------------------------------------------
 
