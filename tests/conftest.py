@@ -13,6 +13,7 @@ from app.db.migrations import upgrade
 from app.db.tenants import create_key
 from app.main import create_app
 from tests.databases import (
+    PostgresClones,
     cloned_database,
     create_postgres_database,
     drop_postgres_database,
@@ -59,6 +60,17 @@ def pg_template(pg_admin_url: str | None) -> Iterator[str | None]:
     drop_postgres_database(pg_admin_url, name)
 
 
+@pytest.fixture(scope="session")
+def pg_clones(pg_admin_url: str | None, pg_template: str | None
+              ) -> Iterator[PostgresClones | None]:
+    if pg_admin_url is None or pg_template is None:
+        yield None
+        return
+    clones = PostgresClones(pg_admin_url, pg_template)
+    yield clones
+    clones.close()  # before pg_template's teardown drops the template
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, pg_admin_url: str | None) -> str:
     if request.param == "postgresql" and pg_admin_url is None:
@@ -67,12 +79,10 @@ def backend(request: pytest.FixtureRequest, pg_admin_url: str | None) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, sqlite_template: str, pg_template: str | None,
-                 pg_admin_url: str | None, tmp_path: Path) -> Iterator[str]:
+def database_url(backend: str, sqlite_template: str, pg_clones: PostgresClones | None,
+                 tmp_path: Path) -> Iterator[str]:
     """A migrated database of this test's own, on each backend."""
-    template = sqlite_template if backend == "sqlite" else pg_template
-    assert template is not None
-    with cloned_database(backend, template, tmp_path, pg_admin_url) as url:
+    with cloned_database(backend, sqlite_template, tmp_path, pg_clones) as url:
         yield url
 
 

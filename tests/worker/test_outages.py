@@ -17,10 +17,12 @@ from app.main import create_app
 from app.worker.runner import Worker
 from tests.conftest import make_key
 from tests.pgcluster import postgres_cluster
-from tests.worker.helpers import job_status, series_with_data, train
+from tests.worker.helpers import job_status, preloaded_context, series_with_data, train
 
 pytestmark = pytest.mark.slow
-OUTAGE_S = 4.0
+# Long enough for three failed rounds (the retries wait 0.5, 1, 2 s), short enough that the
+# retry 2 s after the third finds the database back instead of waiting out a 4 s pause.
+OUTAGE_S = 2.5
 
 
 @contextmanager
@@ -28,6 +30,7 @@ def worker_thread(settings: Settings) -> Iterator[Worker]:
     """A worker running its real loop (with its error handling) in a thread."""
     settings.worker_poll_interval_s = 0.1
     worker = Worker(settings)
+    worker.context = preloaded_context()  # the loop is under test, not how its child starts
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
